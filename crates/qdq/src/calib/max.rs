@@ -1,0 +1,165 @@
+//! `MaxCalibrator`: the running max of |x|, per tensor or per kept axis.
+
+use burn::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::tensor_quant::reduce::{nan_max, reduce_amax};
+use crate::tensor_quant::{Amax, NumBits};
+
+/// Running max of |x| over the dims not in `axis` (pytorch-quantization's
+/// `MaxCalibrator`).
+///
+/// ```
+/// use qdq::calib::MaxCalibrator;
+/// let mut c = MaxCalibrator::new(8, None, false);
+/// assert!(c.compute_amax().is_none());
+/// c.collect_slice(&[0.5, -2.0, 1.0], &[3]).unwrap();
+/// assert_eq!(c.compute_amax().unwrap().values(), &[2.0]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct MaxCalibrator {
+    num_bits: NumBits,
+    axis: Option<Vec<isize>>,
+    unsigned: bool,
+    track_amax: bool,
+    calib_amax: Option<Amax>,
+    amaxs: Vec<Amax>,
+}
+
+impl MaxCalibrator {
+    /// A calibrator keeping `axis` (negative axes count from the end; `None`: per tensor).
+    /// `num_bits` and `unsigned` are recorded for reports only, as in the reference.
+    pub fn new(num_bits: impl Into<NumBits>, axis: Option<Vec<isize>>, unsigned: bool) -> Self {
+        Self {
+            num_bits: num_bits.into(),
+            axis,
+            unsigned,
+            track_amax: false,
+            calib_amax: None,
+            amaxs: Vec::new(),
+        }
+    }
+
+    /// Also keep every batch's amax (see [`MaxCalibrator::amaxs`]).
+    #[must_use]
+    pub fn with_track_amax(mut self, track: bool) -> Self {
+        self.track_amax = track;
+        self
+    }
+
+    /// Bits of the quantizer this calibrates.
+    pub fn num_bits(&self) -> NumBits {
+        self.num_bits
+    }
+
+    /// Whether the quantizer is unsigned.
+    pub fn unsigned(&self) -> bool {
+        self.unsigned
+    }
+
+    /// Kept axes.
+    pub fn axis(&self) -> Option<&[isize]> {
+        self.axis.as_deref()
+    }
+
+    /// Per-batch amaxes, when tracking.
+    pub fn amaxs(&self) -> &[Amax] {
+        &self.amaxs
+    }
+
+    /// Folds one batch (row-major `data` of `shape`) into the running max.
+    ///
+    /// # Errors
+    /// An axis out of range, or a batch whose amax shape differs from earlier ones.
+    pub fn collect_slice(&mut self, data: &[f32], shape: &[usize]) -> Result<()> {
+        let local = reduce_amax(data, shape, self.axis.as_deref())?;
+        let merged = match self.calib_amax.take() {
+            None => local.clone(),
+            Some(prev) => {
+                if prev.shape() != local.shape() {
+                    let err = Error::AmaxShapeChanged {
+                        previous: prev.shape().to_vec(),
+                        current: local.shape().to_vec(),
+                    };
+                    self.calib_amax = Some(prev);
+                    return Err(err);
+                }
+                let values = prev
+                    .values()
+                    .iter()
+                    .zip(local.values())
+                    .map(|(&a, &b)| nan_max(a, b))
+                    .collect();
+                Amax::new(values, prev.shape().to_vec())?
+            }
+        };
+        self.calib_amax = Some(merged);
+        if self.track_amax {
+            self.amaxs.push(local);
+        }
+        Ok(())
+    }
+
+    /// Folds one batch given as a tensor.
+    pub fn collect<const D: usize>(&mut self, x: &Tensor<D>) -> Result<()> {
+        let data = crate::tensor_quant::host_values(x)?;
+        self.collect_slice(&data, &x.dims())
+    }
+
+    /// The running max, `None` before any data.
+    pub fn compute_amax(&self) -> Option<Amax> {
+        self.calib_amax.clone()
+    }
+
+    /// Forgets everything collected.
+    pub fn reset(&mut self) {
+        self.calib_amax = None;
+        self.amaxs.clear();
+    }
+}
+
+impl std::fmt::Display for MaxCalibrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MaxCalibrator(track_amax={})",
+            if self.track_amax { "True" } else { "False" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_max_per_axis_and_shape_change() {
+        let mut c = MaxCalibrator::new(8, Some(vec![0]), false).with_track_amax(true);
+        c.collect_slice(&[1.0, -3.0, 2.0, 0.5], &[2, 2]).unwrap();
+        c.collect_slice(&[-4.0, 0.0, 1.0, 1.0], &[2, 2]).unwrap();
+        let a = c.compute_amax().unwrap();
+        assert_eq!((a.values(), a.shape()), (&[4.0f32, 2.0][..], &[2, 1][..]));
+        assert_eq!(c.amaxs().len(), 2);
+        assert_eq!(c.amaxs()[0].values(), &[3.0, 2.0]);
+        let err = c.collect_slice(&[1.0, 2.0, 3.0], &[3, 1]).unwrap_err();
+        assert!(matches!(err, Error::AmaxShapeChanged { .. }), "{err}");
+        // The failed batch left the running max untouched.
+        assert_eq!(c.compute_amax().unwrap().values(), &[4.0, 2.0]);
+        c.reset();
+        assert!(c.compute_amax().is_none());
+        assert!(c.amaxs().is_empty());
+    }
+
+    #[test]
+    fn negative_axis_is_normalised() {
+        // Reference calibrator_test "axis -4" on a 4-D tensor == axis 0.
+        let data: Vec<f32> = (0..24).map(|v| v as f32 - 12.0).collect();
+        let mut a = MaxCalibrator::new(8, Some(vec![-4]), false);
+        let mut b = MaxCalibrator::new(8, Some(vec![0]), false);
+        a.collect_slice(&data, &[2, 3, 2, 2]).unwrap();
+        b.collect_slice(&data, &[2, 3, 2, 2]).unwrap();
+        assert_eq!(a.compute_amax(), b.compute_amax());
+        assert_eq!(a.compute_amax().unwrap().values(), &[12.0, 11.0]);
+        assert_eq!(a.to_string(), "MaxCalibrator(track_amax=False)");
+    }
+}
