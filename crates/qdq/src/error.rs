@@ -107,6 +107,14 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// An error raised by one quantizer of a model, with the quantizer's name.
+    #[error("quantizer `{name}`: {source}")]
+    Quantizer {
+        /// Dotted path of the quantizer in the model.
+        name: String,
+        /// What went wrong.
+        source: Box<Error>,
+    },
     /// Data could not be read as float32.
     #[error("expected float data: {0}")]
     Data(String),

@@ -23,6 +23,7 @@
 
 pub mod calib;
 pub mod error;
+pub mod nn;
 pub mod tensor_quant;
 
 pub use error::{Error, Result};

@@ -304,7 +304,7 @@ impl QuantDescriptorBuilder {
 }
 
 /// Formats an axis list as the reference prints it: `0` for one axis, `(0, 1)` for several.
-pub(crate) fn fmt_axis(axis: &[isize]) -> String {
+pub fn fmt_axis(axis: &[isize]) -> String {
     match axis {
         [a] => a.to_string(),
         many => format!(

@@ -23,6 +23,7 @@ pub mod reduce;
 
 pub use amax::Amax;
 pub use clip::clip;
+pub use descriptor::fmt_axis as descriptor_fmt_axis;
 pub use descriptor::*;
 pub use format::{AMAX_EPS, E4M3_MAX, E4M3Tag, IntRange, NumBits};
 

@@ -1,0 +1,13 @@
+//! Quantized modules for burn: `TensorQuantizer`, the `Quant*` layers, and walks over
+//! a model's quantizers (`nn/` of the reference).
+
+mod calibration;
+mod handle;
+mod tensor_quantizer;
+
+pub use calibration::{
+    check_quantizers, collect_stats, compute_amax, disable_calibration, enable_calibration,
+    load_amaxes, quantizer_summary,
+};
+pub use handle::{NamedQuantizer, QuantizerConfig, QuantizerHandle, named_quantizers};
+pub use tensor_quantizer::{LearnableClip, TensorQuantizer};

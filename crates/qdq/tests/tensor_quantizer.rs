@@ -1,0 +1,264 @@
+//! `TensorQuantizer`: forward order, switches, amax, calibration, printing, walks and records.
+
+mod common;
+
+use burn::module::Module;
+use common::{Lcg, bits, dev, tensor, values};
+use qdq::nn::{TensorQuantizer, named_quantizers};
+use qdq::tensor_quant::{QuantDescriptor, fake_tensor_quant, scaled_e4m3};
+use qdq::{Amax, Error};
+
+fn quantizer(desc: QuantDescriptor) -> TensorQuantizer {
+    TensorQuantizer::new(&desc, &dev()).unwrap()
+}
+
+#[test]
+fn module_equals_function_with_dynamic_amax() {
+    let d = dev();
+    let x = tensor(Lcg(1).vec(60, -2.0, 2.0), [3, 4, 5], &d);
+    let q = quantizer(QuantDescriptor::default());
+    let amax = x.clone().abs().max().reshape([1, 1, 1]);
+    // Descriptor default: full range (narrow_range = false).
+    let want = fake_tensor_quant(x.clone(), amax, 8, false, false).unwrap();
+    assert_eq!(bits(&values(q.forward(x))), bits(&values(want)));
+    assert_eq!(
+        q.to_string(),
+        "TensorQuantizer(8bit fake per-tensor amax=dynamic calibrator=MaxCalibrator scale=1.0 quant)"
+    );
+}
+
+#[test]
+fn per_channel_static_amax_with_scale_amax() {
+    let d = dev();
+    let x = tensor(Lcg(2).vec(24, -1.0, 1.0), [4, 6], &d);
+    let desc = QuantDescriptor::builder()
+        .axis([0])
+        .scale_amax(0.7)
+        .build()
+        .unwrap();
+    let mut q = quantizer(desc);
+    q.set_amax(&Amax::new(vec![0.5, 1.0, 0.25, 0.8], vec![4, 1]).unwrap())
+        .unwrap();
+    // amax * 0.7 in f32, per row.
+    let scaled: Vec<f32> = [0.5f32, 1.0, 0.25, 0.8]
+        .iter()
+        .map(|a| a * 0.7f32)
+        .collect();
+    let want = fake_tensor_quant(x.clone(), tensor(scaled, [4, 1], &d), 8, false, false).unwrap();
+    assert_eq!(bits(&values(q.forward(x))), bits(&values(want)));
+    assert_eq!(
+        q.to_string(),
+        "TensorQuantizer(8bit fake axis=0 amax=[0.2500, 1.0000](4) *0.7 calibrator=MaxCalibrator scale=1.0 quant)"
+    );
+    // A different number of entries is refused.
+    assert!(matches!(
+        q.set_amax(&Amax::scalar(1.0)),
+        Err(Error::AmaxShapeChanged { .. })
+    ));
+}
+
+#[test]
+fn amax_setter_and_step_size() {
+    let mut q = quantizer(QuantDescriptor::default());
+    assert_eq!(q.amax(), None);
+    q.set_amax(&Amax::scalar(0.577)).unwrap();
+    assert_eq!(q.amax(), Some(vec![0.577]));
+    assert_eq!(q.step_size(), Some(vec![0.577 / 127.0]));
+    assert_eq!(q.maxbound(), 127.0);
+    assert!(q.set_amax(&Amax::scalar(-1.0)).is_err());
+    let u4 = quantizer(
+        QuantDescriptor::builder()
+            .num_bits(4)
+            .unsigned(true)
+            .narrow_range(true)
+            .amax(Amax::scalar(2.0))
+            .scale_amax(0.5)
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(u4.maxbound(), 15.0);
+    assert_eq!(
+        u4.to_string(),
+        "TensorQuantizer(unsigned 4bit narrow fake per-tensor amax=2.0000 *0.5 calibrator=MaxCalibrator scale=1.0 quant)"
+    );
+}
+
+#[test]
+fn switches_follow_the_reference_forward_order() {
+    let d = dev();
+    let x = tensor(vec![0.3, -1.7, 2.2, 0.01], [4], &d);
+    let q = quantizer(
+        QuantDescriptor::builder()
+            .amax(Amax::scalar(1.0))
+            .build()
+            .unwrap(),
+    );
+    q.disable();
+    assert_eq!(q.to_string(), "TensorQuantizer(disabled)");
+    assert_eq!(values(q.forward(x.clone())), values(x.clone()));
+    q.enable();
+    q.disable_quant();
+    assert_eq!(values(q.forward(x.clone())), values(x.clone()));
+    // Calibrating while not quantizing collects full-precision statistics.
+    q.enable_calib();
+    let _ = q.forward(x.clone());
+    assert!(q.to_string().ends_with("scale=1.0 calib)"), "{q}");
+    q.disable_calib();
+    q.enable_quant();
+    let out = values(q.forward(x));
+    // Full range (descriptor default): -215.9 clamps to -128.
+    assert_eq!(out, vec![38.0 / 127.0, -128.0 / 127.0, 1.0, 1.0 / 127.0]);
+}
+
+#[test]
+fn max_calibration_and_strict_load() {
+    let d = dev();
+    let mut q = quantizer(QuantDescriptor::builder().axis([0]).build().unwrap());
+    let err = q.load_calib_amax().unwrap_err();
+    assert!(matches!(err, Error::NoData { .. }), "{err}");
+    q.enable_calib();
+    q.disable_quant();
+    let _ = q.forward(tensor(
+        vec![0.5, -2.2035, 0.0, 0.0, 1.0, -0.25, 0.1, 0.2],
+        [4, 2],
+        &d,
+    ));
+    q.load_calib_amax().unwrap();
+    q.disable_calib();
+    q.enable_quant();
+    assert_eq!(q.amax(), Some(vec![2.2035, 0.0, 1.0, 0.2]));
+    assert_eq!(
+        q.to_string(),
+        "TensorQuantizer(8bit fake axis=0 amax=[0.0000, 2.2035](4) calibrator=MaxCalibrator scale=1.0 quant)"
+    );
+    // Non-strict on a quantizer without data: disabled, not NaN.
+    let mut empty = quantizer(QuantDescriptor::default());
+    empty.load_calib_amax_opts(None, false).unwrap();
+    assert_eq!(empty.to_string(), "TensorQuantizer(disabled)");
+}
+
+#[test]
+fn learn_amax_clips_then_quantizes_with_the_learned_range() {
+    let d = dev();
+    let x = tensor(vec![-0.9, -0.2, 0.26, 0.7], [4], &d);
+    let q = quantizer(
+        QuantDescriptor::builder()
+            .learn_amax(true)
+            .amax(Amax::scalar(0.5))
+            .build()
+            .unwrap(),
+    );
+    let clipped = tensor(vec![-0.5, -0.2, 0.26, 0.5], [4], &d);
+    let want = fake_tensor_quant(clipped, tensor(vec![0.5], [1], &d), 8, false, false).unwrap();
+    assert_eq!(bits(&values(q.forward(x))), bits(&values(want)));
+    assert!(q.to_string().contains("learned"), "{q}");
+    assert!(q.to_string().ends_with("quant clip)"), "{q}");
+}
+
+#[test]
+fn e4m3_quantizer_and_real_quant() {
+    let d = dev();
+    let x = tensor(vec![0.2, -1.8, 0.6], [3], &d);
+    let fp8 = quantizer(
+        QuantDescriptor::builder()
+            .e4m3()
+            .amax(Amax::scalar(2.0))
+            .build()
+            .unwrap(),
+    );
+    let want = scaled_e4m3(x.clone(), Some(tensor(vec![2.0], [1], &d))).unwrap();
+    assert_eq!(values(fp8.forward(x.clone())), values(want));
+    assert_eq!(fp8.maxbound(), 448.0);
+    assert!(
+        fp8.to_string()
+            .starts_with("TensorQuantizer((4, 3)bit fake per-tensor amax=2.0000"),
+        "{fp8}"
+    );
+    // Real quantization forces the narrow range, as the reference does.
+    let real = quantizer(
+        QuantDescriptor::builder()
+            .fake_quant(false)
+            .amax(Amax::scalar(1.0))
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(
+        values(real.forward(tensor(vec![-1.5, 0.5], [2], &d))),
+        vec![-127.0, 64.0]
+    );
+    assert!(
+        real.to_string().contains("scale=[127.0000, 127.0000](1)"),
+        "{real}"
+    );
+}
+
+#[test]
+fn forward_errors_are_recorded_not_panicked() {
+    let d = dev();
+    let q = quantizer(QuantDescriptor::builder().unsigned(true).build().unwrap());
+    let x = tensor(vec![0.5, -0.5], [2], &d);
+    assert!(matches!(
+        q.try_forward(x.clone()),
+        Err(Error::NegativeInputUnsigned { .. })
+    ));
+    assert_eq!(values(q.forward(x.clone())), values(x));
+    assert!(matches!(
+        q.handle.take_error(),
+        Some(Error::NegativeInputUnsigned { .. })
+    ));
+}
+
+#[derive(Module, Debug)]
+struct Block {
+    _input_quantizer: TensorQuantizer,
+    inner: Inner,
+}
+
+#[derive(Module, Debug)]
+struct Inner {
+    layers: Vec<TensorQuantizer>,
+}
+
+#[test]
+fn walk_finds_quantizers_by_name_and_records_round_trip() {
+    let d = dev();
+    let make = || Block {
+        _input_quantizer: quantizer(QuantDescriptor::default()),
+        inner: Inner {
+            layers: vec![
+                quantizer(QuantDescriptor::default()),
+                quantizer(QuantDescriptor::builder().axis([0]).build().unwrap()).with_channels(2),
+            ],
+        },
+    };
+    let mut block = make();
+    let names: Vec<String> = named_quantizers(&block)
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["_input_quantizer", "inner.layers.0", "inner.layers.1"]
+    );
+    block.inner.layers[1]
+        .set_amax(&Amax::new(vec![0.5, 1.5], vec![2, 1]).unwrap())
+        .unwrap();
+    block._input_quantizer.set_amax(&Amax::scalar(3.0)).unwrap();
+    let found = named_quantizers(&block);
+    assert_eq!(found[0].amax, Some(vec![3.0]));
+    assert_eq!(found[1].amax, None);
+    assert_eq!(found[2].amax, Some(vec![0.5, 1.5]));
+    // Switches set through a handle act on the model.
+    found[0].handle.disable();
+    assert_eq!(
+        block._input_quantizer.to_string(),
+        "TensorQuantizer(disabled)"
+    );
+    // amax survives a record round trip into a fresh model.
+    let record = block.into_record();
+    let fresh = make().load_record(record);
+    assert_eq!(fresh._input_quantizer.amax(), Some(vec![3.0]));
+    assert_eq!(fresh.inner.layers[1].amax(), Some(vec![0.5, 1.5]));
+    assert_eq!(fresh.inner.layers[0].amax(), None);
+    let _ = d;
+}
