@@ -3,6 +3,7 @@
 
 mod calibration;
 mod handle;
+pub mod modules;
 mod tensor_quantizer;
 
 pub use calibration::{
@@ -10,4 +11,5 @@ pub use calibration::{
     load_amaxes, quantizer_summary,
 };
 pub use handle::{NamedQuantizer, QuantizerConfig, QuantizerHandle, named_quantizers};
+pub use modules::*;
 pub use tensor_quantizer::{LearnableClip, TensorQuantizer};

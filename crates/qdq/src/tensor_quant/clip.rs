@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 ///
 /// Gradients (PACT style, as the reference): `x` gets `g` where `lo < x < hi`
 /// (strict), `clip_value_min` gets `sum(g where x <= lo)`, `clip_value_max` gets
-/// `sum(g where x >= hi)`. Spec example: x = [-2,-1,-.5,0,.5,1,2], lo = -1, hi = 1,
-/// g = [1..7] gives grad_x = [0,0,3,4,5,0,0], grad_lo = 3, grad_hi = 13.
+/// `sum(g where x >= hi)`. Spec example: `x = [-2,-1,-.5,0,.5,1,2]`, `lo = -1`,
+/// `hi = 1`, `g = [1..7]` gives `grad_x = [0,0,3,4,5,0,0]`, `grad_lo = 3`, `grad_hi = 13`.
 ///
 /// # Errors
 /// [`Error::Unsupported`] when a bound has more than one element ("Learnable min/max

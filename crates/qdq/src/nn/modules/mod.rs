@@ -1,0 +1,48 @@
+//! The quantized layers (`Quant*`) and the helpers to write new ones.
+//!
+//! Each layer is burn's float op applied to fake-quantized inputs (and weights):
+//! `forward` equals the float op on `_input_quantizer.forward(x)` and
+//! `_weight_quantizer.forward(weight)` bit for bit, bias unquantized, gradients by
+//! straight-through estimation. Layers are built burn-style from a config
+//! (`QuantConv2dConfig::new([3, 8], [3, 3]).init(&device)?`) or from a trained float
+//! layer (`QuantConv2d::from_float(conv, None, None)?`); a descriptor left as
+//! `None` takes the class default, which
+//! [`QuantInputMixin::set_default_quant_desc_input`] and
+//! [`QuantMixin::set_default_quant_desc_weight`] change per class.
+//!
+//! | layer | input default | weight default |
+//! |---|---|---|
+//! | `QuantConv1d/2d/3d` | 8-bit per tensor | 8-bit per output channel (axis 0 of `[C_out, C_in/g, k...]`) |
+//! | `QuantConvTranspose1d/2d/3d` | 8-bit per tensor | 8-bit per input channel (axis 0 of `[C_in, C_out/g, k...]`) |
+//! | `QuantLinear` | 8-bit per tensor | 8-bit per output feature (axis 0 of `[d_output, d_input]`) |
+//! | `Quant{Max,Avg,AdaptiveAvg}Pool1d/2d/3d` | 8-bit per tensor | — |
+
+mod macros;
+pub mod mixin;
+mod padding;
+pub mod pool3d;
+mod quant_conv;
+mod quant_conv_transpose;
+mod quant_linear;
+mod quant_pooling;
+
+pub use mixin::{
+    DefaultQuantDesc, QuantInputMixin, QuantMixin, check_fake_quant, init_input_quantizer,
+    init_quantizers, init_weight_quantizer, pop_quant_desc_in_kwargs, pop_quant_desc_input,
+};
+pub use pool3d::{AvgPool3d, AvgPool3dConfig, MaxPool3d, MaxPool3dConfig};
+pub use quant_conv::{
+    QuantConv1d, QuantConv1dConfig, QuantConv2d, QuantConv2dConfig, QuantConv3d, QuantConv3dConfig,
+};
+pub use quant_conv_transpose::{
+    QuantConvTranspose1d, QuantConvTranspose1dConfig, QuantConvTranspose2d,
+    QuantConvTranspose2dConfig, QuantConvTranspose3d, QuantConvTranspose3dConfig,
+};
+pub use quant_linear::{QuantLinear, QuantLinearConfig};
+pub use quant_pooling::{
+    QuantAdaptiveAvgPool1d, QuantAdaptiveAvgPool1dConfig, QuantAdaptiveAvgPool2d,
+    QuantAdaptiveAvgPool2dConfig, QuantAdaptiveAvgPool3d, QuantAdaptiveAvgPool3dConfig,
+    QuantAvgPool1d, QuantAvgPool1dConfig, QuantAvgPool2d, QuantAvgPool2dConfig, QuantAvgPool3d,
+    QuantAvgPool3dConfig, QuantMaxPool1d, QuantMaxPool1dConfig, QuantMaxPool2d,
+    QuantMaxPool2dConfig, QuantMaxPool3d, QuantMaxPool3dConfig,
+};

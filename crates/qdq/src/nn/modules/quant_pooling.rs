@@ -1,0 +1,125 @@
+//! Quantized pooling (`nn/modules/quant_pooling.py` of the reference): a float
+//! pool on the fake-quantized input, for max, average and adaptive average
+//! pooling in 1, 2 and 3 dims.
+
+use burn::nn::pool::{
+    AdaptiveAvgPool1d, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig,
+    AdaptiveAvgPool3d, AdaptiveAvgPool3dConfig, AvgPool1d, AvgPool1dConfig, AvgPool2d,
+    AvgPool2dConfig, MaxPool1d, MaxPool1dConfig, MaxPool2d, MaxPool2dConfig,
+};
+use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
+
+use super::pool3d::{AvgPool3d, AvgPool3dConfig, MaxPool3d, MaxPool3dConfig};
+
+/// Declares one quantized pool: the module (`pool`, `_input_quantizer`), its
+/// config wrapping the float pool's, `from_float`, `forward`, and the mixin.
+macro_rules! quant_pool {
+    ($name:ident($pool:ty) rank $rank:literal;
+     config $config:ident($pool_config:ty) {
+         new($($arg:ident: $arg_ty:ty),*);
+         setters { $($setter:ident($sfield:ident: $sty:ty)),* $(,)? }
+     }) => {
+        #[doc = concat!("`", stringify!($pool), "` on the quantized input (`", stringify!($name), "`).")]
+        #[derive(burn::module::Module, Debug)]
+        pub struct $name {
+            /// The float pool.
+            pub pool: $pool,
+            /// Quantizes the input (per tensor by default).
+            pub _input_quantizer: $crate::nn::TensorQuantizer,
+        }
+
+        #[doc = concat!("Configuration of a [`", stringify!($name), "`]: the float pool's config plus a descriptor.")]
+        #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+        pub struct $config {
+            /// The float pool's configuration.
+            pub pool: $pool_config,
+            /// Input descriptor; `None` takes the class default at `init`.
+            pub quant_desc_input: Option<$crate::tensor_quant::QuantDescriptor>,
+        }
+
+        impl burn::config::Config for $config {}
+
+        impl $config {
+            #[doc = concat!("A config with the arguments and defaults of `", stringify!($pool_config), "::new`.")]
+            pub fn new($($arg: $arg_ty),*) -> Self {
+                Self { pool: <$pool_config>::new($($arg),*), quant_desc_input: None }
+            }
+
+            super::macros::forward_setters!(pool; $($setter($sfield: $sty)),*);
+            super::macros::quant_desc_setters!(input);
+
+            #[doc = concat!("Initializes a [`", stringify!($name), "`] with its quantizer on `device`.")]
+            ///
+            /// # Errors
+            /// A `fake_quant = false` descriptor.
+            pub fn init(&self, device: &burn::tensor::Device) -> $crate::Result<$name> {
+                $name::from_float(self.pool.init(), self.quant_desc_input.clone(), device)
+            }
+        }
+
+        impl $name {
+            /// Wraps a float pool; a descriptor given as `None` takes the class default.
+            ///
+            /// # Errors
+            /// A `fake_quant = false` descriptor.
+            pub fn from_float(
+                pool: $pool,
+                quant_desc_input: impl Into<Option<$crate::tensor_quant::QuantDescriptor>>,
+                device: &burn::tensor::Device,
+            ) -> $crate::Result<Self> {
+                let desc = super::mixin::pop_quant_desc_input::<Self>(quant_desc_input.into());
+                Ok(Self { pool, _input_quantizer: super::mixin::init_input_quantizer(&desc, device)? })
+            }
+
+            /// The float pool on the quantized input. Never panics on a quantizer
+            /// error (see [`TensorQuantizer::forward`](crate::nn::TensorQuantizer::forward)).
+            pub fn forward(&self, input: burn::tensor::Tensor<$rank>) -> burn::tensor::Tensor<$rank> {
+                self.pool.forward(self._input_quantizer.forward(input))
+            }
+
+            /// [`Self::forward`], returning the quantizer's error.
+            pub fn try_forward(&self, input: burn::tensor::Tensor<$rank>) -> $crate::Result<burn::tensor::Tensor<$rank>> {
+                Ok(self.pool.forward(self._input_quantizer.try_forward(input)?))
+            }
+        }
+
+        super::macros::impl_input_mixin!($name, $crate::tensor_quant::QUANT_DESC_8BIT_PER_TENSOR);
+    };
+}
+
+quant_pool!(QuantMaxPool1d(MaxPool1d) rank 3; config QuantMaxPool1dConfig(MaxPool1dConfig) {
+    new(kernel_size: usize);
+    setters { with_stride(stride: usize), with_padding(padding: PaddingConfig1d), with_dilation(dilation: usize), with_ceil_mode(ceil_mode: bool) }
+});
+quant_pool!(QuantMaxPool2d(MaxPool2d) rank 4; config QuantMaxPool2dConfig(MaxPool2dConfig) {
+    new(kernel_size: [usize; 2]);
+    setters { with_strides(strides: [usize; 2]), with_padding(padding: PaddingConfig2d), with_dilation(dilation: [usize; 2]), with_ceil_mode(ceil_mode: bool) }
+});
+quant_pool!(QuantMaxPool3d(MaxPool3d) rank 5; config QuantMaxPool3dConfig(MaxPool3dConfig) {
+    new(kernel_size: [usize; 3]);
+    setters { with_strides(strides: [usize; 3]), with_padding(padding: PaddingConfig3d), with_dilation(dilation: [usize; 3]), with_ceil_mode(ceil_mode: bool) }
+});
+quant_pool!(QuantAvgPool1d(AvgPool1d) rank 3; config QuantAvgPool1dConfig(AvgPool1dConfig) {
+    new(kernel_size: usize);
+    setters { with_stride(stride: usize), with_padding(padding: PaddingConfig1d), with_count_include_pad(count_include_pad: bool), with_ceil_mode(ceil_mode: bool) }
+});
+quant_pool!(QuantAvgPool2d(AvgPool2d) rank 4; config QuantAvgPool2dConfig(AvgPool2dConfig) {
+    new(kernel_size: [usize; 2]);
+    setters { with_strides(strides: [usize; 2]), with_padding(padding: PaddingConfig2d), with_count_include_pad(count_include_pad: bool), with_ceil_mode(ceil_mode: bool) }
+});
+quant_pool!(QuantAvgPool3d(AvgPool3d) rank 5; config QuantAvgPool3dConfig(AvgPool3dConfig) {
+    new(kernel_size: [usize; 3]);
+    setters { with_strides(strides: [usize; 3]), with_padding(padding: PaddingConfig3d), with_count_include_pad(count_include_pad: bool), with_ceil_mode(ceil_mode: bool) }
+});
+quant_pool!(QuantAdaptiveAvgPool1d(AdaptiveAvgPool1d) rank 3; config QuantAdaptiveAvgPool1dConfig(AdaptiveAvgPool1dConfig) {
+    new(output_size: usize);
+    setters {}
+});
+quant_pool!(QuantAdaptiveAvgPool2d(AdaptiveAvgPool2d) rank 4; config QuantAdaptiveAvgPool2dConfig(AdaptiveAvgPool2dConfig) {
+    new(output_size: [usize; 2]);
+    setters {}
+});
+quant_pool!(QuantAdaptiveAvgPool3d(AdaptiveAvgPool3d) rank 5; config QuantAdaptiveAvgPool3dConfig(AdaptiveAvgPool3dConfig) {
+    new(output_size: [usize; 3]);
+    setters {}
+});
