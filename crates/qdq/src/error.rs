@@ -115,6 +115,14 @@ pub enum Error {
         /// What went wrong.
         source: Box<Error>,
     },
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Data could not be read as float32.
     #[error("expected float data: {0}")]
     Data(String),

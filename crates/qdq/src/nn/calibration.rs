@@ -70,6 +70,7 @@ pub fn compute_amax<M: Module>(model: M, method: HistogramMethod) -> Result<M> {
             .compute_amax(Some(method))
             .map_err(|e| named(&q, e))?;
         let amax = amax.ok_or_else(|| named(&q, q.handle.no_data_error()))?;
+        q.handle.note_amax_shape(amax.shape());
         table.insert(format!("{}._amax", q.name), amax);
     }
     Ok(set_amaxes(model, table))
@@ -78,6 +79,11 @@ pub fn compute_amax<M: Module>(model: M, method: HistogramMethod) -> Result<M> {
 /// Sets amax of the named quantizers (`name` as [`named_quantizers`] reports it).
 /// Unknown names are ignored; use [`named_quantizers`] to list them.
 pub fn load_amaxes<M: Module>(model: M, amaxes: &HashMap<String, Amax>) -> M {
+    for q in named_quantizers(&model) {
+        if let Some(a) = amaxes.get(&q.name) {
+            q.handle.note_amax_shape(a.shape());
+        }
+    }
     let table = amaxes
         .iter()
         .map(|(k, v)| (format!("{k}._amax"), v.clone()))

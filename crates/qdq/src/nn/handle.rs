@@ -64,6 +64,9 @@ pub(crate) struct Runtime {
     pub error: Option<Error>,
     /// Scale of the last real (non-fake) quantization.
     pub scale: Option<Amax>,
+    /// Keepdims shape of amax, as last calibrated, set or used (for export in
+    /// PyTorch's layout; the parameter itself is flat).
+    pub amax_shape: Option<Vec<usize>>,
 }
 
 #[derive(Debug)]
@@ -136,6 +139,15 @@ impl QuantizerHandle {
             Some(c) => c.compute_amax(method),
             None => Ok(None),
         }
+    }
+
+    /// Keepdims shape of amax (`[]` per tensor, `[C, 1, 1, 1]` per channel), once known.
+    pub fn amax_shape(&self) -> Option<Vec<usize>> {
+        self.runtime().amax_shape.clone()
+    }
+
+    pub(crate) fn note_amax_shape(&self, shape: &[usize]) {
+        self.runtime().amax_shape = Some(shape.to_vec());
     }
 
     /// Forgets collected calibration data.

@@ -2,6 +2,7 @@
 //! a model's quantizers (`nn/` of the reference).
 
 mod calibration;
+mod checkpoint;
 mod handle;
 pub mod modules;
 mod tensor_quantizer;
@@ -10,6 +11,7 @@ pub use calibration::{
     check_quantizers, collect_stats, compute_amax, disable_calibration, enable_calibration,
     load_amaxes, quantizer_summary,
 };
+pub use checkpoint::{load_safetensors, save_safetensors};
 pub use handle::{NamedQuantizer, QuantizerConfig, QuantizerHandle, named_quantizers};
 pub use modules::*;
 pub use tensor_quantizer::{LearnableClip, TensorQuantizer};

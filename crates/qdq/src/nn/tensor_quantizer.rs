@@ -100,6 +100,7 @@ impl TensorQuantizer {
             calibrator: Some(calibrator),
             error: None,
             scale: None,
+            amax_shape: desc.amax().map(|a| a.shape().to_vec()),
         };
         Ok(Self {
             _amax: amax_param(amax_values, device),
@@ -285,6 +286,15 @@ impl TensorQuantizer {
                 });
             }
             let shape = if values.len() == 1 { vec![1; D] } else { shape };
+            let mut rt = self.handle.runtime();
+            if rt.amax_shape.is_none() {
+                rt.amax_shape = Some(if values.len() == 1 {
+                    vec![]
+                } else {
+                    shape.clone()
+                });
+            }
+            drop(rt);
             Tensor::from_data(TensorData::new(values, shape), &x.device())
         } else {
             let data = tq::host_values(&x.clone().detach())?;
