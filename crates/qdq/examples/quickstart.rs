@@ -32,9 +32,9 @@ fn main() -> qdq::Result<()> {
     let amax = x.clone().abs().max();
     let fake = fake_tensor_quant(x.clone(), amax.clone(), 8, false, true)?;
     let (quant, scale) = tensor_quant(x.clone(), amax, 8, false, true)?;
-    println!("x          = {:.4}", x.into_data());
-    println!("fake_quant = {:.4}", fake.into_data());
-    println!("quant      = {}", quant.into_data());
+    println!("x          = {}", fmt(x, 4));
+    println!("fake_quant = {}", fmt(fake, 4));
+    println!("quant      = {}", fmt(quant, 0));
     println!("scale      = {:.4}", scale.into_scalar::<f32>());
 
     println!("\n{}", *QUANT_DESC_8BIT_CONV2D_WEIGHT_PER_CHANNEL);
@@ -63,4 +63,15 @@ fn main() -> qdq::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `[0.9817, 0.8796, ...]`: values with `decimals` digits, as PyTorch prints them.
+fn fmt(t: Tensor<1>, decimals: usize) -> String {
+    let v = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    let items: Vec<String> = v.iter().map(|x| format!("{x:.decimals$}")).collect();
+    format!("[{}]", items.join(", "))
 }
