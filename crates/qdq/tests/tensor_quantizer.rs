@@ -262,3 +262,14 @@ fn walk_finds_quantizers_by_name_and_records_round_trip() {
     assert_eq!(fresh.inner.layers[0].amax(), None);
     let _ = d;
 }
+
+#[test]
+fn histogram_calibration_with_an_axis_is_refused() {
+    let desc = QuantDescriptor::builder()
+        .axis([0])
+        .calib_method(qdq::tensor_quant::CalibMethod::Histogram)
+        .build()
+        .unwrap();
+    let err = TensorQuantizer::new(&desc, &dev()).unwrap_err();
+    assert_eq!(err, Error::HistogramAxis { axis: vec![0] });
+}
