@@ -24,6 +24,7 @@
 pub mod calib;
 pub mod error;
 pub mod nn;
+pub mod quant_modules;
 pub mod tensor_quant;
 
 pub use error::{Error, Result};

@@ -17,6 +17,7 @@ use burn::tensor::module::{
 };
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, PadMode};
 use common::{Lcg, bits, dev, tensor, values};
+use qdq::nn::modules::pool3d::{AvgPool3dConfig, MaxPool3dConfig};
 use qdq::nn::*;
 use qdq::tensor_quant::{
     NumBits, QUANT_DESC_8BIT_CONV2D_WEIGHT_PER_CHANNEL,

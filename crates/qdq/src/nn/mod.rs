@@ -3,6 +3,7 @@
 
 mod calibration;
 mod checkpoint;
+pub mod dropin;
 mod handle;
 pub mod modules;
 mod tensor_quantizer;
@@ -12,6 +13,16 @@ pub use calibration::{
     load_amaxes, quantizer_summary,
 };
 pub use checkpoint::{load_safetensors, save_safetensors};
+// Explicit, so they take precedence over `modules::*`'s float 3-D pools of the same names.
+pub use dropin::{
+    AdaptiveAvgPool1d, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig,
+    AdaptiveAvgPool3d, AdaptiveAvgPool3dConfig, AvgPool1d, AvgPool1dConfig, AvgPool2d,
+    AvgPool2dConfig, AvgPool3d, AvgPool3dConfig, Conv1d, Conv1dConfig, Conv2d, Conv2dConfig,
+    Conv3d, Conv3dConfig, ConvTranspose1d, ConvTranspose1dConfig, ConvTranspose2d,
+    ConvTranspose2dConfig, ConvTranspose3d, ConvTranspose3dConfig, DropIn, DropInConfig, Linear,
+    LinearConfig, MaxPool1d, MaxPool1dConfig, MaxPool2d, MaxPool2dConfig, MaxPool3d,
+    MaxPool3dConfig, Replaceable,
+};
 pub use handle::{NamedQuantizer, QuantizerConfig, QuantizerHandle, named_quantizers};
 pub use modules::*;
 pub use tensor_quantizer::{LearnableClip, TensorQuantizer};

@@ -91,7 +91,7 @@ macro_rules! impl_weight_mixin {
 /// `$float_config` (`new`, forwarded setters, descriptor setters, `init`),
 /// `from_float`, the mixin impls, and `forward` / `try_forward`, which call the
 /// class's hand-written `fn apply(&self, input, weight) -> Tensor` with the
-/// quantized input and weight.
+/// quantized input and weight; and the drop-in layer's API (`dropin_weighted!`).
 macro_rules! quant_weighted_layer {
     (
         $(#[$doc:meta])*
@@ -215,6 +215,16 @@ macro_rules! quant_weighted_layer {
 
         $crate::nn::modules::macros::impl_input_mixin!($name, $crate::tensor_quant::QUANT_DESC_8BIT_PER_TENSOR);
         $crate::nn::modules::macros::impl_weight_mixin!($name, $wdefault);
+
+        // The drop-in (`qdq::nn::Conv2dConfig` ...), from the same declaration.
+        $crate::nn::dropin::dropin_weighted! {
+            $name($float) rank $rank;
+            config $config($float_config) {
+                new($($arg: $arg_ty),*);
+                setters { $($setter($sfield: $sty)),* }
+                check($c) = $check;
+            }
+        }
     };
 }
 

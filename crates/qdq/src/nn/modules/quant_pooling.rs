@@ -84,6 +84,15 @@ macro_rules! quant_pool {
         }
 
         super::macros::impl_input_mixin!($name, $crate::tensor_quant::QUANT_DESC_8BIT_PER_TENSOR);
+
+        // The drop-in (`qdq::nn::AvgPool2dConfig` ...), from the same declaration.
+        $crate::nn::dropin::dropin_pool! {
+            $name($pool) rank $rank;
+            config $config($pool_config) {
+                new($($arg: $arg_ty),*);
+                setters { $($setter($sfield: $sty)),* }
+            }
+        }
     };
 }
 
