@@ -180,3 +180,40 @@ fn safetensors_round_trip_uses_pytorch_names_and_shapes() {
     assert!(!missing.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn qat_fine_tunes_weights_with_amax_frozen() {
+    use burn::optim::{GradientsParams, SgdConfig};
+    let d = dev().autodiff();
+    let model = Cnn::new(&d);
+    let batch = |seed| tensor(Lcg(seed).vec(16 * 64, -1.0, 1.0), [16, 1, 8, 8], &d);
+    collect_stats(&model, |m| {
+        let _ = m.forward(batch(1));
+    })
+    .unwrap();
+    let mut model = compute_amax(model, HistogramMethod::mse()).unwrap();
+    let amax_before: Vec<_> = named_quantizers(&model)
+        .into_iter()
+        .map(|q| q.amax)
+        .collect();
+    let w_before = values(model.conv1.weight.val());
+    let x = batch(2);
+    let target = tensor(Lcg(3).vec(16 * 3, -0.5, 0.5), [16, 3], &d);
+    let mut optim = SgdConfig::new().init();
+    let mut losses = Vec::new();
+    for _ in 0..15 {
+        let loss = (model.forward(x.clone()) - target.clone())
+            .powf_scalar(2.0)
+            .mean();
+        losses.push(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.05, model, grads);
+    }
+    assert!(losses[14] < losses[0] * 0.9, "loss {losses:?}");
+    assert_ne!(values(model.conv1.weight.val()), w_before, "weights train");
+    let amax_after: Vec<_> = named_quantizers(&model)
+        .into_iter()
+        .map(|q| q.amax)
+        .collect();
+    assert_eq!(amax_after, amax_before, "amax stays frozen");
+}

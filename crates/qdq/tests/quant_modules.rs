@@ -16,7 +16,7 @@ use burn::tensor::module::{
     conv_transpose1d, conv_transpose2d, conv_transpose3d, conv1d, conv2d, conv3d, linear,
 };
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, PadMode};
-use common::{Lcg, bits, dev, tensor, values};
+use common::{Lcg, bits, desc, dev, tensor, values};
 use qdq::nn::modules::pool3d::{AvgPool3dConfig, MaxPool3dConfig};
 use qdq::nn::*;
 use qdq::tensor_quant::{
@@ -52,16 +52,6 @@ fn axis_amax<const D: usize>(x: &Tensor<D>, axis: usize) -> Tensor<D> {
     let mut shape = [1; D];
     shape[axis] = c;
     per.reshape(shape)
-}
-
-fn desc(bits: u32, axis: Option<isize>) -> QuantDescriptor {
-    let b = QuantDescriptor::builder().num_bits(bits);
-    match axis {
-        Some(a) => b.axis([a]),
-        None => b,
-    }
-    .build()
-    .unwrap()
 }
 
 fn rand<const D: usize>(

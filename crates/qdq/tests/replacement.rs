@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{PaddingConfig2d, Relu};
 use burn::prelude::*;
-use common::{Lcg, bits, dev, tensor, values};
+use common::{Lcg, bits, desc, dev, tensor, values};
 use qdq::Error;
 use qdq::nn::*;
 use qdq::quant_modules::{
@@ -47,16 +47,6 @@ fn rand<const D: usize>(seed: u64, shape: [usize; D], lo: f32, hi: f32, d: &Devi
 fn assert_bits<const D: usize>(got: Tensor<D>, want: Tensor<D>) {
     assert_eq!(got.dims(), want.dims());
     assert_eq!(bits(&values(got)), bits(&values(want)));
-}
-
-fn desc(bits: u32, axis: Option<isize>) -> QuantDescriptor {
-    let b = QuantDescriptor::builder().num_bits(bits);
-    match axis {
-        Some(a) => b.axis([a]),
-        None => b,
-    }
-    .build()
-    .unwrap()
 }
 
 /// Record keys: the dotted path of every float parameter, as burn's record uses.

@@ -273,3 +273,27 @@ fn histogram_calibration_with_an_axis_is_refused() {
     let err = TensorQuantizer::new(&desc, &dev()).unwrap_err();
     assert_eq!(err, Error::HistogramAxis { axis: vec![0] });
 }
+
+#[test]
+fn learned_amax_receives_pact_gradients_through_the_quantizer() {
+    let d = dev().autodiff();
+    let desc = QuantDescriptor::builder()
+        .learn_amax(true)
+        .amax(Amax::scalar(1.0))
+        .build()
+        .unwrap();
+    let q = TensorQuantizer::new(&desc, &d).unwrap();
+    let x = common::tensor(vec![-2.0, -0.5, 0.25, 1.0, 3.0], [5], &d).require_grad();
+    let g = q.forward(x.clone()).sum().backward();
+    // Inside (-1, 1) the input gets the gradient; at or beyond a bound, the bound does.
+    assert_eq!(values(x.grad(&g).unwrap()), vec![0.0, 1.0, 1.0, 0.0, 0.0]);
+    let clip = q.clip.as_ref().unwrap();
+    assert_eq!(
+        values(clip.clip_value_min.val().grad(&g).unwrap()),
+        vec![1.0]
+    );
+    assert_eq!(
+        values(clip.clip_value_max.val().grad(&g).unwrap()),
+        vec![2.0]
+    );
+}

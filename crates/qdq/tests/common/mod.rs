@@ -49,3 +49,14 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
+
+/// A descriptor of `bits` bits, per tensor or keeping one axis.
+pub fn desc(bits: u32, axis: Option<isize>) -> qdq::tensor_quant::QuantDescriptor {
+    let b = qdq::tensor_quant::QuantDescriptor::builder().num_bits(bits);
+    match axis {
+        Some(a) => b.axis([a]),
+        None => b,
+    }
+    .build()
+    .unwrap()
+}
