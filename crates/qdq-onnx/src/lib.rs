@@ -1,0 +1,14 @@
+//! # qdq-onnx
+//!
+//! ONNX graphs for qdq. Today: [`lint`], TensorRT's rules for explicit-quantization
+//! (QDQ) models, checked on any ONNX file, ours or not. The importer, the placement
+//! passes and the exporter come with the issues that build them.
+//!
+//! ONNX messages are onnx-ir's generated protobuf types ([`onnx_ir::ModelProto`]),
+//! read and written with [`onnx_ir::Message`].
+
+pub mod lint;
+mod tensor;
+
+pub use lint::{LintOptions, Rule, Violation, lint, lint_with};
+pub use onnx_ir::{Message, ModelProto};
