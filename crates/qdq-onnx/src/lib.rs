@@ -7,8 +7,10 @@
 //! ONNX messages are onnx-ir's generated protobuf types ([`onnx_ir::ModelProto`]),
 //! read and written with [`onnx_ir::Message`].
 
+mod error;
 pub mod lint;
 mod tensor;
 
-pub use lint::{LintOptions, Rule, Violation, lint, lint_with};
+pub use error::{Error, Result};
+pub use lint::{LintOptions, Rule, Violation, lint, lint_file, lint_with};
 pub use onnx_ir::{Message, ModelProto};

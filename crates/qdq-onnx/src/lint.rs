@@ -59,6 +59,24 @@ pub struct LintOptions {
     pub conv_transpose_axis: i64,
 }
 
+/// Reads an ONNX file and lints it with the default options.
+///
+/// # Errors
+/// The file cannot be read, or is not an ONNX model (e.g. truncated).
+pub fn lint_file(path: impl AsRef<std::path::Path>) -> crate::Result<Vec<Violation>> {
+    use onnx_ir::Message;
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| crate::Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let model = ModelProto::parse_from_bytes(&bytes).map_err(|e| crate::Error::Parse {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(lint(&model))
+}
+
 /// Lints `model` with the default options.
 pub fn lint(model: &ModelProto) -> Vec<Violation> {
     lint_with(model, &LintOptions::default())
@@ -679,6 +697,33 @@ mod tests {
                 (Rule::Pairing, "orphan".into())
             ]
         );
+    }
+
+    #[test]
+    fn files_round_trip_and_bad_files_are_named_errors() {
+        use onnx_ir::Message;
+        let dir = std::env::temp_dir().join(format!("qdq-onnx-lint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (nodes, inits) = conv("Conv", &[2, 2, 1, 1], 1, &[0.1, 0.2]);
+        let bytes = model(13, nodes, inits).write_to_bytes().unwrap();
+        let good = dir.join("m.onnx");
+        std::fs::write(&good, &bytes).unwrap();
+        assert_eq!(
+            rules(&lint_file(&good).unwrap()),
+            vec![(Rule::WeightAxis, "w_dq".into())]
+        );
+        let cut = dir.join("cut.onnx");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let err = lint_file(&cut).unwrap_err();
+        assert!(
+            matches!(&err, crate::Error::Parse { path, .. } if path.ends_with("cut.onnx")),
+            "{err}"
+        );
+        assert!(matches!(
+            lint_file(dir.join("missing.onnx")),
+            Err(crate::Error::Io { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
