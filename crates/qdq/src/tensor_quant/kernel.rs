@@ -105,8 +105,13 @@ pub(crate) fn check_unsigned(data: &[f32]) -> Result<()> {
     Ok(())
 }
 
-fn int_params(amax: &[f32], range: IntRange) -> Result<Vec<IntParams>> {
+/// The validation every integer kernel does before touching data (amax, and the
+/// input's sign for unsigned grids), then the per-entry constants.
+fn int_params(input: &[f32], amax: &[f32], range: IntRange) -> Result<Vec<IntParams>> {
     check_amax(amax)?;
+    if range.unsigned() {
+        check_unsigned(input)?;
+    }
     Ok(amax.iter().map(|&a| IntParams::new(a, range)).collect())
 }
 
@@ -118,10 +123,7 @@ pub fn fake_quant_inplace(
     layout: &AmaxLayout,
     range: IntRange,
 ) -> Result<()> {
-    let params = int_params(amax, range)?;
-    if range.unsigned() {
-        check_unsigned(data)?;
-    }
+    let params = int_params(data, amax, range)?;
     par_map_inplace(data, layout, &params, IntParams::fake);
     Ok(())
 }
@@ -134,10 +136,7 @@ pub fn fake_quant_into(
     layout: &AmaxLayout,
     range: IntRange,
 ) -> Result<()> {
-    let params = int_params(amax, range)?;
-    if range.unsigned() {
-        check_unsigned(src)?;
-    }
+    let params = int_params(src, amax, range)?;
     par_map(src, dst, layout, &params, IntParams::fake);
     Ok(())
 }
@@ -150,10 +149,7 @@ pub fn quant_inplace(
     layout: &AmaxLayout,
     range: IntRange,
 ) -> Result<Vec<f32>> {
-    let params = int_params(amax, range)?;
-    if range.unsigned() {
-        check_unsigned(data)?;
-    }
+    let params = int_params(data, amax, range)?;
     par_map_inplace(data, layout, &params, IntParams::quantize);
     Ok(params.iter().map(IntParams::returned_scale).collect())
 }
