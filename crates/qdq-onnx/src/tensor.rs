@@ -8,7 +8,6 @@ use onnx_ir::{GraphProto, TensorProto};
 pub(crate) mod dtype {
     pub const FLOAT: i32 = 1;
     pub const UINT8: i32 = 2;
-    #[cfg_attr(not(test), allow(dead_code))] // the linter accepts INT8 as it is
     pub const INT8: i32 = 3;
     pub const FLOAT8E4M3FN: i32 = 17;
     pub const UINT4: i32 = 21;

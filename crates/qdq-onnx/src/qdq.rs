@@ -1,0 +1,228 @@
+//! Writing `QuantizeLinear → DequantizeLinear` pairs into a graph: the one Q/DQ
+//! writer both exporters (native burn models and imported ONNX graphs) use.
+//!
+//! Scales follow pytorch-quantization's export (spec §6): `scale = amax / bound` in
+//! float32 with bound 127 (255 unsigned, 448 for FP8 E4M3), a zero amax giving scale
+//! 1; zero points are 0 of type INT8 (UINT8 unsigned, FLOAT8E4M3FN for FP8).
+
+use onnx_ir::{AttributeProto, GraphProto, NodeProto, TensorProto};
+
+use crate::tensor::dtype;
+
+/// The format a pair quantizes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QdqFormat {
+    /// Signed 8-bit integers, zero point INT8 0.
+    Int8,
+    /// Unsigned 8-bit integers, zero point UINT8 0 (TensorRT prefers signed).
+    Uint8,
+    /// FP8 E4M3FN with a standard (opset 19+) zero point of type FLOAT8E4M3FN.
+    Fp8E4M3,
+}
+
+impl QdqFormat {
+    /// The largest grid value amax maps to.
+    pub fn bound(self) -> f32 {
+        match self {
+            QdqFormat::Int8 => 127.0,
+            QdqFormat::Uint8 => 255.0,
+            QdqFormat::Fp8E4M3 => 448.0,
+        }
+    }
+
+    /// Lowest opset whose Q/DQ can hold this format (and an `axis`, when `per_axis`).
+    pub fn min_opset(self, per_axis: bool) -> i64 {
+        match self {
+            QdqFormat::Fp8E4M3 => 19,
+            _ if per_axis => 13,
+            _ => 10,
+        }
+    }
+
+    fn zero_point_type(self) -> i32 {
+        match self {
+            QdqFormat::Int8 => dtype::INT8,
+            QdqFormat::Uint8 => dtype::UINT8,
+            QdqFormat::Fp8E4M3 => dtype::FLOAT8E4M3FN,
+        }
+    }
+}
+
+/// `amax / bound` per entry in float32, 1 where amax is 0 (the reference's rule, so
+/// an uncalibrated channel never gets a zero scale).
+pub fn scales(amax: &[f32], format: QdqFormat) -> Vec<f32> {
+    amax.iter()
+        .map(|&a| if a == 0.0 { 1.0 } else { a / format.bound() })
+        .collect()
+}
+
+/// Adds a Q/DQ pair on tensor `input` to `graph`: scale and zero-point initializers
+/// named `{prefix}_scale` / `{prefix}_zero_point`, nodes `{prefix}_QuantizeLinear`
+/// and `{prefix}_DequantizeLinear`. Per-channel when `amax` has several entries, on
+/// `axis`. Returns the name of the dequantized tensor, for the consumer to read.
+pub fn insert_qdq(
+    graph: &mut GraphProto,
+    input: &str,
+    prefix: &str,
+    amax: &[f32],
+    axis: Option<i64>,
+    format: QdqFormat,
+) -> String {
+    let per_axis = amax.len() > 1;
+    let dims = if per_axis {
+        vec![amax.len() as i64]
+    } else {
+        vec![]
+    };
+    let scale_name = format!("{prefix}_scale");
+    let zp_name = format!("{prefix}_zero_point");
+    let mut scale = TensorProto::new();
+    scale.name = scale_name.clone();
+    scale.dims = dims.clone();
+    scale.data_type = dtype::FLOAT;
+    scale.float_data = scales(amax, format);
+    let mut zp = TensorProto::new();
+    zp.name = zp_name.clone();
+    zp.dims = dims;
+    zp.data_type = format.zero_point_type();
+    // One zero byte per element: 0 in INT8, UINT8 and FLOAT8E4M3FN alike.
+    zp.raw_data = vec![0u8; amax.len()].into();
+    graph.initializer.push(scale);
+    graph.initializer.push(zp);
+
+    let quantized = format!("{prefix}_quantized");
+    let output = format!("{prefix}_dequantized");
+    let node = |op: &str, from: &str, to: &str| {
+        let mut n = NodeProto::new();
+        n.op_type = op.into();
+        n.name = format!("{prefix}_{op}");
+        n.input = vec![from.to_string(), scale_name.clone(), zp_name.clone()];
+        n.output = vec![to.to_string()];
+        if let (true, Some(axis)) = (per_axis, axis) {
+            let mut a = AttributeProto::new();
+            a.name = "axis".into();
+            a.i = axis;
+            a.type_ = onnx_ir::AttributeType::INT.into();
+            n.attribute.push(a);
+        }
+        n
+    };
+    graph.node.push(node("QuantizeLinear", input, &quantized));
+    graph
+        .node
+        .push(node("DequantizeLinear", &quantized, &output));
+    output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lint::{Rule, lint};
+    use onnx_ir::ModelProto;
+
+    #[test]
+    fn scales_follow_the_reference_export() {
+        // Spec §6: QuantConv2d input amax 2.435065 -> scale 0.019173743 (the spec's
+        // amax is printed rounded, so the scales agree to 7 digits); amax 0 -> 1.
+        let s = scales(&[2.435065, 0.0], QdqFormat::Int8);
+        assert_eq!(s, vec![2.435065f32 / 127.0, 1.0]);
+        assert_eq!(format!("{:.7}", s[0]), "0.0191737");
+        // modelopt FP8 example: amax 2 -> 0.004464286.
+        assert_eq!(
+            format!("{:.9}", scales(&[2.0], QdqFormat::Fp8E4M3)[0]),
+            "0.004464286"
+        );
+        assert_eq!(scales(&[255.0], QdqFormat::Uint8), vec![1.0]);
+        assert_eq!(QdqFormat::Int8.min_opset(true), 13);
+        assert_eq!(QdqFormat::Fp8E4M3.min_opset(false), 19);
+    }
+
+    fn conv_model(opset: i64, format: QdqFormat, w_axis: i64) -> ModelProto {
+        let mut g = GraphProto::new();
+        let mut w = TensorProto::new();
+        w.name = "w".into();
+        w.dims = vec![2, 1, 1, 1];
+        w.data_type = dtype::FLOAT;
+        w.float_data = vec![0.5, -0.25];
+        g.initializer.push(w);
+        let x = insert_qdq(&mut g, "x", "conv_input", &[2.5], None, format);
+        let wd = insert_qdq(
+            &mut g,
+            "w",
+            "conv_weight",
+            &[0.5, 0.25],
+            Some(w_axis),
+            format,
+        );
+        let mut conv = NodeProto::new();
+        conv.op_type = "Conv".into();
+        conv.name = "conv".into();
+        conv.input = vec![x, wd];
+        conv.output = vec!["y".into()];
+        g.node.push(conv);
+        let mut m = ModelProto::new();
+        m.graph = Some(g).into();
+        m.opset_import.push(Default::default());
+        m.opset_import[0].version = opset;
+        m
+    }
+
+    #[test]
+    fn inserted_pairs_pass_the_tensorrt_linter() {
+        assert_eq!(lint(&conv_model(13, QdqFormat::Int8, 0)), vec![]);
+        assert_eq!(lint(&conv_model(19, QdqFormat::Fp8E4M3, 0)), vec![]);
+        // The linter catches what the writer cannot know: a wrong axis, a low opset.
+        let wrong: Vec<Rule> = lint(&conv_model(13, QdqFormat::Int8, 1))
+            .iter()
+            .map(|v| v.rule)
+            .collect();
+        assert!(wrong.contains(&Rule::WeightAxis), "{wrong:?}");
+        let old: Vec<Rule> = lint(&conv_model(17, QdqFormat::Fp8E4M3, 0))
+            .iter()
+            .map(|v| v.rule)
+            .collect();
+        assert!(
+            old.iter().all(|r| *r == Rule::Opset) && !old.is_empty(),
+            "{old:?}"
+        );
+    }
+
+    #[test]
+    fn pair_layout_and_names() {
+        let m = conv_model(13, QdqFormat::Int8, 0);
+        let g = m.graph.as_ref().unwrap();
+        let names: Vec<&str> = g.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "conv_input_QuantizeLinear",
+                "conv_input_DequantizeLinear",
+                "conv_weight_QuantizeLinear",
+                "conv_weight_DequantizeLinear",
+                "conv"
+            ]
+        );
+        let wq = &g.node[2];
+        assert_eq!(
+            wq.input,
+            ["w", "conv_weight_scale", "conv_weight_zero_point"]
+        );
+        assert_eq!(
+            (wq.attribute[0].name.as_str(), wq.attribute[0].i),
+            ("axis", 0)
+        );
+        assert!(
+            g.node[0].attribute.is_empty(),
+            "per-tensor pairs carry no axis"
+        );
+        let zp = g
+            .initializer
+            .iter()
+            .find(|t| t.name == "conv_weight_zero_point")
+            .unwrap();
+        assert_eq!(
+            (zp.data_type, zp.dims.clone(), zp.raw_data.to_vec()),
+            (dtype::INT8, vec![2], vec![0, 0])
+        );
+    }
+}
