@@ -35,7 +35,7 @@ pub fn save_safetensors<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<
     let mut entries = Vec::new();
     for (name, values, mut shape) in collector.tensors {
         if name.ends_with("._amax") {
-            if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+            if !super::tensor_quantizer::amax_is_set(&values) {
                 continue;
             }
             shape = match shapes.get(&name) {

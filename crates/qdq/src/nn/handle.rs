@@ -332,7 +332,7 @@ impl ModuleVisitor for PathVisitor {
                 && walk.path.last().is_some_and(|p| p == "_amax")
             {
                 let values = crate::tensor_quant::host_values(&param.val()).ok();
-                let values = values.filter(|v| !v.is_empty() && !v.iter().any(|x| x.is_nan()));
+                let values = values.filter(|v| super::tensor_quantizer::amax_is_set(v));
                 walk.amaxes.push((walk.path.clone(), values));
             }
         });

@@ -380,8 +380,13 @@ fn amax_tensor(values: Vec<f32>, device: &Device) -> Tensor<1> {
 
 /// The values of an amax parameter, `None` when empty or unset (NaN).
 pub(crate) fn amax_of_param(p: &Param<Tensor<1>>) -> Option<Vec<f32>> {
-    let v = tq::host_values(&p.val()).ok()?;
-    (!v.is_empty() && !v.iter().any(|x| x.is_nan())).then_some(v)
+    tq::host_values(&p.val()).ok().filter(|v| amax_is_set(v))
+}
+
+/// Whether `_amax` values hold a real amax: not empty (an unsized per-channel amax)
+/// and no NaN (the "not set" marker).
+pub(crate) fn amax_is_set(values: &[f32]) -> bool {
+    !values.is_empty() && !values.iter().any(|x| x.is_nan())
 }
 
 /// `require_grad` only where autodiff is on (a plain device cannot track gradients).
