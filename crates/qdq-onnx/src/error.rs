@@ -21,6 +21,45 @@ pub enum Error {
         /// The protobuf decoder's message.
         message: String,
     },
+    /// A quantizer cannot be exported; the inner error names it.
+    #[error(transparent)]
+    Quantizer(qdq::Error),
+    /// The forward pass uses operations the exporter cannot lower; all are listed.
+    #[error(
+        "cannot export {} operation(s) to ONNX:\n{}\nreplace them in forward, or open an issue naming the op",
+        .0.len(),
+        .0.iter().map(|o| format!("  - {o}")).collect::<Vec<_>>().join("\n")
+    )]
+    UnsupportedOps(Vec<crate::export::UnsupportedOp>),
+    /// A quantizer needs a newer opset than the one asked for.
+    #[error(
+        "quantizer `{quantizer}`: {what} needs opset {needed} or newer, but export asked for opset {opset}; set ExportOptions::opset to {needed} or more"
+    )]
+    Opset {
+        /// Dotted path of the quantizer.
+        quantizer: String,
+        /// What needs the opset.
+        what: String,
+        /// Lowest opset that has it.
+        needed: i64,
+        /// Opset asked for.
+        opset: i64,
+    },
+    /// An opset outside what the exporter writes.
+    #[error(
+        "opset {0} is not supported for export; choose 10 to 21 (default 17; per-channel scales need 13, FP8 19)"
+    )]
+    OpsetRange(i64),
+    /// Recording the forward pass failed.
+    #[error("capturing the forward pass: {0}")]
+    Capture(String),
+    /// The exported model breaks TensorRT rules (listed).
+    #[error(
+        "the exported model breaks {} TensorRT rule(s):\n{}",
+        .0.len(),
+        .0.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n")
+    )]
+    Lint(Vec<crate::lint::Violation>),
 }
 
 /// Result alias of the ONNX layer.

@@ -9,11 +9,14 @@
 //! read and written with [`onnx_ir::Message`].
 
 mod error;
+pub mod export;
 pub mod lint;
+mod proto;
 pub mod qdq;
 mod tensor;
 
 pub use error::{Error, Result};
+pub use export::{ExportOptions, Fp8Style, export, export_to_file};
 pub use lint::{LintOptions, Rule, Violation, lint, lint_file, lint_with};
 pub use onnx_ir::{Message, ModelProto};
 pub use qdq::{QdqFormat, insert_qdq, scales};

@@ -5,8 +5,9 @@
 //! float32 with bound 127 (255 unsigned, 448 for FP8 E4M3), a zero amax giving scale
 //! 1; zero points are 0 of type INT8 (UINT8 unsigned, FLOAT8E4M3FN for FP8).
 
-use onnx_ir::{AttributeProto, GraphProto, NodeProto, TensorProto};
+use onnx_ir::GraphProto;
 
+use crate::proto;
 use crate::tensor::dtype;
 
 /// The format a pair quantizes to.
@@ -18,6 +19,10 @@ pub enum QdqFormat {
     Uint8,
     /// FP8 E4M3FN with a standard (opset 19+) zero point of type FLOAT8E4M3FN.
     Fp8E4M3,
+    /// FP8 E4M3 as TensorRT's custom `trt::TRT_FP8QuantizeLinear` /
+    /// `trt::TRT_FP8DequantizeLinear` pair (no zero point), for TensorRT versions
+    /// older than opset-19 FP8 support; what pytorch-quantization and ModelOpt emit.
+    TrtFp8E4M3,
 }
 
 impl QdqFormat {
@@ -26,7 +31,7 @@ impl QdqFormat {
         match self {
             QdqFormat::Int8 => 127.0,
             QdqFormat::Uint8 => 255.0,
-            QdqFormat::Fp8E4M3 => 448.0,
+            QdqFormat::Fp8E4M3 | QdqFormat::TrtFp8E4M3 => 448.0,
         }
     }
 
@@ -35,15 +40,26 @@ impl QdqFormat {
         match self {
             QdqFormat::Fp8E4M3 => 19,
             _ if per_axis => 13,
+            QdqFormat::TrtFp8E4M3 => 13,
             _ => 10,
         }
     }
 
-    fn zero_point_type(self) -> i32 {
+    /// Zero point type; `None` for the TensorRT custom pair, which takes none.
+    fn zero_point_type(self) -> Option<i32> {
         match self {
-            QdqFormat::Int8 => dtype::INT8,
-            QdqFormat::Uint8 => dtype::UINT8,
-            QdqFormat::Fp8E4M3 => dtype::FLOAT8E4M3FN,
+            QdqFormat::Int8 => Some(dtype::INT8),
+            QdqFormat::Uint8 => Some(dtype::UINT8),
+            QdqFormat::Fp8E4M3 => Some(dtype::FLOAT8E4M3FN),
+            QdqFormat::TrtFp8E4M3 => None,
+        }
+    }
+
+    /// (domain, Q op, DQ op).
+    fn ops(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            QdqFormat::TrtFp8E4M3 => ("trt", "TRT_FP8QuantizeLinear", "TRT_FP8DequantizeLinear"),
+            _ => ("", "QuantizeLinear", "DequantizeLinear"),
         }
     }
 }
@@ -60,6 +76,8 @@ pub fn scales(amax: &[f32], format: QdqFormat) -> Vec<f32> {
 /// named `{prefix}_scale` / `{prefix}_zero_point`, nodes `{prefix}_QuantizeLinear`
 /// and `{prefix}_DequantizeLinear`. Per-channel when `amax` has several entries, on
 /// `axis`. Returns the name of the dequantized tensor, for the consumer to read.
+/// The TensorRT FP8 form uses domain `trt` (the model must import it) and no zero
+/// point.
 pub fn insert_qdq(
     graph: &mut GraphProto,
     input: &str,
@@ -69,48 +87,35 @@ pub fn insert_qdq(
     format: QdqFormat,
 ) -> String {
     let per_axis = amax.len() > 1;
-    let dims = if per_axis {
-        vec![amax.len() as i64]
-    } else {
-        vec![]
-    };
+    let dims: &[usize] = if per_axis { &[amax.len()] } else { &[] };
     let scale_name = format!("{prefix}_scale");
     let zp_name = format!("{prefix}_zero_point");
-    let mut scale = TensorProto::new();
-    scale.name = scale_name.clone();
-    scale.dims = dims.clone();
-    scale.data_type = dtype::FLOAT;
-    scale.float_data = scales(amax, format);
-    let mut zp = TensorProto::new();
-    zp.name = zp_name.clone();
-    zp.dims = dims;
-    zp.data_type = format.zero_point_type();
-    // One zero byte per element: 0 in INT8, UINT8 and FLOAT8E4M3FN alike.
-    zp.raw_data = vec![0u8; amax.len()].into();
-    graph.initializer.push(scale);
-    graph.initializer.push(zp);
-
+    graph
+        .initializer
+        .push(proto::tensor_f32(&scale_name, dims, &scales(amax, format)));
+    let mut params = vec![scale_name.as_str()];
+    if let Some(zp_type) = format.zero_point_type() {
+        // One zero byte per element: 0 in INT8, UINT8 and FLOAT8E4M3FN alike.
+        let zeros = vec![0u8; amax.len()];
+        graph
+            .initializer
+            .push(proto::raw_tensor(&zp_name, dims, zp_type, zeros));
+        params.push(&zp_name);
+    }
     let quantized = format!("{prefix}_quantized");
     let output = format!("{prefix}_dequantized");
-    let node = |op: &str, from: &str, to: &str| {
-        let mut n = NodeProto::new();
-        n.op_type = op.into();
-        n.name = format!("{prefix}_{op}");
-        n.input = vec![from.to_string(), scale_name.clone(), zp_name.clone()];
-        n.output = vec![to.to_string()];
+    let (domain, q_op, dq_op) = format.ops();
+    for (op, from, to) in [(q_op, input, &quantized), (dq_op, &quantized, &output)] {
+        let inputs: Vec<&str> = std::iter::once(from)
+            .chain(params.iter().copied())
+            .collect();
+        let mut n = proto::node(op, &format!("{prefix}_{op}"), &inputs, &[to]);
+        n.domain = domain.into();
         if let (true, Some(axis)) = (per_axis, axis) {
-            let mut a = AttributeProto::new();
-            a.name = "axis".into();
-            a.i = axis;
-            a.type_ = onnx_ir::AttributeType::INT.into();
-            n.attribute.push(a);
+            n.attribute.push(proto::attr_int("axis", axis));
         }
-        n
-    };
-    graph.node.push(node("QuantizeLinear", input, &quantized));
-    graph
-        .node
-        .push(node("DequantizeLinear", &quantized, &output));
+        graph.node.push(n);
+    }
     output
 }
 
@@ -118,7 +123,7 @@ pub fn insert_qdq(
 mod tests {
     use super::*;
     use crate::lint::{Rule, lint};
-    use onnx_ir::ModelProto;
+    use onnx_ir::{ModelProto, NodeProto, TensorProto};
 
     #[test]
     fn scales_follow_the_reference_export() {

@@ -9,6 +9,7 @@ pub(crate) mod dtype {
     pub const FLOAT: i32 = 1;
     pub const UINT8: i32 = 2;
     pub const INT8: i32 = 3;
+    pub const INT64: i32 = 7;
     pub const FLOAT8E4M3FN: i32 = 17;
     pub const UINT4: i32 = 21;
     pub const INT4: i32 = 22;

@@ -107,6 +107,11 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A quantizer without amax was asked for something that needs a fixed range.
+    #[error(
+        "no amax (the quantizer was never calibrated); calibrate it (collect_stats + compute_amax) or set amax before exporting"
+    )]
+    Uncalibrated,
     /// An error raised by one quantizer of a model, with the quantizer's name.
     #[error("quantizer `{name}`: {source}")]
     Quantizer {

@@ -23,6 +23,7 @@
 
 pub mod calib;
 pub mod error;
+pub mod io;
 pub mod nn;
 pub mod quant_modules;
 pub mod tensor_quant;

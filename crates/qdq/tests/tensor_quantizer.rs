@@ -297,3 +297,62 @@ fn learned_amax_receives_pact_gradients_through_the_quantizer() {
         vec![2.0]
     );
 }
+
+#[test]
+fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
+    use qdq::nn::lowering::{QuantLowering, record_quantizers};
+    use qdq::tensor_quant::NumBits;
+    let d = dev();
+    let x = tensor(Lcg(3).vec(24, -1.0, 1.0), [2, 4, 3], &d);
+    let desc = QuantDescriptor::builder()
+        .axis([1])
+        .scale_amax(0.5)
+        .build()
+        .unwrap();
+    let mut q = quantizer(desc);
+    q.set_amax(&Amax::new(vec![0.5, 1.0, 0.25, 0.8], vec![1, 4, 1]).unwrap())
+        .unwrap();
+    let (y, records) = record_quantizers(|| q.forward(x.clone()));
+    // The marker passes values through; the record carries amax * scale_amax, axis 1.
+    assert_eq!(bits(&values(y)), bits(&values(x.clone())));
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].lowering,
+        QuantLowering {
+            amax: vec![0.25, 0.5, 0.125, 0.4],
+            axis: Some(1),
+            num_bits: NumBits::Int(8),
+            unsigned: false,
+            narrow_range: false,
+        }
+    );
+    assert!(records[0].handle.same(&q.handle));
+    // Outside lowering mode the quantizer quantizes again.
+    let (_, none) = record_quantizers(|| ());
+    assert!(none.is_empty());
+    assert_ne!(
+        bits(&values(q.forward(x.clone()))),
+        bits(&values(x.clone()))
+    );
+
+    // A learned range lowers to max(-min, max) of the clip bounds.
+    let learned = quantizer(
+        QuantDescriptor::builder()
+            .learn_amax(true)
+            .amax(Amax::scalar(0.75))
+            .build()
+            .unwrap(),
+    );
+    let (_, records) = record_quantizers(|| learned.forward(x.clone()));
+    assert_eq!(records[0].lowering.amax, vec![0.75]);
+
+    // An uncalibrated quantizer records no pair and reports Uncalibrated.
+    let bare = quantizer(QuantDescriptor::default());
+    let (y, records) = record_quantizers(|| bare.forward(x.clone()));
+    assert!(records.is_empty());
+    assert_eq!(bits(&values(y)), bits(&values(x)));
+    assert!(matches!(
+        bare.handle.take_error(),
+        Some(Error::Uncalibrated)
+    ));
+}

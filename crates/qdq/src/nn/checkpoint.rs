@@ -54,12 +54,8 @@ pub fn save_safetensors<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| io_error(path, e))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &tmp).map_err(|e| io_error(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_error(path, e)
-    })
+    let bytes = safetensors::serialize(views, None).map_err(|e| io_error(path, e))?;
+    crate::io::write_atomic(path, &bytes).map_err(|e| io_error(path, e))
 }
 
 /// Loads parameters saved by [`save_safetensors`] (or by PyTorch with

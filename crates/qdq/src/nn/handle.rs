@@ -97,6 +97,11 @@ impl QuantizerHandle {
         self.0.runtime.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `self` and `other` are the same quantizer (clones of one module).
+    pub fn same(&self, other: &QuantizerHandle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &QuantizerConfig {
         &self.0.config

@@ -5,6 +5,7 @@ mod calibration;
 mod checkpoint;
 pub mod dropin;
 mod handle;
+pub mod lowering;
 pub mod modules;
 mod tensor_quantizer;
 

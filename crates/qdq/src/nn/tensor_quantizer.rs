@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use super::handle::{QuantizerConfig, QuantizerHandle, Runtime};
+use super::lowering::{self, QuantLowering};
 use crate::calib::{Calibrator, HistogramMethod};
 use crate::error::{Error, Result};
 use crate::tensor_quant::reduce::{kept_shape, normalize_axis};
@@ -231,6 +232,18 @@ impl TensorQuantizer {
         if disabled {
             return Ok(x);
         }
+        if lowering::lowering_active() {
+            if if_calib {
+                return Err(Error::Unsupported {
+                    what: "export",
+                    format: "a calibrating quantizer; finish calibration (compute_amax) first"
+                        .into(),
+                });
+            }
+            if if_quant {
+                return lowering::lower(x.clone(), self.lowering(&x.dims())?, &self.handle);
+            }
+        }
         if if_calib {
             let mut rt = self.handle.runtime();
             if let Some(c) = rt.calibrator.as_mut() {
@@ -262,6 +275,57 @@ impl TensorQuantizer {
                 self.handle.runtime().scale = Some(Amax::from_tensor(&scale)?);
                 q
             }
+        })
+    }
+
+    /// The Q/DQ parameters for an input of shape `dims` (export).
+    fn lowering(&self, dims: &[usize]) -> Result<QuantLowering> {
+        let cfg = self.handle.config();
+        let mut amax = if let Some(clip) = &self.clip {
+            let lo = tq::host_values(&clip.clip_value_min.val())?;
+            let hi = tq::host_values(&clip.clip_value_max.val())?;
+            vec![(-lo[0]).max(hi[0])]
+        } else {
+            self.amax().ok_or(Error::Uncalibrated)?
+        };
+        if let Some(s) = cfg.scale_amax {
+            amax.iter_mut().for_each(|a| *a *= s);
+        }
+        let axis = match (&cfg.axis, amax.len()) {
+            (_, 1) => None,
+            (Some(axis), n) => {
+                let axes = normalize_axis(axis, dims.len())?;
+                match axes[..] {
+                    [a] if dims[a] == n => Some(a),
+                    [_] => {
+                        return Err(Error::AmaxShape {
+                            amax: vec![n],
+                            input: dims.to_vec(),
+                        });
+                    }
+                    _ => {
+                        return Err(Error::Unsupported {
+                            what: "export",
+                            format: format!(
+                                "amax over several axes {axis:?}; ONNX Q/DQ takes one axis"
+                            ),
+                        });
+                    }
+                }
+            }
+            (None, n) => {
+                return Err(Error::AmaxShape {
+                    amax: vec![n],
+                    input: dims.to_vec(),
+                });
+            }
+        };
+        Ok(QuantLowering {
+            amax,
+            axis,
+            num_bits: cfg.num_bits,
+            unsigned: cfg.unsigned,
+            narrow_range: cfg.narrow_range,
         })
     }
 

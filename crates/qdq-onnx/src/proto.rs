@@ -1,0 +1,87 @@
+//! Building ONNX protobuf messages: nodes, attributes, initializers, value infos.
+
+use onnx_ir::{AttributeProto, AttributeType, NodeProto, TensorProto, ValueInfoProto};
+
+use crate::tensor::dtype;
+
+/// A node `op(inputs) -> outputs` named `name` in the default domain.
+pub(crate) fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = outputs.iter().map(|s| s.to_string()).collect();
+    n
+}
+
+/// An integer attribute.
+pub(crate) fn attr_int(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.i = v;
+    a.type_ = AttributeType::INT.into();
+    a
+}
+
+/// An integer-list attribute.
+pub(crate) fn attr_ints(name: &str, v: impl IntoIterator<Item = i64>) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.ints = v.into_iter().collect();
+    a.type_ = AttributeType::INTS.into();
+    a
+}
+
+/// A float attribute.
+pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.f = v;
+    a.type_ = AttributeType::FLOAT.into();
+    a
+}
+
+/// A float32 tensor, stored as raw little-endian bytes (compact and fast to write).
+pub(crate) fn tensor_f32(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    raw_tensor(name, dims, dtype::FLOAT, bytes)
+}
+
+/// An int64 tensor.
+pub(crate) fn tensor_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    raw_tensor(name, dims, dtype::INT64, bytes)
+}
+
+/// A tensor of `data_type` from its raw little-endian bytes.
+pub(crate) fn raw_tensor(
+    name: &str,
+    dims: &[usize],
+    data_type: i32,
+    bytes: Vec<u8>,
+) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.iter().map(|&d| d as i64).collect();
+    t.data_type = data_type;
+    t.raw_data = bytes.into();
+    t
+}
+
+/// A graph input or output: a tensor of `elem_type` with static `dims`.
+pub(crate) fn value_info(name: &str, elem_type: i32, dims: &[usize]) -> ValueInfoProto {
+    let mut v = ValueInfoProto::new();
+    v.name = name.into();
+    let mut ty = onnx_ir::TypeProto::new();
+    let tensor = ty.mut_tensor_type();
+    tensor.elem_type = elem_type;
+    let shape = tensor.shape.mut_or_insert_default();
+    for &d in dims {
+        shape.dim.push(Default::default());
+        if let Some(dim) = shape.dim.last_mut() {
+            dim.set_dim_value(d as i64);
+        }
+    }
+    v.type_ = Some(ty).into();
+    v
+}
