@@ -57,6 +57,9 @@ pub struct LintOptions {
     /// Axis of a ConvTranspose weight `[C_in, C_out/g, k...]` that per-channel scales
     /// must use: 0 (per input channel), what TensorRT's deconvolution kernels expect.
     pub conv_transpose_axis: i64,
+    /// Accept UINT8/UINT4 zero points (unsigned quantizers), which TensorRT rejects,
+    /// for models meant for other runtimes such as ONNX Runtime.
+    pub allow_uint8: bool,
 }
 
 /// Reads an ONNX file and lints it with the default options.
@@ -229,11 +232,11 @@ impl Context<'_> {
                         );
                     }
                     match zp.data_type {
-                        dtype::UINT8 | dtype::UINT4 => push(
+                        dtype::UINT8 | dtype::UINT4 if !self.options.allow_uint8 => push(
                             Rule::ZeroPoint,
                             "unsigned zero point; TensorRT treats it as signed or rejects it"
                                 .into(),
-                            "use an INT8 (signed) zero point",
+                            "use an INT8 (signed) zero point (a signed quantizer), or set LintOptions::allow_uint8 for other runtimes",
                         ),
                         dtype::FLOAT8E4M3FN if self.opset < 19 => push(
                             Rule::Opset,
@@ -571,13 +574,19 @@ mod tests {
             ]
         );
         inits[1] = zp("zx", dtype::UINT8, &[0]);
-        let v = lint(&model(13, nodes, inits));
+        let m = model(13, nodes, inits);
+        let v = lint(&m);
         assert!(
             v.iter()
                 .all(|x| x.rule == Rule::ZeroPoint && x.message.contains("unsigned")),
             "{v:?}"
         );
         assert_eq!(v.len(), 2);
+        let other_runtimes = LintOptions {
+            allow_uint8: true,
+            ..Default::default()
+        };
+        assert_eq!(lint_with(&m, &other_runtimes), vec![]);
     }
 
     #[test]
@@ -619,7 +628,8 @@ mod tests {
             lint_with(
                 &m,
                 &LintOptions {
-                    conv_transpose_axis: 1
+                    conv_transpose_axis: 1,
+                    ..Default::default()
                 }
             ),
             vec![]

@@ -566,3 +566,61 @@ fn exported_file_is_written_whole_and_reads_back() {
     .unwrap_err();
     assert!(err.to_string().contains("missing/x.onnx"), "{err}");
 }
+
+#[derive(Module, Debug)]
+struct Unsigned {
+    fc1: QuantLinear,
+    fc2: QuantLinear,
+}
+
+impl Unsigned {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.fc2.forward(relu(self.fc1.forward(x)))
+    }
+}
+
+#[test]
+fn unsigned_quantizers_export_as_uint8_only_when_allowed() {
+    let dir = scratch("unsigned");
+    let unsigned = QuantDescriptor::builder().unsigned(true).build().unwrap();
+    let model = Unsigned {
+        fc1: QuantLinearConfig::new(6, 16).init(&dev()).unwrap(),
+        fc2: QuantLinearConfig::new(16, 5)
+            .with_quant_desc_input(unsigned)
+            .init(&dev())
+            .unwrap(),
+    };
+    let model = calibrate(model, Unsigned::forward, &[mlp_data(1)]);
+    let x = mlp_data(2);
+    // TensorRT takes signed zero points only: the default lint refuses the file.
+    let err = export(
+        &model,
+        Unsigned::forward,
+        x.clone(),
+        &ExportOptions::default(),
+    )
+    .unwrap_err();
+    let Error::Lint(violations) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(violations.len(), 2, "{err}");
+    assert!(
+        violations[0].node.starts_with("fc2._input_quantizer"),
+        "{err}"
+    );
+    // For other runtimes: UINT8 with scale amax / 255, run by ONNX Runtime.
+    let mut options = ExportOptions::default();
+    options.lint.allow_uint8 = true;
+    let onnx = export(&model, Unsigned::forward, x.clone(), &options).unwrap();
+    let zp = graph(&onnx)
+        .initializer
+        .iter()
+        .find(|t| t.name == "fc2._input_quantizer_zero_point")
+        .unwrap();
+    assert_eq!(zp.data_type, 2, "UINT8");
+    let (_, scale) = floats(&onnx, "fc2._input_quantizer_scale");
+    assert_eq!(scale, [amax_of(&model, "fc2._input_quantizer")[0] / 255.0]);
+    let ours = values(model.forward(x.clone()));
+    let ort = ort_run(&onnx, &x, &dir);
+    assert_close(&ours, &ort, 1e-4, 0.99);
+}
