@@ -53,6 +53,9 @@ pub enum Error {
     /// Recording the forward pass failed.
     #[error("capturing the forward pass: {0}")]
     Capture(String),
+    /// The graph cannot be processed as asked (named node or quantizer, and why).
+    #[error("{0}")]
+    Graph(String),
     /// The exported model breaks TensorRT rules (listed).
     #[error(
         "the exported model breaks {} TensorRT rule(s):\n{}",

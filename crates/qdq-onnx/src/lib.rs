@@ -11,6 +11,7 @@
 mod error;
 pub mod export;
 pub mod lint;
+pub mod passes;
 mod proto;
 pub mod qdq;
 mod tensor;

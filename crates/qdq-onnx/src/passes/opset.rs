@@ -1,0 +1,214 @@
+//! Raising a model's opset so per-channel scales (13) or FP8 (19) can be written,
+//! rewriting the nodes whose form changed on the way (attributes that became inputs,
+//! Softmax's axis semantics), and refusing, by name, what it cannot rewrite.
+
+use onnx_ir::{GraphProto, ModelProto, NodeProto};
+
+use crate::error::{Error, Result};
+use crate::proto::{attr_int, node, tensor_i64};
+
+/// The default-domain opset of `model` (0 when it declares none).
+pub fn model_opset(model: &ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The IR version that opset shipped with.
+pub fn ir_version_for(opset: i64) -> i64 {
+    match opset {
+        ..=9 => 4,
+        10 => 5,
+        11 => 6,
+        12 => 7,
+        13..=18 => 8,
+        19 | 20 => 9,
+        _ => 10,
+    }
+}
+
+/// Raises `model` to opset `target` (no-op when it is there already).
+///
+/// # Errors
+/// A node whose semantics changed in a way not rewritten here (named, with its op).
+pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> Result<()> {
+    let from = model_opset(model);
+    if from >= target {
+        return Ok(());
+    }
+    let graph = model
+        .graph
+        .as_mut()
+        .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
+    let nodes = std::mem::take(&mut graph.node);
+    let mut counter = 0;
+    for mut n in nodes {
+        if !n.domain.is_empty() && n.domain != "ai.onnx" {
+            graph.node.push(n);
+            continue;
+        }
+        let crosses = |v: i64| from < v && target >= v;
+        let name = if n.name.is_empty() {
+            n.output.first().cloned().unwrap_or_default()
+        } else {
+            n.name.clone()
+        };
+        let mut fresh = |what: &str| {
+            counter += 1;
+            format!("{name}_{what}_v{target}_{counter}")
+        };
+        match n.op_type.as_str() {
+            "Upsample" if crosses(10) => {
+                return Err(Error::Graph(format!(
+                    "node `{name}` (Upsample) was removed in opset 10; re-export the model with Resize, or keep opset {from} (no per-channel/FP8)"
+                )));
+            }
+            "Slice" if crosses(10) => {
+                let starts = take_ints(&mut n, "starts");
+                let ends = take_ints(&mut n, "ends");
+                let axes = take_ints(&mut n, "axes");
+                let mut inputs = vec![n.input[0].clone()];
+                for (what, v) in [("starts", starts), ("ends", ends)] {
+                    inputs.push(const_input(graph, &fresh(what), &v.unwrap_or_default()));
+                }
+                if let Some(axes) = axes {
+                    inputs.push(const_input(graph, &fresh("axes"), &axes));
+                }
+                n.input = inputs;
+            }
+            "Clip" if crosses(11) => {
+                let min = take_float(&mut n, "min");
+                let max = take_float(&mut n, "max");
+                let mut inputs = vec![n.input[0].clone()];
+                for (what, v) in [("min", min), ("max", max)] {
+                    match v {
+                        Some(v) => {
+                            let t = fresh(what);
+                            graph
+                                .initializer
+                                .push(crate::proto::tensor_f32(&t, &[], &[v]));
+                            inputs.push(t);
+                        }
+                        None => inputs.push(String::new()),
+                    }
+                }
+                while inputs.last().is_some_and(String::is_empty) {
+                    inputs.pop();
+                }
+                n.input = inputs;
+            }
+            "Pad" if crosses(11) => {
+                let pads = take_ints(&mut n, "pads").unwrap_or_default();
+                let value = take_float(&mut n, "value").unwrap_or(0.0);
+                let p = const_input(graph, &fresh("pads"), &pads);
+                let v = fresh("value");
+                graph
+                    .initializer
+                    .push(crate::proto::tensor_f32(&v, &[], &[value]));
+                n.input = vec![n.input[0].clone(), p, v];
+            }
+            "Dropout" if crosses(12) => {
+                take_float(&mut n, "ratio");
+            }
+            "Squeeze" | "Unsqueeze" if crosses(13) => {
+                if let Some(axes) = take_ints(&mut n, "axes") {
+                    let a = const_input(graph, &fresh("axes"), &axes);
+                    n.input.truncate(1);
+                    n.input.push(a);
+                }
+            }
+            "ReduceSum" if crosses(13) => axes_to_input(graph, &mut n, &mut fresh),
+            "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+            | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare"
+                if crosses(18) =>
+            {
+                axes_to_input(graph, &mut n, &mut fresh)
+            }
+            "Split" if crosses(13) => {
+                if let Some(split) = take_ints(&mut n, "split") {
+                    let s = const_input(graph, &fresh("split"), &split);
+                    n.input.truncate(1);
+                    n.input.push(s);
+                }
+            }
+            "Softmax" | "LogSoftmax" | "Hardmax" if crosses(13) => {
+                // Before 13: flatten to 2-D at `axis` (default 1), normalise rows. From
+                // 13: along `axis` only. Rewrite as Flatten -> op(axis=-1) -> Reshape.
+                let axis = take_int(&mut n, "axis").unwrap_or(1);
+                let (x, y) = (n.input[0].clone(), n.output[0].clone());
+                let (shape, flat, inner) = (fresh("shape"), fresh("flat"), fresh("inner"));
+                graph.node.push(node("Shape", &shape, &[&x], &[&shape]));
+                let mut f = node("Flatten", &flat, &[&x], &[&flat]);
+                f.attribute.push(attr_int("axis", axis));
+                graph.node.push(f);
+                n.input = vec![flat];
+                n.output = vec![inner.clone()];
+                n.attribute.push(attr_int("axis", -1));
+                graph.node.push(n);
+                let r = fresh("reshape");
+                graph
+                    .node
+                    .push(node("Reshape", &r, &[&inner, &shape], &[&y]));
+                continue;
+            }
+            // Opset 10's (X, scales) gains an roi input before scales.
+            "Resize" if crosses(11) && n.input.len() == 2 => {
+                let scales = n.input.pop().unwrap_or_default();
+                n.input.push(String::new());
+                n.input.push(scales);
+            }
+            _ => {}
+        }
+        graph.node.push(n);
+    }
+    for o in model
+        .opset_import
+        .iter_mut()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+    {
+        o.version = target;
+    }
+    // From IR 4 initializers need not be graph inputs (folded weights are not).
+    model.ir_version = model.ir_version.max(ir_version_for(target));
+    Ok(())
+}
+
+fn take_attr(n: &mut NodeProto, name: &str) -> Option<onnx_ir::AttributeProto> {
+    let i = n.attribute.iter().position(|a| a.name == name)?;
+    Some(n.attribute.remove(i))
+}
+
+fn take_ints(n: &mut NodeProto, name: &str) -> Option<Vec<i64>> {
+    take_attr(n, name).map(|a| a.ints)
+}
+
+fn take_int(n: &mut NodeProto, name: &str) -> Option<i64> {
+    take_attr(n, name).map(|a| a.i)
+}
+
+fn take_float(n: &mut NodeProto, name: &str) -> Option<f32> {
+    take_attr(n, name).map(|a| a.f)
+}
+
+fn const_input(graph: &mut GraphProto, name: &str, values: &[i64]) -> String {
+    graph
+        .initializer
+        .push(tensor_i64(name, &[values.len()], values));
+    name.to_string()
+}
+
+fn axes_to_input(
+    graph: &mut GraphProto,
+    n: &mut NodeProto,
+    fresh: &mut impl FnMut(&str) -> String,
+) {
+    if let Some(axes) = take_ints(n, "axes") {
+        let a = const_input(graph, &fresh("axes"), &axes);
+        n.input.truncate(1);
+        n.input.push(a);
+    }
+}

@@ -1,0 +1,244 @@
+//! Where TensorRT wants quantizers in a float ONNX graph (spec `tensorrt-qdq-rules.md`):
+//! the inputs of weighted ops (activation per tensor, constant weight per channel on the
+//! op's axis), pooling inputs, only the skip branch of a residual `Add`, and `Concat`
+//! inputs sharing one amax. Never outputs, never biases.
+
+use std::collections::HashMap;
+
+use onnx_ir::{GraphProto, NodeProto};
+
+use crate::error::{Error, Result};
+use crate::tensor::constants;
+
+/// What a site quantizes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SiteKind {
+    /// A runtime tensor, per tensor, calibrated on data.
+    Activation,
+    /// A constant weight, per channel along `axis`, amax from its values.
+    Weight {
+        /// Channel axis.
+        axis: usize,
+    },
+}
+
+/// One quantizer to insert: a Q/DQ pair on `tensor`, read by `consumers`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Site {
+    /// Name in reports and in the Q/DQ node names, after its first consumer in
+    /// pytorch-quantization's style: `conv1._input_quantizer`, `conv1._weight_quantizer`,
+    /// `add_3._residual_quantizer`.
+    pub name: String,
+    /// The tensor quantized.
+    pub tensor: String,
+    /// (node index, input slot) of every node input rewired to the dequantized tensor.
+    pub consumers: Vec<(usize, usize)>,
+    /// Activation or weight.
+    pub kind: SiteKind,
+    /// Sites with the same group share one amax (the inputs of a `Concat`).
+    pub group: Option<usize>,
+}
+
+/// Which nodes to leave in float.
+#[derive(Clone, Debug, Default)]
+pub struct PlacementOptions {
+    /// Op types not to quantize (`Gemm`, `MatMul`, ...).
+    pub skip_op_types: Vec<String>,
+    /// Node-name patterns not to quantize; `*` matches any run of characters
+    /// (`/head/*`, `*classifier*`).
+    pub skip_names: Vec<String>,
+    /// Axis of ConvTranspose weights `[C_in, C_out/g, k...]`: 0, what TensorRT expects.
+    pub conv_transpose_axis: usize,
+}
+
+/// `*`-wildcard match of `name` against `pattern`.
+pub fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+pub(crate) fn node_label(n: &NodeProto, index: usize) -> String {
+    if !n.name.is_empty() {
+        n.name.clone()
+    } else if let Some(o) = n.output.first().filter(|o| !o.is_empty()) {
+        o.clone()
+    } else {
+        format!("{}_{index}", n.op_type)
+    }
+}
+
+/// The quantizer sites of `graph`, in node order.
+///
+/// # Errors
+/// The graph already holds Q/DQ nodes (it is quantized already).
+pub fn place(graph: &GraphProto, options: &PlacementOptions) -> Result<Vec<Site>> {
+    if let Some(n) = graph
+        .node
+        .iter()
+        .find(|n| n.op_type.contains("QuantizeLinear"))
+    {
+        return Err(Error::Graph(format!(
+            "node `{}` is a {}: the model is quantized already; start from the FP32 model",
+            n.name, n.op_type
+        )));
+    }
+    let consts = constants(graph);
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for o in &n.output {
+            producer.insert(o, i);
+        }
+    }
+    let depth = depths(graph, &producer);
+    let mut sites: Vec<Site> = Vec::new();
+    let mut groups = 0;
+    let add =
+        |sites: &mut Vec<Site>, tensor: &str, slot: (usize, usize), kind, name: String| match sites
+            .iter_mut()
+            .find(|s| s.tensor == tensor && s.kind == kind)
+        {
+            Some(s) => s.consumers.push(slot),
+            None => sites.push(Site {
+                name,
+                tensor: tensor.to_string(),
+                consumers: vec![slot],
+                kind,
+                group: None,
+            }),
+        };
+    for (i, n) in graph.node.iter().enumerate() {
+        let label = node_label(n, i);
+        let skipped = options.skip_op_types.contains(&n.op_type)
+            || options
+                .skip_names
+                .iter()
+                .any(|p| matches_pattern(p, &label));
+        if skipped {
+            continue;
+        }
+        let input = |k: usize| n.input.get(k).map(String::as_str).filter(|s| !s.is_empty());
+        let is_const = |t: &str| consts.contains_key(t);
+        let rank = |t: &str| consts.get(t).map_or(0, |c| c.dims.len());
+        let activation = |sites: &mut Vec<Site>, k: usize, what: &str| {
+            if let Some(t) = input(k).filter(|t| !is_const(t)) {
+                add(
+                    sites,
+                    t,
+                    (i, k),
+                    SiteKind::Activation,
+                    format!("{label}._{what}_quantizer"),
+                );
+            }
+        };
+        match n.op_type.as_str() {
+            "Conv" | "ConvTranspose" | "Gemm" | "MatMul" => {
+                activation(&mut sites, 0, "input");
+                let Some(w) = input(1) else { continue };
+                if !is_const(w) {
+                    // activation x activation (attention): both inputs, per tensor.
+                    activation(&mut sites, 1, "input1");
+                    continue;
+                }
+                let axis = match n.op_type.as_str() {
+                    "Conv" => 0,
+                    "ConvTranspose" => options.conv_transpose_axis,
+                    "Gemm" => {
+                        let trans_b = n.attribute.iter().any(|a| a.name == "transB" && a.i != 0);
+                        if trans_b { 0 } else { 1 }
+                    }
+                    _ => rank(w).saturating_sub(1),
+                };
+                add(
+                    &mut sites,
+                    w,
+                    (i, 1),
+                    SiteKind::Weight { axis },
+                    format!("{label}._weight_quantizer"),
+                );
+            }
+            "MaxPool" | "AveragePool" | "GlobalAveragePool" => {
+                activation(&mut sites, 0, "input");
+            }
+            "Add" | "Sum" if n.input.len() == 2 => {
+                // A residual: the branch that TensorRT fuses into the convolution is the
+                // deeper one ending in Conv (or Conv -> BatchNormalization); the other,
+                // the skip branch, gets the quantizer.
+                let (Some(a), Some(b)) = (input(0), input(1)) else {
+                    continue;
+                };
+                if is_const(a) || is_const(b) {
+                    continue;
+                }
+                let conv_like = |t: &str| {
+                    producer.get(t).is_some_and(|&p| {
+                        let op = graph.node[p].op_type.as_str();
+                        op == "Conv"
+                            || (op == "BatchNormalization"
+                                && graph.node[p]
+                                    .input
+                                    .first()
+                                    .and_then(|x| producer.get(x.as_str()))
+                                    .is_some_and(|&q| graph.node[q].op_type == "Conv"))
+                    })
+                };
+                let d = |t: &str| producer.get(t).map_or(0, |&p| depth[p]);
+                let skip = match (conv_like(a), conv_like(b)) {
+                    (true, false) => 1,
+                    (false, true) => 0,
+                    (true, true) if d(a) >= d(b) => 1,
+                    (true, true) => 0,
+                    (false, false) => continue,
+                };
+                activation(&mut sites, skip, "residual");
+            }
+            "Concat" => {
+                for k in 0..n.input.len() {
+                    activation(&mut sites, k, &format!("input{k}"));
+                }
+                // One amax for all inputs, so the Concat needs no requantization. A
+                // tensor already grouped by another Concat keeps its first group.
+                let group = Some(groups);
+                groups += 1;
+                for s in sites.iter_mut().filter(|s| {
+                    s.kind == SiteKind::Activation
+                        && s.group.is_none()
+                        && n.input.contains(&s.tensor)
+                }) {
+                    s.group = group;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(sites)
+}
+
+/// Longest path (in nodes) from the graph inputs to each node.
+fn depths(graph: &GraphProto, producer: &HashMap<&str, usize>) -> Vec<usize> {
+    let mut depth = vec![0usize; graph.node.len()];
+    for (i, n) in graph.node.iter().enumerate() {
+        depth[i] = n
+            .input
+            .iter()
+            .filter_map(|t| producer.get(t.as_str()))
+            .filter(|&&p| p < i)
+            .map(|&p| depth[p] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    depth
+}

@@ -1,0 +1,349 @@
+//! Automatic quantizer placement on float ONNX graphs, the TensorRT way, and writing
+//! the pairs in: exact site lists on a small graph, and the structure of ONNX's own
+//! ResNet-50 after placement, checked by the ONNX checker and ONNX Runtime.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use onnx_ir::{
+    AttributeProto, AttributeType, GraphProto, Message, ModelProto, NodeProto, TensorProto,
+};
+use qdq_onnx::passes::{
+    PlacementOptions, Site, SiteKind, fold_constant_nodes, insert_sites, matches_pattern, place,
+    upgrade_opset,
+};
+use qdq_onnx::{QdqFormat, lint};
+
+fn node(op: &str, name: &str, inputs: &[&str], output: &str) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = vec![output.into()];
+    n
+}
+
+fn weight(name: &str, dims: &[i64]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = 1;
+    let n: i64 = dims.iter().product();
+    t.float_data = (0..n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+    t
+}
+
+/// x -> conv1 -> bn1 -> relu1 (r1) -> conv2 -> bn2 -> add(bn2, r1) -> relu2 -> pool
+///   -> concat(pool, pool2) -> flatten -> gemm(transB) ; plus matmul(r1, r1) (attention-like).
+fn small_graph() -> GraphProto {
+    let mut g = GraphProto::new();
+    for (name, dims) in [
+        ("w1", &[4i64, 3, 3, 3][..]),
+        ("b1", &[4]),
+        ("w2", &[4, 4, 3, 3]),
+        ("s", &[4]),
+        ("wf", &[10, 32]),
+    ] {
+        g.initializer.push(weight(name, dims));
+    }
+    g.node = vec![
+        node("Conv", "conv1", &["x", "w1", "b1"], "c1"),
+        node(
+            "BatchNormalization",
+            "bn1",
+            &["c1", "s", "s", "s", "s"],
+            "n1",
+        ),
+        node("Relu", "relu1", &["n1"], "r1"),
+        node("Conv", "conv2", &["r1", "w2"], "c2"),
+        node(
+            "BatchNormalization",
+            "bn2",
+            &["c2", "s", "s", "s", "s"],
+            "n2",
+        ),
+        node("Add", "add", &["n2", "r1"], "a"),
+        node("Relu", "relu2", &["a"], "r2"),
+        node("MaxPool", "pool", &["r2"], "p"),
+        node("AveragePool", "pool2", &["r2"], "p2"),
+        node("Concat", "cat", &["p", "p2"], "cat_out"),
+        node("Flatten", "flat", &["cat_out"], "f"),
+        node("Gemm", "fc", &["f", "wf"], "y"),
+        node("MatMul", "attn", &["r1", "r1"], "m"),
+    ];
+    let mut trans_b = AttributeProto::new();
+    trans_b.name = "transB".into();
+    trans_b.i = 1;
+    trans_b.type_ = AttributeType::INT.into();
+    g.node[11].attribute.push(trans_b);
+    g
+}
+
+fn site(
+    name: &str,
+    tensor: &str,
+    consumers: &[(usize, usize)],
+    kind: SiteKind,
+    group: Option<usize>,
+) -> Site {
+    Site {
+        name: name.into(),
+        tensor: tensor.into(),
+        consumers: consumers.to_vec(),
+        kind,
+        group,
+    }
+}
+
+#[test]
+fn sites_follow_tensorrt_rules() {
+    use SiteKind::*;
+    let sites = place(&small_graph(), &PlacementOptions::default()).unwrap();
+    assert_eq!(
+        sites,
+        vec![
+            site("conv1._input_quantizer", "x", &[(0, 0)], Activation, None),
+            site(
+                "conv1._weight_quantizer",
+                "w1",
+                &[(0, 1)],
+                Weight { axis: 0 },
+                None
+            ),
+            // r1 feeds conv2, the residual Add's skip input and both MatMul inputs: one
+            // quantizer for the tensor, read by all four.
+            site(
+                "conv2._input_quantizer",
+                "r1",
+                &[(3, 0), (5, 1), (12, 0), (12, 1)],
+                Activation,
+                None
+            ),
+            site(
+                "conv2._weight_quantizer",
+                "w2",
+                &[(3, 1)],
+                Weight { axis: 0 },
+                None
+            ),
+            site(
+                "pool._input_quantizer",
+                "r2",
+                &[(7, 0), (8, 0)],
+                Activation,
+                None
+            ),
+            site("cat._input0_quantizer", "p", &[(9, 0)], Activation, Some(0)),
+            site(
+                "cat._input1_quantizer",
+                "p2",
+                &[(9, 1)],
+                Activation,
+                Some(0)
+            ),
+            site("fc._input_quantizer", "f", &[(11, 0)], Activation, None),
+            site(
+                "fc._weight_quantizer",
+                "wf",
+                &[(11, 1)],
+                Weight { axis: 0 },
+                None
+            ),
+        ]
+    );
+    // No bias (b1), no BatchNormalization parameter, no output, no Add main branch (n2).
+    assert!(
+        sites
+            .iter()
+            .all(|s| !["b1", "s", "y", "n2"].contains(&s.tensor.as_str()))
+    );
+}
+
+#[test]
+fn skip_lists_by_op_type_and_name_pattern() {
+    let options = PlacementOptions {
+        skip_op_types: vec!["MatMul".into(), "Concat".into()],
+        skip_names: vec!["conv*".into()],
+        ..Default::default()
+    };
+    let sites = place(&small_graph(), &options).unwrap();
+    let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "add._residual_quantizer",
+            "pool._input_quantizer",
+            "fc._input_quantizer",
+            "fc._weight_quantizer"
+        ]
+    );
+    assert!(matches_pattern("*classifier*", "model/classifier/fc"));
+    assert!(matches_pattern("/head/*", "/head/conv"));
+    assert!(!matches_pattern("/head/*", "/body/head/conv"));
+    assert!(matches_pattern("a*b*c", "aXXbYYc"));
+    assert!(!matches_pattern("a*b*c", "aXXcYYb"));
+}
+
+#[test]
+fn inserted_pairs_precede_their_consumers_and_pass_the_linter() {
+    let mut g = small_graph();
+    let sites = place(&g, &PlacementOptions::default()).unwrap();
+    let amaxes: HashMap<String, Vec<f32>> = sites
+        .iter()
+        .map(|s| {
+            let n = match s.kind {
+                SiteKind::Weight { .. } => {
+                    let w = g.initializer.iter().find(|t| t.name == s.tensor).unwrap();
+                    w.dims[0] as usize
+                }
+                SiteKind::Activation => 1,
+            };
+            (s.name.clone(), (1..=n).map(|k| k as f32 * 0.5).collect())
+        })
+        .collect();
+    insert_sites(&mut g, &sites, &amaxes, QdqFormat::Int8).unwrap();
+    // Topological order: every input is produced before it is read.
+    let mut known: Vec<String> = g.initializer.iter().map(|t| t.name.clone()).collect();
+    known.push("x".into());
+    for n in &g.node {
+        for i in &n.input {
+            assert!(known.contains(i), "{} reads {i} before it exists", n.name);
+        }
+        known.extend(n.output.iter().cloned());
+    }
+    // The Add reads its main branch in float and its skip branch dequantized.
+    let add = g.node.iter().find(|n| n.name == "add").unwrap();
+    assert_eq!(add.input, ["n2", "conv2._input_quantizer_dequantized"]);
+    let mut m = ModelProto::new();
+    m.graph = Some(g).into();
+    m.opset_import.push(Default::default());
+    m.opset_import[0].version = 13;
+    assert_eq!(lint(&m), vec![]);
+    // A missing amax is a named error.
+    let mut g = small_graph();
+    let err = insert_sites(&mut g, &sites, &HashMap::new(), QdqFormat::Int8).unwrap_err();
+    assert!(err.to_string().contains("conv1._input_quantizer"), "{err}");
+}
+
+/// ONNX's ResNet-50 from the onnx wheel's light model zoo (opset 9, `Sum` residuals).
+fn light_resnet50() -> ModelProto {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/lib");
+    let dir = std::fs::read_dir(&venv)
+        .expect("the .venv of .ci/run (onnx wheel)")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/onnx/backend/test/data/light"))
+        .find(|p| p.exists())
+        .expect("onnx's light model zoo in .venv");
+    let bytes = std::fs::read(dir.join("light_resnet50.onnx")).unwrap();
+    let mut model = ModelProto::parse_from_bytes(&bytes).unwrap();
+    // Its weights are ConstantOfShape nodes: fold them into initializers first.
+    let folded = fold_constant_nodes(&mut model);
+    assert_eq!(folded, 239);
+    model
+}
+
+#[test]
+fn resnet50_gets_a_quantizer_on_each_skip_branch_only() {
+    let model = light_resnet50();
+    let g = model.graph.as_ref().unwrap();
+    let sites = place(g, &PlacementOptions::default()).unwrap();
+    let weights = sites
+        .iter()
+        .filter(|s| matches!(s.kind, SiteKind::Weight { .. }))
+        .count();
+    assert_eq!(weights, 54, "53 Conv + 1 Gemm");
+    // Each of the 16 residual Sums: exactly one input quantized, the shallower branch.
+    let sums: Vec<usize> = g
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op_type == "Sum")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(sums.len(), 16);
+    for &i in &sums {
+        let quantized: Vec<usize> = sites
+            .iter()
+            .flat_map(|s| s.consumers.iter())
+            .filter(|c| c.0 == i)
+            .map(|c| c.1)
+            .collect();
+        assert_eq!(quantized.len(), 1, "Sum #{i}: {quantized:?}");
+        let main = &g.node[i].input[1 - quantized[0]];
+        let producer = g.node.iter().find(|n| n.output.contains(main)).unwrap();
+        assert_eq!(
+            producer.op_type, "BatchNormalization",
+            "main branch is conv+bn"
+        );
+    }
+    // 4 skip branches come from a downsampling conv; 12 are block inputs, which the
+    // next block's first conv reads too, so they share that conv's quantizer.
+    assert_eq!(
+        sites
+            .iter()
+            .filter(|s| s.name.ends_with("_residual_quantizer"))
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn quantized_resnet50_passes_checker_lint_and_runs() {
+    let dir = common::scratch("resnet50-qdq");
+    let mut model = light_resnet50();
+    let sites = {
+        let g = model.graph.as_ref().unwrap();
+        place(g, &PlacementOptions::default()).unwrap()
+    };
+    let g = model.graph.as_mut().unwrap();
+    let amaxes: HashMap<String, Vec<f32>> = sites
+        .iter()
+        .map(|s| {
+            let n = match s.kind {
+                SiteKind::Weight { axis } => {
+                    let w = g.initializer.iter().find(|t| t.name == s.tensor).unwrap();
+                    w.dims[axis] as usize
+                }
+                SiteKind::Activation => 1,
+            };
+            (s.name.clone(), vec![4.0; n])
+        })
+        .collect();
+    insert_sites(g, &sites, &amaxes, QdqFormat::Int8).unwrap();
+    upgrade_opset(&mut model, 13).unwrap();
+    assert_eq!((model.opset_import[0].version, model.ir_version), (13, 8));
+    assert_eq!(lint(&model), vec![]);
+    std::fs::write(dir.join("q.onnx"), model.write_to_bytes().unwrap()).unwrap();
+    common::onnx_check(&model, &dir);
+}
+
+#[test]
+fn opset_upgrade_keeps_what_the_model_computes() {
+    // Opset 9 -> 13 rewrites ResNet-50's Softmax (flattening semantics before 13);
+    // ONNX Runtime gives the same output for both files.
+    let dir = common::scratch("upgrade");
+    let old = light_resnet50();
+    let mut new = old.clone();
+    upgrade_opset(&mut new, 13).unwrap();
+    let ops: Vec<&str> = new
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert!(
+        ops.ends_with(&["Shape", "Flatten", "Softmax", "Reshape"]),
+        "{ops:?}"
+    );
+    let x = common::tensor(
+        common::Lcg(5).vec(3 * 224 * 224, 0.0, 1.0),
+        [1, 3, 224, 224],
+    );
+    let a = common::ort_run(&old, &x, &dir);
+    let b = common::ort_run(&new, &x, &dir);
+    assert_eq!(a, b);
+}
