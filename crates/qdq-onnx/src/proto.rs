@@ -70,16 +70,29 @@ pub(crate) fn raw_tensor(
 
 /// A graph input or output: a tensor of `elem_type` with static `dims`.
 pub(crate) fn value_info(name: &str, elem_type: i32, dims: &[usize]) -> ValueInfoProto {
+    value_info_named(name, elem_type, dims, None)
+}
+
+/// [`value_info`] whose first dimension is the symbol `batch` when given.
+pub(crate) fn value_info_named(
+    name: &str,
+    elem_type: i32,
+    dims: &[usize],
+    batch: Option<&str>,
+) -> ValueInfoProto {
     let mut v = ValueInfoProto::new();
     v.name = name.into();
     let mut ty = onnx_ir::TypeProto::new();
     let tensor = ty.mut_tensor_type();
     tensor.elem_type = elem_type;
     let shape = tensor.shape.mut_or_insert_default();
-    for &d in dims {
+    for (i, &d) in dims.iter().enumerate() {
         shape.dim.push(Default::default());
         if let Some(dim) = shape.dim.last_mut() {
-            dim.set_dim_value(d as i64);
+            match batch {
+                Some(b) if i == 0 => dim.set_dim_param(b.to_string()),
+                _ => dim.set_dim_value(d as i64),
+            }
         }
     }
     v.type_ = Some(ty).into();

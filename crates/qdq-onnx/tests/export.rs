@@ -624,3 +624,23 @@ fn unsigned_quantizers_export_as_uint8_only_when_allowed() {
     let ort = ort_run(&onnx, &x, &dir);
     assert_close(&ours, &ort, 1e-4, 0.99);
 }
+
+#[test]
+fn dynamic_batch_runs_with_any_batch_size() {
+    let dir = scratch("dynbatch");
+    let model = calibrate(ResCnn::new(), ResCnn::forward, &[images(1, 4)]);
+    let options = ExportOptions {
+        dynamic_batch: true,
+        ..Default::default()
+    };
+    let onnx = export(&model, ResCnn::forward, images(2, 2), &options).unwrap();
+    let input = &graph(&onnx).input[0];
+    let dim0 = &input.type_.tensor_type().shape.dim[0];
+    assert_eq!(dim0.dim_param(), "batch");
+    for n in [1, 5] {
+        let x = images(3, n);
+        let ours = values(model.forward(x.clone()));
+        let ort = ort_run(&onnx, &x, &dir);
+        assert_close(&ours, &ort, 1e-4, 0.99);
+    }
+}

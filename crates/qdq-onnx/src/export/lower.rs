@@ -423,6 +423,14 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
+    /// With a dynamic batch: whether `out` keeps `input`'s batch dimension.
+    fn keeps_batch(&self, input: &TensorIr, out: &TensorIr) -> bool {
+        let batch = self.trace.input.1.first().copied();
+        self.options.dynamic_batch
+            && input.shape.first().copied() == batch
+            && out.shape.first().copied() == batch
+    }
+
     fn last(&mut self) -> &mut NodeProto {
         self.graph.node.last_mut().expect("a node was emitted")
     }
@@ -814,7 +822,11 @@ impl Lowerer<'_> {
                 let keep =
                     move |a: usize| (from[..=a] == to.get(..=a).unwrap_or(&[])[..]).then_some(a);
                 if !self.fold_layout(&r.input, &r.out, |t| t, keep)? {
-                    let shape = self.const_i64(&ints(&r.out.shape.to_vec()));
+                    let mut dims = ints(&r.out.shape.to_vec());
+                    if self.keeps_batch(&r.input, &r.out) {
+                        dims[0] = 0; // copy the (dynamic) batch from the input
+                    }
+                    let shape = self.const_i64(&dims);
                     let x = self.value(r.input.id)?;
                     self.emit("Reshape", &[&x, &shape], &r.out);
                 }
@@ -827,7 +839,11 @@ impl Lowerer<'_> {
             }
             B::Permute(p) => self.transpose(&p.input, &p.out, p.axes.clone())?,
             B::Expand(e) => {
-                let shape = self.const_i64(&ints(&e.out.shape.to_vec()));
+                let mut dims = ints(&e.out.shape.to_vec());
+                if self.keeps_batch(&e.input, &e.out) {
+                    dims[0] = 1; // broadcasting keeps the input's batch
+                }
+                let shape = self.const_i64(&dims);
                 let x = self.value(e.input.id)?;
                 self.emit("Expand", &[&x, &shape], &e.out);
             }
@@ -849,7 +865,11 @@ impl Lowerer<'_> {
                 for (axis, r) in s.ranges.iter().enumerate() {
                     let len = dims[axis] as i64;
                     let norm = |v: isize| if v < 0 { v as i64 + len } else { v as i64 };
-                    let (start, end) = (norm(r.start), r.end.map_or(len, norm));
+                    let (start, mut end) = (norm(r.start), r.end.map_or(len, norm));
+                    if axis == 0 && start == 0 && end == len && self.keeps_batch(&s.tensor, &s.out)
+                    {
+                        end = i64::MAX; // the whole (dynamic) batch
+                    }
                     if r.step < 0 {
                         return Err(Lower::Unsupported("a slice with a negative step".into()));
                     }

@@ -14,7 +14,8 @@
 //! any TensorRT rule the result would break ([`crate::lint`]). [`export_to_file`]
 //! writes atomically.
 //!
-//! Shapes are static: the sample input's shape, batch included, is baked in.
+//! Shapes are static, the sample input's, except the batch dimension with
+//! [`ExportOptions::dynamic_batch`].
 
 mod lower;
 mod trace;
@@ -28,7 +29,7 @@ use onnx_ir::{Message, ModelProto};
 
 use crate::error::{Error, Result};
 use crate::lint::{LintOptions, lint_with};
-use crate::proto::value_info;
+use crate::proto::value_info_named;
 
 /// How FP8 E4M3 quantizers are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +55,10 @@ pub struct ExportOptions {
     pub output_name: String,
     /// Rules the exported model is checked against.
     pub lint: LintOptions,
+    /// Make the first (batch) dimension of the input and output symbolic (`batch`):
+    /// reshapes that keep the batch write 0 (copy) for it, so the file runs with any
+    /// batch size. Trace with a batch of 2 or more so the batch is recognisable.
+    pub dynamic_batch: bool,
 }
 
 impl Default for ExportOptions {
@@ -64,6 +69,7 @@ impl Default for ExportOptions {
             input_name: "input".into(),
             output_name: "output".into(),
             lint: LintOptions::default(),
+            dynamic_batch: false,
         }
     }
 }
@@ -134,15 +140,18 @@ where
             .find(|t| t.id == id)
             .map_or(crate::tensor::dtype::FLOAT, |t| lower::onnx_type(t.dtype))
     };
-    graph.input.push(value_info(
+    let batch = options.dynamic_batch.then_some("batch");
+    graph.input.push(value_info_named(
         &options.input_name,
         elem(trace.input.0),
         &trace.input.1,
+        batch,
     ));
-    graph.output.push(value_info(
+    graph.output.push(value_info_named(
         &options.output_name,
         elem(trace.output.0),
         &trace.output.1,
+        batch,
     ));
     let mut model_proto = ModelProto::new();
     // The IR version each opset shipped with: 7 (10-12), 8 (13-18), 9 (19-20, FP8 types), 10 (21).
