@@ -14,6 +14,7 @@ pub mod lint;
 pub mod passes;
 mod proto;
 pub mod qdq;
+pub mod runtime;
 mod tensor;
 
 pub use error::{Error, Result};

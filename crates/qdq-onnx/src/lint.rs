@@ -92,13 +92,7 @@ pub fn lint_with(model: &ModelProto, options: &LintOptions) -> Vec<Violation> {
     let Some(graph) = model.graph.as_ref() else {
         return vec![];
     };
-    let opset = model
-        .opset_import
-        .iter()
-        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .max()
-        .unwrap_or(0);
+    let opset = crate::passes::model_opset(model);
     let consts = constants(graph);
     let mut producers: HashMap<&str, &NodeProto> = HashMap::new();
     let mut consumers: HashMap<&str, Vec<(&NodeProto, usize)>> = HashMap::new();

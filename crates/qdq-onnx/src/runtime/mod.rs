@@ -1,0 +1,396 @@
+//! An ONNX interpreter on burn tensors: load a `ModelProto`, check it once (supported
+//! ops, defined tensors, initializers), then run it node by node on any burn `Device`.
+//! It is the execution engine of calibration (see [`OnnxGraph::run_with`], which shows
+//! every activation as it is computed and frees values once no node needs them).
+//!
+//! ```no_run
+//! use burn::tensor::Device;
+//! use qdq_onnx::runtime::{OnnxGraph, Value};
+//! let device = Device::flex();
+//! let graph = OnnxGraph::load("model.onnx", &device)?;
+//! let x = Value::from_f32(vec![0.0; 3 * 224 * 224], &[1, 3, 224, 224], &device);
+//! let outputs = graph.run(vec![(graph.inputs()[0].name.clone(), x)])?;
+//! # Ok::<(), qdq_onnx::runtime::RunError>(())
+//! ```
+
+mod error;
+mod ops;
+mod value;
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use burn::tensor::Device;
+use onnx_ir::{Message, ModelProto, NodeProto, ValueInfoProto};
+
+pub use error::{RunError, RunResult};
+pub use value::{Dyn, DynTensor, MAX_RANK, Value, dt, dtype_name};
+
+/// Every op type the runtime executes (default ONNX domain), for listing unsupported ops.
+pub fn supported_ops() -> &'static [&'static str] {
+    ops::SUPPORTED
+}
+
+/// One dimension of a graph input or output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(usize),
+    /// A symbolic size (`batch`, `seq`...).
+    Named(String),
+    /// Unspecified.
+    Unknown,
+}
+
+/// A graph input or output as declared by the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueSpec {
+    /// Tensor name.
+    pub name: String,
+    /// ONNX element type code (1 = float32, 7 = int64, ...).
+    pub elem_type: i32,
+    /// Declared dims (empty for a scalar or when the rank is unknown; see `rank_known`).
+    pub dims: Vec<Dim>,
+    /// Whether the model declares a shape (and so a rank) at all.
+    pub rank_known: bool,
+}
+
+impl ValueSpec {
+    fn from_proto(v: &ValueInfoProto) -> Self {
+        let mut spec = ValueSpec {
+            name: v.name.clone(),
+            elem_type: 0,
+            dims: Vec::new(),
+            rank_known: false,
+        };
+        if let Some(ty) = v.type_.as_ref()
+            && ty.has_tensor_type()
+        {
+            let t = ty.tensor_type();
+            spec.elem_type = t.elem_type;
+            if let Some(shape) = t.shape.as_ref() {
+                spec.rank_known = true;
+                spec.dims = shape
+                    .dim
+                    .iter()
+                    .map(|d| {
+                        if d.has_dim_value() && d.dim_value() >= 0 {
+                            Dim::Fixed(d.dim_value() as usize)
+                        } else if d.has_dim_param() && !d.dim_param().is_empty() {
+                            Dim::Named(d.dim_param().to_string())
+                        } else {
+                            Dim::Unknown
+                        }
+                    })
+                    .collect();
+            }
+        }
+        spec
+    }
+
+    fn describe(&self) -> String {
+        let dims: Vec<String> = self
+            .dims
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => n.to_string(),
+                Dim::Named(s) => s.clone(),
+                Dim::Unknown => "?".into(),
+            })
+            .collect();
+        if self.rank_known {
+            format!("{} [{}]", dtype_name(self.elem_type), dims.join(", "))
+        } else {
+            dtype_name(self.elem_type).to_string()
+        }
+    }
+}
+
+/// A parsed, validated ONNX graph, ready to run.
+pub struct OnnxGraph {
+    nodes: Vec<NodeProto>,
+    opset: i64,
+    initializers: HashMap<String, Value>,
+    inputs: Vec<ValueSpec>,
+    outputs: Vec<ValueSpec>,
+    /// Index of the last node reading each tensor (graph outputs excluded).
+    last_use: HashMap<String, usize>,
+    device: Device,
+}
+
+fn node_label(n: &NodeProto) -> String {
+    if !n.name.is_empty() {
+        n.name.clone()
+    } else {
+        n.output.first().cloned().unwrap_or_default()
+    }
+}
+
+impl OnnxGraph {
+    /// Reads and prepares an `.onnx` file.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self, RunError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| RunError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let model = ModelProto::parse_from_bytes(&bytes).map_err(|e| RunError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_model(&model, device)
+    }
+
+    /// Prepares a model: checks every op is supported, every tensor is defined before
+    /// use, and loads the initializers onto `device`.
+    pub fn from_model(model: &ModelProto, device: &Device) -> Result<Self, RunError> {
+        let graph = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| RunError::Graph("the model has no graph".into()))?;
+        // A model that declares no default-domain opset is read as the newest.
+        let opset = match crate::passes::model_opset(model) {
+            0 => 21,
+            v => v,
+        };
+        // unsupported operators, all at once
+        let mut unsupported: Vec<(String, usize)> = Vec::new();
+        for n in &graph.node {
+            let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+            if !default_domain || !ops::SUPPORTED.contains(&n.op_type.as_str()) {
+                let name = if default_domain {
+                    n.op_type.clone()
+                } else {
+                    format!("{}:{}", n.domain, n.op_type)
+                };
+                match unsupported.iter_mut().find(|(o, _)| *o == name) {
+                    Some((_, c)) => *c += 1,
+                    None => unsupported.push((name, 1)),
+                }
+            }
+        }
+        if !unsupported.is_empty() {
+            unsupported.sort();
+            return Err(RunError::UnsupportedOps(unsupported));
+        }
+        let mut initializers = HashMap::new();
+        for t in &graph.initializer {
+            let v = Value::from_tensor_proto(t, device)
+                .map_err(|e| RunError::Graph(format!("initializer `{}`: {e}", t.name)))?;
+            initializers.insert(t.name.clone(), v);
+        }
+        let inputs: Vec<ValueSpec> = graph
+            .input
+            .iter()
+            .filter(|i| !initializers.contains_key(&i.name))
+            .map(ValueSpec::from_proto)
+            .collect();
+        let outputs: Vec<ValueSpec> = graph.output.iter().map(ValueSpec::from_proto).collect();
+        // every tensor defined before use (also rejects non-topological order)
+        let mut defined: HashSet<&str> = initializers.keys().map(String::as_str).collect();
+        defined.extend(inputs.iter().map(|i| i.name.as_str()));
+        let mut last_use = HashMap::new();
+        for (k, n) in graph.node.iter().enumerate() {
+            for i in n.input.iter().filter(|i| !i.is_empty()) {
+                if !defined.contains(i.as_str()) {
+                    return Err(RunError::Graph(format!(
+                        "node `{}` ({}) reads `{i}`, which no earlier node, input or initializer defines",
+                        node_label(n),
+                        n.op_type
+                    )));
+                }
+                last_use.insert(i.clone(), k);
+            }
+            defined.extend(
+                n.output
+                    .iter()
+                    .filter(|o| !o.is_empty())
+                    .map(String::as_str),
+            );
+        }
+        for o in &outputs {
+            if !defined.contains(o.name.as_str()) {
+                return Err(RunError::Graph(format!(
+                    "graph output `{}` is never computed",
+                    o.name
+                )));
+            }
+            last_use.remove(&o.name);
+        }
+        Ok(Self {
+            nodes: graph.node.to_vec(),
+            opset,
+            initializers,
+            inputs,
+            outputs,
+            last_use,
+            device: device.clone(),
+        })
+    }
+
+    /// Runtime inputs: graph inputs that are not initializers.
+    pub fn inputs(&self) -> &[ValueSpec] {
+        &self.inputs
+    }
+
+    /// Graph outputs.
+    pub fn outputs(&self) -> &[ValueSpec] {
+        &self.outputs
+    }
+
+    /// Default-domain opset the model imports.
+    pub fn opset(&self) -> i64 {
+        self.opset
+    }
+
+    /// Runs the graph; returns the graph outputs in declaration order.
+    pub fn run(&self, inputs: Vec<(String, Value)>) -> Result<Vec<(String, Value)>, RunError> {
+        self.run_with(inputs, &mut |_, _| Ok(()))
+    }
+
+    /// Like [`OnnxGraph::run`], calling `observe(tensor_name, &value)` for every node
+    /// output as soon as it is computed, in execution order. Values no longer needed are
+    /// dropped as execution goes.
+    pub fn run_with(
+        &self,
+        inputs: Vec<(String, Value)>,
+        observe: &mut dyn FnMut(&str, &Value) -> Result<(), RunError>,
+    ) -> Result<Vec<(String, Value)>, RunError> {
+        let mut env: HashMap<String, Value> = HashMap::new();
+        for (name, v) in inputs {
+            let spec =
+                self.inputs
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| RunError::Input {
+                        name: name.clone(),
+                        message: format!(
+                            "not an input of the graph (inputs: {})",
+                            self.inputs
+                                .iter()
+                                .map(|s| s.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    })?;
+            let v = check_input(spec, v)?;
+            env.insert(name, v);
+        }
+        for s in &self.inputs {
+            if !env.contains_key(&s.name) {
+                return Err(RunError::Input {
+                    name: s.name.clone(),
+                    message: format!("missing; expected {}", s.describe()),
+                });
+            }
+        }
+        for (k, node) in self.nodes.iter().enumerate() {
+            let fail = |message: String| RunError::Node {
+                node: node_label(node),
+                op: node.op_type.clone(),
+                message,
+            };
+            let ins: Vec<Option<Value>> = node
+                .input
+                .iter()
+                .map(|i| {
+                    if i.is_empty() {
+                        None
+                    } else {
+                        env.get(i).or_else(|| self.initializers.get(i)).cloned()
+                    }
+                })
+                .collect();
+            let ctx = ops::Ctx {
+                node,
+                opset: self.opset,
+                inputs: ins,
+                device: &self.device,
+            };
+            let res = catch_unwind(AssertUnwindSafe(|| ops::run_op(&node.op_type, &ctx)));
+            drop(ctx);
+            let outs = match res {
+                Ok(Ok(o)) => o,
+                Ok(Err(RunError::Op(m))) => return Err(fail(m)),
+                Ok(Err(e)) => return Err(fail(e.to_string())),
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    return Err(fail(format!("burn panicked: {msg}")));
+                }
+            };
+            let mut outs = outs.into_iter();
+            for name in &node.output {
+                let v = outs.next();
+                if name.is_empty() {
+                    continue;
+                }
+                let v =
+                    v.ok_or_else(|| fail(format!("the runtime does not produce output `{name}`")))?;
+                observe(name, &v)?;
+                env.insert(name.clone(), v);
+            }
+            for i in &node.input {
+                if self.last_use.get(i) == Some(&k) {
+                    env.remove(i);
+                }
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|o| {
+                let v = env
+                    .get(&o.name)
+                    .or_else(|| self.initializers.get(&o.name))
+                    .cloned()
+                    .ok_or_else(|| RunError::Graph(format!("output `{}` missing", o.name)))?;
+                Ok((o.name.clone(), v))
+            })
+            .collect()
+    }
+}
+
+/// Checks a provided input against its declared type and shape.
+fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
+    let bad = |what: String| RunError::Input {
+        name: spec.name.clone(),
+        message: what,
+    };
+    let given = v.shape();
+    let desc = |v: &Value| format!("{} {:?}", dtype_name(v.elem_type()), given);
+    let v = match (spec.elem_type, v) {
+        (0, v) => v,
+        (1, v @ Value::Float(_)) => v,
+        (9, v @ Value::Bool(_)) => v,
+        (e, Value::Int(t, _)) if ops::is_int_type(e) => Value::Int(t, e),
+        (_, v) => {
+            return Err(bad(format!(
+                "expected {}, given {}",
+                spec.describe(),
+                desc(&v)
+            )));
+        }
+    };
+    if spec.rank_known {
+        let ok = spec.dims.len() == given.len()
+            && spec.dims.iter().zip(&given).all(|(d, &g)| match d {
+                Dim::Fixed(n) => *n == g,
+                _ => true,
+            });
+        if !ok {
+            return Err(bad(format!(
+                "expected {}, given {}",
+                spec.describe(),
+                desc(&v)
+            )));
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,352 @@
+//! Operator kernels, one file per family, and the table mapping ONNX op types to them.
+//! Every kernel sees a [`Ctx`] (attributes, inputs, opset, device) and returns the node's
+//! outputs in order; shape checks happen here so burn never panics on a bad model.
+
+use burn::tensor::{Bool, DType, Device, Float, Int, Tensor};
+use onnx_ir::{AttributeProto, NodeProto};
+
+use super::error::{RunResult, op_err};
+use super::value::{DynTensor, Value, dt, dtype_name};
+
+pub(crate) mod conv;
+pub(crate) mod elementwise;
+pub(crate) mod linalg;
+pub(crate) mod norm;
+pub(crate) mod pool;
+pub(crate) mod quant;
+pub(crate) mod reduce;
+pub(crate) mod resize;
+pub(crate) mod shape;
+
+/// Dispatch on a runtime rank (1..=6), binding the const `$r`; the body yields a
+/// `RunResult`.
+macro_rules! with_rank {
+    ($rank:expr, |$r:ident| $body:expr) => {{
+        match $rank {
+            1 => {
+                const $r: usize = 1;
+                $body
+            }
+            2 => {
+                const $r: usize = 2;
+                $body
+            }
+            3 => {
+                const $r: usize = 3;
+                $body
+            }
+            4 => {
+                const $r: usize = 4;
+                $body
+            }
+            5 => {
+                const $r: usize = 5;
+                $body
+            }
+            6 => {
+                const $r: usize = 6;
+                $body
+            }
+            other => Err($crate::runtime::error::op_err(format!(
+                "rank {other} is not supported (1 to 6)"
+            ))),
+        }
+    }};
+}
+pub(crate) use with_rank;
+
+/// What a kernel sees of its node.
+pub(crate) struct Ctx<'a> {
+    pub node: &'a NodeProto,
+    pub opset: i64,
+    pub inputs: Vec<Option<Value>>,
+    pub device: &'a Device,
+}
+
+impl Ctx<'_> {
+    pub fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.node.attribute.iter().find(|a| a.name == name)
+    }
+    pub fn has(&self, name: &str) -> bool {
+        self.attr(name).is_some()
+    }
+    pub fn i(&self, name: &str, default: i64) -> i64 {
+        self.attr(name).map_or(default, |a| a.i)
+    }
+    pub fn f(&self, name: &str, default: f32) -> f32 {
+        self.attr(name).map_or(default, |a| a.f)
+    }
+    pub fn s(&self, name: &str, default: &str) -> String {
+        self.attr(name).map_or(default.to_string(), |a| {
+            String::from_utf8_lossy(&a.s).into_owned()
+        })
+    }
+    pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.attr(name).map(|a| a.ints.clone())
+    }
+    pub fn floats(&self, name: &str) -> Option<Vec<f32>> {
+        self.attr(name).map(|a| a.floats.clone())
+    }
+    /// Optional input `i`.
+    pub fn opt(&self, i: usize) -> Option<Value> {
+        self.inputs.get(i).cloned().flatten()
+    }
+    /// Required input `i`.
+    pub fn input(&self, i: usize) -> RunResult<Value> {
+        self.opt(i)
+            .ok_or_else(|| op_err(format!("missing required input #{i}")))
+    }
+    /// Required float input `i`.
+    pub fn float(&self, i: usize) -> RunResult<DynTensor<Float>> {
+        match self.input(i)? {
+            Value::Float(t) => Ok(t),
+            v => Err(op_err(format!(
+                "input #{i} must be float32, got {}",
+                dtype_name(v.elem_type())
+            ))),
+        }
+    }
+    /// Optional integer input read to the host (shapes, axes, pads...).
+    pub fn host_ints(&self, i: usize) -> RunResult<Option<Vec<i64>>> {
+        match self.opt(i) {
+            None => Ok(None),
+            Some(Value::Int(t, _)) => Ok(Some(t.to_vec()?)),
+            Some(v) => Err(op_err(format!(
+                "input #{i} must be an integer tensor, got {}",
+                dtype_name(v.elem_type())
+            ))),
+        }
+    }
+    /// Optional scalar float input (Clip bounds, Pad value...).
+    pub fn host_scalar(&self, i: usize) -> RunResult<Option<f64>> {
+        match self.opt(i) {
+            None => Ok(None),
+            Some(Value::Float(t)) => Ok(t.to_vec()?.first().map(|&v| v as f64)),
+            Some(Value::Int(t, _)) => Ok(t.to_vec()?.first().map(|&v| v as f64)),
+            Some(Value::Bool(t)) => Ok(t.to_vec()?.first().map(|&v| v as u8 as f64)),
+        }
+    }
+    /// Whether output `i` is requested.
+    pub fn wants_output(&self, i: usize) -> bool {
+        self.node.output.get(i).is_some_and(|s| !s.is_empty())
+    }
+}
+
+/// Normalizes a possibly negative axis for `rank`.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> RunResult<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r.max(1) {
+        return Err(op_err(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )));
+    }
+    Ok(a as usize)
+}
+
+/// A 1-D index tensor on `device`.
+pub(crate) fn index_tensor(idx: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(burn::tensor::TensorData::new(v, [idx.len()]), device)
+}
+
+/// Int tensors are int64 in the runtime; burn ops that make ints use the device default.
+pub(crate) fn to_i64<const D: usize>(t: Tensor<D, Int>) -> Tensor<D, Int> {
+    if t.dtype() == DType::I64 {
+        t
+    } else {
+        t.cast(DType::I64)
+    }
+}
+
+/// Float view of any value (ints converted), for ops that compute in float.
+pub(crate) fn as_float(v: Value) -> DynTensor<Float> {
+    match v {
+        Value::Float(t) => t,
+        Value::Int(t, _) => DynTensor::with(super::value::dyn_map!(t.t, |x, R| x.float()), t.shape),
+        Value::Bool(t) => DynTensor::with(super::value::dyn_map!(t.t, |x, R| x.float()), t.shape),
+    }
+}
+
+/// Float tensor back to an integer value of ONNX type `elem` (truncating).
+pub(crate) fn float_to_int(t: DynTensor<Float>, elem: i32) -> Value {
+    Value::Int(
+        DynTensor::with(super::value::dyn_map!(t.t, |x, R| to_i64(x.int())), t.shape),
+        elem,
+    )
+}
+
+/// Bool view (nonzero) of a value.
+pub(crate) fn as_bool(v: Value) -> DynTensor<Bool> {
+    match v {
+        Value::Bool(t) => t,
+        Value::Float(t) => DynTensor::with(
+            super::value::dyn_map!(t.t, |x, R| x.not_equal_elem(0.0)),
+            t.shape,
+        ),
+        Value::Int(t, _) => DynTensor::with(
+            super::value::dyn_map!(t.t, |x, R| x.not_equal_elem(0)),
+            t.shape,
+        ),
+    }
+}
+
+/// Every op type the runtime executes (default ONNX domain).
+pub const SUPPORTED: &[&str] = &[
+    // elementwise
+    "Abs",
+    "Acos",
+    "Acosh",
+    "Add",
+    "And",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
+    "Ceil",
+    "Celu",
+    "Clip",
+    "Cos",
+    "Cosh",
+    "Div",
+    "Elu",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Floor",
+    "Gelu",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSigmoid",
+    "HardSwish",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "Max",
+    "Mean",
+    "Min",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "Pow",
+    "PRelu",
+    "Reciprocal",
+    "Relu",
+    "Round",
+    "Selu",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Sinh",
+    "Softplus",
+    "Softsign",
+    "Sqrt",
+    "Sub",
+    "Sum",
+    "Tan",
+    "Tanh",
+    "ThresholdedRelu",
+    "Where",
+    "Xor",
+    // linear algebra
+    "Gemm",
+    "MatMul",
+    // convolution and pooling
+    "AveragePool",
+    "Conv",
+    "ConvTranspose",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "LRN",
+    "MaxPool",
+    // normalization and softmax
+    "BatchNormalization",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "LogSoftmax",
+    "Softmax",
+    // reductions
+    "ArgMax",
+    "ArgMin",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+    // shape and data movement
+    "Cast",
+    "CastLike",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Dropout",
+    "Expand",
+    "Flatten",
+    "Gather",
+    "Identity",
+    "Pad",
+    "Range",
+    "Reshape",
+    "Shape",
+    "Size",
+    "Slice",
+    "Split",
+    "Squeeze",
+    "Tile",
+    "Transpose",
+    "Unsqueeze",
+    // resampling
+    "Resize",
+    "Upsample",
+    // quantization
+    "DequantizeLinear",
+    "QuantizeLinear",
+];
+
+/// Runs one node.
+pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
+    match op {
+        "Gemm" => linalg::gemm(ctx),
+        "MatMul" => linalg::matmul(ctx),
+        "Conv" => conv::conv(ctx),
+        "ConvTranspose" => conv::conv_transpose(ctx),
+        "MaxPool" | "AveragePool" => pool::pool(ctx, op),
+        "GlobalAveragePool" | "GlobalMaxPool" => pool::global_pool(ctx, op),
+        "LRN" => pool::lrn(ctx),
+        "BatchNormalization" => norm::batch_norm(ctx),
+        "InstanceNormalization" => norm::instance_norm(ctx),
+        "LayerNormalization" => norm::layer_norm(ctx),
+        "Softmax" | "LogSoftmax" => norm::softmax(ctx, op),
+        "ArgMax" | "ArgMin" => reduce::arg(ctx, op),
+        o if o.starts_with("Reduce") => reduce::reduce(ctx, op),
+        "Resize" | "Upsample" => resize::resize(ctx, op),
+        "QuantizeLinear" => quant::quantize(ctx),
+        "DequantizeLinear" => quant::dequantize(ctx),
+        "Cast" | "CastLike" | "Concat" | "Constant" | "ConstantOfShape" | "Dropout" | "Expand"
+        | "Flatten" | "Gather" | "Identity" | "Pad" | "Range" | "Reshape" | "Shape" | "Size"
+        | "Slice" | "Split" | "Squeeze" | "Tile" | "Transpose" | "Unsqueeze" => shape::run(ctx, op),
+        _ => elementwise::run(ctx, op),
+    }
+}
+
+/// Elem type of a value produced by `Cast(to)`.
+pub(crate) fn is_int_type(code: i32) -> bool {
+    matches!(
+        code,
+        dt::INT64
+            | dt::INT32
+            | dt::INT16
+            | dt::INT8
+            | dt::UINT8
+            | dt::UINT16
+            | dt::UINT32
+            | dt::UINT64
+    )
+}

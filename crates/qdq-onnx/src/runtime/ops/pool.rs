@@ -1,0 +1,210 @@
+//! Pooling: MaxPool/AveragePool (1-D and 2-D on burn's kernels, with ceil_mode,
+//! dilations, asymmetric pads, count_include_pad), global pools, and LRN (AlexNet-era
+//! models of the zoo still use it).
+
+use burn::tensor::module::{avg_pool1d, avg_pool2d, max_pool1d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+
+use super::super::error::{RunResult, op_err};
+use super::super::value::{DynTensor, Value, arr, dyn_map};
+use super::Ctx;
+use super::conv::{geometry, pad_axis};
+use super::elementwise::{Bin, binary};
+use super::shape::{narrow, permute};
+use burn::tensor::Float;
+
+/// 1-D or 2-D pooling on burn's kernels.
+struct Pool {
+    is_max: bool,
+    cip: bool,
+    ceil: bool,
+}
+
+impl Pool {
+    fn run(
+        &self,
+        x: DynTensor<Float>,
+        kernel: &[usize],
+        strides: &[usize],
+        pp: &[(usize, usize)],
+        dil: &[usize],
+    ) -> RunResult<DynTensor<Float>> {
+        let ceil = self.ceil;
+        Ok(match (self.is_max, kernel.len()) {
+            (true, 1) => {
+                let o = MaxPoolOptions::new([kernel[0]])
+                    .with_stride([strides[0]])
+                    .with_padding_pairs([pp[0]])
+                    .with_dilation([dil[0]])
+                    .with_ceil_mode(ceil);
+                DynTensor::from_tensor(max_pool1d(x.to_rank::<3>()?, o))
+            }
+            (true, _) => {
+                let o = MaxPoolOptions::new(arr::<2>(kernel))
+                    .with_stride(arr::<2>(strides))
+                    .with_padding_pairs([pp[0], pp[1]])
+                    .with_dilation(arr::<2>(dil))
+                    .with_ceil_mode(ceil);
+                DynTensor::from_tensor(max_pool2d(x.to_rank::<4>()?, o))
+            }
+            (false, 1) => {
+                let o = AvgPoolOptions::new([kernel[0]])
+                    .with_stride([strides[0]])
+                    .with_padding_pairs([pp[0]])
+                    .with_count_include_pad(self.cip)
+                    .with_ceil_mode(ceil);
+                DynTensor::from_tensor(avg_pool1d(x.to_rank::<3>()?, o))
+            }
+            (false, _) => {
+                let o = AvgPoolOptions::new(arr::<2>(kernel))
+                    .with_stride(arr::<2>(strides))
+                    .with_padding_pairs([pp[0], pp[1]])
+                    .with_count_include_pad(self.cip)
+                    .with_ceil_mode(ceil);
+                DynTensor::from_tensor(avg_pool2d(x.to_rank::<4>()?, o))
+            }
+        })
+    }
+}
+
+pub(crate) fn pool(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
+    let input = ctx.input(0)?;
+    let int_type = match &input {
+        Value::Int(_, e) => Some(*e),
+        _ => None,
+    };
+    let x = super::as_float(input);
+    let r = x.rank();
+    if !(3..=5).contains(&r) {
+        return Err(op_err(format!(
+            "{op} on {}-D spatial input {:?} is not supported (1-D to 3-D only)",
+            r.saturating_sub(2),
+            x.shape
+        )));
+    }
+    if op == "MaxPool" && ctx.wants_output(1) {
+        return Err(op_err("MaxPool's Indices output is not supported"));
+    }
+    let n = r - 2;
+    let kernel: Vec<usize> = ctx
+        .ints("kernel_shape")
+        .filter(|k| k.len() == n && k.iter().all(|&v| v > 0))
+        .ok_or_else(|| op_err("kernel_shape is required (one positive entry per spatial dim)"))?
+        .into_iter()
+        .map(|v| v as usize)
+        .collect();
+    let spatial = x.shape[2..].to_vec();
+    let ceil = ctx.i("ceil_mode", 0) != 0;
+    let (strides, dil, pads) = geometry(ctx, &spatial, kernel.clone(), ceil)?;
+    for i in 0..n {
+        let eff = (kernel[i] - 1) * dil[i] + 1;
+        if spatial[i] as i64 + pads[i].0 + pads[i].1 < eff as i64 {
+            return Err(op_err(format!(
+                "kernel {kernel:?} larger than padded input {spatial:?}"
+            )));
+        }
+        if pads[i].0 as usize >= eff || pads[i].1 as usize >= eff {
+            return Err(op_err(format!(
+                "pads {pads:?} must be smaller than the kernel"
+            )));
+        }
+    }
+    let pp: Vec<(usize, usize)> = pads
+        .iter()
+        .map(|&(a, b)| (a as usize, b as usize))
+        .collect();
+    let is_max = op == "MaxPool";
+    if !is_max && dil.iter().any(|&d| d != 1) {
+        return Err(op_err("AveragePool with dilations is not supported"));
+    }
+    let p = Pool {
+        is_max,
+        cip: ctx.i("count_include_pad", 0) != 0,
+        ceil,
+    };
+    let out = if n <= 2 {
+        p.run(x, &kernel, &strides, &pp, &dil)?
+    } else {
+        // 3-D pooling is separable: pool (H, W) as 2-D, then D as 1-D
+        let s = x.shape.clone();
+        let (nb, c, d) = (s[0], s[1], s[2]);
+        let y = x.reshape(&[nb, c * d, s[3], s[4]])?;
+        let y = p.run(y, &kernel[1..], &strides[1..], &pp[1..], &dil[1..])?;
+        let (h2, w2) = (y.shape[2], y.shape[3]);
+        let y = permute(y.reshape(&[nb * c, d, h2 * w2])?, &[0, 2, 1])?;
+        let y = p.run(y, &kernel[..1], &strides[..1], &pp[..1], &dil[..1])?;
+        let d2 = y.shape[2];
+        permute(y, &[0, 2, 1])?.reshape(&[nb, c, d2, h2, w2])?
+    };
+    Ok(vec![match int_type {
+        Some(e) => super::float_to_int(out, e),
+        None => Value::Float(out),
+    }])
+}
+
+pub(crate) fn global_pool(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
+    let x = ctx.float(0)?;
+    if x.rank() < 3 {
+        return Err(op_err(format!(
+            "{op} needs N x C x spatial input, got {:?}",
+            x.shape
+        )));
+    }
+    let mut shape = x.shape.clone();
+    let mut t = x.t;
+    for (d, dim) in shape.iter_mut().enumerate().skip(2) {
+        t = if op == "GlobalAveragePool" {
+            dyn_map!(t, |v, R| v.mean_dim(d))
+        } else {
+            dyn_map!(t, |v, R| v.max_dim(d))
+        };
+        *dim = 1;
+    }
+    Ok(vec![Value::Float(DynTensor::with(t, shape))])
+}
+
+pub(crate) fn lrn(ctx: &Ctx) -> RunResult<Vec<Value>> {
+    let x = ctx.float(0)?;
+    if x.rank() < 2 {
+        return Err(op_err("LRN needs a channel axis"));
+    }
+    let size = ctx.i("size", 0);
+    if size < 1 {
+        return Err(op_err("LRN size must be positive"));
+    }
+    let (alpha, beta, bias) = (
+        ctx.f("alpha", 1e-4),
+        ctx.f("beta", 0.75),
+        ctx.f("bias", 1.0),
+    );
+    let c = x.shape[1];
+    let sq = DynTensor::with(
+        dyn_map!(x.t.clone(), |v, R| v.powi_scalar(2)),
+        x.shape.clone(),
+    );
+    let lo = (size - 1) / 2;
+    let hi = size - 1 - lo;
+    let padded = pad_axis(sq, 1, lo, hi)?;
+    let mut acc: Option<Value> = None;
+    for k in 0..size as usize {
+        let part = Value::Float(narrow(padded.clone(), 1, k, c)?);
+        acc = Some(match acc {
+            None => part,
+            Some(a) => binary(a, part, Bin::Add)?,
+        });
+    }
+    let Some(Value::Float(s)) = acc else {
+        return Err(op_err("internal"));
+    };
+    let a = alpha / size as f32;
+    let den = dyn_map!(s.t, |v, R| v
+        .mul_scalar(a)
+        .add_scalar(bias)
+        .powf_scalar(beta));
+    let y = binary(
+        Value::Float(x),
+        Value::Float(DynTensor::with(den, s.shape)),
+        Bin::Div,
+    )?;
+    Ok(vec![y])
+}

@@ -1,0 +1,192 @@
+//! QuantizeLinear / DequantizeLinear: int8/uint8/int16/uint16/int32 per-tensor and
+//! per-axis (round half to even, saturation) as burn ops, and FP8 E4M3FN through the
+//! `qdq` crate's E4M3 rounding (values kept as their bit patterns).
+
+use qdq::tensor_quant::kernel::e4m3_round;
+
+use super::super::error::{RunResult, op_err};
+use super::super::value::{DynTensor, Value, dt, dtype_name, dyn_map};
+use super::elementwise::{Bin, binary};
+use super::{Ctx, as_float, float_to_int, norm_axis};
+use burn::tensor::Float;
+
+/// Integer range of a quantized type.
+fn range(code: i32) -> RunResult<(f32, f32)> {
+    Ok(match code {
+        dt::UINT8 => (0.0, 255.0),
+        dt::INT8 => (-128.0, 127.0),
+        dt::UINT16 => (0.0, 65535.0),
+        dt::INT16 => (-32768.0, 32767.0),
+        dt::INT32 => (i32::MIN as f32, i32::MAX as f32),
+        o => {
+            return Err(op_err(format!(
+                "quantized type {} ({o}) is not supported",
+                dtype_name(o)
+            )));
+        }
+    })
+}
+
+/// Reshapes a per-axis parameter `[C]` to broadcast against `shape` at `axis`.
+fn param(
+    p: DynTensor<Float>,
+    shape: &[usize],
+    axis: i64,
+    what: &str,
+) -> RunResult<DynTensor<Float>> {
+    if p.rank() == 0 || p.numel() == 1 && p.rank() == 1 {
+        return p.reshape(&[]);
+    }
+    if p.rank() != 1 {
+        return Err(op_err(format!(
+            "{what} of shape {:?}: blocked quantization is not supported",
+            p.shape
+        )));
+    }
+    let a = norm_axis(axis, shape.len())?;
+    if p.shape[0] != shape[a] {
+        return Err(op_err(format!(
+            "{what} has {} entries but axis {a} of input {shape:?} has {}",
+            p.shape[0], shape[a]
+        )));
+    }
+    let mut s = vec![1; shape.len()];
+    s[a] = shape[a];
+    p.reshape(&s)
+}
+
+/// f32 → FP8 E4M3FN bits of an exactly representable (already rounded) value.
+pub(crate) fn e4m3_bits(v: f32) -> u8 {
+    if v.is_nan() {
+        return 0x7F;
+    }
+    let sign = if v.is_sign_negative() { 0x80 } else { 0 };
+    let a = v.abs();
+    if a == 0.0 {
+        return sign;
+    }
+    let e = ((a.to_bits() >> 23) as i32) - 127;
+    if e < -6 {
+        // subnormal: a = m * 2^-9
+        return sign | ((a * 512.0).round() as u8 & 0x7);
+    }
+    let m = ((a / 2f32.powi(e) - 1.0) * 8.0).round() as u8;
+    sign | (((e + 7) as u8) << 3) | (m & 0x7)
+}
+
+/// FP8 E4M3FN bits → f32.
+pub(crate) fn e4m3_value(b: u8) -> f32 {
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let e = ((b >> 3) & 0xF) as i32;
+    let m = (b & 0x7) as f32;
+    if e == 0xF && (b & 0x7) == 0x7 {
+        return f32::NAN;
+    }
+    if e == 0 {
+        return sign * m / 512.0;
+    }
+    sign * (1.0 + m / 8.0) * 2f32.powi(e - 7)
+}
+
+pub(crate) fn quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
+    let x = ctx.float(0)?;
+    let shape = x.shape.clone();
+    let axis = ctx.i("axis", 1);
+    if ctx.i("block_size", 0) != 0 {
+        return Err(op_err("blocked quantization is not supported"));
+    }
+    let zp = ctx.opt(2);
+    let out_type = match &zp {
+        Some(z) => z.elem_type(),
+        None => match ctx.i("output_dtype", 0) as i32 {
+            0 => dt::UINT8,
+            t => t,
+        },
+    };
+    let scale = param(ctx.float(1)?, &shape, axis, "y_scale")?;
+    let scaled = binary(Value::Float(x), Value::Float(scale), Bin::Div)?;
+    if out_type == dt::FLOAT8E4M3FN {
+        let saturate = ctx.i("saturate", 1) != 0;
+        let v = scaled.to_f32()?;
+        let bits: Vec<i64> = v
+            .into_iter()
+            .map(|s| {
+                let r = if !saturate && (s.is_infinite() || s.abs() > 448.0) {
+                    f32::NAN
+                } else {
+                    e4m3_round(s)
+                };
+                i64::from(e4m3_bits(r))
+            })
+            .collect();
+        return Ok(vec![Value::try_from_i64(
+            bits, &shape, ctx.device, out_type,
+        )?]);
+    }
+    let (lo, hi) = range(out_type)?;
+    let Value::Float(s) = scaled else {
+        return Err(op_err("internal"));
+    };
+    let rounded = Value::Float(DynTensor::with(dyn_map!(s.t, |t, R| t.round()), s.shape));
+    let shifted = match zp {
+        Some(z) => {
+            let z = param(as_float(z), &shape, axis, "y_zero_point")?;
+            binary(rounded, Value::Float(z), Bin::Add)?
+        }
+        None => rounded,
+    };
+    let Value::Float(q) = shifted else {
+        return Err(op_err("internal"));
+    };
+    let q = DynTensor::with(dyn_map!(q.t, |t, R| t.clamp(lo, hi)), q.shape);
+    Ok(vec![float_to_int(q, out_type)])
+}
+
+pub(crate) fn dequantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
+    let xv = ctx.input(0)?;
+    let shape = xv.shape();
+    let axis = ctx.i("axis", 1);
+    if ctx.i("block_size", 0) != 0 {
+        return Err(op_err("blocked quantization is not supported"));
+    }
+    let x = match xv {
+        Value::Int(t, dt::FLOAT8E4M3FN) => {
+            let v: Vec<f32> = t
+                .to_vec()?
+                .into_iter()
+                .map(|b| e4m3_value(b as u8))
+                .collect();
+            Value::try_from_f32(v, &shape, ctx.device)?
+        }
+        Value::Int(t, e) => Value::Float(as_float(Value::Int(t, e))),
+        o => {
+            return Err(op_err(format!(
+                "DequantizeLinear input must be quantized, got {}",
+                dtype_name(o.elem_type())
+            )));
+        }
+    };
+    let scale = param(ctx.float(1)?, &shape, axis, "x_scale")?;
+    let x = match ctx.opt(2) {
+        Some(Value::Int(z, dt::FLOAT8E4M3FN)) => {
+            let zf: Vec<f32> = z
+                .to_vec()?
+                .into_iter()
+                .map(|b| e4m3_value(b as u8))
+                .collect();
+            let zs = z.shape.clone();
+            let zv = as_float(Value::try_from_f32(zf, &zs, ctx.device)?);
+            binary(
+                x,
+                Value::Float(param(zv, &shape, axis, "x_zero_point")?),
+                Bin::Sub,
+            )?
+        }
+        Some(z) => {
+            let z = param(as_float(z), &shape, axis, "x_zero_point")?;
+            binary(x, Value::Float(z), Bin::Sub)?
+        }
+        None => x,
+    };
+    Ok(vec![binary(x, Value::Float(scale), Bin::Mul)?])
+}

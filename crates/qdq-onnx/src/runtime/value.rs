@@ -1,0 +1,612 @@
+//! Rank-erased tensors. burn fixes a tensor's rank at compile time while ONNX ranks are
+//! only known at run time, so values are an enum over ranks 1..=6 ([`Dyn`]) plus the
+//! logical ONNX shape (which may be `[]`, a scalar stored as a burn `[1]` tensor). The
+//! `dyn_*` macros dispatch over ranks; ops stay burn tensor ops (autodiff-friendly).
+
+use burn::tensor::kind::Basic;
+use burn::tensor::{Bool, DType, Device, Float, Int, Tensor, TensorData};
+use onnx_ir::TensorProto;
+
+use super::error::{RunError, RunResult, op_err};
+
+/// Highest tensor rank the runtime handles.
+pub const MAX_RANK: usize = 6;
+
+/// ONNX `TensorProto.DataType` codes the runtime knows.
+#[allow(missing_docs)]
+pub mod dt {
+    pub const FLOAT: i32 = 1;
+    pub const UINT8: i32 = 2;
+    pub const INT8: i32 = 3;
+    pub const UINT16: i32 = 4;
+    pub const INT16: i32 = 5;
+    pub const INT32: i32 = 6;
+    pub const INT64: i32 = 7;
+    pub const STRING: i32 = 8;
+    pub const BOOL: i32 = 9;
+    pub const FLOAT16: i32 = 10;
+    pub const DOUBLE: i32 = 11;
+    pub const UINT32: i32 = 12;
+    pub const UINT64: i32 = 13;
+    pub const BFLOAT16: i32 = 16;
+    pub const FLOAT8E4M3FN: i32 = 17;
+}
+
+/// Name of an ONNX data type code, for messages.
+pub fn dtype_name(code: i32) -> &'static str {
+    match code {
+        1 => "float32",
+        2 => "uint8",
+        3 => "int8",
+        4 => "uint16",
+        5 => "int16",
+        6 => "int32",
+        7 => "int64",
+        8 => "string",
+        9 => "bool",
+        10 => "float16",
+        11 => "double",
+        12 => "uint32",
+        13 => "uint64",
+        16 => "bfloat16",
+        17 => "float8e4m3fn",
+        _ => "other",
+    }
+}
+
+/// A burn tensor of rank 1..=6 whose rank is chosen at run time.
+#[derive(Clone, Debug)]
+pub enum Dyn<K: Basic> {
+    /// Rank 1 (also rank 0, as `[1]`).
+    R1(Tensor<1, K>),
+    /// Rank 2.
+    R2(Tensor<2, K>),
+    /// Rank 3.
+    R3(Tensor<3, K>),
+    /// Rank 4.
+    R4(Tensor<4, K>),
+    /// Rank 5.
+    R5(Tensor<5, K>),
+    /// Rank 6.
+    R6(Tensor<6, K>),
+}
+
+/// `match` over a [`Dyn`], binding the tensor to `$t` and its rank to the const `$r`,
+/// rewrapping the body's tensor at the same rank.
+macro_rules! dyn_map {
+    ($x:expr, |$t:ident, $r:ident| $body:expr) => {{
+        use $crate::runtime::value::Dyn;
+        match $x {
+            Dyn::R1($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 1;
+                Dyn::R1($body)
+            }
+            Dyn::R2($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 2;
+                Dyn::R2($body)
+            }
+            Dyn::R3($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 3;
+                Dyn::R3($body)
+            }
+            Dyn::R4($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 4;
+                Dyn::R4($body)
+            }
+            Dyn::R5($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 5;
+                Dyn::R5($body)
+            }
+            Dyn::R6($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 6;
+                Dyn::R6($body)
+            }
+        }
+    }};
+}
+
+/// `match` over a [`Dyn`], returning whatever the body returns.
+macro_rules! dyn_apply {
+    ($x:expr, |$t:ident, $r:ident| $body:expr) => {{
+        use $crate::runtime::value::Dyn;
+        match $x {
+            Dyn::R1($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 1;
+                $body
+            }
+            Dyn::R2($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 2;
+                $body
+            }
+            Dyn::R3($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 3;
+                $body
+            }
+            Dyn::R4($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 4;
+                $body
+            }
+            Dyn::R5($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 5;
+                $body
+            }
+            Dyn::R6($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 6;
+                $body
+            }
+        }
+    }};
+}
+
+/// Same-rank pair dispatch; the body returns a tensor of that rank. Yields a `RunResult`.
+macro_rules! dyn_zip {
+    ($a:expr, $b:expr, |$x:ident, $y:ident, $r:ident| $body:expr) => {{
+        use $crate::runtime::value::Dyn;
+        match ($a, $b) {
+            (Dyn::R1($x), Dyn::R1($y)) => {
+                #[allow(dead_code)]
+                const $r: usize = 1;
+                Ok(Dyn::R1($body))
+            }
+            (Dyn::R2($x), Dyn::R2($y)) => {
+                #[allow(dead_code)]
+                const $r: usize = 2;
+                Ok(Dyn::R2($body))
+            }
+            (Dyn::R3($x), Dyn::R3($y)) => {
+                #[allow(dead_code)]
+                const $r: usize = 3;
+                Ok(Dyn::R3($body))
+            }
+            (Dyn::R4($x), Dyn::R4($y)) => {
+                #[allow(dead_code)]
+                const $r: usize = 4;
+                Ok(Dyn::R4($body))
+            }
+            (Dyn::R5($x), Dyn::R5($y)) => {
+                #[allow(dead_code)]
+                const $r: usize = 5;
+                Ok(Dyn::R5($body))
+            }
+            (Dyn::R6($x), Dyn::R6($y)) => {
+                #[allow(dead_code)]
+                const $r: usize = 6;
+                Ok(Dyn::R6($body))
+            }
+            _ => Err($crate::runtime::error::op_err("internal: rank mismatch")),
+        }
+    }};
+}
+
+#[allow(unused_imports)]
+pub(crate) use {dyn_apply, dyn_map, dyn_zip};
+
+impl<K: Basic> Dyn<K> {
+    /// burn rank (1 for scalars).
+    pub fn rank(&self) -> usize {
+        dyn_apply!(self, |_t, R| R)
+    }
+}
+
+/// Fixed-size array from a slice of the right length.
+pub(crate) fn arr<const D: usize>(v: &[usize]) -> [usize; D] {
+    std::array::from_fn(|i| v[i])
+}
+
+/// A rank-erased tensor with its logical ONNX shape (`[]` for scalars).
+#[derive(Clone, Debug)]
+pub struct DynTensor<K: Basic> {
+    pub(crate) t: Dyn<K>,
+    pub(crate) shape: Vec<usize>,
+}
+
+/// burn shape of a logical shape (`[1]` for a scalar).
+pub(crate) fn burn_shape(shape: &[usize]) -> Vec<usize> {
+    if shape.is_empty() {
+        vec![1]
+    } else {
+        shape.to_vec()
+    }
+}
+
+fn check_rank(shape: &[usize]) -> RunResult<()> {
+    if shape.len() > MAX_RANK {
+        return Err(op_err(format!(
+            "rank {} (shape {shape:?}) exceeds the runtime's maximum rank {MAX_RANK}",
+            shape.len()
+        )));
+    }
+    Ok(())
+}
+
+impl<K: Basic> DynTensor<K> {
+    /// Logical ONNX shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Logical rank (0 for scalars).
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Element count.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Wraps a burn tensor, taking its shape as the logical shape.
+    pub fn from_tensor<const D: usize>(t: Tensor<D, K>) -> Self {
+        let shape = t.dims().to_vec();
+        let t = match D {
+            1 => Dyn::R1(t.reshape(arr::<1>(&shape))),
+            2 => Dyn::R2(t.reshape(arr::<2>(&shape))),
+            3 => Dyn::R3(t.reshape(arr::<3>(&shape))),
+            4 => Dyn::R4(t.reshape(arr::<4>(&shape))),
+            5 => Dyn::R5(t.reshape(arr::<5>(&shape))),
+            _ => Dyn::R6(t.reshape(arr::<6>(&shape))),
+        };
+        Self { t, shape }
+    }
+
+    /// Wraps a burn tensor reshaped to the logical `shape` (same element count).
+    pub(crate) fn from_tensor_as<const D: usize>(
+        t: Tensor<D, K>,
+        shape: Vec<usize>,
+    ) -> RunResult<Self> {
+        check_rank(&shape)?;
+        let n: usize = t.dims().iter().product();
+        if n != shape.iter().product::<usize>() {
+            return Err(op_err(format!(
+                "cannot reshape {:?} to {shape:?}",
+                t.dims()
+            )));
+        }
+        let b = burn_shape(&shape);
+        let t = match b.len() {
+            1 => Dyn::R1(t.reshape(arr::<1>(&b))),
+            2 => Dyn::R2(t.reshape(arr::<2>(&b))),
+            3 => Dyn::R3(t.reshape(arr::<3>(&b))),
+            4 => Dyn::R4(t.reshape(arr::<4>(&b))),
+            5 => Dyn::R5(t.reshape(arr::<5>(&b))),
+            _ => Dyn::R6(t.reshape(arr::<6>(&b))),
+        };
+        Ok(Self { t, shape })
+    }
+
+    /// Wraps a same-shape result of a [`Dyn`] op.
+    pub(crate) fn with(t: Dyn<K>, shape: Vec<usize>) -> Self {
+        Self { t, shape }
+    }
+
+    /// Reshapes (element count must match).
+    pub fn reshape(self, shape: &[usize]) -> RunResult<Self> {
+        if shape == self.shape.as_slice() {
+            return Ok(self);
+        }
+        dyn_apply!(self.t, |t, R| Self::from_tensor_as(t, shape.to_vec()))
+    }
+
+    /// The burn tensor at rank `D` (the logical rank must be `D`, or 0 with `D == 1`).
+    pub fn to_rank<const D: usize>(self) -> RunResult<Tensor<D, K>> {
+        let b = burn_shape(&self.shape);
+        if b.len() != D {
+            return Err(op_err(format!(
+                "expected a rank-{D} tensor, got shape {:?}",
+                self.shape
+            )));
+        }
+        Ok(dyn_apply!(self.t, |t, R| t.reshape(arr::<D>(&b))))
+    }
+
+    /// Same values with leading 1s so that the rank is at least `rank`.
+    pub(crate) fn lift(self, rank: usize) -> RunResult<Self> {
+        if self.shape.len() >= rank {
+            return Ok(self);
+        }
+        let mut s = vec![1; rank - self.shape.len()];
+        s.extend_from_slice(&self.shape);
+        self.reshape(&s)
+    }
+
+    /// Builds from host data laid out in `shape`.
+    pub(crate) fn from_data(
+        data: TensorData,
+        shape: Vec<usize>,
+        device: &Device,
+        dtype: Option<DType>,
+    ) -> RunResult<Self> {
+        check_rank(&shape)?;
+        let opts = |d: &Device| match dtype {
+            Some(dt) => burn::tensor::TensorCreationOptions::from((d, dt)),
+            None => burn::tensor::TensorCreationOptions::from(d),
+        };
+        let b = burn_shape(&shape);
+        let t = match b.len() {
+            1 => Dyn::R1(Tensor::from_data(data, opts(device))),
+            2 => Dyn::R2(Tensor::from_data(data, opts(device))),
+            3 => Dyn::R3(Tensor::from_data(data, opts(device))),
+            4 => Dyn::R4(Tensor::from_data(data, opts(device))),
+            5 => Dyn::R5(Tensor::from_data(data, opts(device))),
+            _ => Dyn::R6(Tensor::from_data(data, opts(device))),
+        };
+        Ok(Self { t, shape })
+    }
+
+    /// Device of the tensor.
+    pub fn device(&self) -> Device {
+        dyn_apply!(&self.t, |t, R| t.device())
+    }
+}
+
+fn read_err(e: impl std::fmt::Debug) -> RunError {
+    RunError::Read(format!("{e:?}"))
+}
+
+impl DynTensor<Float> {
+    /// Host copy of the values.
+    pub fn to_vec(&self) -> RunResult<Vec<f32>> {
+        dyn_apply!(self.t.clone(), |t, R| t.try_into_vec_as::<f32>()).map_err(read_err)
+    }
+}
+
+impl DynTensor<Int> {
+    /// Host copy of the values.
+    pub fn to_vec(&self) -> RunResult<Vec<i64>> {
+        dyn_apply!(self.t.clone(), |t, R| t.try_into_vec_as::<i64>()).map_err(read_err)
+    }
+}
+
+impl DynTensor<Bool> {
+    /// Host copy of the values.
+    pub fn to_vec(&self) -> RunResult<Vec<bool>> {
+        dyn_apply!(self.t.clone(), |t, R| t.try_into_vec_as::<bool>()).map_err(read_err)
+    }
+}
+
+/// A runtime value: a float32, integer or bool tensor of any rank up to [`MAX_RANK`].
+///
+/// Integer tensors are stored as int64 and carry their ONNX element type (int64, int32,
+/// int8, uint8, ... and FLOAT8E4M3FN stored as its bit pattern).
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// float32.
+    Float(DynTensor<Float>),
+    /// Integer data with its ONNX element type code.
+    Int(DynTensor<Int>, i32),
+    /// bool.
+    Bool(DynTensor<Bool>),
+}
+
+impl Value {
+    /// A float32 tensor from host data (`shape` may be `[]` for a scalar).
+    ///
+    /// Panics if `data.len()` does not match `shape` or the rank exceeds [`MAX_RANK`];
+    /// use [`Value::try_from_f32`] for a fallible version.
+    pub fn from_f32(data: Vec<f32>, shape: &[usize], device: &Device) -> Self {
+        Self::try_from_f32(data, shape, device).expect("Value::from_f32")
+    }
+
+    /// A float32 tensor from host data, checking length and rank.
+    pub fn try_from_f32(data: Vec<f32>, shape: &[usize], device: &Device) -> RunResult<Self> {
+        check_len(data.len(), shape)?;
+        let td = TensorData::new(data, burn_shape(shape));
+        Ok(Value::Float(DynTensor::from_data(
+            td,
+            shape.to_vec(),
+            device,
+            Some(DType::F32),
+        )?))
+    }
+
+    /// An int64 tensor from host data. Panics like [`Value::from_f32`].
+    pub fn from_i64(data: Vec<i64>, shape: &[usize], device: &Device) -> Self {
+        Self::try_from_i64(data, shape, device, dt::INT64).expect("Value::from_i64")
+    }
+
+    /// An integer tensor of ONNX element type `elem_type` from host data.
+    pub fn try_from_i64(
+        data: Vec<i64>,
+        shape: &[usize],
+        device: &Device,
+        elem_type: i32,
+    ) -> RunResult<Self> {
+        check_len(data.len(), shape)?;
+        let td = TensorData::new(data, burn_shape(shape));
+        Ok(Value::Int(
+            DynTensor::from_data(td, shape.to_vec(), device, Some(DType::I64))?,
+            elem_type,
+        ))
+    }
+
+    /// A bool tensor from host data.
+    pub fn try_from_bool(data: Vec<bool>, shape: &[usize], device: &Device) -> RunResult<Self> {
+        check_len(data.len(), shape)?;
+        let td = TensorData::new(data, burn_shape(shape));
+        Ok(Value::Bool(DynTensor::from_data(
+            td,
+            shape.to_vec(),
+            device,
+            None,
+        )?))
+    }
+
+    /// Wraps a burn float tensor (its shape becomes the logical shape).
+    pub fn from_float_tensor<const D: usize>(t: Tensor<D>) -> Self {
+        Value::Float(DynTensor::from_tensor(t))
+    }
+
+    /// The burn float tensor at rank `D` (errors for int/bool values or another rank).
+    pub fn into_float_tensor<const D: usize>(self) -> RunResult<Tensor<D>> {
+        match self {
+            Value::Float(t) => t.to_rank::<D>(),
+            other => Err(op_err(format!(
+                "expected a float tensor, got {}",
+                dtype_name(other.elem_type())
+            ))),
+        }
+    }
+
+    /// Logical shape (`[]` for a scalar).
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Value::Float(t) => t.shape.clone(),
+            Value::Int(t, _) => t.shape.clone(),
+            Value::Bool(t) => t.shape.clone(),
+        }
+    }
+
+    /// ONNX element type code.
+    pub fn elem_type(&self) -> i32 {
+        match self {
+            Value::Float(_) => dt::FLOAT,
+            Value::Int(_, e) => *e,
+            Value::Bool(_) => dt::BOOL,
+        }
+    }
+
+    /// Host copy as f32 (ints and bools converted; FP8 bit patterns are not decoded).
+    pub fn to_f32(&self) -> RunResult<Vec<f32>> {
+        match self {
+            Value::Float(t) => t.to_vec(),
+            Value::Int(t, _) => Ok(t.to_vec()?.into_iter().map(|v| v as f32).collect()),
+            Value::Bool(t) => Ok(t.to_vec()?.into_iter().map(|v| v as u8 as f32).collect()),
+        }
+    }
+
+    /// Host copy as i64 (floats truncated, bools 0/1).
+    pub fn to_i64(&self) -> RunResult<Vec<i64>> {
+        match self {
+            Value::Float(t) => Ok(t.to_vec()?.into_iter().map(|v| v as i64).collect()),
+            Value::Int(t, _) => t.to_vec(),
+            Value::Bool(t) => Ok(t.to_vec()?.into_iter().map(|v| v as i64).collect()),
+        }
+    }
+
+    /// Reads a serialized ONNX tensor (raw little-endian or typed storage).
+    pub fn from_tensor_proto(t: &TensorProto, device: &Device) -> RunResult<Self> {
+        if !t.external_data.is_empty() {
+            return Err(RunError::Dtype(format!(
+                "tensor `{}` uses external data, which is not supported",
+                t.name
+            )));
+        }
+        let shape: Vec<usize> = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<_, _>>()
+            .map_err(|_| RunError::Graph(format!("tensor `{}` has a negative dim", t.name)))?;
+        let n: usize = shape.iter().product();
+        let raw = &t.raw_data;
+        let bad = |what: &str| {
+            RunError::Graph(format!(
+                "tensor `{}` of shape {shape:?}: {what} holds the wrong number of values",
+                t.name
+            ))
+        };
+        macro_rules! raw_vals {
+            ($ty:ty, $w:expr) => {{
+                if raw.len() != n * $w {
+                    return Err(bad("raw_data"));
+                }
+                raw.chunks_exact($w)
+                    .map(|b| <$ty>::from_le_bytes(b.try_into().unwrap_or([0; $w])))
+                    .collect::<Vec<$ty>>()
+            }};
+        }
+        let ints = |v: Vec<i64>| -> RunResult<Vec<i64>> {
+            if v.len() != n {
+                return Err(bad("typed data"));
+            }
+            Ok(v)
+        };
+        let code = t.data_type;
+        match code {
+            dt::FLOAT => {
+                let v = if !raw.is_empty() {
+                    raw_vals!(f32, 4)
+                } else {
+                    t.float_data.clone()
+                };
+                if v.len() != n {
+                    return Err(bad("float_data"));
+                }
+                Self::try_from_f32(v, &shape, device)
+            }
+            dt::INT64 => {
+                let v = if !raw.is_empty() {
+                    raw_vals!(i64, 8)
+                } else {
+                    ints(t.int64_data.clone())?
+                };
+                Self::try_from_i64(v, &shape, device, code)
+            }
+            dt::INT32 | dt::INT16 | dt::UINT16 | dt::INT8 | dt::UINT8 | dt::FLOAT8E4M3FN => {
+                let v: Vec<i64> = if !raw.is_empty() {
+                    match code {
+                        dt::INT32 => raw_vals!(i32, 4).into_iter().map(i64::from).collect(),
+                        dt::INT16 => raw_vals!(i16, 2).into_iter().map(i64::from).collect(),
+                        dt::UINT16 => raw_vals!(u16, 2).into_iter().map(i64::from).collect(),
+                        dt::INT8 => raw_vals!(i8, 1).into_iter().map(i64::from).collect(),
+                        _ => raw_vals!(u8, 1).into_iter().map(i64::from).collect(),
+                    }
+                } else {
+                    ints(t.int32_data.iter().map(|&x| i64::from(x)).collect())?
+                };
+                Self::try_from_i64(v, &shape, device, code)
+            }
+            dt::UINT32 | dt::UINT64 => {
+                let v: Vec<i64> = if !raw.is_empty() {
+                    if code == dt::UINT32 {
+                        raw_vals!(u32, 4).into_iter().map(i64::from).collect()
+                    } else {
+                        raw_vals!(u64, 8).into_iter().map(|x| x as i64).collect()
+                    }
+                } else {
+                    ints(t.uint64_data.iter().map(|&x| x as i64).collect())?
+                };
+                Self::try_from_i64(v, &shape, device, code)
+            }
+            dt::BOOL => {
+                let v: Vec<bool> = if !raw.is_empty() {
+                    raw_vals!(u8, 1).into_iter().map(|b| b != 0).collect()
+                } else {
+                    ints(t.int32_data.iter().map(|&x| i64::from(x)).collect())?
+                        .into_iter()
+                        .map(|b| b != 0)
+                        .collect()
+                };
+                Self::try_from_bool(v, &shape, device)
+            }
+            other => Err(RunError::Dtype(format!(
+                "tensor `{}` has element type {} ({other}); the runtime handles float32, integer, bool and float8e4m3fn tensors",
+                t.name,
+                dtype_name(other)
+            ))),
+        }
+    }
+}
+
+fn check_len(len: usize, shape: &[usize]) -> RunResult<()> {
+    check_rank(shape)?;
+    let n: usize = shape.iter().product();
+    if len != n {
+        return Err(op_err(format!(
+            "{len} values do not fill shape {shape:?} ({n} elements)"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! The runtime against ONNX's own test data: every node test of Debian's
+//! libonnx-testdata whose ops the runtime supports, and the light model zoo shipped in
+//! the onnx Python wheel (real CNNs end to end).
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use qdq_onnx::runtime::{Dim, OnnxGraph, Value, dt, supported_ops};
+use qdq_onnx::{Message, ModelProto};
+
+const NODE_DIR: &str = "/usr/share/libonnx-testdata/data/node";
+
+/// Cases the runtime is known to fail, each with the reason (`*` matches any run of
+/// characters, so one line covers a family of dtype variants).
+const KNOWN: &[(&str, &str)] = &[
+    (
+        "test_cast*DOUBLE*",
+        "float64 tensors are not supported (float32 only)",
+    ),
+    (
+        "test_cast*FLOAT16*",
+        "float16/bfloat16 tensors are not supported (float32 only)",
+    ),
+    ("test_cast*STRING*", "string tensors are not supported"),
+    ("test_max_float16", "float16 tensors are not supported"),
+    ("test_max_float64", "float64 tensors are not supported"),
+    ("test_min_float16", "float16 tensors are not supported"),
+    ("test_min_float64", "float64 tensors are not supported"),
+    (
+        "test_reduce_log_sum_exp_*",
+        "all ReduceLogSumExp cases use float64 data",
+    ),
+    (
+        "test_batchnorm_*_training_mode",
+        "BatchNormalization training mode (batch statistics outputs) is not supported",
+    ),
+    (
+        "test_training_dropout*",
+        "Dropout training mode is random; inference only",
+    ),
+    ("test_identity_opt", "optional types are not supported"),
+    ("test_identity_sequence", "sequence types are not supported"),
+    (
+        "test_maxpool_with_argmax_*",
+        "MaxPool's Indices output is not supported",
+    ),
+    (
+        "test_resize_tf_crop_and_resize",
+        "tf_crop_and_resize (roi) is not supported",
+    ),
+];
+
+/// `*`-glob match.
+fn glob(pat: &str, s: &str) -> bool {
+    match pat.split_once('*') {
+        None => pat == s,
+        Some((head, rest)) => {
+            s.starts_with(head)
+                && (0..=s.len() - head.len())
+                    .any(|i| s.is_char_boundary(head.len() + i) && glob(rest, &s[head.len() + i..]))
+        }
+    }
+}
+
+fn read_tensor(path: &Path, device: &Device) -> Result<(Value, i32), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let t = onnx_ir::TensorProto::parse_from_bytes(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let v = Value::from_tensor_proto(&t, device).map_err(|e| e.to_string())?;
+    Ok((v, t.data_type))
+}
+
+fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let n = name
+                        .strip_prefix(prefix)?
+                        .strip_suffix(".pb")?
+                        .parse()
+                        .ok()?;
+                    Some((n, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|(_, p)| p).collect()
+}
+
+/// ONNX backend-test closeness: same shape, same dtype kind, |a-b| <= atol + rtol*|b|.
+fn compare(got: &Value, want: &Value, rtol: f32, atol: f32) -> Result<(), String> {
+    let kind = |e: i32| match e {
+        dt::FLOAT => "float",
+        dt::BOOL => "bool",
+        _ => "int",
+    };
+    if kind(got.elem_type()) != kind(want.elem_type()) {
+        return Err(format!(
+            "dtype {} vs expected {}",
+            got.elem_type(),
+            want.elem_type()
+        ));
+    }
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "shape {:?} vs expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let (a, b) = (
+        got.to_f32().map_err(|e| e.to_string())?,
+        want.to_f32().map_err(|e| e.to_string())?,
+    );
+    let mut worst: Option<(usize, f32, f32)> = None;
+    let mut bad = 0;
+    for (i, (&x, &y)) in a.iter().zip(&b).enumerate() {
+        let ok = (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= atol + rtol * y.abs();
+        if !ok {
+            bad += 1;
+            if worst.is_none_or(|(_, wx, wy)| (x - y).abs() > (wx - wy).abs()) {
+                worst = Some((i, x, y));
+            }
+        }
+    }
+    match worst {
+        None => Ok(()),
+        Some((i, x, y)) => Err(format!(
+            "{bad}/{} values differ; worst at {i}: {x} vs expected {y}",
+            a.len()
+        )),
+    }
+}
+
+fn run_case(dir: &Path, device: &Device) -> Result<(), String> {
+    let graph = OnnxGraph::load(dir.join("model.onnx"), device).map_err(|e| e.to_string())?;
+    let data = dir.join("test_data_set_0");
+    let inputs = numbered(&data, "input_");
+    if inputs.len() > graph.inputs().len() {
+        return Err(format!(
+            "{} input files for {} graph inputs",
+            inputs.len(),
+            graph.inputs().len()
+        ));
+    }
+    let mut feed = Vec::new();
+    for (spec, p) in graph.inputs().iter().zip(&inputs) {
+        feed.push((spec.name.clone(), read_tensor(p, device)?.0));
+    }
+    let outs = graph.run(feed).map_err(|e| e.to_string())?;
+    let expected = numbered(&data, "output_");
+    if expected.len() != outs.len() {
+        return Err(format!(
+            "{} outputs, expected {}",
+            outs.len(),
+            expected.len()
+        ));
+    }
+    for ((name, got), p) in outs.iter().zip(&expected) {
+        let (want, _) = read_tensor(p, device)?;
+        compare(got, &want, 1e-3, 1e-7).map_err(|e| format!("output `{name}`: {e}"))?;
+    }
+    Ok(())
+}
+
+fn model_ops(path: &Path) -> Option<Vec<String>> {
+    let bytes = std::fs::read(path).ok()?;
+    let m = ModelProto::parse_from_bytes(&bytes).ok()?;
+    let g = m.graph.as_ref()?;
+    Some(
+        g.node
+            .iter()
+            .map(|n| {
+                if n.domain.is_empty() || n.domain == "ai.onnx" {
+                    n.op_type.clone()
+                } else {
+                    format!("{}:{}", n.domain, n.op_type)
+                }
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn onnx_node_conformance() {
+    let root = Path::new(NODE_DIR);
+    assert!(
+        root.is_dir(),
+        "ONNX node test data not found at {NODE_DIR}; install it with `apt-get install libonnx-testdata`"
+    );
+    let device = Device::flex();
+    let supported = supported_ops();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .expect("read test data dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    dirs.sort();
+    let mut table: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut known_hit = Vec::new();
+    let mut stale = Vec::new();
+    for dir in &dirs {
+        let case = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let Some(ops) = model_ops(&dir.join("model.onnx")) else {
+            continue;
+        };
+        if ops.is_empty() || !ops.iter().all(|o| supported.contains(&o.as_str())) {
+            continue;
+        }
+        let key = if case.contains("_expanded") {
+            "(expanded functions)".to_string()
+        } else {
+            ops.last().cloned().unwrap_or_default()
+        };
+        let res = catch_unwind(AssertUnwindSafe(|| run_case(dir, &device)))
+            .unwrap_or_else(|_| Err("panicked".into()));
+        let entry = table.entry(key).or_default();
+        entry.1 += 1;
+        let known = KNOWN.iter().find(|(k, _)| glob(k, &case));
+        match res {
+            Ok(()) => {
+                entry.0 += 1;
+                if known.is_some() {
+                    stale.push(case);
+                }
+            }
+            Err(e) => match known {
+                Some(_) => known_hit.push(case),
+                None => failures.push(format!("{case}: {e}")),
+            },
+        }
+    }
+    let (mut pass, mut total) = (0, 0);
+    println!("{:<28} passed/total", "op");
+    for (op, (p, t)) in &table {
+        println!("{op:<28} {p}/{t}");
+        pass += p;
+        total += t;
+    }
+    println!("TOTAL {pass}/{total} ({} known failures)", known_hit.len());
+    if !stale.is_empty() {
+        println!("KNOWN entries that now pass (remove them): {stale:?}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} conformance case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn light_dir() -> Option<PathBuf> {
+    if let Ok(d) = std::env::var("QDQ_ONNX_LIGHT_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/lib");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(venv)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("site-packages/onnx/backend/test/data/light"))
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// The light model zoo: real CNNs whose weights are ConstantOfShape fills, with stored
+/// outputs. Inputs and tolerances are those of onnx's backend test runner
+/// (`generate_dummy_data(random=False)`: `arange(n) / n` in float32, unknown dims as 1;
+/// rtol 1e-3 (densenet121 2e-3), atol 1e-7).
+#[test]
+fn onnx_light_model_zoo() {
+    let dir = light_dir().expect(
+        "light model zoo not found: set QDQ_ONNX_LIGHT_DIR or install the onnx wheel in .venv (pip install onnx)",
+    );
+    let device = Device::flex();
+    let models = [
+        ("resnet50", 1e-3),
+        ("densenet121", 2e-3),
+        ("inception_v1", 1e-3),
+        ("inception_v2", 1e-3),
+        ("squeezenet", 1e-3),
+        ("shufflenet", 1e-3),
+        ("vgg19", 1e-3),
+        ("bvlc_alexnet", 1e-3),
+        ("zfnet512", 1e-3),
+    ];
+    let mut failures = Vec::new();
+    for (m, rtol) in models {
+        let t0 = Instant::now();
+        let res = (|| -> Result<(), String> {
+            let g = OnnxGraph::load(dir.join(format!("light_{m}.onnx")), &device)
+                .map_err(|e| e.to_string())?;
+            let t_load = t0.elapsed();
+            let mut feed = Vec::new();
+            for spec in g.inputs() {
+                let shape: Vec<usize> = spec
+                    .dims
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Fixed(n) => *n,
+                        _ => 1,
+                    })
+                    .collect();
+                let n: usize = shape.iter().product();
+                let data = (0..n).map(|i| (i as f64 / n as f64) as f32).collect();
+                feed.push((spec.name.clone(), Value::from_f32(data, &shape, &device)));
+            }
+            let outs = g.run(feed).map_err(|e| e.to_string())?;
+            let (want, _) = read_tensor(&dir.join(format!("light_{m}_output_0.pb")), &device)?;
+            let got = &outs.first().ok_or("no output")?.1;
+            let r = compare(got, &want, rtol, 1e-7);
+            println!(
+                "{m:<14} load {:>6.2}s run {:>6.2}s {}",
+                t_load.as_secs_f32(),
+                (t0.elapsed() - t_load).as_secs_f32(),
+                if r.is_ok() { "ok" } else { "MISMATCH" }
+            );
+            r
+        })();
+        if let Err(e) = res {
+            failures.push(format!("{m}: {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "light zoo failures:\n{}",
+        failures.join("\n")
+    );
+}
