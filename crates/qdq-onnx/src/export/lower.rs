@@ -336,30 +336,9 @@ impl<'a> Lowerer<'a> {
                     self.conv("Conv", &c.x, &c.weight, c.bias.as_ref(), &c.out)?;
                     conv_attrs(self.last(), &o.stride, &pads, &o.dilation, o.groups);
                 }
-                M::ConvTranspose1d(c) => {
-                    let o = &c.options;
-                    self.conv("ConvTranspose", &c.x, &c.weight, c.bias.as_ref(), &c.out)?;
-                    let n = self.last();
-                    conv_attrs(n, &o.stride, &sym_pads(&o.padding), &o.dilation, o.groups);
-                    n.attribute
-                        .push(attr_ints("output_padding", ints(&o.padding_out)));
-                }
-                M::ConvTranspose2d(c) => {
-                    let o = &c.options;
-                    self.conv("ConvTranspose", &c.x, &c.weight, c.bias.as_ref(), &c.out)?;
-                    let n = self.last();
-                    conv_attrs(n, &o.stride, &sym_pads(&o.padding), &o.dilation, o.groups);
-                    n.attribute
-                        .push(attr_ints("output_padding", ints(&o.padding_out)));
-                }
-                M::ConvTranspose3d(c) => {
-                    let o = &c.options;
-                    self.conv("ConvTranspose", &c.x, &c.weight, c.bias.as_ref(), &c.out)?;
-                    let n = self.last();
-                    conv_attrs(n, &o.stride, &sym_pads(&o.padding), &o.dilation, o.groups);
-                    n.attribute
-                        .push(attr_ints("output_padding", ints(&o.padding_out)));
-                }
+                M::ConvTranspose1d(c) => conv_transpose!(self, c),
+                M::ConvTranspose2d(c) => conv_transpose!(self, c),
+                M::ConvTranspose3d(c) => conv_transpose!(self, c),
                 M::AvgPool1d(p) => {
                     let n = self.emit_t("AveragePool", &[&p.x], &p.out)?;
                     pool_attrs(n, &[p.kernel_size], &[p.stride], &[p.padding], p.ceil_mode);
@@ -570,6 +549,25 @@ impl From<Error> for Lower {
         Lower::Fatal(e)
     }
 }
+
+/// ConvTranspose of any rank: burn's 1/2/3-D ops differ only in their array lengths.
+macro_rules! conv_transpose {
+    ($self:ident, $c:ident) => {{
+        let o = &$c.options;
+        $self.conv(
+            "ConvTranspose",
+            &$c.x,
+            &$c.weight,
+            $c.bias.as_ref(),
+            &$c.out,
+        )?;
+        let n = $self.last();
+        conv_attrs(n, &o.stride, &sym_pads(&o.padding), &o.dilation, o.groups);
+        n.attribute
+            .push(attr_ints("output_padding", ints(&o.padding_out)));
+    }};
+}
+use conv_transpose;
 
 fn ints(v: &[usize]) -> Vec<i64> {
     v.iter().map(|&x| x as i64).collect()
