@@ -53,6 +53,9 @@ pub enum Error {
     /// Recording the forward pass failed.
     #[error("capturing the forward pass: {0}")]
     Capture(String),
+    /// Running the model failed (the runtime's error names the node or input).
+    #[error(transparent)]
+    Run(crate::runtime::RunError),
     /// The graph cannot be processed as asked (named node or quantizer, and why).
     #[error("{0}")]
     Graph(String),

@@ -14,6 +14,7 @@ pub mod lint;
 pub mod passes;
 mod proto;
 pub mod qdq;
+pub mod quantize;
 pub mod runtime;
 mod tensor;
 

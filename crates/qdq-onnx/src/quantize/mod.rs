@@ -1,0 +1,171 @@
+//! Quantizing an FP32 ONNX model: fold constants and place quantizers ([`prepare`]),
+//! calibrate in one streaming pass ([`Calibration`]), write the QDQ model with the
+//! opset it needs and lint it ([`apply`]).
+
+mod cache;
+mod calibrate;
+pub mod report;
+
+use std::fmt;
+use std::str::FromStr;
+
+use onnx_ir::ModelProto;
+use qdq::calib::HistogramMethod;
+
+pub use cache::{CalibrationCache, Entry};
+pub use calibrate::Calibration;
+
+use crate::error::{Error, Result};
+use crate::lint::{LintOptions, lint_with};
+use crate::passes::{
+    PlacementOptions, Site, SiteKind, fold_constant_nodes, insert_sites, model_opset, place,
+    upgrade_opset,
+};
+use crate::qdq::QdqFormat;
+
+/// How an activation's amax is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// The largest |x| seen.
+    Max,
+    /// Entropy, MSE or a percentile of the histogram.
+    Histogram(HistogramMethod),
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Method::Max => f.write_str("max"),
+            Method::Histogram(h) => write!(f, "{h}"),
+        }
+    }
+}
+
+impl FromStr for Method {
+    type Err = qdq::Error;
+
+    /// `max`, `entropy`, `mse`, `percentile` or `percentile=99.9`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        if s == "max" {
+            Ok(Method::Max)
+        } else {
+            s.parse::<HistogramMethod>().map(Method::Histogram)
+        }
+    }
+}
+
+/// Settings of a quantization.
+#[derive(Clone, Debug)]
+pub struct QuantizeOptions {
+    /// Where quantizers go.
+    pub placement: PlacementOptions,
+    /// INT8 or FP8 E4M3 (standard Q/DQ; opset 19 is then required).
+    pub format: QdqFormat,
+    /// Opset of the output; `None`: the model's, raised to what per-channel (13) or
+    /// FP8 (19) needs.
+    pub opset: Option<i64>,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        Self {
+            placement: PlacementOptions::default(),
+            format: QdqFormat::Int8,
+            opset: None,
+        }
+    }
+}
+
+/// A float model ready to calibrate: constants folded, quantizers placed.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The float model (constant nodes folded into initializers).
+    pub model: ModelProto,
+    /// The quantizers.
+    pub sites: Vec<Site>,
+}
+
+/// Folds constants and places quantizers.
+///
+/// # Errors
+/// The model has no graph or is quantized already.
+pub fn prepare(model: &ModelProto, options: &QuantizeOptions) -> Result<Prepared> {
+    let mut model = model.clone();
+    fold_constant_nodes(&mut model);
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
+    let sites = place(graph, &options.placement)?;
+    Ok(Prepared { model, sites })
+}
+
+/// Writes the QDQ model: a pair per site with its amax from `cache` (by tensor name;
+/// weights missing from it get their per-channel max), the opset raised as needed, then
+/// the TensorRT lint.
+///
+/// # Errors
+/// A site without amax in the cache (named), an opset that cannot hold the format, an
+/// upgrade that cannot be done, or a lint violation.
+pub fn apply(
+    prepared: &Prepared,
+    cache: &CalibrationCache,
+    options: &QuantizeOptions,
+) -> Result<ModelProto> {
+    let mut model = prepared.model.clone();
+    let mut amaxes = std::collections::HashMap::new();
+    {
+        let graph = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
+        let consts = crate::tensor::constants(graph);
+        for s in &prepared.sites {
+            let amax = match (cache.entries.get(&s.tensor), &s.kind) {
+                (Some(e), _) => e.amax.clone(),
+                // Weights need no data: a cache of activations only (a TensorRT
+                // calibration table) gets per-channel max from the weights themselves.
+                (None, SiteKind::Weight { axis }) => {
+                    calibrate::weight_amax(&consts, &s.tensor, *axis)?
+                }
+                (None, SiteKind::Activation) => {
+                    return Err(Error::Graph(format!(
+                        "quantizer `{}`: tensor `{}` is not in the calibration cache; recalibrate",
+                        s.name, s.tensor
+                    )));
+                }
+            };
+            amaxes.insert(s.name.clone(), amax);
+        }
+    }
+    let per_channel = prepared
+        .sites
+        .iter()
+        .any(|s| matches!(s.kind, SiteKind::Weight { .. }));
+    let needed = options.format.min_opset(per_channel);
+    let target = options
+        .opset
+        .unwrap_or_else(|| model_opset(&model).max(needed));
+    if target < needed {
+        return Err(Error::Graph(format!(
+            "opset {target} cannot hold {:?} Q/DQ{}; use opset {needed} or newer",
+            options.format,
+            if per_channel {
+                " with per-channel weights"
+            } else {
+                ""
+            }
+        )));
+    }
+    let graph = model
+        .graph
+        .as_mut()
+        .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
+    insert_sites(graph, &prepared.sites, &amaxes, options.format)?;
+    upgrade_opset(&mut model, target)?;
+    let violations = lint_with(&model, &LintOptions::default());
+    if !violations.is_empty() {
+        return Err(Error::Lint(violations));
+    }
+    Ok(model)
+}
