@@ -1,0 +1,342 @@
+//! The `qdq` binary end to end: the bundled demo, quantize / calibrate / export / eval /
+//! lint / inspect, and bad input that must give a clear error and no output file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use qdq_onnx::{Message, ModelProto};
+
+fn qdq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qdq"))
+        .args(args)
+        .output()
+        .expect("the qdq binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qdq-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "qdq failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn demo_quantizes_the_bundled_model_and_keeps_its_accuracy() {
+    let dir = scratch("demo");
+    let out = dir.join("demo.onnx");
+    let v = json(&qdq(&["demo", "-o", s(&out), "--json"]));
+    let eval = &v["eval"];
+    let fp32 = eval["fp32_accuracy"].as_f64().unwrap();
+    let int8 = eval["quantized_accuracy"].as_f64().unwrap();
+    assert!(fp32 > 0.8, "the bundled model is trained: {fp32}");
+    assert!((fp32 - int8).abs() <= 0.02, "INT8 {int8} vs FP32 {fp32}");
+    assert!(eval["top1_agreement"].as_f64().unwrap() >= 0.95, "{eval}");
+    assert!(eval["sqnr_db"].as_f64().unwrap() > 15.0, "{eval}");
+    assert_eq!(eval["items"], 500);
+    // The per-layer scan names a tensor of the model where the error jumps.
+    let jump = eval["error_jump"]["tensor"]
+        .as_str()
+        .expect("an error jump");
+    assert!(jump.ends_with("_out") || jump == "output", "{eval}");
+    assert!(
+        eval["error_jump"]["sqnr_db"].as_f64().unwrap() > 10.0,
+        "{eval}"
+    );
+    // conv1, conv2 (input + weight), two pools, fc1, fc2 (input + weight).
+    let names: Vec<&str> = v["quantizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.ends_with("_weight_quantizer"))
+            .count(),
+        4,
+        "{names:?}"
+    );
+    // The file passes the linter, through the CLI too.
+    assert!(qdq(&["lint", s(&out)]).status.success());
+    let inspect = json(&qdq(&["inspect", s(&out), "--json"]));
+    assert_eq!(inspect["quantize_linear"], names.len());
+    assert_eq!(inspect["opset"], 17);
+}
+
+#[test]
+fn calibrate_then_export_equals_quantize_and_tensorrt_tables_import() {
+    let dir = scratch("cache");
+    let model = data_dir().join("model.onnx");
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    let (q1, cache, q2) = (dir.join("q1.onnx"), dir.join("c.json"), dir.join("q2.onnx"));
+    let common = [
+        "--calib",
+        s(&calib),
+        "--method",
+        "percentile=99.9",
+        "--json",
+    ];
+    json(&qdq(
+        &[&["quantize", s(&model), "-o", s(&q1)], &common[..]].concat()
+    ));
+    json(&qdq(&[
+        &["calibrate", s(&model), "-o", s(&cache)],
+        &common[..],
+    ]
+    .concat()));
+    json(&qdq(&[
+        "export",
+        s(&model),
+        "--cache",
+        s(&cache),
+        "-o",
+        s(&q2),
+        "--json",
+    ]));
+    assert_eq!(std::fs::read(&q1).unwrap(), std::fs::read(&q2).unwrap());
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(text.contains("percentile=99.9"), "{text}");
+
+    // A TensorRT table holds activation scales only (float32 hex; amax = scale * 127):
+    // weights get their per-channel max from the model.
+    let c: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut table = String::from("TRT-8601-EntropyCalibration2\n");
+    for (tensor, e) in c["entries"].as_object().unwrap() {
+        if e["amax"].as_array().unwrap().len() == 1 {
+            let amax = e["amax"][0].as_f64().unwrap() as f32;
+            table.push_str(&format!("{tensor}: {:08x}\n", (amax / 127.0).to_bits()));
+        }
+    }
+    let trt = dir.join("trt.cache");
+    std::fs::write(&trt, &table).unwrap();
+    let q3 = dir.join("q3.onnx");
+    json(&qdq(&[
+        "export",
+        s(&model),
+        "--cache",
+        s(&trt),
+        "-o",
+        s(&q3),
+        "--json",
+    ]));
+    let a = ModelProto::parse_from_bytes(&std::fs::read(&q1).unwrap()).unwrap();
+    let b = ModelProto::parse_from_bytes(&std::fs::read(&q3).unwrap()).unwrap();
+    let scale = |m: &ModelProto, name: &str| {
+        let g = m.graph.as_ref().unwrap();
+        let t = g.initializer.iter().find(|t| t.name == name).unwrap();
+        t.raw_data.to_vec()
+    };
+    // Same weight scales; activation scales equal to within float rounding.
+    let w = "Conv_1._weight_quantizer_scale";
+    assert_eq!(scale(&a, w), scale(&b, w));
+    let f = |v: Vec<u8>| f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+    let act = "Conv_4._input_quantizer_scale";
+    let (x, y) = (f(scale(&a, act)), f(scale(&b, act)));
+    assert!((x - y).abs() <= f32::EPSILON * x, "{x} vs {y}");
+    // A table that lacks an activation tensor: named.
+    let first = table.lines().nth(1).unwrap().to_string();
+    std::fs::write(&trt, table.replace(&format!("{first}\n"), "")).unwrap();
+    let q4 = dir.join("q4.onnx");
+    let out = qdq(&["export", s(&model), "--cache", s(&trt), "-o", s(&q4)]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("is not in the calibration cache"), "{e}");
+    assert!(!q4.exists());
+}
+
+#[test]
+fn eval_compares_two_models_with_labels() {
+    let dir = scratch("eval");
+    let model = data_dir().join("model.onnx");
+    let q = dir.join("q.onnx");
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    json(&qdq(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "--method",
+        "max",
+        "-o",
+        s(&q),
+        "--json",
+    ]));
+    let v = json(&qdq(&[
+        "eval",
+        s(&model),
+        s(&q),
+        "--data",
+        s(&data_dir().join("test-images-idx3-ubyte.gz")),
+        "--labels",
+        s(&data_dir().join("test-labels-idx1-ubyte.gz")),
+        "--json",
+    ]));
+    assert!(v["fp32_accuracy"].as_f64().unwrap() > 0.8, "{v}");
+    // The same model against itself: identical outputs.
+    let same = json(&qdq(&[
+        "eval",
+        s(&model),
+        s(&model),
+        "--data",
+        s(&calib),
+        "--json",
+    ]));
+    assert_eq!(same["top1_agreement"], 1.0);
+    assert!(
+        same["sqnr_db"].is_null() || same["sqnr_db"].as_f64().is_none(),
+        "infinite SQNR: {same}"
+    );
+}
+
+fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_no_output_file() {
+    let dir = scratch("bad");
+    let model = data_dir().join("model.onnx");
+    let out = dir.join("out.onnx");
+    let run = |args: &[&str]| {
+        let o = qdq(args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(!out.exists(), "{args:?} wrote a file");
+        stderr(&o)
+    };
+    // Data whose items do not fit the model input.
+    let wrong = dir.join("wrong.npy");
+    write_npy(&wrong, &[4, 3, 10], &[0.5; 120]);
+    let e = run(&["quantize", s(&model), "--calib", s(&wrong), "-o", s(&out)]);
+    assert!(e.contains("do not fit model input `input`"), "{e}");
+    // NaN in the data, named by item and position.
+    let mut v = vec![0.5f32; 2 * 784];
+    v[784 + 3] = f32::NAN;
+    let nan = dir.join("nan.npy");
+    write_npy(&nan, &[2, 1, 28, 28], &v);
+    let e = run(&["quantize", s(&model), "--calib", s(&nan), "-o", s(&out)]);
+    assert!(e.contains("NaN in item 1 at position 3"), "{e}");
+    // An empty calibration set.
+    let empty = dir.join("empty.npy");
+    write_npy(&empty, &[0, 1, 28, 28], &[]);
+    let e = run(&["quantize", s(&model), "--calib", s(&empty), "-o", s(&out)]);
+    assert!(e.contains("no items"), "{e}");
+    // A truncated model.
+    let bytes = std::fs::read(&model).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = run(&[
+        "quantize",
+        s(&truncated),
+        "--calib",
+        s(&wrong),
+        "-o",
+        s(&out),
+    ]);
+    assert!(
+        e.contains("truncated.onnx") && e.contains("not a valid ONNX model"),
+        "{e}"
+    );
+    // Unsupported operators, all listed with counts.
+    let mut m = ModelProto::parse_from_bytes(&bytes).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    for n in g.node.iter_mut().filter(|n| n.op_type == "Relu") {
+        n.op_type = "Mish".into();
+    }
+    g.node[0].op_type = "Einsum".into();
+    let odd = dir.join("odd.onnx");
+    std::fs::write(&odd, m.write_to_bytes().unwrap()).unwrap();
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    let e = run(&["quantize", s(&odd), "--calib", s(&calib), "-o", s(&out)]);
+    assert!(e.contains("Mish (x3)") && e.contains("Einsum (x1)"), "{e}");
+    // An output path that cannot be written.
+    let e = run(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "-o",
+        "/nonexistent/dir/q.onnx",
+    ]);
+    assert!(e.contains("/nonexistent/dir/q.onnx"), "{e}");
+    // Bad method.
+    let e = run(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "--method",
+        "median",
+        "-o",
+        s(&out),
+    ]);
+    assert!(e.contains("median"), "{e}");
+}
+
+#[test]
+fn lint_reports_violations_with_exit_code_2() {
+    let dir = scratch("lint");
+    let model = data_dir().join("model.onnx");
+    let q = dir.join("q.onnx");
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    json(&qdq(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "-o",
+        s(&q),
+        "--json",
+    ]));
+    let mut m = ModelProto::parse_from_bytes(&std::fs::read(&q).unwrap()).unwrap();
+    // Zero point 5 on the first activation pair.
+    let g = m.graph.as_mut().unwrap();
+    let zp = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name.ends_with("_input_quantizer_zero_point"))
+        .unwrap();
+    zp.raw_data = vec![5u8].into();
+    let bad = dir.join("bad.onnx");
+    std::fs::write(&bad, m.write_to_bytes().unwrap()).unwrap();
+    let out = qdq(&["lint", s(&bad), "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let violations = v["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 2, "{v}");
+    assert_eq!(violations[0]["rule"], "ZeroPoint");
+}
