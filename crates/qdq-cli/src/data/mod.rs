@@ -1,7 +1,8 @@
-//! Calibration and evaluation data: `.npy` arrays and IDX (MNIST-style) files, with
-//! the preprocessing that turns bytes into the model's float input.
+//! Calibration and evaluation data: `.npy` arrays, IDX (MNIST-style) files and folders
+//! of images, with the preprocessing that turns them into the model's float input.
 
 pub mod idx;
+pub mod images;
 pub mod npy;
 
 use std::path::Path;
