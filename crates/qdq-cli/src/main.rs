@@ -240,14 +240,7 @@ fn device() -> Device {
 }
 
 fn read_model(path: &Path) -> Fallible<ModelProto> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    ModelProto::parse_from_bytes(&bytes).map_err(|e| {
-        format!(
-            "{}: not a valid ONNX model ({e}); is the file complete and an .onnx protobuf?",
-            path.display()
-        )
-        .into()
-    })
+    Ok(qdq_onnx::read_model(path)?)
 }
 
 fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {

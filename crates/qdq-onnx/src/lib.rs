@@ -10,6 +10,7 @@
 
 mod error;
 pub mod export;
+mod file;
 pub mod lint;
 pub mod passes;
 mod proto;
@@ -20,6 +21,7 @@ mod tensor;
 
 pub use error::{Error, Result};
 pub use export::{ExportOptions, Fp8Style, export, export_to_file};
+pub use file::read_model;
 pub use lint::{LintOptions, Rule, Violation, lint, lint_file, lint_with};
 pub use onnx_ir::{Message, ModelProto};
 pub use qdq::{QdqFormat, insert_qdq, scales};

@@ -67,17 +67,7 @@ pub struct LintOptions {
 /// # Errors
 /// The file cannot be read, or is not an ONNX model (e.g. truncated).
 pub fn lint_file(path: impl AsRef<std::path::Path>) -> crate::Result<Vec<Violation>> {
-    use onnx_ir::Message;
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| crate::Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let model = ModelProto::parse_from_bytes(&bytes).map_err(|e| crate::Error::Parse {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    Ok(lint(&model))
+    Ok(lint(&crate::read_model(path)?))
 }
 
 /// Lints `model` with the default options.

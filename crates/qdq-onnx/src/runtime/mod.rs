@@ -22,7 +22,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use burn::tensor::Device;
-use onnx_ir::{Message, ModelProto, NodeProto, ValueInfoProto};
+use onnx_ir::{ModelProto, NodeProto, ValueInfoProto};
 
 pub use error::{RunError, RunResult};
 pub use value::{Dyn, DynTensor, MAX_RANK, Value, dt, dtype_name};
@@ -130,14 +130,10 @@ fn node_label(n: &NodeProto) -> String {
 impl OnnxGraph {
     /// Reads and prepares an `.onnx` file.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self, RunError> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| RunError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let model = ModelProto::parse_from_bytes(&bytes).map_err(|e| RunError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
+        let model = crate::read_model(path).map_err(|e| match e {
+            crate::Error::Io { path, source } => RunError::Io { path, source },
+            crate::Error::Parse { path, message } => RunError::Parse { path, message },
+            other => RunError::Graph(other.to_string()),
         })?;
         Self::from_model(&model, device)
     }
