@@ -3,7 +3,7 @@
 //! test images with labels. Embedded in the binary, so `qdq demo` runs anywhere.
 
 use crate::data::Dataset;
-use crate::data::idx::{Idx, read_all};
+use crate::data::idx::Idx;
 
 /// The FP32 model (input `input` [batch, 1, 28, 28], output `output` [batch, 10]).
 pub const MODEL: &[u8] = include_bytes!("../data/fashion-mnist/model.onnx");
@@ -12,8 +12,7 @@ const TEST: &[u8] = include_bytes!("../data/fashion-mnist/test-images-idx3-ubyte
 const LABELS: &[u8] = include_bytes!("../data/fashion-mnist/test-labels-idx1-ubyte.gz");
 
 fn idx(gz: &[u8]) -> Result<Idx, String> {
-    let bytes = read_all(flate2::read::GzDecoder::new(gz)).map_err(|e| e.to_string())?;
-    Idx::parse(&bytes)
+    Idx::parse(gz)
 }
 
 /// The 256 calibration images, scaled to [0, 1].

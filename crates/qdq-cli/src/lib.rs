@@ -3,5 +3,6 @@
 //! The `qdq` command line's building blocks: data loading ([`data`]) and the bundled
 //! example model. The binary (`src/main.rs`) is the manual.
 
-pub mod data;
+/// The data loaders, from `qdq-data`.
+pub use qdq_data as data;
 pub mod demo;

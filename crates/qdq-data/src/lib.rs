@@ -1,3 +1,5 @@
+//! # qdq-data
+//!
 //! Calibration and evaluation data: `.npy` arrays, IDX (MNIST-style) files and folders
 //! of images, with the preprocessing that turns them into the model's float input.
 

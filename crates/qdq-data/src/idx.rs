@@ -29,8 +29,13 @@ impl Idx {
         })
     }
 
-    /// Parses IDX bytes.
+    /// Parses IDX bytes, gzipped or not.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let raw = read_all(flate2::read::GzDecoder::new(bytes))
+                .map_err(|e| format!("bad gzip stream: {e}"))?;
+            return Self::parse(&raw);
+        }
         if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
             return Err("not an IDX file (bad magic number)".into());
         }
