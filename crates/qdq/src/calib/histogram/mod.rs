@@ -67,6 +67,10 @@ pub enum HistogramMethod {
     /// The left edge of the bin where the cumulative distribution of |x| reaches
     /// this percentile (0 to 100).
     Percentile(f64),
+    /// The largest |x| collected, exactly as a [`super::MaxCalibrator`] would give it,
+    /// so one collection serves max calibration too (the reference needs a second
+    /// pass with a max calibrator).
+    Max,
 }
 
 impl HistogramMethod {
@@ -102,6 +106,7 @@ impl HistogramMethod {
             Self::Entropy { .. } => "entropy",
             Self::Mse { .. } => "mse",
             Self::Percentile(_) => "percentile",
+            Self::Max => "max",
         }
     }
 }
@@ -129,6 +134,7 @@ impl FromStr for HistogramMethod {
         let unknown = || Error::UnknownCalibMethod(s.to_string());
         match s.trim() {
             "entropy" => Ok(Self::entropy()),
+            "max" => Ok(Self::Max),
             "mse" => Ok(Self::mse()),
             "percentile" => Ok(Self::percentile(Self::DEFAULT_PERCENTILE)),
             other => {
@@ -186,6 +192,8 @@ pub struct HistogramCalibrator {
     /// `counts.len() + 1` edges; empty before any data, all zero while only zeros
     /// were seen.
     edges: Vec<f32>,
+    /// Largest |x| collected (0 before any data).
+    max_abs: f32,
 }
 
 impl HistogramCalibrator {
@@ -215,6 +223,7 @@ impl HistogramCalibrator {
             skip_zeros: false,
             counts: Vec::new(),
             edges: Vec::new(),
+            max_abs: 0.0,
         })
     }
 
@@ -309,7 +318,13 @@ impl HistogramCalibrator {
             self.counts[0] += kept;
             return Ok(());
         }
+        self.collect_nonzero(data, x_max, zeros)?;
+        self.max_abs = self.max_abs.max(x_max);
+        Ok(())
+    }
 
+    /// [`HistogramCalibrator::collect_slice`] of a batch whose largest |x| is `x_max > 0`.
+    fn collect_nonzero(&mut self, data: &[f32], x_max: f32, zeros: u64) -> Result<()> {
         let zero_width = self.edges.last().is_none_or(|&e| e == 0.0);
         if zero_width {
             let binner = Binner::new(x_max, self.num_bins)?;
@@ -430,6 +445,7 @@ impl HistogramCalibrator {
                 stride,
             )?,
             HistogramMethod::Percentile(p) => percentile::amax(&self.counts, &self.edges, p),
+            HistogramMethod::Max => self.max_abs,
         };
         Ok(Amax::scalar(amax))
     }
@@ -449,6 +465,13 @@ impl HistogramCalibrator {
         if other.edges.is_empty() {
             return Ok(());
         }
+        self.merge_counts(other)?;
+        self.max_abs = self.max_abs.max(other.max_abs);
+        Ok(())
+    }
+
+    /// The bin counts part of [`HistogramCalibrator::merge`].
+    fn merge_counts(&mut self, other: &Self) -> Result<()> {
         if self.edges.is_empty() {
             self.counts = other.counts.clone();
             self.edges = other.edges.clone();
@@ -493,6 +516,7 @@ impl HistogramCalibrator {
     pub fn reset(&mut self) {
         self.counts = Vec::new();
         self.edges = Vec::new();
+        self.max_abs = 0.0;
     }
 }
 
@@ -709,6 +733,47 @@ mod tests {
 
     fn amax(c: &HistogramCalibrator, m: HistogramMethod) -> f32 {
         c.compute_amax(m).unwrap().values()[0]
+    }
+
+    #[test]
+    fn max_method_is_the_max_calibrators_amax_through_growth_and_merge() {
+        let batches: Vec<Vec<f32>> = (0..3)
+            .map(|k| {
+                uniform(k, 500)
+                    .into_iter()
+                    .map(|v| (v - 0.5) * (k + 1) as f32)
+                    .collect()
+            })
+            .collect();
+        let mut hist = HistogramCalibrator::new(8, None, false).unwrap();
+        let mut max = crate::calib::MaxCalibrator::new(8, None, false);
+        for b in &batches[..2] {
+            hist.collect_slice(b).unwrap();
+            max.collect_slice(b, &[b.len()]).unwrap();
+        }
+        let mut other = HistogramCalibrator::new(8, None, false).unwrap();
+        other.collect_slice(&batches[2]).unwrap();
+        max.collect_slice(&batches[2], &[500]).unwrap();
+        hist.merge(&other).unwrap_err(); // different first maxima: different widths
+        hist.collect_slice(&batches[2]).unwrap();
+        let want = max.compute_amax().unwrap();
+        assert_eq!(hist.compute_amax(HistogramMethod::Max).unwrap(), want);
+        // Exact: the largest |x| itself, not a bin edge.
+        let largest = batches.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert_eq!(want.values(), [largest]);
+        assert!(hist.edges().last().unwrap() > &largest);
+        let mut merged = HistogramCalibrator::new(8, None, false).unwrap();
+        merged.merge(&hist).unwrap();
+        assert_eq!(
+            merged.compute_amax(HistogramMethod::Max).unwrap().values(),
+            [largest]
+        );
+        assert_eq!(
+            "max".parse::<HistogramMethod>().unwrap(),
+            HistogramMethod::Max
+        );
+        merged.reset();
+        assert!(merged.compute_amax(HistogramMethod::Max).is_err());
     }
 
     #[test]
@@ -1036,8 +1101,8 @@ mod tests {
             ));
         }
         assert_eq!(
-            "max".parse::<HistogramMethod>(),
-            Err(Error::UnknownCalibMethod("max".into()))
+            "maximum".parse::<HistogramMethod>(),
+            Err(Error::UnknownCalibMethod("maximum".into()))
         );
         assert!(matches!(
             "percentile=abc".parse::<HistogramMethod>(),
