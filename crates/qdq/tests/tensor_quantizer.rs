@@ -156,6 +156,39 @@ fn learn_amax_clips_then_quantizes_with_the_learned_range() {
 }
 
 #[test]
+fn a_calibrated_quantizer_becomes_learnable_at_its_amax() {
+    let d = dev();
+    let mut q = quantizer(QuantDescriptor::builder().unsigned(true).build().unwrap());
+    q.enable_calib();
+    q.disable_quant();
+    let _ = q.forward(tensor(vec![0.1, 0.6, 0.3], [3], &d));
+    q.load_calib_amax().unwrap();
+    q.disable_calib();
+    q.enable_quant();
+    let learn = q.to_learnable().unwrap();
+    let clip = learn.clip.as_ref().unwrap();
+    assert_eq!(values(clip.clip_value_max.val()), vec![0.6]);
+    assert_eq!(values(clip.clip_value_min.val()), vec![-0.6]);
+    assert!(learn.config().learn_amax && learn.config().unsigned);
+    // Same output inside the range; beyond it, clipped to the learned bound.
+    let x = tensor(vec![0.05, 0.33, 0.6], [3], &d);
+    assert_eq!(
+        bits(&values(learn.forward(x.clone()))),
+        bits(&values(q.forward(x)))
+    );
+    assert_eq!(values(learn.forward(tensor(vec![0.9], [1], &d))), vec![0.6]);
+    // Its switches are its own.
+    learn.handle.disable();
+    assert!(!q.handle.is_disabled());
+    // Per-channel ranges are not learnable.
+    let mut w = quantizer(QuantDescriptor::builder().axis([0]).build().unwrap());
+    w.set_amax(&Amax::new(vec![1.0, 2.0], vec![2, 1]).unwrap())
+        .unwrap();
+    let err = w.to_learnable().unwrap_err();
+    assert!(err.to_string().contains("scalar amax"), "{err}");
+}
+
+#[test]
 fn e4m3_quantizer_and_real_quant() {
     let d = dev();
     let x = tensor(vec![0.2, -1.8, 0.6], [3], &d);

@@ -207,6 +207,46 @@ impl TensorQuantizer {
         Ok(())
     }
 
+    /// A quantizer with this one's settings whose range is learned (`learn_amax`),
+    /// starting at the largest entry of its amax: how QAT with learned ranges starts
+    /// from a calibrated model. Its switches and calibrator are new, not shared with
+    /// this one.
+    ///
+    /// # Errors
+    /// No amax yet (calibrate first); a per-channel amax (the reference learns a
+    /// scalar range only).
+    pub fn to_learnable(&self) -> Result<Self> {
+        let cfg = self.handle.config();
+        let amax = self.amax().ok_or_else(|| self.handle.no_data_error())?;
+        if amax.len() != 1 {
+            return Err(Error::Descriptor {
+                name: cfg.name.clone(),
+                message: format!(
+                    "learn_amax needs a scalar amax; {} has {} values (keep per-channel \
+                     quantizers fixed)",
+                    self.handle.label(),
+                    amax.len()
+                ),
+            });
+        }
+        let mut desc = match cfg.num_bits {
+            NumBits::Int(bits) => QuantDescriptor::builder().num_bits(bits),
+            NumBits::E4M3(_) => QuantDescriptor::builder().e4m3(),
+        }
+        .fake_quant(cfg.fake_quant)
+        .unsigned(cfg.unsigned)
+        .narrow_range(cfg.narrow_range)
+        .learn_amax(true)
+        .amax(Amax::scalar(amax[0]));
+        if let Some(s) = cfg.scale_amax {
+            desc = desc.scale_amax(s);
+        }
+        if let Some(name) = &cfg.name {
+            desc = desc.name(name.clone());
+        }
+        Self::new(&desc.build()?, &self._amax.lazy_device())
+    }
+
     /// Quantizes `x` as configured. Never panics: an error (negative input to an
     /// unsigned quantizer, a calibration failure) is recorded on the quantizer, the
     /// input passes through unquantized, and the error is returned by the next

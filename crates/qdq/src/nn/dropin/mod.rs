@@ -166,6 +166,22 @@ impl<Q: Replaceable> DropIn<Q> {
             DropIn::Quant(_) => None,
         }
     }
+
+    /// This layer quantized with `replacement`'s descriptors, whatever the global
+    /// [`quant_modules`] state (a layer already quantized is kept as it is). For model
+    /// code that quantizes on request, like the seed's ResNet with `quantize=True`.
+    ///
+    /// # Errors
+    /// As [`Replaceable::from_float`].
+    pub fn quantize_with(self, replacement: Replacement) -> Result<Self> {
+        match self {
+            DropIn::Float(f) => {
+                replacement.check(Q::KIND)?;
+                Ok(DropIn::Quant(Q::from_float(f, replacement)?))
+            }
+            quant => Ok(quant),
+        }
+    }
 }
 
 // Written by hand rather than derived: the derive calls `enter_module("Float" |
