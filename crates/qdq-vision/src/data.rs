@@ -1,0 +1,150 @@
+//! Fashion-MNIST as batches of tensors: normalised images, labels, shuffling and the
+//! usual light augmentation (random 2-pixel shifts, horizontal flips).
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use qdq_data::idx::Idx;
+use qdq_data::{DataError, Dataset, Preprocess};
+
+/// Mean of Fashion-MNIST's training pixels (scaled to [0, 1]).
+pub const MEAN: f32 = 0.2860;
+/// Standard deviation of Fashion-MNIST's training pixels.
+pub const STD: f32 = 0.3530;
+/// Where Debian's `dataset-fashion-mnist` puts the files.
+pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// The training and test sets, normalised (`(x / 255 - MEAN) / STD`), items `[28, 28]`.
+#[derive(Clone, Debug)]
+pub struct FashionMnist {
+    /// 60 000 training images with labels.
+    pub train: Dataset,
+    /// 10 000 test images with labels.
+    pub test: Dataset,
+}
+
+impl FashionMnist {
+    /// Reads the four IDX files (`train-images-idx3-ubyte.gz`, ...) from `dir`.
+    ///
+    /// # Errors
+    /// A missing or malformed file, named (install Debian's `dataset-fashion-mnist`
+    /// or point to a folder holding the files).
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        let split = |images: &str, labels: &str| -> Result<Dataset, DataError> {
+            let pre = Preprocess {
+                scale: 1.0 / 255.0,
+                mean: MEAN,
+                std: STD,
+            };
+            let mut d = Dataset::load(&dir.join(images), Some(pre))?;
+            let path = dir.join(labels);
+            let labels = Idx::read(&path)?;
+            if labels.data.len() != d.len() {
+                return Err(DataError::Format {
+                    path: path.display().to_string(),
+                    why: format!("{} labels for {} images", labels.data.len(), d.len()),
+                });
+            }
+            d.labels = Some(labels.data.iter().map(|&b| i64::from(b)).collect());
+            Ok(d)
+        };
+        Ok(Self {
+            train: split("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")?,
+            test: split("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")?,
+        })
+    }
+}
+
+/// The first `n` items of `data` (with their labels).
+pub fn take(data: &Dataset, n: usize) -> Dataset {
+    let n = n.min(data.len());
+    Dataset {
+        item_shape: data.item_shape.clone(),
+        data: data.items(0, n).to_vec(),
+        labels: data.labels.as_ref().map(|l| l[..n].to_vec()),
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for shuffling and augmentation.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// `0..n` in random order (Fisher-Yates).
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            p.swap(i, self.below(i + 1));
+        }
+        p
+    }
+}
+
+/// Images `indices` of `data` as a `[n, 1, H, W]` tensor and their labels. With
+/// `augment`, each image is shifted by up to 2 pixels each way (zero padding, in
+/// pixel space) and flipped horizontally half of the time.
+///
+/// # Panics
+/// Items that are not `[H, W]` images, or `data` without labels.
+pub fn batch(
+    data: &Dataset,
+    indices: &[usize],
+    mut augment: Option<&mut Rng>,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
+    let [h, w] = data.item_shape[..] else {
+        panic!("expected [H, W] images, got {:?}", data.item_shape);
+    };
+    let labels = data.labels.as_ref().expect("a labelled dataset");
+    let background = -MEAN / STD;
+    let mut x = Vec::with_capacity(indices.len() * h * w);
+    let mut y = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let img = data.items(i, 1);
+        y.push(labels[i]);
+        match augment.as_deref_mut() {
+            None => x.extend_from_slice(img),
+            Some(rng) => {
+                let (dy, dx) = (rng.below(5) as isize - 2, rng.below(5) as isize - 2);
+                let flip = rng.below(2) == 1;
+                for r in 0..h as isize {
+                    for c in 0..w as isize {
+                        let c = if flip { w as isize - 1 - c } else { c };
+                        let (sr, sc) = (r + dy, c + dx);
+                        let inside = (0..h as isize).contains(&sr) && (0..w as isize).contains(&sc);
+                        x.push(if inside {
+                            img[sr as usize * w + sc as usize]
+                        } else {
+                            background
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let n = indices.len();
+    (
+        Tensor::from_data(TensorData::new(x, [n, 1, h, w]), device),
+        Tensor::from_data(TensorData::new(y, [n]), device),
+    )
+}

@@ -1,0 +1,104 @@
+//! Scores an ONNX classifier with ONNX Runtime (the outside runtime that checks
+//! qdq's exported files), through `crates/qdq-onnx/tests/ort_run.py` and a Python
+//! with `onnx` and `onnxruntime` (the `.venv` that `.ci/run` creates).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use qdq_data::Dataset;
+
+/// The script that checks a model with the ONNX checker and runs it in ONNX Runtime.
+pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../qdq-onnx/tests/ort_run.py");
+
+/// `QDQ_PYTHON` if set, else the repository's `.venv` Python (as the export tests).
+pub fn default_python() -> PathBuf {
+    std::env::var_os("QDQ_PYTHON").map_or_else(
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.venv/bin/python"
+            ))
+        },
+        PathBuf::from,
+    )
+}
+
+/// ONNX Runtime could not score the file.
+#[derive(Debug, thiserror::Error)]
+pub enum OrtError {
+    /// Python or the script could not run, or failed.
+    #[error(
+        "ONNX Runtime via {python} failed: {why} (create the environment with \
+         `python3 -m venv .venv && .venv/bin/pip install -r crates/qdq-onnx/tests/requirements.txt`)"
+    )]
+    Run {
+        /// The Python used.
+        python: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// Top-1 accuracy of `model` (one float input `[batch, C, H, W]`, logits out) on
+/// the labelled images of `data`, computed by ONNX Runtime.
+///
+/// # Errors
+/// Python, onnx or onnxruntime missing; the checker or the runtime refusing the file.
+///
+/// # Panics
+/// Unlabelled data.
+pub fn accuracy(python: &Path, model: &Path, data: &Dataset) -> Result<f64, OrtError> {
+    let fail = |why: String| OrtError::Run {
+        python: python.display().to_string(),
+        why,
+    };
+    let dir = std::env::temp_dir().join(format!("qdq-ort-{}-{:p}", std::process::id(), data));
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    let (input, output) = (dir.join("x.bin"), dir.join("y.bin"));
+    let bytes: Vec<u8> = data.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&input, bytes).map_err(|e| fail(e.to_string()))?;
+    let mut dims = vec![data.len()];
+    if data.item_shape.len() == 2 {
+        dims.push(1); // [H, W] images are single-channel
+    }
+    dims.extend(&data.item_shape);
+    let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
+    let out = Command::new(python)
+        .arg(SCRIPT)
+        .arg(model)
+        .arg(&input)
+        .arg(dims.join(","))
+        .arg(&output)
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let result = if out.status.success() {
+        std::fs::read(&output).map_err(|e| fail(e.to_string()))
+    } else {
+        Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let logits: Vec<f32> = result?
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let labels = data.labels.as_ref().expect("labelled data");
+    let classes = logits.len() / labels.len().max(1);
+    let correct = logits
+        .chunks(classes)
+        .zip(labels)
+        .filter(|&(row, &label)| {
+            let arg = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0;
+            arg as i64 == label
+        })
+        .count();
+    Ok(correct as f64 / labels.len() as f64)
+}
