@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use burn::prelude::*;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use qdq_cli::data::{Dataset, Preprocess};
+use qdq_cli::data::images::{self, ImageOptions, Resize};
+use qdq_cli::data::{DataError, Dataset, Input, Preprocess};
 use qdq_cli::demo;
 use qdq_onnx::passes::PlacementOptions;
 use qdq_onnx::quantize::{
@@ -29,9 +30,19 @@ quantized outputs are from the float ones.
 With no command, `qdq` runs `qdq demo`: a small Fashion-MNIST CNN bundled in the
 binary, calibrated on 256 images and evaluated on 500, FP32 against INT8.
 
-Data (--calib, --data): .npy arrays (first dimension = items; float32, float64 or
-uint8) or IDX files (MNIST-style, optionally .gz; bytes are divided by 255 unless
---scale is given). Each item must hold exactly the model input's per-item elements.
+Data (--calib, --data): items along the first dimension, or one per image file:
+  FILE.npy    a NumPy array, first dimension = items (float32/64, integer or bool).
+  FILE.npz    np.savez / np.savez_compressed: the array named like the model input,
+              else the only array besides `labels`/`y`; `labels` (or `y`) gives labels.
+  FILE[.gz]   an IDX file (MNIST-style); bytes are multiplied by 1/255 by default.
+  FOLDER/     PNG/JPEG images, or class folders of them (FOLDER/cat/1.jpg; the sorted
+              folder index is the label). Each image is resized (--resize), center
+              cropped to the model input's height x width (or --crop), converted to
+              its channels (1: grayscale, 3: RGB), bytes multiplied by 1/255.
+Then, for all of them: x * scale, minus --mean, divided by --std; --mean and --std take
+one value or one per channel (the item's first dimension): --mean 0.485,0.456,0.406
+--std 0.229,0.224,0.225 is ImageNet's. Items must fit the model input: as many values
+as its fixed per-item dimensions hold, or the same rank where some are dynamic.
 
 Examples:
   qdq demo
@@ -40,6 +51,8 @@ Examples:
   qdq calibrate model.onnx --calib calib.npy -o cache.json
   qdq export model.onnx --cache cache.json -o q.onnx
   qdq eval model.onnx q.onnx --data test.npy --labels labels.npy
+  qdq quantize resnet50.onnx --calib imagenet-sample/ --resize 256 --mean 0.485,0.456,0.406 \
+      --std 0.229,0.224,0.225 --data val/ -o resnet50.qdq.onnx
   qdq lint q.onnx
   qdq inspect q.onnx";
 
@@ -71,7 +84,8 @@ enum Command {
         /// Also save the calibration cache (JSON) here.
         #[arg(long)]
         cache: Option<PathBuf>,
-        /// Evaluate FP32 vs quantized on this data afterwards.
+        /// Evaluate FP32 vs quantized on this data afterwards (same formats and
+        /// preprocessing as --calib).
         #[arg(long)]
         data: Option<PathBuf>,
         /// Labels for --data (IDX or .npy), for accuracy.
@@ -103,7 +117,7 @@ enum Command {
         float: PathBuf,
         /// The quantized model.
         quantized: PathBuf,
-        /// Input data.
+        /// Input data (.npy, .npz, IDX or a folder of images).
         #[arg(long)]
         data: PathBuf,
         /// Labels (IDX or .npy).
@@ -147,22 +161,61 @@ struct ModelArgs {
 
 #[derive(Args, Clone)]
 struct PreArgs {
-    /// Multiply raw values by this first (default 1/255 for IDX, 1 for .npy).
+    /// Multiply raw values by this first (default 1/255 for IDX and images, 1 for
+    /// .npy/.npz).
     #[arg(long)]
     scale: Option<f32>,
-    /// Then subtract this.
-    #[arg(long, default_value_t = 0.0)]
-    mean: f32,
-    /// Then divide by this.
-    #[arg(long, default_value_t = 1.0)]
-    std: f32,
+    /// Then subtract this: one value, or one per channel (a,b,c).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        default_value = "0"
+    )]
+    mean: Vec<f32>,
+    /// Then divide by this: one value, or one per channel (a,b,c).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    std: Vec<f32>,
+    /// Image folders: resize first, the shorter side to N pixels (aspect kept), or to
+    /// exactly HxW (default: the shorter side to the crop's larger side).
+    #[arg(long, value_name = "N|HxW", value_parser = parse_resize)]
+    resize: Option<Resize>,
+    /// Image folders: center crop to HxW (default: the model input's height and width,
+    /// which a crop must equal where they are fixed).
+    #[arg(long, value_name = "HxW", value_parser = parse_hw)]
+    crop: Option<[u32; 2]>,
+}
+
+/// `HxW` (height x width), both positive.
+fn parse_hw(s: &str) -> Result<[u32; 2], String> {
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{s}`: expected HxW, e.g. 224x224"))?;
+    let n = |v: &str| match v.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "`{s}`: expected HxW with positive whole numbers, e.g. 224x224"
+        )),
+    };
+    Ok([n(h)?, n(w)?])
+}
+
+/// `N` (the shorter side) or `HxW` (exact).
+fn parse_resize(s: &str) -> Result<Resize, String> {
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err(format!("`{s}`: the shorter side must be positive")),
+        Ok(n) => Ok(Resize::Shorter(n)),
+        Err(_) => parse_hw(s)
+            .map(Resize::Exact)
+            .map_err(|_| format!("`{s}`: expected N (shorter side) or HxW, e.g. 256 or 224x224")),
+    }
 }
 
 #[derive(Args, Clone)]
 struct CalibArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Calibration data (.npy or IDX).
+    /// Calibration data: .npy, .npz, IDX or a folder of images (see `qdq --help`).
     #[arg(long)]
     calib: PathBuf,
     /// Activation amax method: max, entropy, mse, percentile or percentile=P.
@@ -260,38 +313,31 @@ fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {
     })
 }
 
-fn preprocess(p: &PreArgs) -> Option<Preprocess> {
-    let custom = p.scale.is_some() || p.mean != 0.0 || p.std != 1.0;
-    custom.then(|| Preprocess {
-        scale: p.scale.unwrap_or(1.0),
-        mean: p.mean,
-        std: p.std,
+/// The graph's (first) runtime input, which the data feeds.
+fn model_input(graph: &OnnxGraph) -> Fallible<Input> {
+    let input = graph
+        .inputs()
+        .first()
+        .ok_or("the model has no runtime input")?;
+    Ok(Input {
+        name: input.name.clone(),
+        dims: input
+            .dims
+            .iter()
+            .map(|d| match d {
+                qdq_onnx::runtime::Dim::Fixed(n) => Some(*n),
+                _ => None,
+            })
+            .collect(),
     })
 }
 
 /// Batches of `data` shaped for the graph's single input.
 fn batches(graph: &OnnxGraph, data: &Dataset, batch: usize) -> Fallible<Vec<Vec<(String, Value)>>> {
-    let input = graph
-        .inputs()
-        .first()
-        .ok_or("the model has no runtime input")?;
-    let dims: Vec<Option<usize>> = input
-        .dims
-        .iter()
-        .map(|d| match d {
-            qdq_onnx::runtime::Dim::Fixed(n) => Some(*n),
-            _ => None,
-        })
-        .collect();
-    let per_item: Option<usize> = dims.iter().skip(1).copied().product();
+    let input = model_input(graph)?;
+    input.check("the data", &data.item_shape)?;
     let item: usize = data.item_shape.iter().product();
-    if per_item.is_some_and(|p| p != item) || dims.is_empty() {
-        return Err(format!(
-            "data items of shape {:?} ({item} values) do not fit model input `{}` of shape {:?}",
-            data.item_shape, input.name, input.dims
-        )
-        .into());
-    }
+    let dims = &input.dims;
     let fixed_batch = dims[0];
     let batch = fixed_batch.unwrap_or(batch.max(1));
     let mut out = Vec::new();
@@ -329,25 +375,30 @@ fn parse_methods(c: &CalibArgs) -> Fallible<(Method, HashMap<String, Method>)> {
     Ok((method, per))
 }
 
-/// Folds, places and calibrates; returns the prepared model, its graph and the cache.
+/// Folds constants and places quantizers; returns the prepared model and its float graph.
+fn prepare_graph(model: &ModelProto, opts: &QuantizeOptions) -> Fallible<(Prepared, OnnxGraph)> {
+    let prepared = prepare(model, opts)?;
+    let graph = OnnxGraph::from_model(&prepared.model, &device())?;
+    Ok((prepared, graph))
+}
+
+/// Calibrates the prepared model's quantizers on `data`, run through its float `graph`.
 fn calibrate(
-    model: &ModelProto,
-    opts: &QuantizeOptions,
+    prepared: &Prepared,
+    graph: &OnnxGraph,
     data: &Dataset,
     batch: usize,
     method: Method,
     per: &HashMap<String, Method>,
     json: bool,
-) -> Fallible<(Prepared, OnnxGraph, CalibrationCache)> {
-    let prepared = prepare(model, opts)?;
-    let graph = OnnxGraph::from_model(&prepared.model, &device())?;
+) -> Fallible<CalibrationCache> {
     let graph_proto = prepared
         .model
         .graph
         .as_ref()
         .ok_or("the model has no graph")?;
     let mut calib = Calibration::new(graph_proto, &prepared.sites, false)?;
-    let batches = batches(&graph, data, batch)?;
+    let batches = batches(graph, data, batch)?;
     if batches.is_empty() {
         return Err(
             "the calibration set is empty (or smaller than the model's fixed batch)".into(),
@@ -365,12 +416,11 @@ fn calibrate(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     for b in batches {
-        calib.feed(&graph, b)?;
+        calib.feed(graph, b)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let cache = calib.cache(method, per)?;
-    Ok((prepared, graph, cache))
+    Ok(calib.cache(method, per)?)
 }
 
 fn write_model(model: &ModelProto, path: &Path) -> Fallible<()> {
@@ -416,35 +466,56 @@ fn print_table(rows: &[serde_json::Value]) {
     }
 }
 
-/// Runs a graph over all batches and concatenates its first output.
-fn outputs(graph: &OnnxGraph, batches: &[Vec<(String, Value)>]) -> Fallible<(Vec<f32>, usize)> {
-    let mut all = Vec::new();
-    let mut classes = 1;
-    for b in batches {
-        let out = graph.run(b.clone())?;
-        let (_, v) = out.into_iter().next().ok_or("the model has no output")?;
-        classes = v.shape().last().copied().unwrap_or(1);
-        all.extend(v.to_f32()?);
-    }
-    Ok((all, classes))
-}
-
+/// FP32 vs quantized on `data`: every output compared (SQNR and cosine; top-1
+/// agreement and, with labels, accuracy for `[batch, classes]` outputs), and the tensor
+/// where the error jumps. The top-level figures are the first output's; accuracy the
+/// first `[batch, classes]` output's.
 fn evaluate(
     float: &OnnxGraph,
     quant: &OnnxGraph,
     data: &Dataset,
     batch: usize,
 ) -> Fallible<serde_json::Value> {
-    let batches_f = batches(float, data, batch)?;
-    let (yf, classes) = outputs(float, &batches_f)?;
-    let (yq, _) = outputs(quant, &batches(quant, data, batch)?)?;
-    let m = report::compare(&yf, &yq, classes);
+    let outputs = report::compare_outputs(
+        float,
+        quant,
+        batches(float, data, batch)?,
+        data.labels.as_deref(),
+    )?;
+    let first = outputs.first().ok_or("the model has no output")?;
+    let finite = |x: f64| x.is_finite().then_some(x); // infinite SQNR (equal outputs): null
+    let per_output: Vec<serde_json::Value> = outputs
+        .iter()
+        .map(|o| {
+            let mut v = serde_json::json!({
+                "name": o.name,
+                "shape": o.item_shape,
+                "sqnr_db": finite(o.agreement.sqnr_db),
+                "cosine": o.agreement.cosine,
+            });
+            if o.classes.is_some() {
+                v["top1_agreement"] = serde_json::json!(o.agreement.top1);
+            }
+            if let Some((f, q)) = o.accuracy {
+                v["fp32_accuracy"] = serde_json::json!(f);
+                v["quantized_accuracy"] = serde_json::json!(q);
+            }
+            v
+        })
+        .collect();
     let mut v = serde_json::json!({
-        "items": yf.len() / classes.max(1),
-        "top1_agreement": m.top1,
-        "sqnr_db": m.sqnr_db,
-        "cosine": m.cosine,
+        "items": first.items,
+        "sqnr_db": finite(first.agreement.sqnr_db),
+        "cosine": first.agreement.cosine,
+        "outputs": per_output,
     });
+    if first.classes.is_some() {
+        v["top1_agreement"] = serde_json::json!(first.agreement.top1);
+    }
+    if let Some((f, q)) = outputs.iter().find_map(|o| o.accuracy) {
+        v["fp32_accuracy"] = serde_json::json!(f);
+        v["quantized_accuracy"] = serde_json::json!(q);
+    }
     // Where the error jumps, on the first few items: per-tensor SQNR, float vs quantized.
     let few = batches(float, data, 8)?;
     if let Some(first) = few.into_iter().next() {
@@ -457,11 +528,6 @@ fn evaluate(
             v["error_jump"] =
                 serde_json::json!({"tensor": tensor, "sqnr_db": sqnr, "drop_db": drop});
         }
-    }
-    if let Some(labels) = &data.labels {
-        let n = yf.len() / classes.max(1);
-        v["fp32_accuracy"] = serde_json::json!(report::accuracy(&yf, classes, &labels[..n]));
-        v["quantized_accuracy"] = serde_json::json!(report::accuracy(&yq, classes, &labels[..n]));
     }
     Ok(v)
 }
@@ -486,22 +552,38 @@ fn print_eval(v: &serde_json::Value) {
             v["items"]
         );
     }
-    println!(
-        "FP32 vs quantized outputs: top-1 agreement {:.2}%, SQNR {:.1} dB, cosine {:.5}",
-        v["top1_agreement"].as_f64().unwrap_or(0.0) * 100.0,
-        v["sqnr_db"].as_f64().unwrap_or(0.0),
-        v["cosine"].as_f64().unwrap_or(0.0)
-    );
+    println!("FP32 vs quantized outputs ({} items):", v["items"]);
+    for o in v["outputs"].as_array().into_iter().flatten() {
+        let top1 = o["top1_agreement"].as_f64().map_or(String::new(), |t| {
+            format!("top-1 agreement {:.2}%, ", t * 100.0)
+        });
+        let sqnr = o["sqnr_db"]
+            .as_f64()
+            .map_or("inf (equal)".into(), |d| format!("{d:.1} dB"));
+        let shape: Vec<String> = o["shape"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| d.to_string())
+            .collect();
+        println!(
+            "  {} [{}]: {top1}SQNR {sqnr}, cosine {:.5}",
+            o["name"].as_str().unwrap_or(""),
+            shape.join(", "),
+            o["cosine"].as_f64().unwrap_or(0.0)
+        );
+    }
 }
 
 /// Prints what a command wrote: JSON, or a header, the quantizer table, the evaluation.
 fn report(
     output: &Path,
-    table: &[serde_json::Value],
+    (prepared, cache): (&Prepared, &CalibrationCache),
     eval: Option<&serde_json::Value>,
     header: Option<&str>,
     json: bool,
 ) {
+    let table = &quantizer_table(prepared, cache);
     if json {
         println!(
             "{}",
@@ -533,8 +615,8 @@ fn run_demo(output: &Path, json: bool) -> Fallible<ExitCode> {
     let test = demo::test_images()?;
     let opts = QuantizeOptions::default();
     let method = Method::Histogram(qdq::calib::HistogramMethod::entropy());
-    let (prepared, float, cache) =
-        calibrate(&model, &opts, &calib, 32, method, &HashMap::new(), json)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let cache = calibrate(&prepared, &float, &calib, 32, method, &HashMap::new(), json)?;
     let quantized = apply(&prepared, &cache, &opts)?;
     write_model(&quantized, output)?;
     let qgraph = OnnxGraph::from_model(&quantized, &device())?;
@@ -544,13 +626,55 @@ fn run_demo(output: &Path, json: bool) -> Fallible<ExitCode> {
         prepared.sites.len(),
         calib.len()
     );
-    let table = quantizer_table(&prepared, &cache);
-    report(output, &table, Some(&eval), Some(&header), json);
+    let quantizers = (&prepared, &cache);
+    report(output, quantizers, Some(&eval), Some(&header), json);
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_data(path: &Path, labels: Option<&Path>, pre: &PreArgs) -> Fallible<Dataset> {
-    let mut d = Dataset::load(path, preprocess(pre))?;
+/// Loads `path` for the model input `input`: a folder of images (fitted to the input,
+/// see [`ImageOptions::for_input`]), `.npz`, `.npy` or IDX; then --scale, --mean and
+/// --std, the check that items fit the input (naming `path`), and the labels.
+fn load_data(
+    path: &Path,
+    labels: Option<&Path>,
+    pre: &PreArgs,
+    input: &Input,
+) -> Fallible<Dataset> {
+    let source = path.display().to_string();
+    let mut d = if path.is_dir() {
+        let o = ImageOptions {
+            resize: pre.resize,
+            scale: pre.scale.unwrap_or(1.0 / 255.0),
+            mean: pre.mean.clone(),
+            std: pre.std.clone(),
+            ..ImageOptions::for_input(input, path, pre.crop)?
+        };
+        images::load(path, &o)?
+    } else {
+        if pre.resize.is_some() || pre.crop.is_some() {
+            return Err(DataError::Format {
+                path: source,
+                why: "--resize and --crop apply to folders of images, not to files".into(),
+            }
+            .into());
+        }
+        let scale = pre.scale.map(|scale| Preprocess {
+            scale,
+            ..Preprocess::default()
+        });
+        let mut d = if path.extension().is_some_and(|e| e == "npz") {
+            Dataset::load_npz(path, Some(&input.name), scale)?
+        } else {
+            Dataset::load(path, scale)?
+        };
+        d.normalize(&pre.mean, &pre.std)
+            .map_err(|why| DataError::Format {
+                path: source.clone(),
+                why,
+            })?;
+        d
+    };
+    input.check(&source, &d.item_shape)?;
     if let Some(l) = labels {
         d = d.with_labels(l)?;
     }
@@ -568,29 +692,30 @@ fn run_quantize(
     let model = read_model(&c.model.model)?;
     let opts = options(&c.model)?;
     let (method, per) = parse_methods(c)?;
-    let calib_data = load_data(&c.calib, None, &c.pre)?;
-    let (prepared, float, cache) =
-        calibrate(&model, &opts, &calib_data, c.batch, method, &per, json)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let input = model_input(&float)?;
+    let calib_data = load_data(&c.calib, None, &c.pre, &input)?;
+    // Evaluation data is read before the long calibration, so that an error in it
+    // comes at once.
+    let test = match data {
+        Some(d) => Some(load_data(d, labels, &c.pre, &input)?),
+        None => None,
+    };
+    let cache = calibrate(&prepared, &float, &calib_data, c.batch, method, &per, json)?;
+    drop(calib_data);
     let quantized = apply(&prepared, &cache, &opts)?;
     if let Some(p) = cache_path {
         cache.save(p)?;
     }
-    let eval = match data {
-        Some(d) => {
-            let test = load_data(d, labels, &c.pre)?;
+    let eval = match &test {
+        Some(test) => {
             let q = OnnxGraph::from_model(&quantized, &device())?;
-            Some(evaluate(&float, &q, &test, c.batch)?)
+            Some(evaluate(&float, &q, test, c.batch)?)
         }
         None => None,
     };
     write_model(&quantized, output)?;
-    report(
-        output,
-        &quantizer_table(&prepared, &cache),
-        eval.as_ref(),
-        None,
-        json,
-    );
+    report(output, (&prepared, &cache), eval.as_ref(), None, json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -598,16 +723,11 @@ fn run_calibrate(c: &CalibArgs, output: &Path, json: bool) -> Fallible<ExitCode>
     let model = read_model(&c.model.model)?;
     let opts = options(&c.model)?;
     let (method, per) = parse_methods(c)?;
-    let data = load_data(&c.calib, None, &c.pre)?;
-    let (prepared, _, cache) = calibrate(&model, &opts, &data, c.batch, method, &per, json)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let data = load_data(&c.calib, None, &c.pre, &model_input(&float)?)?;
+    let cache = calibrate(&prepared, &float, &data, c.batch, method, &per, json)?;
     cache.save(output)?;
-    report(
-        output,
-        &quantizer_table(&prepared, &cache),
-        None,
-        None,
-        json,
-    );
+    report(output, (&prepared, &cache), None, None, json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -618,13 +738,7 @@ fn run_export(m: &ModelArgs, cache: &Path, output: &Path, json: bool) -> Fallibl
     let prepared = prepare(&model, &opts)?;
     let quantized = apply(&prepared, &cache, &opts)?;
     write_model(&quantized, output)?;
-    report(
-        output,
-        &quantizer_table(&prepared, &cache),
-        None,
-        None,
-        json,
-    );
+    report(output, (&prepared, &cache), None, None, json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -639,7 +753,7 @@ fn run_eval(
 ) -> Fallible<ExitCode> {
     let f = OnnxGraph::from_model(&read_model(float)?, &device())?;
     let q = OnnxGraph::from_model(&read_model(quantized)?, &device())?;
-    let d = load_data(data, labels, pre)?;
+    let d = load_data(data, labels, pre, &model_input(&f)?)?;
     let v = evaluate(&f, &q, &d, batch)?;
     if json {
         println!("{v}");

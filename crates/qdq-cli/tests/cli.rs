@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use qdq_data::idx::{self, Idx};
+use qdq_data::npy::Npy;
 use qdq_onnx::{Message, ModelProto};
 
 fn qdq(args: &[&str]) -> Output {
@@ -166,23 +168,30 @@ fn calibrate_then_export_equals_quantize_and_tensorrt_tables_import() {
     assert!(!q4.exists());
 }
 
+/// Quantizes `model` on the bundled calibration images into `dir/q.onnx`, with `extra`
+/// flags; returns the file and the JSON report.
+fn quantize(model: &Path, dir: &Path, extra: &[&str]) -> (PathBuf, serde_json::Value) {
+    let q = dir.join("q.onnx");
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    let args = [
+        "quantize",
+        s(model),
+        "--calib",
+        s(&calib),
+        "-o",
+        s(&q),
+        "--json",
+    ];
+    let v = json(&qdq(&[&args[..], extra].concat()));
+    (q, v)
+}
+
 #[test]
 fn eval_compares_two_models_with_labels() {
     let dir = scratch("eval");
     let model = data_dir().join("model.onnx");
-    let q = dir.join("q.onnx");
     let calib = data_dir().join("calib-images-idx3-ubyte.gz");
-    json(&qdq(&[
-        "quantize",
-        s(&model),
-        "--calib",
-        s(&calib),
-        "--method",
-        "max",
-        "-o",
-        s(&q),
-        "--json",
-    ]));
+    let (q, _) = quantize(&model, &dir, &["--method", "max"]);
     let v = json(&qdq(&[
         "eval",
         s(&model),
@@ -211,20 +220,11 @@ fn eval_compares_two_models_with_labels() {
 }
 
 fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
-        dims.join(", ")
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    std::fs::write(path, out).unwrap();
+    let npy = Npy {
+        shape: shape.to_vec(),
+        data: data.to_vec(),
+    };
+    std::fs::write(path, npy.to_bytes()).unwrap();
 }
 
 #[test]
@@ -310,18 +310,7 @@ fn bad_input_gets_a_clear_error_and_no_output_file() {
 #[test]
 fn lint_reports_violations_with_exit_code_2() {
     let dir = scratch("lint");
-    let model = data_dir().join("model.onnx");
-    let q = dir.join("q.onnx");
-    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
-    json(&qdq(&[
-        "quantize",
-        s(&model),
-        "--calib",
-        s(&calib),
-        "-o",
-        s(&q),
-        "--json",
-    ]));
+    let (q, _) = quantize(&data_dir().join("model.onnx"), &dir, &[]);
     let mut m = ModelProto::parse_from_bytes(&std::fs::read(&q).unwrap()).unwrap();
     // Zero point 5 on the first activation pair.
     let g = m.graph.as_mut().unwrap();
@@ -339,4 +328,284 @@ fn lint_reports_violations_with_exit_code_2() {
     let violations = v["violations"].as_array().unwrap();
     assert_eq!(violations.len(), 2, "{v}");
     assert_eq!(violations[0]["rule"], "ZeroPoint");
+}
+
+/// The first `n` bundled test images and labels, ordered by label (stably), as a class
+/// folder tree holds them: `dir/images/c{label}/{index:03}.png`, and the same items as
+/// IDX files `dir/images.idx.gz` and `dir/labels.idx.gz`.
+fn test_images_three_ways(dir: &Path, n: usize) -> (PathBuf, PathBuf, PathBuf) {
+    let images = Idx::read(&data_dir().join("test-images-idx3-ubyte.gz")).unwrap();
+    let labels = Idx::read(&data_dir().join("test-labels-idx1-ubyte.gz")).unwrap();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| labels.data[i]);
+    let folder = dir.join("images");
+    for c in 0..10 {
+        std::fs::create_dir_all(folder.join(format!("c{c}"))).unwrap();
+    }
+    let mut sorted = Idx {
+        dims: vec![n, 28, 28],
+        data: Vec::new(),
+    };
+    for &i in &order {
+        let pixels = images.data[i * 784..(i + 1) * 784].to_vec();
+        let png = folder.join(format!("c{}/{i:03}.png", labels.data[i]));
+        image::GrayImage::from_raw(28, 28, pixels.clone())
+            .unwrap()
+            .save(&png)
+            .unwrap();
+        sorted.data.extend(pixels);
+    }
+    let sorted_labels = Idx {
+        dims: vec![n],
+        data: order.iter().map(|&i| labels.data[i]).collect(),
+    };
+    let (x, y) = (dir.join("images.idx.gz"), dir.join("labels.idx.gz"));
+    idx::write_gz(&sorted, &x).unwrap();
+    idx::write_gz(&sorted_labels, &y).unwrap();
+    (folder, x, y)
+}
+
+#[test]
+fn image_folders_give_what_the_same_images_as_idx_give() {
+    let dir = scratch("images");
+    let model = data_dir().join("model.onnx");
+    let (folder, x, y) = test_images_three_ways(&dir, 120);
+    // Evaluation: labels from the class folders; the same numbers as IDX + labels.
+    let from_idx = json(&qdq(&[
+        "eval",
+        s(&model),
+        s(&model),
+        "--data",
+        s(&x),
+        "--labels",
+        s(&y),
+        "--json",
+    ]));
+    let from_folder = json(&qdq(&[
+        "eval",
+        s(&model),
+        s(&model),
+        "--data",
+        s(&folder),
+        "--json",
+    ]));
+    assert_eq!(from_folder["items"], 120);
+    let acc = from_folder["fp32_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.8, "{from_folder}");
+    assert_eq!(from_folder["fp32_accuracy"], from_idx["fp32_accuracy"]);
+    assert_eq!(from_folder["outputs"], from_idx["outputs"]);
+    // Calibration and evaluation on the folder: the very same QDQ model and report.
+    let (q1, q2) = (dir.join("q1.onnx"), dir.join("q2.onnx"));
+    let a = json(&qdq(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&x),
+        "--data",
+        s(&x),
+        "--labels",
+        s(&y),
+        "-o",
+        s(&q1),
+        "--json",
+    ]));
+    let b = json(&qdq(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&folder),
+        "--data",
+        s(&folder),
+        "--resize",
+        "28",
+        "--crop",
+        "28x28",
+        "-o",
+        s(&q2),
+        "--json",
+    ]));
+    assert_eq!(std::fs::read(&q1).unwrap(), std::fs::read(&q2).unwrap());
+    assert_eq!(a["eval"], b["eval"]);
+    assert!(
+        b["eval"]["quantized_accuracy"].as_f64().unwrap() > 0.75,
+        "{b}"
+    );
+    // --mean and --std: the same arithmetic for images and IDX.
+    let normalised = |data: &[&str]| {
+        let args = [
+            "eval",
+            s(&model),
+            s(&model),
+            "--mean=-0.25",
+            "--std",
+            "2",
+            "--json",
+        ];
+        json(&qdq(&[&args[..], data].concat()))["outputs"].clone()
+    };
+    let a = normalised(&["--data", s(&folder)]);
+    assert_eq!(a, normalised(&["--data", s(&x), "--labels", s(&y)]));
+    assert_ne!(a, from_folder["outputs"]);
+
+    // A crop that does not fit the model: the folder, both shapes, no file.
+    let out = dir.join("out.onnx");
+    let fail = |flags: &[&str]| {
+        let args = [&["quantize", s(&model), "-o", s(&out)], flags].concat();
+        let o = qdq(&args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(!out.exists(), "{args:?} wrote a file");
+        stderr(&o)
+    };
+    let e = fail(&["--calib", s(&folder), "--crop", "20x20"]);
+    assert!(
+        e.contains(&format!(
+            "{} (cropped to 20x20): data items of shape [1, 20, 20] (400 values) do not fit \
+             model input `input` of shape [batch, 1, 28, 28]",
+            folder.display()
+        )),
+        "{e}"
+    );
+    for (flags, expected) in [
+        (
+            ["--calib", s(&folder), "--resize", "20x20"],
+            "cannot crop 28x28",
+        ),
+        (
+            ["--calib", s(&folder), "--mean", "0.5,0.5,0.5"],
+            "3 mean values for items of shape [1, 28, 28]",
+        ),
+        (
+            ["--calib", s(&x), "--crop", "28x28"],
+            "--resize and --crop apply to folders of images",
+        ),
+        (["--calib", s(&folder), "--crop", "28"], "expected HxW"),
+    ] {
+        let e = fail(&flags);
+        assert!(e.contains(expected), "{flags:?}: {e}");
+    }
+    // The manual documents the flags.
+    let help = String::from_utf8(qdq(&["quantize", "--help"]).stdout).unwrap();
+    assert!(
+        help.contains("--resize <N|HxW>") && help.contains("--crop <HxW>"),
+        "{help}"
+    );
+}
+
+/// The workspace's `.venv` Python with numpy (created by `.ci/run`), or `$QDQ_PYTHON`.
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("QDQ_PYTHON") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "this test needs Python with numpy: run .ci/run once, or set QDQ_PYTHON"
+    );
+    venv
+}
+
+#[test]
+fn numpy_npy_and_npz_files_give_what_idx_gives() {
+    let dir = scratch("npz");
+    let model = data_dir().join("model.onnx");
+    let (_, x, y) = test_images_three_ways(&dir, 64);
+    let ds = qdq_data::Dataset::load(&x, None).unwrap();
+    let labels = Idx::read(&y).unwrap();
+    write_npy(&dir.join("x.npy"), &[64, 1, 28, 28], &ds.data);
+    let y_f32: Vec<f32> = labels.data.iter().map(|&b| b as f32).collect();
+    write_npy(&dir.join("y32.npy"), &[64], &y_f32);
+    // NumPy itself writes the files: int64 labels, stored and deflated archives.
+    let script = "import numpy as np\n\
+                  x = np.load('x.npy'); y = np.load('y32.npy').astype(np.int64)\n\
+                  np.save('y.npy', y)\n\
+                  np.savez('stored.npz', input=x, extra=x[:1], labels=y)\n\
+                  np.savez_compressed('deflated.npz', x=x, y=y)\n\
+                  np.savez('two.npz', a=x, b=x)\n";
+    let out = Command::new(python())
+        .current_dir(&dir)
+        .args(["-c", script])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eval = |args: &[&str]| {
+        json(&qdq(
+            &[&["eval", s(&model), s(&model), "--json"], args].concat()
+        ))
+    };
+    let from_idx = eval(&["--data", s(&x), "--labels", s(&y)]);
+    assert!(
+        from_idx["fp32_accuracy"].as_f64().unwrap() > 0.8,
+        "{from_idx}"
+    );
+    for v in [
+        eval(&[
+            "--data",
+            s(&dir.join("x.npy")),
+            "--labels",
+            s(&dir.join("y.npy")),
+        ]),
+        eval(&["--data", s(&dir.join("stored.npz"))]),
+        eval(&["--data", s(&dir.join("deflated.npz"))]),
+    ] {
+        assert_eq!(v["outputs"], from_idx["outputs"]);
+        assert_eq!(v["fp32_accuracy"], from_idx["fp32_accuracy"]);
+    }
+    // Two candidate arrays and none named `input`: the keys are listed.
+    let two = dir.join("two.npz");
+    let o = qdq(&["eval", s(&model), s(&model), "--data", s(&two)]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "{}: holds arrays [\"a\", \"b\"]; expected `input` (the model input)",
+            two.display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_output_is_compared() {
+    // The bundled model with a second output: the first Relu's activations.
+    let dir = scratch("outputs");
+    let bytes = std::fs::read(data_dir().join("model.onnx")).unwrap();
+    let mut m = ModelProto::parse_from_bytes(&bytes).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let relu = g.node.iter().find(|n| n.op_type == "Relu").unwrap();
+    let mut extra = g.output[0].clone();
+    extra.name = relu.output[0].clone();
+    extra.type_ = Default::default();
+    g.output.push(extra);
+    let relu = relu.output[0].clone();
+    let model = dir.join("two.onnx");
+    std::fs::write(&model, m.write_to_bytes().unwrap()).unwrap();
+    let test = data_dir().join("test-images-idx3-ubyte.gz");
+    let labels = data_dir().join("test-labels-idx1-ubyte.gz");
+    let (_, v) = quantize(&model, &dir, &["--data", s(&test), "--labels", s(&labels)]);
+    let outputs = v["eval"]["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2, "{v}");
+    let (logits, act) = (&outputs[0], &outputs[1]);
+    assert_eq!(logits["name"], "output");
+    assert_eq!(logits["shape"], serde_json::json!([10]));
+    assert!(logits["top1_agreement"].as_f64().unwrap() >= 0.95, "{v}");
+    assert!(logits["fp32_accuracy"].as_f64().unwrap() > 0.8, "{v}");
+    // A feature map: SQNR and cosine, no top-1 or accuracy.
+    assert_eq!(act["name"], relu.as_str());
+    assert_eq!(act["shape"].as_array().unwrap().len(), 3, "{v}");
+    assert!(act["sqnr_db"].as_f64().unwrap() > 15.0, "{v}");
+    assert!(act["cosine"].as_f64().unwrap() > 0.99, "{v}");
+    assert!(act.get("top1_agreement").is_none() && act.get("fp32_accuracy").is_none());
+    // The top-level figures are the first output's.
+    assert_eq!(v["eval"]["sqnr_db"], logits["sqnr_db"]);
+    assert_eq!(v["eval"]["items"], 500);
+    // The text report has a line per output.
+    let q = dir.join("q.onnx");
+    let out = qdq(&["eval", s(&model), s(&q), "--data", s(&test)]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("FP32 vs quantized outputs (500 items):"),
+        "{text}"
+    );
+    assert!(text.contains("  output [10]: top-1 agreement "), "{text}");
+    assert!(text.contains(&format!("  {relu} [")), "{text}");
 }

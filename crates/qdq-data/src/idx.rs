@@ -22,11 +22,7 @@ impl Idx {
     /// Unreadable file, bad magic, an element type other than unsigned byte, or fewer
     /// bytes than the header announces; each names the file.
     pub fn read(path: &Path) -> Result<Self, DataError> {
-        let bytes = super::read_maybe_gz(path)?;
-        Self::parse(&bytes).map_err(|why| DataError::Format {
-            path: path.display().to_string(),
-            why,
-        })
+        super::parse_file(path, Self::parse)
     }
 
     /// Parses IDX bytes, gzipped or not.

@@ -1,6 +1,6 @@
 //! `.npy` arrays (NumPy's format): a magic string, a header dict with `descr`,
-//! `fortran_order` and `shape`, then the raw elements. float32, float64 and uint8
-//! little-endian C-order arrays are read, as float32.
+//! `fortran_order` and `shape`, then the raw elements. Little-endian C-order arrays of
+//! float32, float64 and the integer and bool types are read, as float32.
 
 use std::path::Path;
 
@@ -15,6 +15,31 @@ pub struct Npy {
     pub data: Vec<f32>,
 }
 
+/// Element types read, by `descr`: width in bytes and conversion to f32.
+type Convert = fn(&[u8]) -> f32;
+
+fn dtype(descr: &str) -> Option<(usize, Convert)> {
+    Some(match descr {
+        "<f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        "<f8" => (8, |b| {
+            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
+        "|u1" | "|b1" => (1, |b| b[0] as f32),
+        "|i1" => (1, |b| b[0] as i8 as f32),
+        "<u2" => (2, |b| u16::from_le_bytes([b[0], b[1]]) as f32),
+        "<i2" => (2, |b| i16::from_le_bytes([b[0], b[1]]) as f32),
+        "<u4" => (4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
+        "<i4" => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
+        "<u8" => (8, |b| {
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
+        "<i8" => (8, |b| {
+            i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
+        _ => return None,
+    })
+}
+
 impl Npy {
     /// Reads `path`.
     ///
@@ -22,14 +47,7 @@ impl Npy {
     /// Unreadable file, not `.npy`, Fortran order, or an unsupported dtype; each names
     /// the file.
     pub fn read(path: &Path) -> Result<Self, DataError> {
-        let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&bytes).map_err(|why| DataError::Format {
-            path: path.display().to_string(),
-            why,
-        })
+        super::parse_file(path, Self::parse)
     }
 
     /// Parses `.npy` bytes.
@@ -75,66 +93,97 @@ impl Npy {
                     .map_err(|e| format!("bad shape `{shape_text}`: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let n: usize = shape.iter().product();
+        let n = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| format!("shape {shape:?} is too large"))?;
         let body = &bytes[start + len..];
-        let (width, convert): (usize, fn(&[u8]) -> f32) = match descr {
-            "<f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            "<f8" => (8, |b| {
-                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-            }),
-            "|u1" => (1, |b| b[0] as f32),
-            other => {
-                return Err(format!(
-                    "dtype `{other}` is not supported; use float32 (<f4), float64 or uint8"
-                ));
-            }
-        };
-        if body.len() < n * width {
+        let (width, convert) = dtype(descr).ok_or_else(|| {
+            format!(
+                "dtype `{descr}` is not supported; use little-endian float32 (<f4), float64, \
+                 an integer type or bool"
+            )
+        })?;
+        if body.len() < n.saturating_mul(width) {
             return Err(format!(
                 "truncated .npy data: shape {shape:?} needs {} bytes, file has {}",
-                n * width,
+                n.saturating_mul(width),
                 body.len()
             ));
         }
         let data = body[..n * width].chunks_exact(width).map(convert).collect();
         Ok(Self { shape, data })
     }
+
+    /// The `.npy` bytes of this array (float32, format version 1.0, as `np.save` writes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body: Vec<u8> = self.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        encode("<f4", &self.shape, &body)
+    }
+}
+
+/// A `.npy` file (version 1.0) of `body`, raw elements of type `descr` in C order.
+fn encode(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // NumPy pads the header with spaces so that the data starts 64-byte aligned.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(body);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        out.extend(body);
-        out
-    }
-
     #[test]
-    fn reads_float32_float64_and_bytes() {
-        let f: Vec<u8> = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let a = Npy::parse(&npy("<f4", "(2,)", &f)).unwrap();
-        assert_eq!((a.shape, a.data), (vec![2], vec![1.5, -2.0]));
+    fn reads_floats_integers_and_bytes() {
+        let a = Npy {
+            shape: vec![2],
+            data: vec![1.5, -2.0],
+        };
+        let bytes = a.to_bytes();
+        assert_eq!(bytes.len() % 64, 8, "64-byte aligned data");
+        assert!(
+            std::str::from_utf8(&bytes[10..64])
+                .unwrap()
+                .contains("'shape': (2,)")
+        );
+        assert_eq!(Npy::parse(&bytes).unwrap(), a);
         let d: Vec<u8> = [0.25f64; 4].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let b = Npy::parse(&npy("<f8", "(2, 2)", &d)).unwrap();
+        let b = Npy::parse(&encode("<f8", &[2, 2], &d)).unwrap();
         assert_eq!((b.shape, b.data), (vec![2, 2], vec![0.25; 4]));
-        let c = Npy::parse(&npy("|u1", "(3,)", &[0, 128, 255])).unwrap();
+        let c = Npy::parse(&encode("|u1", &[3], &[0, 128, 255])).unwrap();
         assert_eq!(c.data, [0.0, 128.0, 255.0]);
-        let err = Npy::parse(&npy("<i4", "(1,)", &[0; 4])).unwrap_err();
-        assert!(err.contains("<i4"), "{err}");
-        let err = Npy::parse(&npy("<f4", "(3,)", &f)).unwrap_err();
+        // int64, NumPy's default integer (labels), and int8.
+        let l: Vec<u8> = [3i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            Npy::parse(&encode("<i8", &[2], &l)).unwrap().data,
+            [3.0, -1.0]
+        );
+        assert_eq!(
+            Npy::parse(&encode("|i1", &[1], &[0xff])).unwrap().data,
+            [-1.0]
+        );
+        let err = Npy::parse(&encode(">f4", &[1], &[0; 4])).unwrap_err();
+        assert!(err.contains(">f4"), "{err}");
+        let err = Npy::parse(&encode("<f4", &[3], &bytes[bytes.len() - 8..])).unwrap_err();
         assert!(err.contains("truncated"), "{err}");
+        // A scalar has shape () and one element.
+        let s = Npy {
+            shape: vec![],
+            data: vec![7.0],
+        };
+        assert_eq!(Npy::parse(&s.to_bytes()).unwrap(), s);
     }
 }
