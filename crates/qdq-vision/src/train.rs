@@ -146,41 +146,42 @@ pub fn fit<M: Classifier>(model: M, data: &Dataset, cfg: &TrainConfig, label: &s
 /// # Panics
 /// Unlabelled data.
 pub fn evaluate<M: Classifier>(model: &M, data: &Dataset, label: &str) -> (f64, Timing) {
-    let device = model
-        .devices()
-        .first()
-        .cloned()
-        .expect("a model with parameters");
-    let n = data.len();
-    let bs = 500;
-    let bar = progress(n.div_ceil(bs) as u64, label);
-    let start = Instant::now();
     let mut correct = 0i64;
-    for from in (0..n).step_by(bs) {
-        let idx: Vec<usize> = (from..(from + bs).min(n)).collect();
-        let (x, y) = batch(data, &idx, None, &device);
+    let timing = in_batches(model, data, 500, label, |x, y| {
         let pred = model.logits(x).argmax(1).flatten::<1>(0, 1);
         correct += pred.equal(y).int().sum().into_scalar::<i64>();
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    (correct as f64 / n as f64, Timing::since(start, n))
+    });
+    (correct as f64 / data.len() as f64, timing)
 }
 
 /// Runs `model` (inference device) over `data` in batches, for calibration.
 pub fn feed<M: Classifier>(model: &M, data: &Dataset, label: &str) -> Timing {
+    in_batches(model, data, 256, label, |x, _| {
+        let _ = model.logits(x);
+    })
+}
+
+/// Calls `step` on `data` in order, `size` images at a time, on `model`'s device,
+/// with a progress bar; returns the time taken.
+fn in_batches<M: Classifier>(
+    model: &M,
+    data: &Dataset,
+    size: usize,
+    label: &str,
+    mut step: impl FnMut(Tensor<4>, Tensor<1, Int>),
+) -> Timing {
     let device = model
         .devices()
         .first()
         .cloned()
         .expect("a model with parameters");
     let n = data.len();
-    let bs = 256;
-    let bar = progress(n.div_ceil(bs) as u64, label);
+    let bar = progress(n.div_ceil(size) as u64, label);
     let start = Instant::now();
-    for from in (0..n).step_by(bs) {
-        let idx: Vec<usize> = (from..(from + bs).min(n)).collect();
-        let _ = model.logits(batch(data, &idx, None, &device).0);
+    for from in (0..n).step_by(size) {
+        let idx: Vec<usize> = (from..(from + size).min(n)).collect();
+        let (x, y) = batch(data, &idx, None, &device);
+        step(x, y);
         bar.inc(1);
     }
     bar.finish_and_clear();
