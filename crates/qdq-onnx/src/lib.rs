@@ -1,9 +1,10 @@
 //! # qdq-onnx
 //!
-//! ONNX graphs for qdq. Today: [`lint`], TensorRT's rules for explicit-quantization
-//! (QDQ) models, checked on any ONNX file, ours or not; and [`qdq`], the Q/DQ pair
-//! writer the exporters share. The importer, the placement passes and the exporters
-//! come with the issues that build them.
+//! ONNX graphs for qdq: [`export`] (a burn model's forward pass to QDQ ONNX),
+//! [`runtime`] (any ONNX graph run on burn), [`passes`] (constant folding, TensorRT
+//! placement, Q/DQ insertion, opset upgrade), [`quantize`] (calibrating an FP32 ONNX
+//! model into a QDQ one), [`finetune`] (QAT of that QDQ graph), [`lint`] (TensorRT's
+//! rules for QDQ models, on any file) and [`qdq`] (the one Q/DQ pair writer).
 //!
 //! ONNX messages are onnx-ir's generated protobuf types ([`onnx_ir::ModelProto`]),
 //! read and written with [`onnx_ir::Message`].
@@ -11,6 +12,7 @@
 mod error;
 pub mod export;
 mod file;
+pub mod finetune;
 pub mod lint;
 pub mod passes;
 mod proto;

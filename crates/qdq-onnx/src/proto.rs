@@ -98,3 +98,32 @@ pub(crate) fn value_info_named(
     v.type_ = Some(ty).into();
     v
 }
+
+/// A model of `nodes` importing the default-domain `opset`, for tests.
+#[cfg(test)]
+pub(crate) fn model(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: &[&str],
+    inits: Vec<TensorProto>,
+    opset: i64,
+) -> onnx_ir::ModelProto {
+    let mut m = onnx_ir::ModelProto::new();
+    m.opset_import.push(Default::default());
+    if let Some(o) = m.opset_import.last_mut() {
+        o.version = opset;
+    }
+    let g = m.graph.mut_or_insert_default();
+    g.node = nodes;
+    g.input = inputs;
+    g.output = outputs
+        .iter()
+        .map(|n| {
+            let mut v = ValueInfoProto::new();
+            v.name = n.to_string();
+            v
+        })
+        .collect();
+    g.initializer = inits;
+    m
+}

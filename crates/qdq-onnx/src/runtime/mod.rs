@@ -25,6 +25,7 @@ use burn::tensor::Device;
 use onnx_ir::{ModelProto, NodeProto, ValueInfoProto};
 
 pub use error::{RunError, RunResult};
+pub use ops::quant::INTERNAL_DOMAIN;
 pub use value::{Dyn, DynTensor, MAX_RANK, Value, dt, dtype_name};
 
 /// Every op type the runtime executes (default ONNX domain), for listing unsupported ops.
@@ -154,7 +155,7 @@ impl OnnxGraph {
         let mut unsupported: Vec<(String, usize)> = Vec::new();
         for n in &graph.node {
             let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
-            if !default_domain || !ops::SUPPORTED.contains(&n.op_type.as_str()) {
+            if !ops::supports(n) {
                 let name = if default_domain {
                     n.op_type.clone()
                 } else {
@@ -253,7 +254,36 @@ impl OnnxGraph {
         inputs: Vec<(String, Value)>,
         observe: &mut dyn FnMut(&str, &Value) -> Result<(), RunError>,
     ) -> Result<Vec<(String, Value)>, RunError> {
+        self.run_replacing(inputs, Vec::new(), observe)
+    }
+
+    /// Like [`OnnxGraph::run_with`], with some initializers replaced for this run by
+    /// values of the same shape: how fine-tuning feeds its trained (autodiff-tracked)
+    /// weights through a graph whose own initializers stay as loaded.
+    pub fn run_replacing(
+        &self,
+        inputs: Vec<(String, Value)>,
+        initializers: Vec<(String, Value)>,
+        observe: &mut dyn FnMut(&str, &Value) -> Result<(), RunError>,
+    ) -> Result<Vec<(String, Value)>, RunError> {
         let mut env: HashMap<String, Value> = HashMap::new();
+        for (name, v) in initializers {
+            let Some(own) = self.initializers.get(&name) else {
+                return Err(RunError::Graph(format!(
+                    "`{name}` is not an initializer of the graph"
+                )));
+            };
+            if own.shape() != v.shape() || own.elem_type() != v.elem_type() {
+                return Err(RunError::Graph(format!(
+                    "initializer `{name}` is {} {:?}; its replacement is {} {:?}",
+                    dtype_name(own.elem_type()),
+                    own.shape(),
+                    dtype_name(v.elem_type()),
+                    v.shape()
+                )));
+            }
+            env.insert(name, v);
+        }
         for (name, v) in inputs {
             let spec =
                 self.inputs

@@ -2,41 +2,14 @@
 //! opset < 13 coercion, Q/DQ rounding and saturation, and error messages.
 
 use burn::tensor::Device;
-use onnx_ir::{ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use onnx_ir::{ModelProto, TensorProto};
 
 use super::ops::quant::{e4m3_bits, e4m3_value};
 use super::*;
-use crate::proto::{attr_int, attr_ints, node, tensor_f32, tensor_i64, value_info};
+use crate::proto::{attr_int, attr_ints, model, node, tensor_f32, tensor_i64, value_info};
 
 fn dev() -> Device {
     Device::flex()
-}
-
-fn model(
-    nodes: Vec<NodeProto>,
-    inputs: Vec<ValueInfoProto>,
-    outputs: &[&str],
-    inits: Vec<TensorProto>,
-    opset: i64,
-) -> ModelProto {
-    let mut m = ModelProto::new();
-    m.opset_import.push(Default::default());
-    if let Some(o) = m.opset_import.last_mut() {
-        o.version = opset;
-    }
-    let g = m.graph.mut_or_insert_default();
-    g.node = nodes;
-    g.input = inputs;
-    g.output = outputs
-        .iter()
-        .map(|n| {
-            let mut v = ValueInfoProto::new();
-            v.name = n.to_string();
-            v
-        })
-        .collect();
-    g.initializer = inits;
-    m
 }
 
 fn run1(m: &ModelProto, inputs: Vec<(&str, Value)>) -> Result<Value, RunError> {

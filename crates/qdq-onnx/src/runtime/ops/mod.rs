@@ -310,6 +310,18 @@ pub const SUPPORTED: &[&str] = &[
     "QuantizeLinear",
 ];
 
+/// Ops of [`quant::INTERNAL_DOMAIN`] (made by the runtime's users, never written out).
+pub const INTERNAL: &[&str] = &["FakeQuantizeLinear"];
+
+/// Whether the runtime executes `node`.
+pub(crate) fn supports(node: &NodeProto) -> bool {
+    if node.domain.is_empty() || node.domain == "ai.onnx" {
+        SUPPORTED.contains(&node.op_type.as_str())
+    } else {
+        node.domain == quant::INTERNAL_DOMAIN && INTERNAL.contains(&node.op_type.as_str())
+    }
+}
+
 /// Runs one node.
 pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
     match op {
@@ -329,6 +341,7 @@ pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
         "Resize" | "Upsample" => resize::resize(ctx, op),
         "QuantizeLinear" => quant::quantize(ctx),
         "DequantizeLinear" => quant::dequantize(ctx),
+        "FakeQuantizeLinear" => quant::fake_quantize(ctx),
         "Cast" | "CastLike" | "Concat" | "Constant" | "ConstantOfShape" | "Dropout" | "Expand"
         | "Flatten" | "Gather" | "Identity" | "Pad" | "Range" | "Reshape" | "Shape" | "Size"
         | "Slice" | "Split" | "Squeeze" | "Tile" | "Transpose" | "Unsqueeze" => shape::run(ctx, op),

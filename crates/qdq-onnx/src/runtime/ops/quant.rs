@@ -5,7 +5,7 @@
 use qdq::tensor_quant::kernel::e4m3_round;
 
 use super::super::error::{RunResult, op_err};
-use super::super::value::{DynTensor, Value, dt, dtype_name, dyn_map};
+use super::super::value::{DynTensor, Value, dt, dtype_name, dyn_apply, dyn_map};
 use super::elementwise::{Bin, binary};
 use super::{Ctx, as_float, float_to_int, norm_axis};
 use burn::tensor::Float;
@@ -190,3 +190,63 @@ pub(crate) fn dequantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
     };
     Ok(vec![binary(x, Value::Float(scale), Bin::Mul)?])
 }
+
+/// Internal op (domain [`INTERNAL_DOMAIN`]) for fine-tuning: a `QuantizeLinear` →
+/// `DequantizeLinear` pair with one scale and a zero zero-point, as one node (inputs
+/// `x`, `scale`, `zero_point`; the pair's `axis`, `output_dtype` and `saturate`).
+///
+/// The value is exactly the pair's: the same two kernels run on the detached input.
+/// The gradient is the reference's straight-through estimator: passed where
+/// `|x| <= qmax * scale` (the amax the scale was made from), zero elsewhere.
+pub(crate) fn fake_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
+    let x = ctx.float(0)?;
+    let zero_point = ctx.opt(2);
+    if let Some(z) = &zero_point {
+        let zeros = match z {
+            // FP8 bits 0x80 are -0.0
+            Value::Int(t, dt::FLOAT8E4M3FN) => t.to_vec()?.iter().all(|&v| v == 0 || v == 0x80),
+            Value::Int(t, _) => t.to_vec()?.iter().all(|&v| v == 0),
+            _ => false,
+        };
+        if !zeros {
+            return Err(op_err(
+                "fine-tuning needs symmetric quantizers (zero point 0); this pair is asymmetric",
+            ));
+        }
+    }
+    let pair = |first: Value| Ctx {
+        node: ctx.node,
+        opset: ctx.opset,
+        inputs: vec![Some(first), ctx.opt(1), zero_point.clone()],
+        device: ctx.device,
+    };
+    let detached = DynTensor::with(dyn_map!(x.t.clone(), |t, R| t.detach()), x.shape.clone());
+    let q = quantize(&pair(Value::Float(detached)))?.remove(0);
+    let qmax = match q.elem_type() {
+        dt::FLOAT8E4M3FN => 448.0,
+        code => range(code)?.1,
+    };
+    let forward = dequantize(&pair(q))?.remove(0);
+    if !dyn_apply!(&x.t, |t, R| t.is_tracked()) {
+        return Ok(vec![forward]);
+    }
+    let axis = ctx.i("axis", 1);
+    let scale = param(ctx.float(1)?, &x.shape, axis, "y_scale")?;
+    let scale = if scale.shape.is_empty() {
+        scale.reshape(&vec![1; x.shape.len()])?
+    } else {
+        scale
+    };
+    let bound = DynTensor::with(dyn_map!(scale.t, |t, R| t.mul_scalar(qmax)), scale.shape);
+    let Value::Float(forward) = forward else {
+        return Err(op_err("internal: DequantizeLinear gave no float"));
+    };
+    let out = dyn_apply!(x.t, |t, R| {
+        let ste = qdq::tensor_quant::ops::ste(t, bound.to_rank::<R>()?, forward.to_rank::<R>()?);
+        DynTensor::<Float>::from_tensor_as(ste, x.shape.clone())
+    })?;
+    Ok(vec![Value::Float(out)])
+}
+
+/// Domain of the runtime's internal ops (never written to a file).
+pub const INTERNAL_DOMAIN: &str = "qdq.internal";
