@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::data::{FashionMnist, take};
 use crate::ort::{self, OrtError};
 use crate::resnet::{BlockKind, LoadError, QuantScheme, ResNet, ResNetConfig};
-use crate::train::{Timing, TrainConfig, evaluate, feed, fit};
+use crate::train::{Timing, TrainConfig, evaluate, feed, fit, fit_with};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -238,7 +238,11 @@ pub fn run_on(
         model
     } else {
         let model = cfg.model.clone().with_quantize(None).init(&ad)?;
-        let (model, t) = fit(model, train, &cfg.train, "FP32");
+        // A checkpoint after every epoch, so a long run that is stopped keeps its work.
+        let (model, t) = fit_with(model, train, &cfg.train, "FP32", |epoch, m: &ResNet| {
+            let path = cfg.out_dir.join(format!("fp32-epoch{epoch}.safetensors"));
+            m.valid().save_torchvision(&path)
+        })?;
         record("FP32 training", None, t);
         let model = model.valid();
         model.save_torchvision(&checkpoint)?;

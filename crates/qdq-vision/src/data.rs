@@ -100,24 +100,32 @@ impl Rng {
     }
 }
 
-/// Images `indices` of `data` as a `[n, 1, H, W]` tensor and their labels. With
-/// `augment`, each image is shifted by up to 2 pixels each way (zero padding, in
-/// pixel space) and flipped horizontally half of the time.
+/// Items `indices` of `data` as a `[n, C, H, W]` tensor (`[H, W]` items get `C = 1`,
+/// `[F]` items `[1, 1, F]`)
+/// and their labels. With `augment`, each image is shifted by up to 2 pixels each way
+/// (padding with Fashion-MNIST's normalised black) and flipped horizontally half of
+/// the time, all channels alike.
 ///
 /// # Panics
-/// Items that are not `[H, W]` images, or `data` without labels.
+/// Items of more than three dimensions, or `data` without labels.
 pub fn batch(
     data: &Dataset,
     indices: &[usize],
     mut augment: Option<&mut Rng>,
     device: &Device,
 ) -> (Tensor<4>, Tensor<1, Int>) {
-    let [h, w] = data.item_shape[..] else {
-        panic!("expected [H, W] images, got {:?}", data.item_shape);
+    let [c, h, w] = match data.item_shape[..] {
+        [f] => [1, 1, f],
+        [h, w] => [1, h, w],
+        [c, h, w] => [c, h, w],
+        _ => panic!(
+            "expected [F], [H, W] or [C, H, W] items, got {:?}",
+            data.item_shape
+        ),
     };
     let labels = data.labels.as_ref().expect("a labelled dataset");
     let background = -MEAN / STD;
-    let mut x = Vec::with_capacity(indices.len() * h * w);
+    let mut x = Vec::with_capacity(indices.len() * c * h * w);
     let mut y = Vec::with_capacity(indices.len());
     for &i in indices {
         let img = data.items(i, 1);
@@ -127,16 +135,19 @@ pub fn batch(
             Some(rng) => {
                 let (dy, dx) = (rng.below(5) as isize - 2, rng.below(5) as isize - 2);
                 let flip = rng.below(2) == 1;
-                for r in 0..h as isize {
-                    for c in 0..w as isize {
-                        let c = if flip { w as isize - 1 - c } else { c };
-                        let (sr, sc) = (r + dy, c + dx);
-                        let inside = (0..h as isize).contains(&sr) && (0..w as isize).contains(&sc);
-                        x.push(if inside {
-                            img[sr as usize * w + sc as usize]
-                        } else {
-                            background
-                        });
+                for plane in img.chunks_exact(h * w) {
+                    for r in 0..h as isize {
+                        for c in 0..w as isize {
+                            let c = if flip { w as isize - 1 - c } else { c };
+                            let (sr, sc) = (r + dy, c + dx);
+                            let inside =
+                                (0..h as isize).contains(&sr) && (0..w as isize).contains(&sc);
+                            x.push(if inside {
+                                plane[sr as usize * w + sc as usize]
+                            } else {
+                                background
+                            });
+                        }
                     }
                 }
             }
@@ -144,7 +155,7 @@ pub fn batch(
     }
     let n = indices.len();
     (
-        Tensor::from_data(TensorData::new(x, [n, 1, h, w]), device),
+        Tensor::from_data(TensorData::new(x, [n, c, h, w]), device),
         Tensor::from_data(TensorData::new(y, [n]), device),
     )
 }

@@ -12,6 +12,7 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use qdq_data::Dataset;
+use qdq_onnx::finetune::TrainableGraph;
 use serde::Serialize;
 
 use crate::data::{Rng, batch};
@@ -76,12 +77,41 @@ impl Classifier for crate::ResNet {
     }
 }
 
+/// An imported ONNX graph. Check it with one [`TrainableGraph::classify`] call before
+/// training: the loops have no error path, so a failing run panics with the runtime's
+/// message (the node at fault).
+impl Classifier for TrainableGraph {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.classify(images).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 /// Trains `model` (on an autodiff device) on `data` as `cfg` says, showing `label`
 /// on the progress bar. Returns the trained model and the time taken.
 ///
 /// # Panics
 /// An invalid learning rate (burn's scheduler refuses it) or unlabelled data.
 pub fn fit<M: Classifier>(model: M, data: &Dataset, cfg: &TrainConfig, label: &str) -> (M, Timing) {
+    match fit_with(model, data, cfg, label, |_, _| {
+        Ok::<_, std::convert::Infallible>(())
+    }) {
+        Ok(done) => done,
+        Err(never) => match never {},
+    }
+}
+
+/// [`fit`], calling `on_epoch(epoch, &model)` after each full pass over the data
+/// (epochs counted from 1), e.g. to write a checkpoint; its first error stops training.
+///
+/// # Panics
+/// As [`fit`].
+pub fn fit_with<M: Classifier, E>(
+    model: M,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    label: &str,
+    mut on_epoch: impl FnMut(usize, &M) -> Result<(), E>,
+) -> Result<(M, Timing), E> {
     let device = model
         .devices()
         .first()
@@ -135,9 +165,12 @@ pub fn fit<M: Classifier>(model: M, data: &Dataset, cfg: &TrainConfig, label: &s
             seen as f64 / start.elapsed().as_secs_f64()
         ));
         bar.inc(1);
+        if order.is_empty() {
+            bar.suspend(|| on_epoch(seen / data.len(), &model))?;
+        }
     }
     bar.finish_and_clear();
-    (model, Timing::since(start, seen))
+    Ok((model, Timing::since(start, seen)))
 }
 
 /// Top-1 accuracy (0 to 1) of `model` (inference device) on `data`, and the time
