@@ -10,12 +10,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use qdq_cli::data::images::{self, ImageOptions, Resize};
 use qdq_cli::data::{DataError, Dataset, Input, Preprocess};
 use qdq_cli::demo;
+use qdq_onnx::finetune::TrainableGraph;
 use qdq_onnx::passes::PlacementOptions;
 use qdq_onnx::quantize::{
     Calibration, CalibrationCache, Method, Prepared, QuantizeOptions, apply, prepare, report,
 };
 use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_onnx::{Message, ModelProto, QdqFormat};
+use qdq_vision::train::{TrainConfig, fit};
 
 const MANUAL: &str = "\
 qdq quantizes FP32 ONNX models into TensorRT-ready QDQ ONNX files, with no Python.
@@ -51,6 +53,8 @@ Examples:
   qdq calibrate model.onnx --calib calib.npy -o cache.json
   qdq export model.onnx --cache cache.json -o q.onnx
   qdq eval model.onnx q.onnx --data test.npy --labels labels.npy
+  qdq finetune model.onnx --calib calib.npy --train train.npz --epochs 1 --lr 1e-3 \
+      --data test.npy --data-labels test-labels.npy -o model.qat.onnx
   qdq quantize resnet50.onnx --calib imagenet-sample/ --resize 256 --mean 0.485,0.456,0.406 \
       --std 0.229,0.224,0.225 --data val/ -o resnet50.qdq.onnx
   qdq lint q.onnx
@@ -91,6 +95,52 @@ enum Command {
         /// Labels for --data (IDX or .npy), for accuracy.
         #[arg(long)]
         labels: Option<PathBuf>,
+    },
+    /// Quantize, then fine-tune the QDQ model on labelled data (QAT, amax fixed) and
+    /// write it: the seed's QAT recipe for an imported graph. Cross-entropy on the
+    /// first output (logits [batch, classes]), SGD with momentum 0.9, the learning
+    /// rate annealed along a cosine from --lr to --min-lr. Every Q/DQ pair trains as
+    /// a straight-through fake quant with exactly the pair's value, so ONNX Runtime
+    /// scores the written file as qdq does. BatchNormalization keeps its running
+    /// statistics (its scale and bias train).
+    Finetune {
+        #[command(flatten)]
+        common: CalibArgs,
+        /// Training data (same formats and preprocessing as --calib), with labels.
+        #[arg(long)]
+        train: PathBuf,
+        /// Labels for --train (IDX or .npy); .npz files with `labels` and class
+        /// folders carry their own.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Passes over the training data (fractions allowed). The seed fine-tunes for
+        /// about 10% of the original schedule.
+        #[arg(long, default_value_t = 1.0)]
+        epochs: f64,
+        /// Initial learning rate. The seed starts at 1% of the original training's.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Final learning rate (default: --lr / 100).
+        #[arg(long)]
+        min_lr: Option<f64>,
+        /// Images per training step.
+        #[arg(long, default_value_t = 64)]
+        train_batch: usize,
+        /// L2 penalty.
+        #[arg(long, default_value_t = 1e-4)]
+        weight_decay: f32,
+        /// Shuffling seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Evaluate FP32, PTQ and fine-tuned on this data afterwards.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Labels for --data (IDX or .npy), for accuracy.
+        #[arg(long)]
+        data_labels: Option<PathBuf>,
+        /// Output QDQ ONNX file.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Calibrate and write only the calibration cache (JSON: tensor -> amax, method).
     Calibrate {
@@ -254,6 +304,35 @@ fn main() -> ExitCode {
             labels.as_deref(),
             json,
         ),
+        Command::Finetune {
+            common,
+            train,
+            labels,
+            epochs,
+            lr,
+            min_lr,
+            train_batch,
+            weight_decay,
+            seed,
+            data,
+            data_labels,
+            output,
+        } => {
+            let recipe = TrainConfig::new(epochs, lr)
+                .with_min_lr(min_lr.unwrap_or(lr / 100.0))
+                .with_batch_size(train_batch)
+                .with_weight_decay(weight_decay)
+                .with_augment(false)
+                .with_seed(seed);
+            run_finetune(
+                &common,
+                (&train, labels.as_deref()),
+                &recipe,
+                data.as_deref().map(|d| (d, data_labels.as_deref())),
+                &output,
+                json,
+            )
+        }
         Command::Calibrate { common, output } => run_calibrate(&common, &output, json),
         Command::Export {
             model,
@@ -583,12 +662,25 @@ fn report(
     header: Option<&str>,
     json: bool,
 ) {
+    report_with(output, (prepared, cache), eval, header, json, None);
+}
+
+/// [`report`] with more top-level JSON fields (`more`, an object).
+fn report_with(
+    output: &Path,
+    (prepared, cache): (&Prepared, &CalibrationCache),
+    eval: Option<&serde_json::Value>,
+    header: Option<&str>,
+    json: bool,
+    more: Option<serde_json::Value>,
+) {
     let table = &quantizer_table(prepared, cache);
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"output": output, "quantizers": table, "eval": eval})
-        );
+        let mut v = serde_json::json!({"output": output, "quantizers": table, "eval": eval});
+        if let (Some(o), Some(serde_json::Value::Object(m))) = (v.as_object_mut(), more) {
+            o.extend(m);
+        }
+        println!("{v}");
         return;
     }
     if let Some(h) = header {
@@ -716,6 +808,133 @@ fn run_quantize(
     };
     write_model(&quantized, output)?;
     report(output, (&prepared, &cache), eval.as_ref(), None, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `qdq finetune`: quantize as `qdq quantize` does, fine-tune the QDQ graph on the
+/// training data with `recipe`, write it; with evaluation data, report PTQ and the
+/// fine-tuned model against FP32.
+fn run_finetune(
+    c: &CalibArgs,
+    (train_path, labels): (&Path, Option<&Path>),
+    recipe: &TrainConfig,
+    eval_data: Option<(&Path, Option<&Path>)>,
+    output: &Path,
+    json: bool,
+) -> Fallible<ExitCode> {
+    let model = read_model(&c.model.model)?;
+    let opts = options(&c.model)?;
+    let (method, per) = parse_methods(c)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let input = model_input(&float)?;
+    // Every data file is read before the long steps, so that an error comes at once.
+    let calib_data = load_data(&c.calib, None, &c.pre, &input)?;
+    let train = load_data(train_path, labels, &c.pre, &input)?;
+    let Some(train_labels) = train.labels.as_deref() else {
+        return Err(format!(
+            "--train {}: fine-tuning needs labels; give --labels, a .npz holding `labels`, or class folders",
+            train_path.display()
+        )
+        .into());
+    };
+    if !(1..=3).contains(&train.item_shape.len()) || train.is_empty() {
+        return Err(format!(
+            "--train {}: fine-tuning takes items of 1 to 3 dimensions ([F], [H, W], [C, H, W]), got {} items of {:?}",
+            train_path.display(),
+            train.len(),
+            train.item_shape
+        )
+        .into());
+    }
+    let test = match eval_data {
+        Some((d, l)) => Some(load_data(d, l, &c.pre, &input)?),
+        None => None,
+    };
+    let cache = calibrate(&prepared, &float, &calib_data, c.batch, method, &per, json)?;
+    drop(calib_data);
+    let quantized = apply(&prepared, &cache, &opts)?;
+
+    // One checked forward pass first: the training loop has no error path.
+    let trainable = TrainableGraph::new(&quantized, &device())?;
+    let probe = (0..train.len().min(2)).collect::<Vec<_>>();
+    let classes = trainable
+        .classify(qdq_vision::data::batch(&train, &probe, None, &device()).0)?
+        .dims()[1];
+    if let Some(bad) = train_labels
+        .iter()
+        .find(|&&l| l < 0 || l as usize >= classes)
+    {
+        return Err(format!(
+            "--train {}: label {bad} is outside the model's {classes} classes",
+            train_path.display()
+        )
+        .into());
+    }
+    let ad = device().autodiff();
+    ad.seed(recipe.seed);
+    let (tuned, timing) = fit(trainable.fork(&ad).train(), &train, recipe, "fine-tuning");
+    let tuned = tuned.valid();
+    let finetuned = tuned.write_into(&quantized)?;
+    let violations = qdq_onnx::lint(&finetuned);
+    if !violations.is_empty() {
+        return Err(qdq_onnx::Error::Lint(violations).into());
+    }
+    let (ptq_eval, eval) = match &test {
+        Some(test) => {
+            let ptq = OnnxGraph::from_model(&quantized, &device())?;
+            let tuned = OnnxGraph::from_model(&finetuned, &device())?;
+            (
+                Some(evaluate(&float, &ptq, test, c.batch)?),
+                Some(evaluate(&float, &tuned, test, c.batch)?),
+            )
+        }
+        None => (None, None),
+    };
+    write_model(&finetuned, output)?;
+    let summary = serde_json::json!({
+        "epochs": recipe.epochs,
+        "lr": recipe.lr,
+        "min_lr": recipe.min_lr,
+        "images": train.len(),
+        "weights": tuned.names().len(),
+        "quantizers": tuned.quantizers(),
+        "seconds": timing.seconds,
+        "images_per_s": timing.images_per_s,
+    });
+    let mut header = format!(
+        "fine-tuned {} weights through {} quantizers: {} epoch(s) over {} images, lr {:.1e} -> {:.1e}, {:.1} s ({:.0} images/s)",
+        tuned.names().len(),
+        tuned.quantizers(),
+        recipe.epochs,
+        train.len(),
+        recipe.lr,
+        recipe.min_lr,
+        timing.seconds,
+        timing.images_per_s
+    );
+    if let Some((f, q)) = ptq_eval.as_ref().and_then(|v| {
+        Some((
+            v["fp32_accuracy"].as_f64()?,
+            v["quantized_accuracy"].as_f64()?,
+        ))
+    }) {
+        header += &format!(
+            "
+before fine-tuning: FP32 {:.2}%  PTQ {:.2}%",
+            f * 100.0,
+            q * 100.0
+        );
+    }
+    let more = serde_json::json!({"finetune": summary, "eval_ptq": ptq_eval});
+    let quantizers = (&prepared, &cache);
+    report_with(
+        output,
+        quantizers,
+        eval.as_ref(),
+        Some(&header),
+        json,
+        Some(more),
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -491,17 +491,15 @@ fn image_folders_give_what_the_same_images_as_idx_give() {
     );
 }
 
-/// The workspace's `.venv` Python with numpy (created by `.ci/run`), or `$QDQ_PYTHON`.
+/// The workspace's `.venv` Python with numpy and ONNX Runtime (created by `.ci/run`),
+/// or `$QDQ_PYTHON`.
 fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("QDQ_PYTHON") {
-        return p.into();
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let python = qdq_vision::ort::default_python();
     assert!(
-        venv.exists(),
-        "this test needs Python with numpy: run .ci/run once, or set QDQ_PYTHON"
+        python.exists(),
+        "this test needs Python with numpy and onnxruntime: run .ci/run once, or set QDQ_PYTHON"
     );
-    venv
+    python
 }
 
 #[test]
@@ -608,4 +606,118 @@ fn every_output_is_compared() {
     );
     assert!(text.contains("  output [10]: top-1 agreement "), "{text}");
     assert!(text.contains(&format!("  {relu} [")), "{text}");
+}
+
+#[test]
+fn finetune_trains_only_the_weights_and_onnx_runtime_scores_the_file_alike() {
+    let dir = scratch("finetune");
+    let d = data_dir();
+    let fm = Path::new(qdq_vision::data::DEFAULT_DIR);
+    let (model, calib) = (d.join("model.onnx"), d.join("calib-images-idx3-ubyte.gz"));
+    let (test, test_labels) = (
+        d.join("test-images-idx3-ubyte.gz"),
+        d.join("test-labels-idx1-ubyte.gz"),
+    );
+    let (train, train_labels) = (
+        fm.join("train-images-idx3-ubyte.gz"),
+        fm.join("train-labels-idx1-ubyte.gz"),
+    );
+    assert!(
+        train.exists(),
+        "this test needs Debian's dataset-fashion-mnist (installed by .ci/run)"
+    );
+    let out = dir.join("tuned.onnx");
+    // 2% of an epoch: 1200 of the 60 000 training images.
+    let v = json(&qdq(&[
+        "finetune",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "--train",
+        s(&train),
+        "--labels",
+        s(&train_labels),
+        "--epochs",
+        "0.02",
+        "--lr",
+        "0.01",
+        "--data",
+        s(&test),
+        "--data-labels",
+        s(&test_labels),
+        "-o",
+        s(&out),
+        "--json",
+    ]));
+    let tune = &v["finetune"];
+    assert_eq!(tune["images"], 60000);
+    assert_eq!(tune["quantizers"], 10, "{tune}");
+    assert_eq!(
+        tune["weights"], 8,
+        "two convs and two linears, weight and bias"
+    );
+    let (ptq, tuned) = (&v["eval_ptq"], &v["eval"]);
+    assert_eq!(ptq["fp32_accuracy"], tuned["fp32_accuracy"]);
+    let (ptq_acc, tuned_acc) = (
+        ptq["quantized_accuracy"].as_f64().unwrap(),
+        tuned["quantized_accuracy"].as_f64().unwrap(),
+    );
+    assert!(ptq_acc > 0.8, "{ptq}");
+    assert!(
+        tuned_acc >= ptq_acc - 0.01,
+        "fine-tuned {tuned_acc} vs PTQ {ptq_acc}"
+    );
+
+    // The same quantizers as `qdq quantize` writes (scales, zero points, graph),
+    // with trained weights.
+    let (ptq_file, _) = quantize(&model, &dir, &[]);
+    let read = |p: &Path| ModelProto::parse_from_bytes(&std::fs::read(p).unwrap()).unwrap();
+    let (a, b) = (read(&ptq_file), read(&out));
+    let (ga, gb) = (a.graph.as_ref().unwrap(), b.graph.as_ref().unwrap());
+    assert_eq!(ga.node, gb.node);
+    assert_eq!(ga.initializer.len(), gb.initializer.len());
+    let mut changed = 0;
+    for (x, y) in ga.initializer.iter().zip(&gb.initializer) {
+        assert_eq!(
+            (&x.name, &x.dims, x.data_type),
+            (&y.name, &y.dims, y.data_type)
+        );
+        let is_scale_or_zero = gb
+            .node
+            .iter()
+            .any(|n| n.op_type.ends_with("QuantizeLinear") && n.input[1..].contains(&x.name));
+        if is_scale_or_zero {
+            assert_eq!(x, y, "quantizer `{}` kept", x.name);
+        } else if x != y {
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 8, "every weight trained");
+    assert!(qdq_onnx::lint(&b).is_empty());
+
+    // ONNX Runtime on the written file scores what qdq reported (one item of 500 at
+    // most may flip on float summation order).
+    let images = qdq_cli::demo::test_images().unwrap();
+    let ort = qdq_vision::ort::accuracy(&python(), &out, &images).unwrap();
+    assert!(
+        (ort - tuned_acc).abs() <= 0.002 + 1e-9,
+        "ORT {ort} vs qdq {tuned_acc}"
+    );
+
+    // Training data without labels: a clear error naming it, and no file.
+    let none = dir.join("none.onnx");
+    let o = qdq(&[
+        "finetune",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "--train",
+        s(&calib),
+        "-o",
+        s(&none),
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("--train") && e.contains("needs labels"), "{e}");
+    assert!(!none.exists());
 }
