@@ -706,7 +706,7 @@ fn run_demo(output: &Path, json: bool) -> Fallible<ExitCode> {
     let calib = demo::calibration_images()?;
     let test = demo::test_images()?;
     let opts = QuantizeOptions::default();
-    let method = Method::Histogram(qdq::calib::HistogramMethod::entropy());
+    let method = Method::entropy();
     let (prepared, float) = prepare_graph(&model, &opts)?;
     let cache = calibrate(&prepared, &float, &calib, 32, method, &HashMap::new(), json)?;
     let quantized = apply(&prepared, &cache, &opts)?;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use onnx_ir::GraphProto;
-use qdq::calib::{HistogramCalibrator, HistogramMethod, MaxCalibrator};
+use qdq::calib::{HistogramCalibrator, MaxCalibrator};
 
 use super::Method;
 use super::cache::{CalibrationCache, Entry};
@@ -14,16 +14,11 @@ use crate::passes::{Site, SiteKind};
 use crate::runtime::{OnnxGraph, RunError, Value};
 use crate::tensor::{constants, floats};
 
-/// Statistics of one activation tensor.
-struct Stats {
-    hist: HistogramCalibrator,
-    max: MaxCalibrator,
-}
-
 /// A calibration in progress over `sites`.
 pub struct Calibration {
     sites: Vec<Site>,
-    stats: HashMap<String, Stats>,
+    /// One histogram per activation tensor; it also tracks the exact max.
+    stats: HashMap<String, HistogramCalibrator>,
     weights: BTreeMap<String, Vec<f32>>,
     batches: usize,
 }
@@ -47,8 +42,7 @@ impl Calibration {
                 SiteKind::Activation => {
                     let hist = HistogramCalibrator::new(8, None, unsigned)
                         .map_err(|e| qdq_err(&s.tensor, e))?;
-                    let max = MaxCalibrator::new(8, None, unsigned);
-                    stats.insert(s.tensor.clone(), Stats { hist, max });
+                    stats.insert(s.tensor.clone(), hist);
                 }
                 SiteKind::Weight { axis } => {
                     weights.insert(s.tensor.clone(), weight_amax(&consts, &s.tensor, axis)?);
@@ -98,15 +92,11 @@ impl Calibration {
     }
 
     fn observe(&mut self, name: &str, v: &Value) -> Result<()> {
-        let Some(s) = self.stats.get_mut(name) else {
+        let Some(hist) = self.stats.get_mut(name) else {
             return Ok(());
         };
         let data = v.to_f32().map_err(Error::Run)?;
-        s.hist.collect_slice(&data).map_err(|e| qdq_err(name, e))?;
-        s.max
-            .collect_slice(&data, &[data.len()])
-            .map_err(|e| qdq_err(name, e))?;
-        Ok(())
+        hist.collect_slice(&data).map_err(|e| qdq_err(name, e))
     }
 
     /// Amax of every site: activations by `method` (or `per_tensor[tensor]`), weights
@@ -134,16 +124,12 @@ impl Calibration {
                 },
             );
         }
-        for (tensor, s) in &self.stats {
+        for (tensor, hist) in &self.stats {
             let m = per_tensor.get(tensor).copied().unwrap_or(method);
-            let amax = match m {
-                Method::Max => s.max.compute_amax().map(|a| a.values()[0]).unwrap_or(0.0),
-                Method::Histogram(h) => s
-                    .hist
-                    .compute_amax(h)
-                    .map_err(|e| qdq_err(tensor, e))?
-                    .values()[0],
-            };
+            let amax = hist
+                .compute_amax(m)
+                .map_err(|e| qdq_err(tensor, e))?
+                .values()[0];
             entries.insert(
                 tensor.clone(),
                 Entry {
@@ -189,10 +175,4 @@ pub(crate) fn weight_amax(
     Ok(m.compute_amax()
         .map(|a| a.values().to_vec())
         .unwrap_or_default())
-}
-
-impl From<HistogramMethod> for Method {
-    fn from(h: HistogramMethod) -> Self {
-        Method::Histogram(h)
-    }
 }

@@ -6,9 +6,6 @@ mod cache;
 mod calibrate;
 pub mod report;
 
-use std::fmt;
-use std::str::FromStr;
-
 use onnx_ir::ModelProto;
 use qdq::calib::HistogramMethod;
 
@@ -23,36 +20,10 @@ use crate::passes::{
 };
 use crate::qdq::QdqFormat;
 
-/// How an activation's amax is chosen.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Method {
-    /// The largest |x| seen.
-    Max,
-    /// Entropy, MSE or a percentile of the histogram.
-    Histogram(HistogramMethod),
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Method::Max => f.write_str("max"),
-            Method::Histogram(h) => write!(f, "{h}"),
-        }
-    }
-}
-
-impl FromStr for Method {
-    type Err = qdq::Error;
-
-    /// `max`, `entropy`, `mse`, `percentile` or `percentile=99.9`.
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        if s == "max" {
-            Ok(Method::Max)
-        } else {
-            s.parse::<HistogramMethod>().map(Method::Histogram)
-        }
-    }
-}
+/// How an activation's amax is chosen: `max`, `entropy`, `mse` or a percentile, all
+/// from the one histogram collection (parsed from `max`, `entropy`, `mse`,
+/// `percentile` or `percentile=99.9`).
+pub type Method = HistogramMethod;
 
 /// Settings of a quantization.
 #[derive(Clone, Debug)]
