@@ -136,11 +136,6 @@ impl TrainableGraph {
         self.graph.pairs
     }
 
-    /// The graph's runtime inputs.
-    pub fn runtime(&self) -> &OnnxGraph {
-        &self.graph.runtime
-    }
-
     /// Runs the graph with the current parameters; on an autodiff device the outputs
     /// carry the gradient back to [`TrainableGraph::params`].
     ///

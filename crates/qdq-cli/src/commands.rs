@@ -1,0 +1,236 @@
+//! `qdq demo`, `quantize`, `calibrate`, `export`, `eval`, `lint` and `inspect`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use qdq_cli::demo;
+use qdq_onnx::quantize::{CalibrationCache, Method, QuantizeOptions, apply, prepare};
+use qdq_onnx::runtime::OnnxGraph;
+use qdq_onnx::{Message, ModelProto};
+
+use crate::pipeline::{
+    calibrate, device, load_data, model_input, options, parse_methods, prepare_graph, read_model,
+    write_model,
+};
+use crate::report::{evaluate, print_eval, report};
+use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
+
+pub(crate) fn run_demo(output: &Path, json: bool) -> Fallible<ExitCode> {
+    let model = ModelProto::parse_from_bytes(demo::MODEL)?;
+    let calib = demo::calibration_images()?;
+    let test = demo::test_images()?;
+    let opts = QuantizeOptions::default();
+    let method = Method::entropy();
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let cache = calibrate(&prepared, &float, &calib, 32, method, &HashMap::new(), json)?;
+    let quantized = apply(&prepared, &cache, &opts)?;
+    write_model(&quantized, output)?;
+    let qgraph = OnnxGraph::from_model(&quantized, &device())?;
+    let eval = evaluate(&float, &qgraph, &test, 100)?;
+    let header = format!(
+        "Fashion-MNIST CNN (bundled): {} quantizers, entropy calibration on {} images",
+        prepared.sites.len(),
+        calib.len()
+    );
+    let quantizers = (&prepared, &cache);
+    report(output, quantizers, Some(&eval), Some(&header), json);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_quantize(
+    c: &CalibArgs,
+    output: &Path,
+    cache_path: Option<&Path>,
+    data: Option<&Path>,
+    labels: Option<&Path>,
+    json: bool,
+) -> Fallible<ExitCode> {
+    let model = read_model(&c.model.model)?;
+    let opts = options(&c.model)?;
+    let (method, per) = parse_methods(c)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let input = model_input(&float)?;
+    let calib_data = load_data(&c.calib, None, &c.pre, &input)?;
+    // Evaluation data is read before the long calibration, so that an error in it
+    // comes at once.
+    let test = match data {
+        Some(d) => Some(load_data(d, labels, &c.pre, &input)?),
+        None => None,
+    };
+    let cache = calibrate(&prepared, &float, &calib_data, c.batch, method, &per, json)?;
+    drop(calib_data);
+    let quantized = apply(&prepared, &cache, &opts)?;
+    if let Some(p) = cache_path {
+        cache.save(p)?;
+    }
+    let eval = match &test {
+        Some(test) => {
+            let q = OnnxGraph::from_model(&quantized, &device())?;
+            Some(evaluate(&float, &q, test, c.batch)?)
+        }
+        None => None,
+    };
+    write_model(&quantized, output)?;
+    report(output, (&prepared, &cache), eval.as_ref(), None, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_calibrate(c: &CalibArgs, output: &Path, json: bool) -> Fallible<ExitCode> {
+    let model = read_model(&c.model.model)?;
+    let opts = options(&c.model)?;
+    let (method, per) = parse_methods(c)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let data = load_data(&c.calib, None, &c.pre, &model_input(&float)?)?;
+    let cache = calibrate(&prepared, &float, &data, c.batch, method, &per, json)?;
+    cache.save(output)?;
+    report(output, (&prepared, &cache), None, None, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_export(
+    m: &ModelArgs,
+    cache: &Path,
+    output: &Path,
+    json: bool,
+) -> Fallible<ExitCode> {
+    let model = read_model(&m.model)?;
+    let opts = options(m)?;
+    let cache = CalibrationCache::load(cache)?;
+    let prepared = prepare(&model, &opts)?;
+    let quantized = apply(&prepared, &cache, &opts)?;
+    write_model(&quantized, output)?;
+    report(output, (&prepared, &cache), None, None, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_eval(
+    float: &Path,
+    quantized: &Path,
+    data: &Path,
+    labels: Option<&Path>,
+    pre: &PreArgs,
+    batch: usize,
+    json: bool,
+) -> Fallible<ExitCode> {
+    let f = OnnxGraph::from_model(&read_model(float)?, &device())?;
+    let q = OnnxGraph::from_model(&read_model(quantized)?, &device())?;
+    let d = load_data(data, labels, pre, &model_input(&f)?)?;
+    let v = evaluate(&f, &q, &d, batch)?;
+    if json {
+        println!("{v}");
+    } else {
+        print_eval(&v);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_lint(file: &Path, json: bool) -> Fallible<ExitCode> {
+    let violations = qdq_onnx::lint_file(file)?;
+    if json {
+        let v: Vec<_> = violations
+            .iter()
+            .map(|v| serde_json::json!({"node": v.node, "rule": format!("{:?}", v.rule), "message": v.message, "fix": v.fix}))
+            .collect();
+        println!("{}", serde_json::json!({"file": file, "violations": v}));
+    } else if violations.is_empty() {
+        println!("{}: passes TensorRT's QDQ rules", file.display());
+    } else {
+        for v in &violations {
+            println!("{v}");
+        }
+        println!("{}: {} violation(s)", file.display(), violations.len());
+    }
+    Ok(if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
+    let model = read_model(file)?;
+    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
+    let mut ops: std::collections::BTreeMap<&str, usize> = Default::default();
+    for n in &graph.node {
+        *ops.entry(n.op_type.as_str()).or_default() += 1;
+    }
+    let supported = qdq_onnx::runtime::supported_ops();
+    let unsupported: Vec<&str> = ops
+        .keys()
+        .copied()
+        .filter(|o| !supported.contains(o))
+        .collect();
+    let inits: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let dims = |v: &onnx_ir::ValueInfoProto| -> Vec<String> {
+        v.type_
+            .tensor_type()
+            .shape
+            .dim
+            .iter()
+            .map(|d| {
+                if d.has_dim_value() {
+                    d.dim_value().to_string()
+                } else {
+                    d.dim_param().to_string()
+                }
+            })
+            .collect()
+    };
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !inits.contains(i.name.as_str()))
+        .map(|i| (i.name.clone(), dims(i)))
+        .collect();
+    let outputs: Vec<_> = graph
+        .output
+        .iter()
+        .map(|o| (o.name.clone(), dims(o)))
+        .collect();
+    let opset = qdq_onnx::passes::model_opset(&model);
+    let params: usize = graph
+        .initializer
+        .iter()
+        .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
+        .sum();
+    let pairs = ops.get("QuantizeLinear").copied().unwrap_or(0);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "file": file, "opset": opset, "ir_version": model.ir_version, "producer": model.producer_name,
+                "inputs": inputs, "outputs": outputs, "ops": ops, "initializer_elements": params,
+                "quantize_linear": pairs, "unsupported_ops": unsupported,
+            })
+        );
+    } else {
+        println!(
+            "{}: opset {opset}, IR {}, producer `{}`",
+            file.display(),
+            model.ir_version,
+            model.producer_name
+        );
+        for (n, d) in &inputs {
+            println!("  input  {n} [{}]", d.join(", "));
+        }
+        for (n, d) in &outputs {
+            println!("  output {n} [{}]", d.join(", "));
+        }
+        println!(
+            "  {} nodes, {params} weight elements, {pairs} QuantizeLinear",
+            graph.node.len()
+        );
+        for (op, n) in &ops {
+            println!("    {op:<24} {n}");
+        }
+        if !unsupported.is_empty() {
+            println!(
+                "  not runnable by qdq's runtime: {}",
+                unsupported.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

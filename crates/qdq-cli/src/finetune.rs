@@ -1,0 +1,144 @@
+//! `qdq finetune`: quantize, fine-tune the QDQ graph on labelled data, write it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use burn::prelude::*;
+use qdq_onnx::finetune::TrainableGraph;
+use qdq_onnx::quantize::apply;
+use qdq_onnx::runtime::OnnxGraph;
+use qdq_vision::train::{TrainConfig, fit};
+
+use crate::pipeline::{
+    calibrate, device, load_data, model_input, options, parse_methods, prepare_graph, read_model,
+    write_model,
+};
+use crate::report::{evaluate, report_with};
+use crate::{CalibArgs, Fallible};
+
+/// `qdq finetune`: quantize as `qdq quantize` does, fine-tune the QDQ graph on the
+/// training data with `recipe`, write it; with evaluation data, report PTQ and the
+/// fine-tuned model against FP32.
+pub(crate) fn run_finetune(
+    c: &CalibArgs,
+    (train_path, labels): (&Path, Option<&Path>),
+    recipe: &TrainConfig,
+    eval_data: Option<(&Path, Option<&Path>)>,
+    output: &Path,
+    json: bool,
+) -> Fallible<ExitCode> {
+    let model = read_model(&c.model.model)?;
+    let opts = options(&c.model)?;
+    let (method, per) = parse_methods(c)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let input = model_input(&float)?;
+    // Every data file is read before the long steps, so that an error comes at once.
+    let calib_data = load_data(&c.calib, None, &c.pre, &input)?;
+    let train = load_data(train_path, labels, &c.pre, &input)?;
+    let Some(train_labels) = train.labels.as_deref() else {
+        return Err(format!(
+            "--train {}: fine-tuning needs labels; give --labels, a .npz holding `labels`, or class folders",
+            train_path.display()
+        )
+        .into());
+    };
+    if !(1..=3).contains(&train.item_shape.len()) || train.is_empty() {
+        return Err(format!(
+            "--train {}: fine-tuning takes items of 1 to 3 dimensions ([F], [H, W], [C, H, W]), got {} items of {:?}",
+            train_path.display(),
+            train.len(),
+            train.item_shape
+        )
+        .into());
+    }
+    let test = match eval_data {
+        Some((d, l)) => Some(load_data(d, l, &c.pre, &input)?),
+        None => None,
+    };
+    let cache = calibrate(&prepared, &float, &calib_data, c.batch, method, &per, json)?;
+    drop(calib_data);
+    let quantized = apply(&prepared, &cache, &opts)?;
+
+    // One checked forward pass first: the training loop has no error path.
+    let trainable = TrainableGraph::new(&quantized, &device())?;
+    let probe = (0..train.len().min(2)).collect::<Vec<_>>();
+    let classes = trainable
+        .classify(qdq_vision::data::batch(&train, &probe, None, &device()).0)?
+        .dims()[1];
+    if let Some(bad) = train_labels
+        .iter()
+        .find(|&&l| l < 0 || l as usize >= classes)
+    {
+        return Err(format!(
+            "--train {}: label {bad} is outside the model's {classes} classes",
+            train_path.display()
+        )
+        .into());
+    }
+    let ad = device().autodiff();
+    ad.seed(recipe.seed);
+    let (tuned, timing) = fit(trainable.fork(&ad).train(), &train, recipe, "fine-tuning");
+    let tuned = tuned.valid();
+    let finetuned = tuned.write_into(&quantized)?;
+    let violations = qdq_onnx::lint(&finetuned);
+    if !violations.is_empty() {
+        return Err(qdq_onnx::Error::Lint(violations).into());
+    }
+    let (ptq_eval, eval) = match &test {
+        Some(test) => {
+            let ptq = OnnxGraph::from_model(&quantized, &device())?;
+            let tuned = OnnxGraph::from_model(&finetuned, &device())?;
+            (
+                Some(evaluate(&float, &ptq, test, c.batch)?),
+                Some(evaluate(&float, &tuned, test, c.batch)?),
+            )
+        }
+        None => (None, None),
+    };
+    write_model(&finetuned, output)?;
+    let summary = serde_json::json!({
+        "epochs": recipe.epochs,
+        "lr": recipe.lr,
+        "min_lr": recipe.min_lr,
+        "images": train.len(),
+        "weights": tuned.names().len(),
+        "quantizers": tuned.quantizers(),
+        "seconds": timing.seconds,
+        "images_per_s": timing.images_per_s,
+    });
+    let mut header = format!(
+        "fine-tuned {} weights through {} quantizers: {} epoch(s) over {} images, lr {:.1e} -> {:.1e}, {:.1} s ({:.0} images/s)",
+        tuned.names().len(),
+        tuned.quantizers(),
+        recipe.epochs,
+        train.len(),
+        recipe.lr,
+        recipe.min_lr,
+        timing.seconds,
+        timing.images_per_s
+    );
+    if let Some((f, q)) = ptq_eval.as_ref().and_then(|v| {
+        Some((
+            v["fp32_accuracy"].as_f64()?,
+            v["quantized_accuracy"].as_f64()?,
+        ))
+    }) {
+        header += &format!(
+            "
+before fine-tuning: FP32 {:.2}%  PTQ {:.2}%",
+            f * 100.0,
+            q * 100.0
+        );
+    }
+    let more = serde_json::json!({"finetune": summary, "eval_ptq": ptq_eval});
+    let quantizers = (&prepared, &cache);
+    report_with(
+        output,
+        quantizers,
+        eval.as_ref(),
+        Some(&header),
+        json,
+        Some(more),
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,216 @@
+//! The steps commands share: reading the model and data, placing and calibrating
+//! quantizers, writing the result.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use qdq_cli::data::images::{self, ImageOptions};
+use qdq_cli::data::{DataError, Dataset, Input, Preprocess};
+use qdq_onnx::passes::PlacementOptions;
+use qdq_onnx::quantize::{
+    Calibration, CalibrationCache, Method, Prepared, QuantizeOptions, prepare,
+};
+use qdq_onnx::runtime::{OnnxGraph, Value};
+use qdq_onnx::{Message, ModelProto, QdqFormat};
+
+use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
+
+pub(crate) fn device() -> Device {
+    Device::flex()
+}
+
+pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
+    Ok(qdq_onnx::read_model(path)?)
+}
+
+pub(crate) fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {
+    let format = match m.format.as_str() {
+        "int8" => QdqFormat::Int8,
+        "fp8" => QdqFormat::Fp8E4M3,
+        other => return Err(format!("--format {other}: expected int8 or fp8").into()),
+    };
+    Ok(QuantizeOptions {
+        placement: PlacementOptions {
+            skip_op_types: m.skip_op.clone(),
+            skip_names: m.skip.clone(),
+            ..Default::default()
+        },
+        format,
+        opset: m.opset,
+    })
+}
+
+/// The graph's (first) runtime input, which the data feeds.
+pub(crate) fn model_input(graph: &OnnxGraph) -> Fallible<Input> {
+    let input = graph
+        .inputs()
+        .first()
+        .ok_or("the model has no runtime input")?;
+    Ok(Input {
+        name: input.name.clone(),
+        dims: input
+            .dims
+            .iter()
+            .map(|d| match d {
+                qdq_onnx::runtime::Dim::Fixed(n) => Some(*n),
+                _ => None,
+            })
+            .collect(),
+    })
+}
+
+/// Batches of `data` shaped for the graph's single input.
+pub(crate) fn batches(
+    graph: &OnnxGraph,
+    data: &Dataset,
+    batch: usize,
+) -> Fallible<Vec<Vec<(String, Value)>>> {
+    let input = model_input(graph)?;
+    input.check("the data", &data.item_shape)?;
+    let item: usize = data.item_shape.iter().product();
+    let dims = &input.dims;
+    let fixed_batch = dims[0];
+    let batch = fixed_batch.unwrap_or(batch.max(1));
+    let mut out = Vec::new();
+    for from in (0..data.len()).step_by(batch) {
+        let values = data.items(from, batch);
+        let n = values.len() / item.max(1);
+        if fixed_batch.is_some_and(|b| b != n) {
+            break; // a static batch: drop the ragged tail
+        }
+        let mut shape = vec![n];
+        match dims.iter().skip(1).copied().collect::<Option<Vec<_>>>() {
+            Some(rest) => shape.extend(rest),
+            None => shape.extend(&data.item_shape),
+        }
+        out.push(vec![(
+            input.name.clone(),
+            Value::try_from_f32(values.to_vec(), &shape, &device())?,
+        )]);
+    }
+    Ok(out)
+}
+
+pub(crate) fn parse_methods(c: &CalibArgs) -> Fallible<(Method, HashMap<String, Method>)> {
+    let method: Method = c.method.parse().map_err(|e| format!("--method: {e}"))?;
+    let mut per = HashMap::new();
+    for m in &c.method_for {
+        let (t, v) = m
+            .split_once('=')
+            .ok_or_else(|| format!("--method-for {m}: expected TENSOR=METHOD"))?;
+        per.insert(
+            t.to_string(),
+            v.parse().map_err(|e| format!("--method-for {m}: {e}"))?,
+        );
+    }
+    Ok((method, per))
+}
+
+/// Folds constants and places quantizers; returns the prepared model and its float graph.
+pub(crate) fn prepare_graph(
+    model: &ModelProto,
+    opts: &QuantizeOptions,
+) -> Fallible<(Prepared, OnnxGraph)> {
+    let prepared = prepare(model, opts)?;
+    let graph = OnnxGraph::from_model(&prepared.model, &device())?;
+    Ok((prepared, graph))
+}
+
+/// Calibrates the prepared model's quantizers on `data`, run through its float `graph`.
+pub(crate) fn calibrate(
+    prepared: &Prepared,
+    graph: &OnnxGraph,
+    data: &Dataset,
+    batch: usize,
+    method: Method,
+    per: &HashMap<String, Method>,
+    json: bool,
+) -> Fallible<CalibrationCache> {
+    let graph_proto = prepared
+        .model
+        .graph
+        .as_ref()
+        .ok_or("the model has no graph")?;
+    let mut calib = Calibration::new(graph_proto, &prepared.sites, false)?;
+    let batches = batches(graph, data, batch)?;
+    if batches.is_empty() {
+        return Err(
+            "the calibration set is empty (or smaller than the model's fixed batch)".into(),
+        );
+    }
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(batches.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "calibrating {bar:30} {pos}/{len} batches, {elapsed} (ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    for b in batches {
+        calib.feed(graph, b)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(calib.cache(method, per)?)
+}
+
+pub(crate) fn write_model(model: &ModelProto, path: &Path) -> Fallible<()> {
+    let bytes = model.write_to_bytes()?;
+    qdq::io::write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Loads `path` for the model input `input`: a folder of images (fitted to the input,
+/// see [`ImageOptions::for_input`]), `.npz`, `.npy` or IDX; then --scale, --mean and
+/// --std, the check that items fit the input (naming `path`), and the labels.
+pub(crate) fn load_data(
+    path: &Path,
+    labels: Option<&Path>,
+    pre: &PreArgs,
+    input: &Input,
+) -> Fallible<Dataset> {
+    let source = path.display().to_string();
+    let mut d = if path.is_dir() {
+        let o = ImageOptions {
+            resize: pre.resize,
+            scale: pre.scale.unwrap_or(1.0 / 255.0),
+            mean: pre.mean.clone(),
+            std: pre.std.clone(),
+            ..ImageOptions::for_input(input, path, pre.crop)?
+        };
+        images::load(path, &o)?
+    } else {
+        if pre.resize.is_some() || pre.crop.is_some() {
+            return Err(DataError::Format {
+                path: source,
+                why: "--resize and --crop apply to folders of images, not to files".into(),
+            }
+            .into());
+        }
+        let scale = pre.scale.map(|scale| Preprocess {
+            scale,
+            ..Preprocess::default()
+        });
+        let mut d = if path.extension().is_some_and(|e| e == "npz") {
+            Dataset::load_npz(path, Some(&input.name), scale)?
+        } else {
+            Dataset::load(path, scale)?
+        };
+        d.normalize(&pre.mean, &pre.std)
+            .map_err(|why| DataError::Format {
+                path: source.clone(),
+                why,
+            })?;
+        d
+    };
+    input.check(&source, &d.item_shape)?;
+    if let Some(l) = labels {
+        d = d.with_labels(l)?;
+    }
+    Ok(d)
+}

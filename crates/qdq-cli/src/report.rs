@@ -1,0 +1,207 @@
+//! What commands print: the quantizer table and the FP32-vs-quantized evaluation,
+//! as text or JSON.
+
+use std::path::Path;
+
+use qdq_cli::data::Dataset;
+use qdq_onnx::quantize::{CalibrationCache, Prepared, report};
+use qdq_onnx::runtime::OnnxGraph;
+
+use crate::Fallible;
+use crate::pipeline::batches;
+
+pub(crate) fn quantizer_table(
+    prepared: &Prepared,
+    cache: &CalibrationCache,
+) -> Vec<serde_json::Value> {
+    prepared
+        .sites
+        .iter()
+        .map(|s| {
+            let e = cache.entries.get(&s.tensor);
+            let amax = e.map(|e| e.amax.clone()).unwrap_or_default();
+            serde_json::json!({
+                "name": s.name,
+                "tensor": s.tensor,
+                "method": e.map(|e| e.method.clone()).unwrap_or_default(),
+                "amax": if amax.len() == 1 { serde_json::json!(amax[0]) } else { serde_json::json!({"channels": amax.len(), "max": amax.iter().fold(0f32, |m, v| m.max(*v))}) },
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn print_table(rows: &[serde_json::Value]) {
+    println!("{:<48} {:<18} amax", "quantizer", "method");
+    for r in rows {
+        let amax = match &r["amax"] {
+            serde_json::Value::Object(o) => format!(
+                "{} channels, max {:.4}",
+                o["channels"],
+                o["max"].as_f64().unwrap_or(0.0)
+            ),
+            v => format!("{:.4}", v.as_f64().unwrap_or(0.0)),
+        };
+        println!(
+            "{:<48} {:<18} {}",
+            r["name"].as_str().unwrap_or(""),
+            r["method"].as_str().unwrap_or(""),
+            amax
+        );
+    }
+}
+
+/// FP32 vs quantized on `data`: every output compared (SQNR and cosine; top-1
+/// agreement and, with labels, accuracy for `[batch, classes]` outputs), and the tensor
+/// where the error jumps. The top-level figures are the first output's; accuracy the
+/// first `[batch, classes]` output's.
+pub(crate) fn evaluate(
+    float: &OnnxGraph,
+    quant: &OnnxGraph,
+    data: &Dataset,
+    batch: usize,
+) -> Fallible<serde_json::Value> {
+    let outputs = report::compare_outputs(
+        float,
+        quant,
+        batches(float, data, batch)?,
+        data.labels.as_deref(),
+    )?;
+    let first = outputs.first().ok_or("the model has no output")?;
+    let finite = |x: f64| x.is_finite().then_some(x); // infinite SQNR (equal outputs): null
+    let per_output: Vec<serde_json::Value> = outputs
+        .iter()
+        .map(|o| {
+            let mut v = serde_json::json!({
+                "name": o.name,
+                "shape": o.item_shape,
+                "sqnr_db": finite(o.agreement.sqnr_db),
+                "cosine": o.agreement.cosine,
+            });
+            if o.classes.is_some() {
+                v["top1_agreement"] = serde_json::json!(o.agreement.top1);
+            }
+            if let Some((f, q)) = o.accuracy {
+                v["fp32_accuracy"] = serde_json::json!(f);
+                v["quantized_accuracy"] = serde_json::json!(q);
+            }
+            v
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "items": first.items,
+        "sqnr_db": finite(first.agreement.sqnr_db),
+        "cosine": first.agreement.cosine,
+        "outputs": per_output,
+    });
+    if first.classes.is_some() {
+        v["top1_agreement"] = serde_json::json!(first.agreement.top1);
+    }
+    if let Some((f, q)) = outputs.iter().find_map(|o| o.accuracy) {
+        v["fp32_accuracy"] = serde_json::json!(f);
+        v["quantized_accuracy"] = serde_json::json!(q);
+    }
+    // Where the error jumps, on the first few items: per-tensor SQNR, float vs quantized.
+    let few = batches(float, data, 8)?;
+    if let Some(first) = few.into_iter().next() {
+        let layers = report::layer_sqnr(float, quant, first)?;
+        if let Some((tensor, drop)) = report::error_jump(&layers) {
+            let sqnr = layers
+                .iter()
+                .find(|(n, _)| n == tensor)
+                .map_or(0.0, |l| l.1);
+            v["error_jump"] =
+                serde_json::json!({"tensor": tensor, "sqnr_db": sqnr, "drop_db": drop});
+        }
+    }
+    Ok(v)
+}
+
+pub(crate) fn print_eval(v: &serde_json::Value) {
+    let jump = &v["error_jump"];
+    if let Some(t) = jump["tensor"].as_str() {
+        println!(
+            "largest error jump: tensor `{t}` (SQNR falls {:.1} dB, to {:.1} dB)",
+            jump["drop_db"].as_f64().unwrap_or(0.0),
+            jump["sqnr_db"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let (Some(a), Some(b)) = (
+        v["fp32_accuracy"].as_f64(),
+        v["quantized_accuracy"].as_f64(),
+    ) {
+        println!(
+            "accuracy: FP32 {:.2}%  quantized {:.2}%  ({} items)",
+            a * 100.0,
+            b * 100.0,
+            v["items"]
+        );
+    }
+    println!("FP32 vs quantized outputs ({} items):", v["items"]);
+    for o in v["outputs"].as_array().into_iter().flatten() {
+        let top1 = o["top1_agreement"].as_f64().map_or(String::new(), |t| {
+            format!("top-1 agreement {:.2}%, ", t * 100.0)
+        });
+        let sqnr = o["sqnr_db"]
+            .as_f64()
+            .map_or("inf (equal)".into(), |d| format!("{d:.1} dB"));
+        let shape: Vec<String> = o["shape"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| d.to_string())
+            .collect();
+        println!(
+            "  {} [{}]: {top1}SQNR {sqnr}, cosine {:.5}",
+            o["name"].as_str().unwrap_or(""),
+            shape.join(", "),
+            o["cosine"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+/// Prints what a command wrote: JSON, or a header, the quantizer table, the evaluation.
+pub(crate) fn report(
+    output: &Path,
+    (prepared, cache): (&Prepared, &CalibrationCache),
+    eval: Option<&serde_json::Value>,
+    header: Option<&str>,
+    json: bool,
+) {
+    report_with(output, (prepared, cache), eval, header, json, None);
+}
+
+/// [`report`] with more top-level JSON fields (`more`, an object).
+pub(crate) fn report_with(
+    output: &Path,
+    (prepared, cache): (&Prepared, &CalibrationCache),
+    eval: Option<&serde_json::Value>,
+    header: Option<&str>,
+    json: bool,
+    more: Option<serde_json::Value>,
+) {
+    let table = &quantizer_table(prepared, cache);
+    if json {
+        let mut v = serde_json::json!({"output": output, "quantizers": table, "eval": eval});
+        if let (Some(o), Some(serde_json::Value::Object(m))) = (v.as_object_mut(), more) {
+            o.extend(m);
+        }
+        println!("{v}");
+        return;
+    }
+    if let Some(h) = header {
+        println!("{h}\n");
+    }
+    print_table(table);
+    if let Some(e) = eval {
+        println!();
+        print_eval(e);
+    }
+    // Every model written went through the lint (quantize::apply); a cache did not.
+    let linted = output.extension().is_some_and(|e| e == "onnx");
+    let note = if linted {
+        " (passes the TensorRT lint)"
+    } else {
+        ""
+    };
+    println!("\nwrote {}{note}", output.display());
+}
