@@ -10,7 +10,7 @@ use qdq_onnx::runtime::OnnxGraph;
 use qdq_onnx::{Message, ModelProto};
 
 use crate::pipeline::{
-    calibrate, device, load_data, model_input, options, parse_methods, prepare_graph, read_model,
+    calibrate, device, load_data, model_input, options, prepare_graph, read_model, setup,
     write_model,
 };
 use crate::report::{evaluate, print_eval, report};
@@ -46,45 +46,38 @@ pub(crate) fn run_quantize(
     labels: Option<&Path>,
     json: bool,
 ) -> Fallible<ExitCode> {
-    let model = read_model(&c.model.model)?;
-    let opts = options(&c.model)?;
-    let (method, per) = parse_methods(c)?;
-    let (prepared, float) = prepare_graph(&model, &opts)?;
-    let input = model_input(&float)?;
-    let calib_data = load_data(&c.calib, None, &c.pre, &input)?;
+    let s = setup(c)?;
+    let calib_data = load_data(&c.calib, None, &c.pre, &s.input)?;
     // Evaluation data is read before the long calibration, so that an error in it
     // comes at once.
     let test = match data {
-        Some(d) => Some(load_data(d, labels, &c.pre, &input)?),
+        Some(d) => Some(load_data(d, labels, &c.pre, &s.input)?),
         None => None,
     };
-    let cache = calibrate(&prepared, &float, &calib_data, c.batch, method, &per, json)?;
+    let cache = s.calibrate(c, &calib_data, json)?;
     drop(calib_data);
-    let quantized = apply(&prepared, &cache, &opts)?;
+    let quantized = apply(&s.prepared, &cache, &s.opts)?;
     if let Some(p) = cache_path {
         cache.save(p)?;
     }
     let eval = match &test {
         Some(test) => {
             let q = OnnxGraph::from_model(&quantized, &device())?;
-            Some(evaluate(&float, &q, test, c.batch)?)
+            Some(evaluate(&s.float, &q, test, c.batch)?)
         }
         None => None,
     };
     write_model(&quantized, output)?;
-    report(output, (&prepared, &cache), eval.as_ref(), None, json);
+    report(output, (&s.prepared, &cache), eval.as_ref(), None, json);
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn run_calibrate(c: &CalibArgs, output: &Path, json: bool) -> Fallible<ExitCode> {
-    let model = read_model(&c.model.model)?;
-    let opts = options(&c.model)?;
-    let (method, per) = parse_methods(c)?;
-    let (prepared, float) = prepare_graph(&model, &opts)?;
-    let data = load_data(&c.calib, None, &c.pre, &model_input(&float)?)?;
-    let cache = calibrate(&prepared, &float, &data, c.batch, method, &per, json)?;
+    let s = setup(c)?;
+    let data = load_data(&c.calib, None, &c.pre, &s.input)?;
+    let cache = s.calibrate(c, &data, json)?;
     cache.save(output)?;
-    report(output, (&prepared, &cache), None, None, json);
+    report(output, (&s.prepared, &cache), None, None, json);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,10 +9,7 @@ use qdq_onnx::quantize::apply;
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_vision::train::{TrainConfig, fit};
 
-use crate::pipeline::{
-    calibrate, device, load_data, model_input, options, parse_methods, prepare_graph, read_model,
-    write_model,
-};
+use crate::pipeline::{device, load_data, setup, write_model};
 use crate::report::{evaluate, report_with};
 use crate::{CalibArgs, Fallible};
 
@@ -27,14 +24,10 @@ pub(crate) fn run_finetune(
     output: &Path,
     json: bool,
 ) -> Fallible<ExitCode> {
-    let model = read_model(&c.model.model)?;
-    let opts = options(&c.model)?;
-    let (method, per) = parse_methods(c)?;
-    let (prepared, float) = prepare_graph(&model, &opts)?;
-    let input = model_input(&float)?;
+    let s = setup(c)?;
     // Every data file is read before the long steps, so that an error comes at once.
-    let calib_data = load_data(&c.calib, None, &c.pre, &input)?;
-    let train = load_data(train_path, labels, &c.pre, &input)?;
+    let calib_data = load_data(&c.calib, None, &c.pre, &s.input)?;
+    let train = load_data(train_path, labels, &c.pre, &s.input)?;
     let Some(train_labels) = train.labels.as_deref() else {
         return Err(format!(
             "--train {}: fine-tuning needs labels; give --labels, a .npz holding `labels`, or class folders",
@@ -52,12 +45,12 @@ pub(crate) fn run_finetune(
         .into());
     }
     let test = match eval_data {
-        Some((d, l)) => Some(load_data(d, l, &c.pre, &input)?),
+        Some((d, l)) => Some(load_data(d, l, &c.pre, &s.input)?),
         None => None,
     };
-    let cache = calibrate(&prepared, &float, &calib_data, c.batch, method, &per, json)?;
+    let cache = s.calibrate(c, &calib_data, json)?;
     drop(calib_data);
-    let quantized = apply(&prepared, &cache, &opts)?;
+    let quantized = apply(&s.prepared, &cache, &s.opts)?;
 
     // One checked forward pass first: the training loop has no error path.
     let trainable = TrainableGraph::new(&quantized, &device())?;
@@ -89,8 +82,8 @@ pub(crate) fn run_finetune(
             let ptq = OnnxGraph::from_model(&quantized, &device())?;
             let tuned = OnnxGraph::from_model(&finetuned, &device())?;
             (
-                Some(evaluate(&float, &ptq, test, c.batch)?),
-                Some(evaluate(&float, &tuned, test, c.batch)?),
+                Some(evaluate(&s.float, &ptq, test, c.batch)?),
+                Some(evaluate(&s.float, &tuned, test, c.batch)?),
             )
         }
         None => (None, None),
@@ -131,7 +124,7 @@ before fine-tuning: FP32 {:.2}%  PTQ {:.2}%",
         );
     }
     let more = serde_json::json!({"finetune": summary, "eval_ptq": ptq_eval});
-    let quantizers = (&prepared, &cache);
+    let quantizers = (&s.prepared, &cache);
     report_with(
         output,
         quantizers,

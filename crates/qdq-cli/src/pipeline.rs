@@ -108,6 +108,56 @@ pub(crate) fn parse_methods(c: &CalibArgs) -> Fallible<(Method, HashMap<String, 
     Ok((method, per))
 }
 
+/// A model read, folded and with its quantizers placed, as the calibrating commands
+/// (`quantize`, `calibrate`, `finetune`) start.
+pub(crate) struct Setup {
+    pub opts: QuantizeOptions,
+    pub method: Method,
+    pub per: HashMap<String, Method>,
+    pub prepared: Prepared,
+    /// The folded float graph.
+    pub float: OnnxGraph,
+    /// Its input, which the data feeds.
+    pub input: Input,
+}
+
+/// Reads `c`'s model and methods and places its quantizers.
+pub(crate) fn setup(c: &CalibArgs) -> Fallible<Setup> {
+    let model = read_model(&c.model.model)?;
+    let opts = options(&c.model)?;
+    let (method, per) = parse_methods(c)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let input = model_input(&float)?;
+    Ok(Setup {
+        opts,
+        method,
+        per,
+        prepared,
+        float,
+        input,
+    })
+}
+
+impl Setup {
+    /// Calibrates on `data` (`c.batch` items a batch) by the setup's methods.
+    pub(crate) fn calibrate(
+        &self,
+        c: &CalibArgs,
+        data: &Dataset,
+        json: bool,
+    ) -> Fallible<CalibrationCache> {
+        calibrate(
+            &self.prepared,
+            &self.float,
+            data,
+            c.batch,
+            self.method,
+            &self.per,
+            json,
+        )
+    }
+}
+
 /// Folds constants and places quantizers; returns the prepared model and its float graph.
 pub(crate) fn prepare_graph(
     model: &ModelProto,
