@@ -8,10 +8,12 @@
 //! cargo run --release -p qdq-vision --example resnet_chapter -- \
 //!     [--data /usr/share/datasets/fashion-mnist] [--out target/resnet-chapter] \
 //!     [--epochs 6] [--width 16] [--layers 1,1,1,1] [--lr 0.1] [--batch 128] [--augment] \
-//!     [--train-images N] [--test-images N] [--no-low-bits] [--python .venv/bin/python] [--retrain]
+//!     [--train-images N] [--test-images N] [--low-bits W,A]... [--no-low-bits] \
+//!     [--python .venv/bin/python] [--retrain]
 //! ```
 //!
-//! A second run reuses `OUT/fp32.safetensors` unless `--retrain` is given.
+//! A second run reuses `OUT/fp32.safetensors` unless `--retrain` is given. The harder
+//! settings default to `--low-bits 4,8 --low-bits 4,4` (weight, activation bits).
 
 use std::path::PathBuf;
 
@@ -23,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut data = PathBuf::from(DEFAULT_DIR);
     let mut cfg = ChapterConfig::full(PathBuf::from("target/resnet-chapter"), default_python());
     let mut args = std::env::args().skip(1);
+    let mut low_bits_given = false;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -42,7 +45,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--batch" => cfg.train.batch_size = value()?.parse()?,
             "--train-images" => cfg.train_images = Some(value()?.parse()?),
             "--test-images" => cfg.test_images = Some(value()?.parse()?),
-            "--no-low-bits" => cfg.low_weight_bits = None,
+            "--no-low-bits" => cfg.low_bits.clear(),
+            "--low-bits" => {
+                let v: Vec<u32> = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+                let bits: [u32; 2] = v.try_into().map_err(|_| "--low-bits takes W,A")?;
+                if !low_bits_given {
+                    cfg.low_bits.clear();
+                    low_bits_given = true;
+                }
+                cfg.low_bits.push(bits);
+            }
             "--augment" => cfg.train.augment = true,
             "--retrain" => cfg.reuse_checkpoint = false,
             other => {

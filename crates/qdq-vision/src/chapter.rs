@@ -46,8 +46,9 @@ pub struct ChapterConfig {
     /// QAT's initial learning rate as a fraction of the FP32 one (seed: 0.01); it is
     /// annealed to the same fraction of itself.
     pub qat_lr_factor: f64,
-    /// Weight bits of the harder setting (activations stay 8-bit); `None` skips it.
-    pub low_weight_bits: Option<u32>,
+    /// The harder settings, `[weight bits, activation bits]` each: PTQ with every
+    /// method, then QAT from the best. Empty skips them.
+    pub low_bits: Vec<[u32; 2]>,
     /// Where the FP32 checkpoint, the ONNX file and `results.json` go.
     pub out_dir: PathBuf,
     /// Reuse `out_dir/fp32.safetensors` when it exists instead of training.
@@ -74,7 +75,7 @@ impl ChapterConfig {
             calib_images: 1024,
             qat_fraction: 0.1,
             qat_lr_factor: 0.01,
-            low_weight_bits: Some(4),
+            low_bits: vec![[4, 8], [4, 4]],
             out_dir,
             reuse_checkpoint: true,
             python,
@@ -288,13 +289,13 @@ pub fn run_on(
         Timing::since(start, test.len()),
     );
 
-    // 5. Low-bit weights.
-    if let Some(bits) = cfg.low_weight_bits {
-        let tag = format!(" w{bits}a8");
-        let scheme = QuantScheme::with_bits(bits, 8);
+    // 5. Harder settings: fewer bits.
+    for &[w, a] in &cfg.low_bits {
+        let tag = format!(" w{w}a{a}");
+        let scheme = QuantScheme::with_bits(w, a);
         let (best, _) = ptq(&fp32, &scheme, calib, test, &tag, &mut record)?;
         let model = best.1.fork(&ad).train();
-        let (model, t) = fit(model, train, &qat_cfg, "QAT low");
+        let (model, t) = fit(model, train, &qat_cfg, &format!("QAT{tag}"));
         let (acc, te) = evaluate(&model.valid(), test, "QAT eval");
         record(&format!("QAT{tag} training"), None, t);
         record(&format!("QAT{tag}"), Some(acc), te);

@@ -30,7 +30,7 @@ fn every_stage_of_the_chapter_on_a_tiny_resnet() {
         calib_images: 256,
         qat_fraction: 0.5,
         qat_lr_factor: 0.1,
-        low_weight_bits: Some(4),
+        low_bits: vec![[4, 8]],
         out_dir: out.clone(),
         reuse_checkpoint: false,
         python: default_python(),
