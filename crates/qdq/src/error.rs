@@ -131,6 +131,12 @@ pub enum Error {
     /// Data could not be read as float32.
     #[error("expected float data: {0}")]
     Data(String),
+    /// A `--device` name qdq does not know.
+    #[error("unknown device `{0}`; expected cpu, cuda or cuda:N")]
+    UnknownDevice(String),
+    /// A GPU kernel could not run (no driver, no NVRTC, a failed launch).
+    #[error("GPU: {0}")]
+    Gpu(String),
 }
 
 /// Result alias used throughout qdq.

@@ -8,6 +8,9 @@
 //!   reference's CPU path.
 //! - [`calib`]: `MaxCalibrator` and `HistogramCalibrator` with entropy, mse and
 //!   percentile amax searches, exact integer counts.
+//! - [`device`]: `cpu`, or `cuda:N` with the `gpu` feature, where tensors on the GPU
+//!   are quantized, calibrated and trained through fused CUDA kernels (`qdq-cuda`)
+//!   that give the CPU's values bit for bit.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -22,11 +25,13 @@
 //! ```
 
 pub mod calib;
+mod device;
 pub mod error;
 pub mod io;
 pub mod nn;
 pub mod quant_modules;
 pub mod tensor_quant;
 
+pub use device::device;
 pub use error::{Error, Result};
 pub use tensor_quant::{Amax, QuantDescriptor};

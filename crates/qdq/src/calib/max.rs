@@ -73,6 +73,11 @@ impl MaxCalibrator {
     /// An axis out of range, or a batch whose amax shape differs from earlier ones.
     pub fn collect_slice(&mut self, data: &[f32], shape: &[usize]) -> Result<()> {
         let local = reduce_amax(data, shape, self.axis.as_deref())?;
+        self.fold(local)
+    }
+
+    /// Folds one batch's amax into the running max.
+    fn fold(&mut self, local: Amax) -> Result<()> {
         let merged = match self.calib_amax.take() {
             None => local.clone(),
             Some(prev) => {
@@ -101,7 +106,16 @@ impl MaxCalibrator {
     }
 
     /// Folds one batch given as a tensor.
+    /// On a CUDA device (feature `gpu`), a per-tensor max is one pass there and only
+    /// the max comes back; per-channel maxima are taken on the host.
     pub fn collect<const D: usize>(&mut self, x: &Tensor<D>) -> Result<()> {
+        #[cfg(feature = "gpu")]
+        if self.axis.is_none()
+            && let Some(max) = crate::tensor_quant::cuda::abs_scan(x)
+        {
+            let (max_bits, _) = max?;
+            return self.fold(Amax::scalar(f32::from_bits(max_bits)));
+        }
         let data = crate::tensor_quant::host_values(x)?;
         self.collect_slice(&data, &x.dims())
     }

@@ -35,9 +35,9 @@ fn clamp_keep_nan(v: f32, lo: f32, hi: f32) -> f32 {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IntParams {
     /// Scale used for rounding: `max_bound/amax`, or 0 when `amax <= 2^-24`.
-    scale_round: f32,
+    pub(crate) scale_round: f32,
     /// Scale divided out: `max_bound/amax`, or 1 when `amax <= 2^-24`.
-    scale_out: f32,
+    pub(crate) scale_out: f32,
     lo: f32,
     hi: f32,
 }

@@ -10,10 +10,13 @@
 //! Every function chooses its path from the input: a tensor that takes part in an
 //! autodiff graph goes through burn ops with a straight-through-estimator gradient;
 //! any other tensor goes through one fused, parallel pass over its data. The two
-//! paths agree bit for bit.
+//! paths agree bit for bit. With the `gpu` feature, a tensor on a LibTorch CUDA
+//! device goes through `qdq-cuda`'s fused kernels instead, forward and backward.
 
 mod amax;
 mod clip;
+#[cfg(feature = "gpu")]
+pub(crate) mod cuda;
 mod descriptor;
 mod format;
 pub mod kernel;
@@ -54,6 +57,10 @@ pub fn fake_tensor_quant<const D: usize>(
     narrow_range: bool,
 ) -> Result<Tensor<D>> {
     let range = IntRange::new(num_bits, unsigned, narrow_range)?;
+    #[cfg(feature = "gpu")]
+    if let Some(out) = cuda::quantize(&inputs, &amax, range, true) {
+        return out;
+    }
     if inputs.is_tracked() {
         check_tracked(&inputs, &amax, unsigned)?;
         let forward = ops::fake_quant_chain(inputs.clone().detach(), amax.clone().detach(), range);
@@ -78,6 +85,10 @@ pub fn tensor_quant<const D: usize>(
 ) -> Result<(Tensor<D>, Tensor<D>)> {
     let range = IntRange::new(num_bits, unsigned, narrow_range)?;
     let amax_shape = amax.shape();
+    #[cfg(feature = "gpu")]
+    if let Some(q) = cuda::quantize(&inputs, &amax, range, false) {
+        return Ok((q?, returned_scale(&amax, range)?));
+    }
     if inputs.is_tracked() {
         check_tracked(&inputs, &amax, unsigned)?;
         let (q, _) = ops::quant_chain(inputs.clone().detach(), amax.clone().detach(), range);

@@ -295,7 +295,20 @@ impl HistogramCalibrator {
         if data.is_empty() {
             return Ok(());
         }
-        let Scan { max_bits, zeros } = scan(data);
+        self.collect_scanned(data.len(), scan(data), |binner, counts| {
+            bin_into(data, binner, counts);
+            Ok(())
+        })
+    }
+
+    /// Adds a batch of `len` values that `scan` summarised; `bin` adds its values to
+    /// the counts on the grid this chooses (on the host, or on a GPU).
+    fn collect_scanned(
+        &mut self,
+        len: usize,
+        Scan { max_bits, zeros }: Scan,
+        bin: impl FnOnce(Binner, &mut [u64]) -> Result<()>,
+    ) -> Result<()> {
         if max_bits >= INF_BITS {
             // NaN patterns sort above Inf's.
             let what = if max_bits > INF_BITS { "NaN" } else { "Inf" };
@@ -304,7 +317,7 @@ impl HistogramCalibrator {
             )));
         }
         let zeros = zeros as u64;
-        let kept = data.len() as u64 - if self.skip_zeros { zeros } else { 0 };
+        let kept = len as u64 - if self.skip_zeros { zeros } else { 0 };
         if kept == 0 {
             return Ok(());
         }
@@ -318,37 +331,42 @@ impl HistogramCalibrator {
             self.counts[0] += kept;
             return Ok(());
         }
-        self.collect_nonzero(data, x_max, zeros)?;
+        self.collect_nonzero(x_max, zeros, bin)?;
         self.max_abs = self.max_abs.max(x_max);
         Ok(())
     }
 
-    /// [`HistogramCalibrator::collect_slice`] of a batch whose largest |x| is `x_max > 0`.
-    fn collect_nonzero(&mut self, data: &[f32], x_max: f32, zeros: u64) -> Result<()> {
+    /// [`HistogramCalibrator::collect_scanned`] of a batch whose largest |x| is `x_max > 0`.
+    fn collect_nonzero(
+        &mut self,
+        x_max: f32,
+        zeros: u64,
+        bin: impl FnOnce(Binner, &mut [u64]) -> Result<()>,
+    ) -> Result<()> {
         let zero_width = self.edges.last().is_none_or(|&e| e == 0.0);
         if zero_width {
             let binner = Binner::new(x_max, self.num_bins)?;
             // Zeros seen so far stay in bin 0 of the real grid.
             let earlier = self.counts.first().copied().unwrap_or(0);
+            let mut counts = vec![0; self.num_bins];
+            bin(binner, &mut counts)?;
+            counts[0] += earlier;
             self.edges = linspace_edges(x_max, self.num_bins);
-            self.counts = vec![0; self.num_bins];
-            self.counts[0] = earlier;
-            bin_into(data, binner, &mut self.counts);
+            self.counts = counts;
         } else {
             let last = self.edges[self.edges.len() - 1];
             if x_max > last {
                 let (width, num_bins) = self.grown_bins(x_max)?;
                 let binner = Binner::new(num_bins as f32 * width, num_bins)?;
                 // Same width and origin: old bin k is new bin k.
+                let mut counts = self.counts.clone();
+                counts.resize(num_bins, 0);
+                bin(binner, &mut counts)?;
                 self.edges = (0..=num_bins).map(|k| k as f32 * width).collect();
-                self.counts.resize(num_bins, 0);
-                bin_into(data, binner, &mut self.counts);
+                self.counts = counts;
             } else {
-                bin_into(
-                    data,
-                    Binner::new(last, self.counts.len())?,
-                    &mut self.counts,
-                );
+                let binner = Binner::new(last, self.counts.len())?;
+                bin(binner, &mut self.counts)?;
             }
         }
         if self.skip_zeros {
@@ -363,7 +381,22 @@ impl HistogramCalibrator {
     /// # Errors
     /// As [`HistogramCalibrator::collect_slice`], or [`Error::Data`] when the tensor
     /// cannot be read as floats.
+    ///
+    /// On a CUDA device (feature `gpu`) both passes run there and only the counts
+    /// come back.
     pub fn collect<const D: usize>(&mut self, x: &Tensor<D>) -> Result<()> {
+        #[cfg(feature = "gpu")]
+        if let Some(device) = crate::tensor_quant::cuda::DeviceData::of(x) {
+            let device = device?;
+            let scan = device.abs_scan()?;
+            let scan = Scan {
+                max_bits: scan.0,
+                zeros: scan.1 as usize,
+            };
+            return self.collect_scanned(device.len(), scan, |binner, counts| {
+                device.histogram(binner.hi, counts)
+            });
+        }
         let data = crate::tensor_quant::host_values(x)?;
         self.collect_slice(&data)
     }
@@ -629,6 +662,7 @@ fn scan_serial(data: &[f32]) -> Scan {
 #[derive(Clone, Copy)]
 struct Binner {
     n: f32,
+    /// Right edge of the last bin.
     hi: f32,
     last: f32,
 }
@@ -733,6 +767,45 @@ mod tests {
 
     fn amax(c: &HistogramCalibrator, m: HistogramMethod) -> f32 {
         c.compute_amax(m).unwrap().values()[0]
+    }
+
+    /// The binning step can fail (on a GPU); the batch then leaves no trace, whether it
+    /// would have laid the first grid, grown it or filled it.
+    #[test]
+    fn a_failed_binning_leaves_the_histogram_unchanged() {
+        let fail =
+            |_: Binner, _: &mut [u64]| -> Result<()> { Err(Error::Gpu("launch failed".into())) };
+        let mut c = HistogramCalibrator::new(8, None, false).unwrap();
+        let first = uniform(1, 1000);
+        let e = c
+            .collect_scanned(first.len(), scan(&first), fail)
+            .unwrap_err();
+        assert_eq!(e, Error::Gpu("launch failed".into()));
+        assert!(c.counts().is_empty() && c.edges().is_empty() && c.total() == 0);
+        c.collect_slice(&first).unwrap();
+        let (counts, edges) = (c.counts().to_vec(), c.edges().to_vec());
+        for scale in [3.0f32, 0.5] {
+            // 3.0 grows the grid, 0.5 fills the existing one.
+            let batch: Vec<f32> = uniform(2, 1000).iter().map(|v| v * scale).collect();
+            assert!(c.collect_scanned(batch.len(), scan(&batch), fail).is_err());
+            assert_eq!((c.counts(), c.edges()), (&counts[..], &edges[..]));
+            assert_eq!(
+                c.compute_amax(HistogramMethod::Max).unwrap().values(),
+                &[edges[2048]]
+            );
+        }
+        // After the failures, the batch that grows the grid collects as if they never were.
+        let grown: Vec<f32> = uniform(2, 1000).iter().map(|v| v * 3.0).collect();
+        c.collect_scanned(grown.len(), scan(&grown), |b, counts| {
+            bin_into(&grown, b, counts);
+            Ok(())
+        })
+        .unwrap();
+        let mut direct = HistogramCalibrator::new(8, None, false).unwrap();
+        direct.collect_slice(&first).unwrap();
+        direct.collect_slice(&grown).unwrap();
+        assert!(c.counts().len() > 2048);
+        assert_eq!((c.counts(), c.edges()), (direct.counts(), direct.edges()));
     }
 
     #[test]
