@@ -66,6 +66,10 @@ struct Cli {
     /// Print a JSON report on stdout instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Where calibration, evaluation and fine-tuning run: cpu, or cuda / cuda:N on an
+    /// NVIDIA GPU (a qdq built with `--features gpu`; see README, "GPU").
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Subcommand)]
@@ -284,6 +288,10 @@ type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    if let Err(e) = qdq::device(&cli.device).map(pipeline::set_device) {
+        eprintln!("error: --device: {e}");
+        return ExitCode::from(1);
+    }
     let result = match cli.command.unwrap_or(Command::Demo {
         output: "qdq-demo-int8.onnx".into(),
     }) {

@@ -17,8 +17,16 @@ use qdq_onnx::{Message, ModelProto, QdqFormat};
 
 use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
 
+static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+
+/// Sets the device every command computes on (`--device`), once, before it runs.
+pub(crate) fn set_device(device: Device) {
+    let _ = DEVICE.set(device);
+}
+
+/// The `--device` device; the CPU (Flex) unless set.
 pub(crate) fn device() -> Device {
-    Device::flex()
+    DEVICE.get().cloned().unwrap_or_else(Device::flex)
 }
 
 pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {

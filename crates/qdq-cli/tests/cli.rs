@@ -250,6 +250,37 @@ fn bad_input_gets_a_clear_error_and_no_output_file() {
     write_npy(&nan, &[2, 1, 28, 28], &v);
     let e = run(&["quantize", s(&model), "--calib", s(&nan), "-o", s(&out)]);
     assert!(e.contains("NaN in item 1 at position 3"), "{e}");
+    // A device this build cannot use, or that does not exist, before any work.
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    let e = run(&[
+        "--device",
+        "tpu",
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "-o",
+        s(&out),
+    ]);
+    assert!(
+        e.contains("unknown device `tpu`; expected cpu, cuda or cuda:N"),
+        "{e}"
+    );
+    let e = run(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "-o",
+        s(&out),
+        "--device",
+        "cuda:1",
+    ]);
+    assert!(
+        e.contains("cuda:1")
+            && (e.contains("`gpu` feature") || e.contains("CUDA is not available")),
+        "{e}"
+    );
     // An empty calibration set.
     let empty = dir.join("empty.npy");
     write_npy(&empty, &[0, 1, 28, 28], &[]);

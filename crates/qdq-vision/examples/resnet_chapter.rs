@@ -9,7 +9,8 @@
 //!     [--data /usr/share/datasets/fashion-mnist] [--out target/resnet-chapter] \
 //!     [--epochs 6] [--width 16] [--layers 1,1,1,1] [--lr 0.1] [--batch 128] [--augment] \
 //!     [--train-images N] [--test-images N] [--low-bits W,A]... [--no-low-bits] \
-//!     [--python .venv/bin/python] [--retrain]
+//!     [--qat-fraction 0.1] [--low-bits-qat-fraction 0.1] \
+//!     [--python .venv/bin/python] [--retrain] [--device cpu|cuda[:N]]
 //! ```
 //!
 //! A second run reuses `OUT/fp32.safetensors` unless `--retrain` is given. The harder
@@ -32,6 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--data" => data = value()?.into(),
             "--out" => cfg.out_dir = value()?.into(),
             "--python" => cfg.python = value()?.into(),
+            "--device" => cfg.device = qdq::device(&value()?)?,
             "--epochs" => cfg.train.epochs = value()?.parse()?,
             "--width" => cfg.model.width = value()?.parse()?,
             "--layers" => {
@@ -42,6 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 cfg.model.layers = v.try_into().map_err(|_| "--layers takes four numbers")?;
             }
             "--lr" => cfg.train.lr = value()?.parse()?,
+            "--qat-fraction" => cfg.qat_fraction = value()?.parse()?,
+            "--low-bits-qat-fraction" => cfg.low_bits_qat_fraction = value()?.parse()?,
             "--batch" => cfg.train.batch_size = value()?.parse()?,
             "--train-images" => cfg.train_images = Some(value()?.parse()?),
             "--test-images" => cfg.test_images = Some(value()?.parse()?),

@@ -43,6 +43,9 @@ pub struct ChapterConfig {
     pub calib_images: usize,
     /// QAT length as a fraction of the FP32 epochs (seed: 0.1).
     pub qat_fraction: f64,
+    /// QAT length of the harder (`low_bits`) settings, as a fraction of the FP32
+    /// epochs: fewer bits lose more, and take longer to win back.
+    pub low_bits_qat_fraction: f64,
     /// QAT's initial learning rate as a fraction of the FP32 one (seed: 0.01); it is
     /// annealed to the same fraction of itself.
     pub qat_lr_factor: f64,
@@ -55,6 +58,8 @@ pub struct ChapterConfig {
     pub reuse_checkpoint: bool,
     /// The Python with onnx and onnxruntime that scores the exported file.
     pub python: PathBuf,
+    /// Where training, calibration and evaluation run (`qdq::device("cuda")` for a GPU).
+    pub device: Device,
 }
 
 impl ChapterConfig {
@@ -74,11 +79,13 @@ impl ChapterConfig {
             test_images: None,
             calib_images: 1024,
             qat_fraction: 0.1,
+            low_bits_qat_fraction: 0.1,
             qat_lr_factor: 0.01,
             low_bits: vec![[4, 8], [4, 4]],
             out_dir,
             reuse_checkpoint: true,
             python,
+            device: Device::flex(),
         }
     }
 }
@@ -212,7 +219,7 @@ pub fn run_on(
         path: cfg.out_dir.display().to_string(),
         source,
     })?;
-    let device = Device::flex();
+    let device = cfg.device.clone();
     let ad = device.clone().autodiff();
     ad.seed(cfg.train.seed);
     let mut rows = Vec::new();
@@ -254,7 +261,7 @@ pub fn run_on(
 
     // 2. PTQ, 3. QAT, at 8 bits; 4. export.
     let (best, quantizers) = ptq(&fp32, &QuantScheme::seed(), calib, test, "", &mut record)?;
-    let qat_cfg = qat_schedule(cfg);
+    let qat_cfg = qat_schedule(cfg, cfg.qat_fraction);
     let (qat, qat_accuracy) = {
         let model = best.1.clone().fork(&ad).train();
         let (model, t) = fit(model, train, &qat_cfg, "QAT");
@@ -295,7 +302,8 @@ pub fn run_on(
         let scheme = QuantScheme::with_bits(w, a);
         let (best, _) = ptq(&fp32, &scheme, calib, test, &tag, &mut record)?;
         let model = best.1.fork(&ad).train();
-        let (model, t) = fit(model, train, &qat_cfg, &format!("QAT{tag}"));
+        let low_cfg = qat_schedule(cfg, cfg.low_bits_qat_fraction);
+        let (model, t) = fit(model, train, &low_cfg, &format!("QAT{tag}"));
         let (acc, te) = evaluate(&model.valid(), test, "QAT eval");
         record(&format!("QAT{tag} training"), None, t);
         record(&format!("QAT{tag}"), Some(acc), te);
@@ -319,14 +327,14 @@ pub fn run_on(
 }
 
 /// The seed's QAT recipe relative to the FP32 schedule.
-fn qat_schedule(cfg: &ChapterConfig) -> TrainConfig {
+fn qat_schedule(cfg: &ChapterConfig, fraction: f64) -> TrainConfig {
     let lr = cfg.train.lr * cfg.qat_lr_factor;
     let mut qat = cfg
         .train
         .clone()
         .with_min_lr(lr * cfg.qat_lr_factor)
         .with_seed(cfg.train.seed + 1);
-    qat.epochs = cfg.train.epochs * cfg.qat_fraction;
+    qat.epochs = cfg.train.epochs * fraction;
     qat.lr = lr;
     qat
 }

@@ -29,11 +29,15 @@ fn every_stage_of_the_chapter_on_a_tiny_resnet() {
         test_images: Some(500),
         calib_images: 256,
         qat_fraction: 0.5,
+        low_bits_qat_fraction: 0.5,
         qat_lr_factor: 0.1,
         low_bits: vec![[4, 8]],
         out_dir: out.clone(),
         reuse_checkpoint: false,
         python: default_python(),
+        // `QDQ_TEST_DEVICE=cuda` runs the same stages on a GPU (a `--features gpu` build).
+        device: qdq::device(&std::env::var("QDQ_TEST_DEVICE").unwrap_or_else(|_| "cpu".into()))
+            .unwrap(),
     };
     let report = run(&cfg, Path::new(DEFAULT_DIR)).unwrap();
     println!("{}", report.markdown());

@@ -11,6 +11,7 @@ use super::Method;
 use super::cache::{CalibrationCache, Entry};
 use crate::error::{Error, Result};
 use crate::passes::{Site, SiteKind};
+use crate::runtime::value::dyn_apply;
 use crate::runtime::{OnnxGraph, RunError, Value};
 use crate::tensor::{constants, floats};
 
@@ -95,8 +96,13 @@ impl Calibration {
         let Some(hist) = self.stats.get_mut(name) else {
             return Ok(());
         };
-        let data = v.to_f32().map_err(Error::Run)?;
-        hist.collect_slice(&data).map_err(|e| qdq_err(name, e))
+        // A float tensor goes to the calibrator as it is, so on a GPU only the
+        // histogram comes back to the host.
+        let collected = match v {
+            Value::Float(t) => dyn_apply!(&t.t, |x, R| hist.collect(x)),
+            _ => hist.collect_slice(&v.to_f32().map_err(Error::Run)?),
+        };
+        collected.map_err(|e| qdq_err(name, e))
     }
 
     /// Amax of every site: activations by `method` (or `per_tensor[tensor]`), weights

@@ -15,7 +15,7 @@
 
 mod error;
 mod ops;
-mod value;
+pub(crate) mod value;
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
