@@ -9,7 +9,7 @@
 //!     [--data /usr/share/datasets/fashion-mnist] [--out target/resnet-chapter] \
 //!     [--epochs 6] [--width 16] [--layers 1,1,1,1] [--lr 0.1] [--batch 128] [--augment] \
 //!     [--train-images N] [--test-images N] [--low-bits W,A]... [--no-low-bits] \
-//!     [--qat-fraction 0.1] [--low-bits-qat-fraction 0.1] \
+//!     [--qat-fraction 0.1] [--low-bits-qat-fraction 0.3] \
 //!     [--python .venv/bin/python] [--retrain] [--device cpu|cuda[:N]]
 //! ```
 //!
