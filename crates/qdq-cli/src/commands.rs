@@ -5,12 +5,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use qdq_cli::demo;
-use qdq_onnx::quantize::{CalibrationCache, Method, QuantizeOptions, apply, prepare};
+use qdq_onnx::quantize::{CalibrationCache, Method, QuantizeOptions, apply};
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_onnx::{Message, ModelProto};
 
 use crate::pipeline::{
-    calibrate, device, load_data, model_input, options, prepare_graph, read_model, setup,
+    calibrate, device, load_data, model_input, options, prepare_graph, probe, read_model, setup,
     write_model,
 };
 use crate::report::{evaluate, print_eval, report};
@@ -25,7 +25,7 @@ pub(crate) fn run_demo(output: &Path, json: bool) -> Fallible<ExitCode> {
     let (prepared, float) = prepare_graph(&model, &opts)?;
     let cache = calibrate(&prepared, &float, &calib, 32, method, &HashMap::new(), json)?;
     let quantized = apply(&prepared, &cache, &opts)?;
-    write_model(&quantized, output)?;
+    write_model(&quantized, output, probe(&float, Some(&calib))?)?;
     let qgraph = OnnxGraph::from_model(&quantized, &device())?;
     let eval = evaluate(&float, &qgraph, &test, 100)?;
     let header = format!(
@@ -55,11 +55,9 @@ pub(crate) fn run_quantize(
         None => None,
     };
     let cache = s.calibrate(c, &calib_data, json)?;
+    let probe_input = probe(&s.float, Some(&calib_data))?;
     drop(calib_data);
     let quantized = apply(&s.prepared, &cache, &s.opts)?;
-    if let Some(p) = cache_path {
-        cache.save(p)?;
-    }
     let eval = match &test {
         Some(test) => {
             let q = OnnxGraph::from_model(&quantized, &device())?;
@@ -67,7 +65,12 @@ pub(crate) fn run_quantize(
         }
         None => None,
     };
-    write_model(&quantized, output)?;
+    write_model(&quantized, output, probe_input)?;
+    // After the model, which is verified before it is kept: a refused model leaves
+    // no cache behind either.
+    if let Some(p) = cache_path {
+        cache.save(p)?;
+    }
     report(output, (&s.prepared, &cache), eval.as_ref(), None, json);
     Ok(ExitCode::SUCCESS)
 }
@@ -90,9 +93,9 @@ pub(crate) fn run_export(
     let model = read_model(&m.model)?;
     let opts = options(m)?;
     let cache = CalibrationCache::load(cache)?;
-    let prepared = prepare(&model, &opts)?;
+    let (prepared, float) = prepare_graph(&model, &opts)?;
     let quantized = apply(&prepared, &cache, &opts)?;
-    write_model(&quantized, output)?;
+    write_model(&quantized, output, probe(&float, None)?)?;
     report(output, (&prepared, &cache), None, None, json);
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use qdq_onnx::quantize::apply;
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_vision::train::{TrainConfig, fit};
 
-use crate::pipeline::{device, load_data, setup, write_model};
+use crate::pipeline::{device, load_data, probe, setup, write_model};
 use crate::report::{evaluate, report_with};
 use crate::{CalibArgs, Fallible};
 
@@ -49,6 +49,7 @@ pub(crate) fn run_finetune(
         None => None,
     };
     let cache = s.calibrate(c, &calib_data, json)?;
+    let probe_input = probe(&s.float, Some(&calib_data))?;
     drop(calib_data);
     let quantized = apply(&s.prepared, &cache, &s.opts)?;
 
@@ -71,6 +72,13 @@ pub(crate) fn run_finetune(
     let ad = device().autodiff();
     ad.seed(recipe.seed);
     let (tuned, timing) = fit(trainable.fork(&ad).train(), &train, recipe, "fine-tuning");
+    if let Some(d) = timing.diverged {
+        return Err(format!(
+            "{d}; no model was written (lower --lr, now {}, or check --train's preprocessing)",
+            recipe.lr
+        )
+        .into());
+    }
     let tuned = tuned.valid();
     let finetuned = tuned.write_into(&quantized)?;
     let violations = qdq_onnx::lint(&finetuned);
@@ -88,7 +96,7 @@ pub(crate) fn run_finetune(
         }
         None => (None, None),
     };
-    write_model(&finetuned, output)?;
+    write_model(&finetuned, output, probe_input)?;
     let summary = serde_json::json!({
         "epochs": recipe.epochs,
         "lr": recipe.lr,

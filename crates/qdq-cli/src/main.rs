@@ -2,10 +2,11 @@
 
 mod commands;
 mod finetune;
+mod flags;
 mod pipeline;
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -115,21 +116,22 @@ enum Command {
         /// folders carry their own.
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// Passes over the training data (fractions allowed). The seed fine-tunes for
-        /// about 10% of the original schedule.
-        #[arg(long, default_value_t = 1.0)]
+        /// Passes over the training data (fractions allowed), in (0, 10000]. The seed
+        /// fine-tunes for about 10% of the original schedule.
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = flags::epochs)]
         epochs: f64,
-        /// Initial learning rate. The seed starts at 1% of the original training's.
-        #[arg(long, default_value_t = 1e-3)]
+        /// Initial learning rate, in (0, 1]. The seed starts at 1% of the original
+        /// training's.
+        #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = flags::learning_rate)]
         lr: f64,
-        /// Final learning rate (default: --lr / 100).
-        #[arg(long)]
+        /// Final learning rate, in [0, --lr] (default: --lr / 100).
+        #[arg(long, allow_negative_numbers = true, value_parser = flags::min_learning_rate)]
         min_lr: Option<f64>,
-        /// Images per training step.
-        #[arg(long, default_value_t = 64)]
+        /// Images per training step (at least 1).
+        #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = flags::positive)]
         train_batch: usize,
-        /// L2 penalty.
-        #[arg(long, default_value_t = 1e-4)]
+        /// L2 penalty, in [0, 1).
+        #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true, value_parser = flags::weight_decay)]
         weight_decay: f32,
         /// Shuffling seed.
         #[arg(long, default_value_t = 0)]
@@ -177,8 +179,8 @@ enum Command {
         labels: Option<PathBuf>,
         #[command(flatten)]
         pre: PreArgs,
-        /// Batch size.
-        #[arg(long, default_value_t = 32)]
+        /// Batch size (at least 1).
+        #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = flags::positive)]
         batch: usize,
     },
     /// Check a QDQ model against TensorRT's rules.
@@ -206,8 +208,9 @@ struct ModelArgs {
     /// Leave nodes of this op type in float; repeatable.
     #[arg(long = "skip-op")]
     skip_op: Vec<String>,
-    /// Output opset (default: the model's, raised to 13 for per-channel, 19 for FP8).
-    #[arg(long)]
+    /// Output opset, 10 to the newest ONNX defines (default: the model's, raised to 13
+    /// for per-channel, 19 for FP8).
+    #[arg(long, allow_negative_numbers = true, value_parser = flags::opset)]
     opset: Option<i64>,
 }
 
@@ -215,18 +218,25 @@ struct ModelArgs {
 struct PreArgs {
     /// Multiply raw values by this first (default 1/255 for IDX and images, 1 for
     /// .npy/.npz).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = flags::finite)]
     scale: Option<f32>,
     /// Then subtract this: one value, or one per channel (a,b,c).
     #[arg(
         long,
         value_delimiter = ',',
         allow_negative_numbers = true,
-        default_value = "0"
+        default_value = "0",
+        value_parser = flags::finite
     )]
     mean: Vec<f32>,
     /// Then divide by this: one value, or one per channel (a,b,c).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        default_value = "1",
+        value_parser = flags::divisor
+    )]
     std: Vec<f32>,
     /// Image folders: resize first, the shorter side to N pixels (aspect kept), or to
     /// exactly HxW (default: the shorter side to the crop's larger side).
@@ -276,8 +286,8 @@ struct CalibArgs {
     /// Per-tensor method override, TENSOR=METHOD; repeatable.
     #[arg(long = "method-for")]
     method_for: Vec<String>,
-    /// Batch size of the calibration pass.
-    #[arg(long, default_value_t = 32)]
+    /// Batch size of the calibration pass (at least 1; the result does not depend on it).
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = flags::positive)]
     batch: usize,
     #[command(flatten)]
     pre: PreArgs,
@@ -285,16 +295,110 @@ struct CalibArgs {
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// Files a command names, each with the flag that names it.
+type NamedFiles<'a> = Vec<(&'static str, &'a Path)>;
+
+impl Command {
+    /// The files the command reads and writes, each with the flag that names it, so
+    /// that no output can destroy an input or another output.
+    fn files(&self) -> (NamedFiles<'_>, NamedFiles<'_>) {
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        fn calib<'a>(c: &'a CalibArgs, inputs: &mut NamedFiles<'a>) {
+            inputs.push(("MODEL", c.model.model.as_path()));
+            inputs.push(("--calib", c.calib.as_path()));
+        }
+        match self {
+            Command::Demo { output } => outputs.push(("-o", output.as_path())),
+            Command::Quantize {
+                common,
+                output,
+                cache,
+                data,
+                labels,
+            } => {
+                calib(common, &mut inputs);
+                inputs.extend(data.as_deref().map(|p| ("--data", p)));
+                inputs.extend(labels.as_deref().map(|p| ("--labels", p)));
+                outputs.push(("-o", output.as_path()));
+                outputs.extend(cache.as_deref().map(|p| ("--cache", p)));
+            }
+            Command::Finetune {
+                common,
+                train,
+                labels,
+                data,
+                data_labels,
+                output,
+                ..
+            } => {
+                calib(common, &mut inputs);
+                inputs.push(("--train", train.as_path()));
+                inputs.extend(labels.as_deref().map(|p| ("--labels", p)));
+                inputs.extend(data.as_deref().map(|p| ("--data", p)));
+                inputs.extend(data_labels.as_deref().map(|p| ("--data-labels", p)));
+                outputs.push(("-o", output.as_path()));
+            }
+            Command::Calibrate { common, output } => {
+                calib(common, &mut inputs);
+                outputs.push(("-o", output.as_path()));
+            }
+            Command::Export {
+                model,
+                cache,
+                output,
+            } => {
+                inputs.push(("MODEL", model.model.as_path()));
+                inputs.push(("--cache", cache.as_path()));
+                outputs.push(("-o", output.as_path()));
+            }
+            Command::Eval { .. } | Command::Lint { .. } | Command::Inspect { .. } => {}
+        }
+        (inputs, outputs)
+    }
+}
+
 fn main() -> ExitCode {
+    // Printing to a closed pipe (`qdq inspect m.onnx | head -1`) ends the process
+    // quietly, as in any Unix tool, instead of panicking in `println!`. Files are
+    // written with `write`, not to pipes, so this never cuts a model short.
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at start-up, before any
+    // thread exists, is what `signal` is for.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let json = cli.json;
+    if let Err(e) = qdq::io::remove_temp_files_on_signals() {
+        eprintln!("error: cannot install the signal handler that removes partial files: {e}");
+        return ExitCode::from(1);
+    }
     if let Err(e) = qdq::device(&cli.device).map(pipeline::set_device) {
         eprintln!("error: --device: {e}");
         return ExitCode::from(1);
     }
-    let result = match cli.command.unwrap_or(Command::Demo {
+    let command = cli.command.unwrap_or(Command::Demo {
         output: "qdq-demo-int8.onnx".into(),
-    }) {
+    });
+    let (inputs, outputs) = command.files();
+    if let Err(e) = qdq::io::check_outputs(&inputs, &outputs) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    if let Command::Finetune {
+        lr,
+        min_lr: Some(min),
+        ..
+    } = &command
+        && min > lr
+    {
+        eprintln!(
+            "error: --min-lr {min} is above --lr {lr}; the rate anneals down from --lr to --min-lr"
+        );
+        return ExitCode::from(2);
+    }
+    let result = match command {
         Command::Demo { output } => run_demo(&output, json),
         Command::Quantize {
             common,

@@ -135,6 +135,7 @@ pub(crate) fn setup(c: &CalibArgs) -> Fallible<Setup> {
     let opts = options(&c.model)?;
     let (method, per) = parse_methods(c)?;
     let (prepared, float) = prepare_graph(&model, &opts)?;
+    check_methods_for(&per, &prepared)?;
     let input = model_input(&float)?;
     Ok(Setup {
         opts,
@@ -144,6 +145,87 @@ pub(crate) fn setup(c: &CalibArgs) -> Fallible<Setup> {
         float,
         input,
     })
+}
+
+/// Refuses `--skip`/`--skip-op` values that match no node of `model` (a typo would
+/// otherwise quantize what the user meant to keep in float), and a placement that
+/// leaves nothing to quantize.
+fn check_placement(
+    model: &ModelProto,
+    opts: &QuantizeOptions,
+    prepared: &Prepared,
+) -> Fallible<()> {
+    let nodes = model
+        .graph
+        .as_ref()
+        .map(|g| g.node.as_slice())
+        .unwrap_or_default();
+    let p = &opts.placement;
+    for op in &p.skip_op_types {
+        if !nodes.iter().any(|n| n.op_type == *op) {
+            let mut ops: Vec<&str> = nodes.iter().map(|n| n.op_type.as_str()).collect();
+            ops.sort_unstable();
+            ops.dedup();
+            return Err(format!(
+                "--skip-op {op}: the model has no node of this op type (op types are case-sensitive; the model has: {})",
+                ops.join(", ")
+            )
+            .into());
+        }
+    }
+    let labels: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| qdq_onnx::passes::node_label(n, i))
+        .collect();
+    for pattern in &p.skip_names {
+        if !labels
+            .iter()
+            .any(|l| qdq_onnx::passes::matches_pattern(pattern, l))
+        {
+            let some: Vec<&str> = labels.iter().take(5).map(String::as_str).collect();
+            return Err(format!(
+                "--skip {pattern}: matches no node name (`*` is the only wildcard; names look like {})",
+                some.join(", ")
+            )
+            .into());
+        }
+    }
+    if prepared.sites.is_empty() {
+        let why = if p.skip_op_types.is_empty() && p.skip_names.is_empty() {
+            "the model has no input of Conv, ConvTranspose, Gemm, MatMul, pooling, a residual Add or Concat on a float tensor".to_string()
+        } else {
+            "every place TensorRT quantizes is excluded by --skip/--skip-op".to_string()
+        };
+        return Err(
+            format!("no quantizer to place: {why}; the output would equal the input").into(),
+        );
+    }
+    Ok(())
+}
+
+/// Refuses `--method-for TENSOR=...` naming no calibrated tensor.
+fn check_methods_for(per: &HashMap<String, Method>, prepared: &Prepared) -> Fallible<()> {
+    let activations: Vec<&str> = prepared
+        .sites
+        .iter()
+        .filter(|s| s.kind == qdq_onnx::passes::SiteKind::Activation)
+        .map(|s| s.tensor.as_str())
+        .collect();
+    let mut tensors: Vec<&String> = per.keys().collect();
+    tensors.sort();
+    for t in tensors {
+        if !activations.contains(&t.as_str()) {
+            let some: Vec<&str> = activations.iter().take(8).copied().collect();
+            return Err(format!(
+                "--method-for {t}=...: `{t}` is not a calibrated activation tensor of the model (they are: {}{})",
+                some.join(", "),
+                if activations.len() > some.len() { ", ..." } else { "" }
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 impl Setup {
@@ -166,12 +248,14 @@ impl Setup {
     }
 }
 
-/// Folds constants and places quantizers; returns the prepared model and its float graph.
+/// Folds constants and places quantizers (refusing a placement that would do nothing
+/// or skips that match nothing); returns the prepared model and its float graph.
 pub(crate) fn prepare_graph(
     model: &ModelProto,
     opts: &QuantizeOptions,
 ) -> Fallible<(Prepared, OnnxGraph)> {
     let prepared = prepare(model, opts)?;
+    check_placement(model, opts, &prepared)?;
     let graph = OnnxGraph::from_model(&prepared.model, &device())?;
     Ok((prepared, graph))
 }
@@ -217,10 +301,32 @@ pub(crate) fn calibrate(
     Ok(calib.cache(method, per)?)
 }
 
-pub(crate) fn write_model(model: &ModelProto, path: &Path) -> Fallible<()> {
+/// Writes a model qdq made, or nothing: a model with a non-finite weight is refused
+/// before writing; then the safe write (`qdq::io`) keeps the file only if, read back
+/// from disk, it runs on `probe` and agrees bit for bit with its fake-quant simulation
+/// (`qdq_onnx::verify`).
+pub(crate) fn write_model(
+    model: &ModelProto,
+    path: &Path,
+    probe: Vec<(String, Value)>,
+) -> Fallible<()> {
+    qdq_onnx::verify::check_weights_finite(model, &device())?;
     let bytes = model.write_to_bytes()?;
-    qdq::io::write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    qdq::io::write_checked(path, &bytes, |tmp| {
+        let written = qdq_onnx::read_model(tmp).map_err(std::io::Error::other)?;
+        qdq_onnx::verify::verify_model(&written, probe, &device()).map_err(std::io::Error::other)
+    })
+    .map_err(|e| format!("-o {}: {e}; nothing was written", path.display()))?;
     Ok(())
+}
+
+/// The input the written model is checked on: the first batch of `data` as the
+/// float graph takes it, or, with no data, a fixed synthetic input.
+pub(crate) fn probe(graph: &OnnxGraph, data: Option<&Dataset>) -> Fallible<Vec<(String, Value)>> {
+    if let Some(first) = data.and_then(|d| batches(graph, d, 1).ok()?.into_iter().next()) {
+        return Ok(first);
+    }
+    Ok(qdq_onnx::verify::probe_inputs(graph.inputs(), &device())?)
 }
 
 /// Loads `path` for the model input `input`: a folder of images (fitted to the input,

@@ -4,7 +4,8 @@
 //! [`runtime`] (any ONNX graph run on burn), [`passes`] (constant folding, TensorRT
 //! placement, Q/DQ insertion, opset upgrade), [`quantize`] (calibrating an FP32 ONNX
 //! model into a QDQ one), [`finetune`] (QAT of that QDQ graph), [`lint`] (TensorRT's
-//! rules for QDQ models, on any file) and [`qdq`] (the one Q/DQ pair writer).
+//! rules for QDQ models, on any file), [`qdq`] (the one Q/DQ pair writer) and
+//! [`verify`] (the check a written model passes before it is called done).
 //!
 //! ONNX messages are onnx-ir's generated protobuf types ([`onnx_ir::ModelProto`]),
 //! read and written with [`onnx_ir::Message`].
@@ -20,6 +21,7 @@ pub mod qdq;
 pub mod quantize;
 pub mod runtime;
 mod tensor;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use export::{ExportOptions, Fp8Style, export, export_to_file};

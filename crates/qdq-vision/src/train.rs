@@ -52,6 +52,30 @@ pub struct Timing {
     pub seconds: f64,
     /// Images processed per second.
     pub images_per_s: f64,
+    /// Where training stopped because the loss became NaN or Inf (training only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Divergence>,
+}
+
+/// The step at which a training run's loss stopped being finite.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Divergence {
+    /// Optimizer step, counted from 1.
+    pub step: usize,
+    /// Passes over the data completed before it (fractional).
+    pub epoch: f64,
+    /// The loss at that step (NaN or Inf).
+    pub loss: f64,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "training diverged at step {} (epoch {:.3}): the loss became {}",
+            self.step, self.epoch, self.loss
+        )
+    }
 }
 
 impl Timing {
@@ -61,6 +85,7 @@ impl Timing {
         Self {
             seconds,
             images_per_s: images as f64 / seconds.max(1e-9),
+            diverged: None,
         }
     }
 }
@@ -87,7 +112,8 @@ impl Classifier for TrainableGraph {
 }
 
 /// Trains `model` (on an autodiff device) on `data` as `cfg` says, showing `label`
-/// on the progress bar. Returns the trained model and the time taken.
+/// on the progress bar. Returns the trained model and the time taken; a loss that
+/// becomes NaN or Inf stops training at once, and `Timing::diverged` says where.
 ///
 /// # Panics
 /// An invalid learning rate (burn's scheduler refuses it) or unlabelled data.
@@ -152,6 +178,17 @@ pub fn fit_with<M: Classifier, E>(
             .into_scalar::<i64>();
         let loss = loss_fn.forward(logits, y);
         let value = f64::from(loss.clone().into_scalar::<f32>());
+        if !value.is_finite() {
+            // Every later step would only spread the NaN: stop, and say where.
+            bar.finish_and_clear();
+            let mut timing = Timing::since(start, seen);
+            timing.diverged = Some(Divergence {
+                step: step + 1,
+                epoch: seen as f64 / data.len() as f64,
+                loss: value,
+            });
+            return Ok((model, timing));
+        }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = schedule.step().base();
         model = optim.step(lr, model, grads);

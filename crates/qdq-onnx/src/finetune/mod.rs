@@ -11,7 +11,7 @@
 //! fixed (amax frozen, the seed's recipe). BatchNormalization runs with its running
 //! statistics (inference mode), as TensorRT will run it; its scale and bias train.
 
-mod fuse;
+pub(crate) mod fuse;
 
 use std::collections::HashMap;
 use std::fmt;

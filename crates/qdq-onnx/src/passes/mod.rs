@@ -8,5 +8,5 @@ pub mod placement;
 
 pub use fold::fold_constant_nodes;
 pub use insert::insert_sites;
-pub use opset::{model_opset, upgrade_opset};
-pub use placement::{PlacementOptions, Site, SiteKind, matches_pattern, place};
+pub use opset::{MAX_OPSET, model_opset, upgrade_opset};
+pub use placement::{PlacementOptions, Site, SiteKind, matches_pattern, node_label, place};

@@ -7,6 +7,9 @@ use onnx_ir::{GraphProto, ModelProto, NodeProto};
 use crate::error::{Error, Result};
 use crate::proto::{attr_int, node, tensor_i64};
 
+/// The newest default-domain opset the ONNX standard defines (ONNX 1.23).
+pub const MAX_OPSET: i64 = 28;
+
 /// The default-domain opset of `model` (0 when it declares none).
 pub fn model_opset(model: &ModelProto) -> i64 {
     model

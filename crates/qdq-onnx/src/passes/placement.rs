@@ -71,7 +71,9 @@ pub fn matches_pattern(pattern: &str, name: &str) -> bool {
     true
 }
 
-pub(crate) fn node_label(n: &NodeProto, index: usize) -> String {
+/// How reports and `--skip` patterns name node `index`: its name, else its first
+/// output, else `OpType_index`.
+pub fn node_label(n: &NodeProto, index: usize) -> String {
     if !n.name.is_empty() {
         n.name.clone()
     } else if let Some(o) = n.output.first().filter(|o| !o.is_empty()) {

@@ -498,8 +498,13 @@ impl Value {
     /// Reads a serialized ONNX tensor (raw little-endian or typed storage).
     pub fn from_tensor_proto(t: &TensorProto, device: &Device) -> RunResult<Self> {
         if !t.external_data.is_empty() {
-            return Err(RunError::Dtype(format!(
-                "tensor `{}` uses external data, which is not supported",
+            let location = t
+                .external_data
+                .iter()
+                .find(|e| e.key == "location")
+                .map_or("?", |e| e.value.as_str());
+            return Err(RunError::Graph(format!(
+                "tensor `{}` keeps its values in the external file `{location}`; qdq reads only models with their weights inside the .onnx file (re-save it with onnx.save_model(m, path, save_as_external_data=False))",
                 t.name
             )));
         }

@@ -1,0 +1,326 @@
+//! What a user can rely on whatever they type: no input is ever overwritten, no
+//! device or FIFO is replaced, every numeric flag is checked when it is read, flags
+//! that would do nothing are refused, a closed pipe ends the command quietly, and a
+//! refused command leaves no output and no temporary file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn qdq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qdq"))
+        .args(args)
+        .output()
+        .expect("the qdq binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qdq-trust-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn data(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/fashion-mnist")
+        .join(file)
+}
+
+/// The sorted names in `dir`.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A copy of the bundled model and calibration images in `dir`, which the commands
+/// below must leave byte for byte as they are.
+fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = dir.join("model.onnx");
+    let calib = dir.join("calib.gz");
+    std::fs::copy(data("model.onnx"), &model).unwrap();
+    std::fs::copy(data("calib-images-idx3-ubyte.gz"), &calib).unwrap();
+    (model, calib)
+}
+
+fn cat<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
+    [head, tail].concat()
+}
+
+/// Runs `args`, which must fail with exit code `code` and a message containing
+/// every one of `needles`, leaving `dir` as `before` and the inputs unchanged.
+fn refused(dir: &Path, args: &[&str], code: i32, needles: &[&str]) {
+    let before = listing(dir);
+    // Regular files only: reading a FIFO would wait for a writer.
+    let read = |n: &String| {
+        let p = dir.join(n);
+        if p.is_file() {
+            std::fs::read(p).unwrap()
+        } else {
+            Vec::new()
+        }
+    };
+    let bytes: Vec<Vec<u8>> = before.iter().map(read).collect();
+    let out = qdq(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: `{n}` not in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(listing(dir), before, "{args:?} left files");
+    for (n, b) in before.iter().zip(&bytes) {
+        assert_eq!(&read(n), b, "{n} changed");
+    }
+}
+
+#[test]
+fn an_output_that_is_an_input_or_another_output_is_refused() {
+    let dir = scratch("same");
+    let (model, calib) = inputs(&dir);
+    let (m, c) = (s(&model), s(&calib));
+    let dots = format!(
+        "{}/../{}/model.onnx",
+        s(&dir),
+        dir.file_name().unwrap().to_str().unwrap()
+    );
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", m],
+        1,
+        &["-o ", "is the same file as MODEL", "choose another output"],
+    );
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", &dots],
+        1,
+        &["same file as MODEL"],
+    );
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", c],
+        1,
+        &["same file as --calib"],
+    );
+    refused(
+        &dir,
+        &[
+            "quantize",
+            m,
+            "--calib",
+            c,
+            "-o",
+            s(&dir.join("x.onnx")),
+            "--cache",
+            m,
+        ],
+        1,
+        &["--cache ", "same file as MODEL"],
+    );
+    let x = dir.join("x.json");
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", s(&x), "--cache", s(&x)],
+        1,
+        &["and --cache", "are the same file"],
+    );
+    refused(
+        &dir,
+        &["calibrate", m, "--calib", c, "-o", c],
+        1,
+        &["same file as --calib"],
+    );
+    let link = dir.join("link.onnx");
+    std::fs::hard_link(&model, &link).unwrap();
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", s(&link)],
+        1,
+        &["same file as MODEL"],
+    );
+    std::fs::write(dir.join("cache.json"), "{}").unwrap();
+    let cache = dir.join("cache.json");
+    refused(
+        &dir,
+        &["export", m, "--cache", s(&cache), "-o", s(&cache)],
+        1,
+        &["same file as --cache"],
+    );
+}
+
+#[test]
+fn devices_fifos_and_folders_are_not_replaced() {
+    let dir = scratch("special");
+    let (model, calib) = inputs(&dir);
+    let (m, c) = (s(&model), s(&calib));
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", "/dev/null"],
+        1,
+        &["/dev/null: it is a device"],
+    );
+    assert!(Path::new("/dev/null").exists());
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", s(&fifo)],
+        1,
+        &["it is a FIFO"],
+    );
+    refused(&dir, &["demo", "-o", s(&dir)], 1, &["it is a folder"]);
+}
+
+#[test]
+fn numeric_flags_are_checked_when_read() {
+    let dir = scratch("flags");
+    let (model, calib) = inputs(&dir);
+    let (m, c) = (s(&model), s(&calib));
+    let never = dir.join("never.onnx");
+    let quantize = ["quantize", m, "--calib", c, "-o", s(&never)];
+    let finetune = ["finetune", m, "--calib", c, "--train", c, "-o", s(&never)];
+    let q = |extra: &[&'static str]| cat(&quantize, extra);
+    let ft = |extra: &[&'static str]| cat(&finetune, extra);
+    for (args, needles) in [
+        (q(&["--batch", "0"]), vec!["--batch", "at least 1"]),
+        (
+            q(&["--opset", "-1"]),
+            vec!["--opset", "opset -1 is not one the ONNX standard defines"],
+        ),
+        (q(&["--opset", "999"]), vec!["--opset", "opset 999"]),
+        (q(&["--mean", "NaN"]), vec!["--mean", "not a finite number"]),
+        (
+            q(&["--scale", "inf"]),
+            vec!["--scale", "not a finite number"],
+        ),
+        (q(&["--std", "0"]), vec!["--std", "must not be 0"]),
+        (
+            ft(&["--epochs", "inf"]),
+            vec!["--epochs", "not a finite number"],
+        ),
+        (ft(&["--epochs", "NaN"]), vec!["--epochs"]),
+        (
+            ft(&["--epochs", "-1"]),
+            vec!["--epochs", "outside (0, 10000]"],
+        ),
+        (ft(&["--lr", "NaN"]), vec!["--lr", "not a finite number"]),
+        (ft(&["--lr", "2"]), vec!["--lr", "outside (0, 1]"]),
+        (ft(&["--lr", "0"]), vec!["--lr", "outside (0, 1]"]),
+        (ft(&["--min-lr", "NaN"]), vec!["--min-lr"]),
+        (ft(&["--weight-decay", "NaN"]), vec!["--weight-decay"]),
+        (
+            ft(&["--train-batch", "0"]),
+            vec!["--train-batch", "at least 1"],
+        ),
+    ] {
+        refused(&dir, &args, 2, &needles);
+    }
+    refused(
+        &dir,
+        &ft(&["--lr", "0.01", "--min-lr", "0.1"]),
+        2,
+        &["--min-lr 0.1 is above --lr 0.01"],
+    );
+    refused(
+        &dir,
+        &["eval", m, m, "--data", c, "--batch", "0"],
+        2,
+        &["--batch", "at least 1"],
+    );
+}
+
+#[test]
+fn flags_that_would_do_nothing_are_refused() {
+    let dir = scratch("noop");
+    let (model, calib) = inputs(&dir);
+    let (m, c) = (s(&model), s(&calib));
+    let never = dir.join("never.onnx");
+    let quantize = ["quantize", m, "--calib", c, "-o", s(&never)];
+    let q = |extra: &[&'static str]| cat(&quantize, extra);
+    refused(
+        &dir,
+        &q(&["--skip-op", "NoSuchOp"]),
+        1,
+        &[
+            "--skip-op NoSuchOp: the model has no node of this op type",
+            "Conv",
+        ],
+    );
+    refused(
+        &dir,
+        &q(&["--skip-op", "conv"]),
+        1,
+        &["--skip-op conv", "case-sensitive"],
+    );
+    refused(
+        &dir,
+        &q(&["--skip", "nothing_like_this*"]),
+        1,
+        &["--skip nothing_like_this*: matches no node"],
+    );
+    refused(
+        &dir,
+        &q(&["--skip", "*"]),
+        1,
+        &["no quantizer to place", "--skip"],
+    );
+    refused(
+        &dir,
+        &q(&["--method-for", "NOSUCH=max"]),
+        1,
+        &[
+            "--method-for NOSUCH=...",
+            "not a calibrated activation tensor",
+            "input",
+        ],
+    );
+}
+
+#[test]
+fn an_output_name_as_long_as_the_filesystem_allows_is_written() {
+    let dir = scratch("long");
+    let out = dir.join("q".repeat(250) + ".onnx");
+    let o = qdq(&["demo", "-o", s(&out), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(listing(&dir), [out.file_name().unwrap().to_str().unwrap()]);
+    let lint = qdq(&["lint", s(&out)]);
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_inspect_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qdq"))
+        .args(["inspect", s(&data("model.onnx"))])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before qdq prints: its first write meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "{err}");
+    assert_ne!(out.status.code(), Some(101), "a panic");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        // Ended by SIGPIPE, as `cat` or `ls` would be; or done before the pipe closed.
+        assert!(
+            out.status.signal() == Some(13) || out.status.success(),
+            "{:?}",
+            out.status
+        );
+    }
+}

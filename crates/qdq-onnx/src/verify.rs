@@ -1,0 +1,179 @@
+//! The last gate before qdq calls a written model done: no non-finite weight, and the
+//! file, read back, runs on qdq's runtime and gives exactly what its fake-quant
+//! simulation gives.
+//!
+//! The simulation is the same graph with every Q→DQ pair fused into the runtime's
+//! one-node fake quant (`FakeQuantizeLinear`, the node fine-tuning trains through):
+//! two independent implementations of the pair, which must agree bit for bit on the
+//! probe input. A file that cannot be parsed, a Q/DQ node the runtime rejects, an
+//! output that is NaN or Inf, or any difference is an error.
+
+use burn::tensor::Device;
+use onnx_ir::ModelProto;
+
+use crate::runtime::{OnnxGraph, RunError, Value, ValueSpec, dt};
+
+/// Why a written model is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A float weight holds NaN or Inf (training diverged, or the input model had it).
+    #[error(
+        "weight `{initializer}` holds {value} at flat index {index}; a model with non-finite weights is not written (if it came from fine-tuning, lower --lr)"
+    )]
+    NonFiniteWeight {
+        /// The initializer.
+        initializer: String,
+        /// Flat index of the first bad value.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// The model did not run on qdq's runtime.
+    #[error("the written model does not run on qdq's runtime: {0}")]
+    Run(#[from] RunError),
+    /// The model's graph has no Q/DQ pair fit for the simulation (structure error).
+    #[error("the written model's Q/DQ pairs cannot be simulated: {0}")]
+    Simulation(String),
+    /// An output of the probe run is NaN or Inf.
+    #[error(
+        "output `{output}` of the written model is {value} at flat index {index} on the probe input"
+    )]
+    NonFiniteOutput {
+        /// The output.
+        output: String,
+        /// Flat index.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// The Q/DQ graph and its fake-quant simulation disagree.
+    #[error(
+        "output `{output}` of the written model differs from its fake-quant simulation at flat index {index} ({written} vs {simulated})"
+    )]
+    Mismatch {
+        /// The output.
+        output: String,
+        /// Flat index.
+        index: usize,
+        /// Value from the Q/DQ graph.
+        written: f32,
+        /// Value from the fused fake-quant graph.
+        simulated: f32,
+    },
+}
+
+/// The first NaN or Inf in a float initializer of `model`, in file order.
+///
+/// # Errors
+/// [`VerifyError::NonFiniteWeight`] naming it; an initializer that cannot be decoded.
+pub fn check_weights_finite(model: &ModelProto, device: &Device) -> Result<(), VerifyError> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Ok(());
+    };
+    for t in &graph.initializer {
+        if !matches!(
+            t.data_type,
+            dt::FLOAT | dt::FLOAT16 | dt::DOUBLE | dt::BFLOAT16
+        ) {
+            continue;
+        }
+        let v = Value::from_tensor_proto(t, device)?;
+        if let Some((index, &value)) = v.to_f32()?.iter().enumerate().find(|(_, x)| !x.is_finite())
+        {
+            return Err(VerifyError::NonFiniteWeight {
+                initializer: t.name.clone(),
+                index,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs `model` on `inputs` and its fake-quant simulation on the same inputs, and
+/// checks that every output is finite and that the two agree bit for bit.
+///
+/// # Errors
+/// See [`VerifyError`].
+pub fn verify_model(
+    model: &ModelProto,
+    inputs: Vec<(String, Value)>,
+    device: &Device,
+) -> Result<(), VerifyError> {
+    check_weights_finite(model, device)?;
+    let written = OnnxGraph::from_model(model, device)?.run(inputs.clone())?;
+    let mut simulated_model = model.clone();
+    if let Some(g) = simulated_model.graph.as_mut() {
+        crate::finetune::fuse::fuse_qdq_pairs(g)
+            .map_err(|e| VerifyError::Simulation(e.to_string()))?;
+    }
+    let simulated = OnnxGraph::from_model(&simulated_model, device)?.run(inputs)?;
+    for ((name, w), (_, s)) in written.iter().zip(&simulated) {
+        let (w, s) = (w.to_f32()?, s.to_f32()?);
+        if let Some((index, &value)) = w.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(VerifyError::NonFiniteOutput {
+                output: name.clone(),
+                index,
+                value,
+            });
+        }
+        if let Some(index) = (0..w.len().max(s.len()))
+            .find(|&i| w.get(i).map(|x| x.to_bits()) != s.get(i).map(|x| x.to_bits()))
+        {
+            return Err(VerifyError::Mismatch {
+                output: name.clone(),
+                index,
+                written: w.get(index).copied().unwrap_or(f32::NAN),
+                simulated: s.get(index).copied().unwrap_or(f32::NAN),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A deterministic probe input for each of `inputs` when no data is at hand (e.g.
+/// `qdq export` from a cache): dynamic dimensions become 1, floats a fixed spread of
+/// values in [-1, 1], integers 0, bools false.
+///
+/// # Errors
+/// An input of a type the runtime cannot hold, or whose size overflows.
+pub fn probe_inputs(
+    inputs: &[ValueSpec],
+    device: &Device,
+) -> Result<Vec<(String, Value)>, VerifyError> {
+    inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .dims
+                .iter()
+                .map(|d| match d {
+                    crate::runtime::Dim::Fixed(n) => *n,
+                    _ => 1,
+                })
+                .collect();
+            let n = shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .filter(|&n| n <= 1 << 28)
+                .ok_or_else(|| {
+                    VerifyError::Run(RunError::Input {
+                        name: spec.name.clone(),
+                        message: format!("shape {shape:?} is too large for a probe input"),
+                    })
+                })?;
+            let value = match spec.elem_type {
+                dt::BOOL => Value::try_from_bool(vec![false; n], &shape, device)?,
+                dt::FLOAT | dt::FLOAT16 | dt::DOUBLE | dt::BFLOAT16 | 0 => {
+                    // A fixed spread over [-1, 1): every sign and magnitude class.
+                    let data = (0..n)
+                        .map(|i| ((i as u64 * 2_654_435_761) % 2001) as f32 / 1000.0 - 1.0)
+                        .collect();
+                    Value::try_from_f32(data, &shape, device)?
+                }
+                t => Value::try_from_i64(vec![0; n], &shape, device, t)?,
+            };
+            Ok((spec.name.clone(), value))
+        })
+        .collect()
+}
