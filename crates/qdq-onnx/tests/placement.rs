@@ -388,6 +388,7 @@ fn ints(name: &str, dims: &[i64], v: &[i64]) -> TensorProto {
 /// target; an int Add rides along. Only the four float tensors may be quantized.
 fn pytorch_style_model() -> ModelProto {
     let mut g = GraphProto::new();
+    g.name = "torch_jit".into();
     g.input.push(value_info("x", 1, &[1, 3, 4, 4]));
     g.output.push(value_info("y", 1, &[1, 5]));
     g.initializer = vec![
