@@ -76,7 +76,7 @@ pub fn is_float_tensor(types: &HashMap<String, i32>, tensor: &str) -> bool {
         .is_some_and(|&e| crate::runtime::is_float(e))
 }
 
-fn slot_name<'a>(node: &'a NodeProto, slot: Slot) -> Option<&'a str> {
+fn slot_name(node: &NodeProto, slot: Slot) -> Option<&str> {
     let name = match slot {
         Slot::In(i) => node.input.get(i),
         Slot::Out(i) => node.output.get(i),
@@ -323,7 +323,8 @@ mod tests {
         for &op in crate::runtime::supported_ops() {
             let mut n = node(op, "n", &["a", "b", "c"], &["y"]);
             if op == "Cast" {
-                n.attribute.push(crate::proto::attr_int("to", i64::from(dt::INT32)));
+                n.attribute
+                    .push(crate::proto::attr_int("to", i64::from(dt::INT32)));
             }
             if op == "Constant" {
                 n.attribute.push(crate::proto::attr_int("value_int", 3));

@@ -22,10 +22,9 @@ fn fails(m: &ModelProto, shape: &[usize]) -> RunError {
     };
     let n = shape.iter().product();
     let x = Value::from_f32(vec![1.0; n], shape, &dev());
-    let err = g
-        .run(vec![("x".into(), x)])
-        .err()
-        .expect("the run must fail");
+    let Err(err) = g.run(vec![("x".into(), x)]) else {
+        panic!("the run must fail");
+    };
     assert!(!err.to_string().contains("panicked"), "{err}");
     err
 }
@@ -55,7 +54,9 @@ fn initializer_dims_whose_product_overflows_are_refused() {
     let mut t = tensor_f32("w", &[], &[]);
     t.dims = vec![BIG, BIG];
     let m = one(node("Add", "add", &["x", "w"], &["y"]), vec![t], &[1]);
-    let err = OnnxGraph::from_model(&m, &dev()).err().expect("refused");
+    let Err(err) = OnnxGraph::from_model(&m, &dev()) else {
+        panic!("refused");
+    };
     assert_eq!(too_large(&err, "initializer", "w"), [1 << 32, 1 << 32]);
     assert!(
         err.to_string()

@@ -543,7 +543,8 @@ impl Value {
         };
         macro_rules! raw_vals {
             ($ty:ty, $w:expr) => {{
-                if raw.len() / $w != n || raw.len() % $w != 0 {
+                // n <= MAX_ELEMENTS, so n * 8 cannot overflow.
+                if raw.len() != n * $w {
                     return Err(bad("raw_data"));
                 }
                 raw.chunks_exact($w)
