@@ -45,11 +45,21 @@ pub enum Error {
         /// Opset asked for.
         opset: i64,
     },
-    /// An opset outside what the exporter writes.
-    #[error(
-        "opset {0} is not supported for export; choose 10 to 21 (default 17; per-channel scales need 13, FP8 19)"
-    )]
-    OpsetRange(i64),
+    /// An opset outside what a step can write: the exporter's 10 to 21, or the
+    /// opsets the ONNX standard defines (1 to `passes::opset::MAX_OPSET`).
+    #[error("opset {opset} is not supported by {what}; choose {min} to {max}{note}")]
+    OpsetRange {
+        /// The opset asked for.
+        opset: i64,
+        /// The step that refused it (`export`, `quantize`...).
+        what: &'static str,
+        /// Lowest accepted.
+        min: i64,
+        /// Highest accepted.
+        max: i64,
+        /// More on the range (defaults, what needs which opset).
+        note: &'static str,
+    },
     /// Recording the forward pass failed.
     #[error("capturing the forward pass: {0}")]
     Capture(String),

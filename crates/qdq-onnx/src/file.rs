@@ -1,25 +1,80 @@
 //! Reading an ONNX file, with errors that name it: the one reader the linter, the
 //! runtime and the command line share.
 
+use std::io::Read;
 use std::path::Path;
 
 use onnx_ir::{Message, ModelProto};
 
 use crate::error::{Error, Result};
 
+/// Largest `.onnx` file read: 2 GiB, protobuf's own limit for one message (bigger
+/// models keep their weights in external data, which qdq does not read).
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
 /// Reads and parses the ONNX model at `path`.
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be read, [`Error::Parse`] when it is not an ONNX
-/// model (e.g. truncated); both name the file.
+/// [`Error::Io`] when the file cannot be read, is not a regular file (a FIFO or a
+/// device would never end) or is over [`MAX_MODEL_BYTES`]; [`Error::Parse`] when it is
+/// not an ONNX model (e.g. truncated). All name the file.
 pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    // Look before opening: opening a FIFO blocks until someone writes to it.
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file; give the path of an .onnx file",
+        )));
+    }
+    let too_big = || {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {MAX_MODEL_BYTES} bytes, protobuf's limit for one ONNX file; models with external data are not supported"
+            ),
+        ))
+    };
+    if meta.len() > MAX_MODEL_BYTES {
+        return Err(too_big());
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    // The file may grow while it is read: read at most one byte past the limit.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MODEL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(too_big());
+    }
     ModelProto::parse_from_bytes(&bytes).map_err(|e| Error::Parse {
         path: path.display().to_string(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_and_devices_are_refused_by_name() {
+        for path in [std::env::temp_dir(), "/dev/zero".into()] {
+            if !path.exists() {
+                continue;
+            }
+            let err = read_model(&path).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(&err, Error::Io { .. }) && text.contains("not a regular file"),
+                "{text}"
+            );
+            assert!(text.starts_with(&path.display().to_string()), "{text}");
+        }
+    }
 }

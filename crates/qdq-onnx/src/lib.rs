@@ -14,6 +14,8 @@ mod error;
 pub mod export;
 mod file;
 pub mod finetune;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod lint;
 pub mod passes;
 mod proto;
@@ -25,7 +27,8 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use export::{ExportOptions, Fp8Style, export, export_to_file};
-pub use file::read_model;
+pub use file::{MAX_MODEL_BYTES, read_model};
 pub use lint::{LintOptions, Rule, Violation, lint, lint_file, lint_with};
 pub use onnx_ir::{Message, ModelProto};
 pub use qdq::{QdqFormat, insert_qdq, scales};
+pub use tensor::initializer_elements;

@@ -1,11 +1,17 @@
 //! TensorRT's rules for QDQ ONNX models (spec `tensorrt-qdq-rules.md`), as a linter:
-//! each violation names the node and says how to fix it.
+//! each violation names the node and says how to fix it. It is the last gate before a
+//! file is written, so it also checks what every runtime rejects, quantized or not
+//! ([`graph`]: opset, empty graph, producers, order; and Q/DQ element types and shapes).
+
+mod graph;
 
 use std::collections::HashMap;
 use std::fmt;
 
 use onnx_ir::{ModelProto, NodeProto, TensorProto};
 
+use crate::passes::types::elem_types;
+use crate::runtime::{dtype_name, is_float};
 use crate::tensor::{all_zero, constants, dtype, floats, numel};
 
 /// Which rule a violation breaks.
@@ -25,6 +31,24 @@ pub enum Rule {
     Opset,
     /// `QuantizeLinear` and `DequantizeLinear` come in pairs with equal parameters.
     Pairing,
+    /// Q/DQ element types: a `QuantizeLinear` input and a `DequantizeLinear` output
+    /// are floating point, scales are a float type, zero points int8/uint8 (or the
+    /// INT4/INT16/FP8/FP4 types the opset allows).
+    QdqType,
+    /// Q/DQ parameter shapes: a scale is a scalar or 1-D (per axis), and a zero point
+    /// has the scale's shape.
+    QdqShape,
+    /// The default-domain opset is one the ONNX standard defines (1 to
+    /// [`crate::passes::MAX_OPSET`]).
+    OpsetRange,
+    /// The model has a graph with nodes and outputs.
+    EmptyGraph,
+    /// Exactly one node writes each tensor, and none writes a graph input or initializer.
+    SingleProducer,
+    /// Initializer names are unique.
+    UniqueInitializer,
+    /// Every node input is defined before it is read; the graph has no cycle.
+    Topology,
 }
 
 /// One broken rule at one node.
@@ -75,15 +99,18 @@ pub fn lint(model: &ModelProto) -> Vec<Violation> {
     lint_with(model, &LintOptions::default())
 }
 
-/// Lints `model`: every Q/DQ node against TensorRT's hard constraints and the
-/// placement rules that decide whether it runs in INT8/FP8. An empty result means
-/// the model passes.
+/// Lints `model`: the rules every runtime enforces (a non-empty, acyclic, sorted graph
+/// with one producer per tensor and a defined opset), then every Q/DQ node against
+/// ONNX's types and shapes, TensorRT's hard constraints and the placement rules that
+/// decide whether it runs in INT8/FP8. An empty result means the model passes.
 pub fn lint_with(model: &ModelProto, options: &LintOptions) -> Vec<Violation> {
-    let Some(graph) = model.graph.as_ref() else {
-        return vec![];
+    let mut out = Vec::new();
+    let Some(graph) = graph::check_model(model, &mut out) else {
+        return out;
     };
     let opset = crate::passes::model_opset(model);
     let consts = constants(graph);
+    let types = elem_types(graph);
     let mut producers: HashMap<&str, &NodeProto> = HashMap::new();
     let mut consumers: HashMap<&str, Vec<(&NodeProto, usize)>> = HashMap::new();
     for node in &graph.node {
@@ -97,11 +124,11 @@ pub fn lint_with(model: &ModelProto, options: &LintOptions) -> Vec<Violation> {
     let ctx = Context {
         opset,
         consts,
+        types,
         producers,
         consumers,
         options,
     };
-    let mut out = Vec::new();
     for node in graph.node.iter().filter(|n| qdq_kind(n).is_some()) {
         ctx.check(node, &mut out);
     }
@@ -133,6 +160,28 @@ fn node_name(n: &NodeProto) -> String {
     }
 }
 
+/// The zero-point types some opset of Q/DQ allows (the opset itself is checked apart).
+fn zero_point_type(e: i32) -> bool {
+    matches!(
+        e,
+        dtype::INT8
+            | dtype::UINT8
+            | dtype::INT16
+            | dtype::UINT16
+            | dtype::INT4
+            | dtype::UINT4
+            | dtype::FLOAT8E4M3FN
+            | dtype::FLOAT8E4M3FNUZ
+            | dtype::FLOAT8E5M2
+            | dtype::FLOAT8E5M2FNUZ
+            | dtype::FLOAT4E2M1
+    )
+}
+
+fn first_output(n: &NodeProto) -> &str {
+    n.output.first().map_or("", String::as_str)
+}
+
 fn int_attr(n: &NodeProto, name: &str) -> Option<i64> {
     n.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
@@ -140,6 +189,7 @@ fn int_attr(n: &NodeProto, name: &str) -> Option<i64> {
 struct Context<'a> {
     opset: i64,
     consts: HashMap<&'a str, &'a TensorProto>,
+    types: HashMap<String, i32>,
     producers: HashMap<&'a str, &'a NodeProto>,
     consumers: HashMap<&'a str, Vec<(&'a NodeProto, usize)>>,
     options: &'a LintOptions,
@@ -188,15 +238,106 @@ impl Context<'_> {
                     Some(v.len())
                 }
                 None => {
-                    push(
-                        Rule::Scale,
-                        format!("scale has data type {}, not float32", t.data_type),
-                        "store the scale as float32",
-                    );
+                    // A non-float scale is a QdqType violation (below).
+                    if is_float(t.data_type) {
+                        push(
+                            Rule::Scale,
+                            format!(
+                                "scale is {}; TensorRT needs float32 scales",
+                                dtype_name(t.data_type)
+                            ),
+                            "store the scale as float32",
+                        );
+                    }
                     Some(numel(t))
                 }
             },
         };
+
+        // Element types: what ONNX Runtime and the ONNX checker accept.
+        let ty = |t| self.typed(t);
+        if kind == Kind::Q
+            && let Some((x, e)) = ty(node.input.first())
+            && !is_float(e)
+        {
+            push(
+                Rule::QdqType,
+                format!(
+                    "QuantizeLinear input `{x}` is {}; only float32, float16, bfloat16 and double tensors can be quantized",
+                    dtype_name(e)
+                ),
+                "remove this Q/DQ pair: integer and bool tensors (shapes, indices, masks) stay unquantized",
+            );
+        }
+        if kind == Kind::Dq
+            && let Some((y, e)) = ty(node.output.first())
+            && !is_float(e)
+        {
+            push(
+                Rule::QdqType,
+                format!(
+                    "DequantizeLinear output `{y}` is {}; it must be floating point",
+                    dtype_name(e)
+                ),
+                "give the DequantizeLinear a float32 scale (its output takes the scale's type)",
+            );
+        }
+        if let Some((sc, e)) = ty(node.input.get(1))
+            && !is_float(e)
+        {
+            push(
+                Rule::QdqType,
+                format!(
+                    "scale `{sc}` is {}; scales are floating point",
+                    dtype_name(e)
+                ),
+                "store the scale as float32",
+            );
+        }
+        if let Some((zp, e)) = ty(node.input.get(2))
+            && !zero_point_type(e)
+        {
+            push(
+                Rule::QdqType,
+                format!(
+                    "zero point `{zp}` is {}; zero points are int8 or uint8 (int4, uint4, int16, uint16 from opset 21, FP8 from 19, FP4 from 23)",
+                    dtype_name(e)
+                ),
+                "store the zero point as int8 (0, symmetric)",
+            );
+        }
+
+        // Shapes: a scalar or 1-D scale (blocked quantization aside), and a zero point
+        // of the scale's shape.
+        let blocked = int_attr(node, "block_size").is_some_and(|b| b != 0);
+        let scale_t = node.input.get(1).and_then(|s| self.consts.get(s.as_str()));
+        if let Some(sc) = scale_t.filter(|t| !blocked && t.dims.len() > 1) {
+            push(
+                Rule::QdqShape,
+                format!(
+                    "scale `{}` has shape {:?}; a scale is a scalar (per tensor) or 1-D (per axis)",
+                    sc.name, sc.dims
+                ),
+                "store one scale, or one per channel as a 1-D tensor",
+            );
+        }
+        let zp_t = node
+            .input
+            .get(2)
+            .filter(|s| !s.is_empty())
+            .and_then(|s| self.consts.get(s.as_str()));
+        if let (Some(sc), Some(zp)) = (scale_t, zp_t)
+            && sc.dims != zp.dims
+        {
+            push(
+                Rule::QdqShape,
+                format!(
+                    "zero point `{}` has shape {:?} but scale `{}` has shape {:?}",
+                    zp.name, zp.dims, sc.name, sc.dims
+                ),
+                "give the zero point the scale's shape",
+            );
+        }
 
         // Zero point: constant, zero, signed; its type must fit the opset.
         if let Some(zp_name) = node.input.get(2).filter(|s| !s.is_empty()) {
@@ -222,15 +363,39 @@ impl Context<'_> {
                                 .into(),
                             "use an INT8 (signed) zero point (a signed quantizer), or set LintOptions::allow_uint8 for other runtimes",
                         ),
-                        dtype::FLOAT8E4M3FN if self.opset < 19 => push(
+                        dtype::FLOAT8E4M3FN
+                        | dtype::FLOAT8E4M3FNUZ
+                        | dtype::FLOAT8E5M2
+                        | dtype::FLOAT8E5M2FNUZ
+                            if self.opset < 19 =>
+                        {
+                            push(
+                                Rule::Opset,
+                                format!(
+                                    "{} needs opset 19, model has {}",
+                                    dtype_name(zp.data_type),
+                                    self.opset
+                                ),
+                                "export with opset >= 19",
+                            )
+                        }
+                        dtype::INT4 | dtype::UINT4 | dtype::INT16 | dtype::UINT16
+                            if self.opset < 21 =>
+                        {
+                            push(
+                                Rule::Opset,
+                                format!(
+                                    "{} needs opset 21, model has {}",
+                                    dtype_name(zp.data_type),
+                                    self.opset
+                                ),
+                                "export with opset >= 21",
+                            )
+                        }
+                        dtype::FLOAT4E2M1 if self.opset < 23 => push(
                             Rule::Opset,
-                            format!("FLOAT8E4M3FN needs opset 19, model has {}", self.opset),
-                            "export with opset >= 19",
-                        ),
-                        dtype::INT4 if self.opset < 21 => push(
-                            Rule::Opset,
-                            format!("INT4 needs opset 21, model has {}", self.opset),
-                            "export with opset >= 21",
+                            format!("float4e2m1 needs opset 23, model has {}", self.opset),
+                            "export with opset >= 23",
                         ),
                         _ => {}
                     }
@@ -277,11 +442,8 @@ impl Context<'_> {
                         }
                     }
                     if kind == Kind::Dq {
-                        for (consumer, slot) in self
-                            .consumers
-                            .get(node.output[0].as_str())
-                            .into_iter()
-                            .flatten()
+                        for (consumer, slot) in
+                            self.consumers.get(first_output(node)).into_iter().flatten()
                         {
                             if let Some(want) = self.expected_axis(consumer, *slot, rank)
                                 && want != axis
@@ -305,12 +467,7 @@ impl Context<'_> {
         // Pairs and biases.
         match kind {
             Kind::Q => {
-                for (consumer, _) in self
-                    .consumers
-                    .get(node.output[0].as_str())
-                    .into_iter()
-                    .flatten()
-                {
+                for (consumer, _) in self.consumers.get(first_output(node)).into_iter().flatten() {
                     if qdq_kind(consumer) != Some(Kind::Dq) {
                         push(
                             Rule::Pairing,
@@ -350,11 +507,7 @@ impl Context<'_> {
                         "insert the QuantizeLinear of the pair",
                     );
                 }
-                for (consumer, slot) in self
-                    .consumers
-                    .get(node.output[0].as_str())
-                    .into_iter()
-                    .flatten()
+                for (consumer, slot) in self.consumers.get(first_output(node)).into_iter().flatten()
                 {
                     if *slot == 2
                         && matches!(consumer.op_type.as_str(), "Conv" | "ConvTranspose" | "Gemm")
@@ -372,6 +525,12 @@ impl Context<'_> {
                 }
             }
         }
+    }
+
+    /// A named tensor and its element type, when known.
+    fn typed<'n>(&self, t: Option<&'n String>) -> Option<(&'n str, i32)> {
+        let t = t.filter(|t| !t.is_empty())?;
+        Some((t.as_str(), *self.types.get(t.as_str())?))
     }
 
     /// The weight constant behind a Q (its input) or a DQ (its Q's input, or its own
@@ -465,10 +624,15 @@ mod tests {
         n
     }
 
+    /// A model reading graph input `x` and returning `y`.
     fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>) -> ModelProto {
         let mut g = GraphProto::new();
         g.node = nodes;
         g.initializer = inits;
+        g.input
+            .push(crate::proto::value_info("x", dtype::FLOAT, &[1, 1, 1, 1]));
+        g.output
+            .push(crate::proto::value_info("y", dtype::FLOAT, &[1, 2, 1, 1]));
         let mut m = ModelProto::new();
         m.graph = Some(g).into();
         m.opset_import.push(Default::default());
@@ -655,14 +819,12 @@ mod tests {
         );
         // A dequantized bias.
         let (_, good_inits) = conv("Conv", &[2, 1, 1, 1], 0, &[0.1, 0.2]);
-        nodes.push(node(
-            "DequantizeLinear",
-            "b_dq",
-            &["bq", "sb"],
-            &["bd"],
-            &[],
-        ));
-        nodes[4].input[2] = "bd".into();
+        // Before the conv that reads it: nodes stay in topological order.
+        nodes.insert(
+            4,
+            node("DequantizeLinear", "b_dq", &["bq", "sb"], &["bd"], &[]),
+        );
+        nodes[5].input[2] = "bd".into();
         inits = good_inits;
         inits.push(floats_t("sb", &[], &[0.001]));
         let mut bq = zp("bq", 6, &[1, 2]);
@@ -730,5 +892,75 @@ mod tests {
             vec![(Rule::Opset, "x_q".into()), (Rule::Opset, "x_dq".into())]
         );
         assert_eq!(lint(&model(19, nodes, inits)), vec![]);
+    }
+    #[test]
+    fn qdq_element_types_are_what_runtimes_accept() {
+        // Q/DQ on an int64 shape tensor: the Q input is not float.
+        let mut nodes = vec![
+            node("Shape", "shape", &["x"], &["s"], &[]),
+            node("QuantizeLinear", "s_q", &["s", "sx", "zx"], &["sq"], &[]),
+            node(
+                "DequantizeLinear",
+                "s_dq",
+                &["sq", "sx", "zx"],
+                &["sd"],
+                &[],
+            ),
+            node("Reshape", "reshape", &["x", "sd"], &["y"], &[]),
+        ];
+        let inits = vec![floats_t("sx", &[], &[0.02]), zp("zx", dtype::INT8, &[0])];
+        let v = lint(&model(13, nodes.clone(), inits.clone()));
+        assert_eq!(rules(&v), vec![(Rule::QdqType, "s_q".into())]);
+        assert!(v[0].message.contains("input `s` is int64"), "{}", v[0]);
+        // An int64 scale makes the DQ output int64; an int32 zero point is no Q/DQ type.
+        nodes.truncate(3);
+        nodes[0] = node("Relu", "relu", &["x"], &["s"], &[]);
+        nodes.push(node("Relu", "out", &["sd"], &["y"], &[]));
+        let mut bad = inits.clone();
+        bad[0] = zp("sx", dtype::INT64, &[1]);
+        bad[1] = zp("zx", dtype::INT32, &[0]);
+        let v = lint(&model(13, nodes.clone(), bad));
+        let types: Vec<&str> = v
+            .iter()
+            .filter(|x| x.rule == Rule::QdqType)
+            .map(|x| x.message.split(';').next().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "scale `sx` is int64",
+                "zero point `zx` is int32",
+                "DequantizeLinear output `sd` is int64",
+                "scale `sx` is int64",
+                "zero point `zx` is int32",
+            ]
+        );
+        assert_eq!(lint(&model(13, nodes, inits)), vec![]);
+    }
+
+    #[test]
+    fn scale_and_zero_point_shapes() {
+        let (nodes, mut inits) = conv("Conv", &[2, 1, 1, 1], 0, &[0.1, 0.2]);
+        inits[0] = floats_t("sx", &[1, 1], &[0.02]);
+        inits[1] = zp("zx", dtype::INT8, &[0]);
+        let v = lint(&model(13, nodes.clone(), inits.clone()));
+        assert_eq!(
+            rules(&v),
+            vec![
+                (Rule::QdqShape, "x_q".into()),
+                (Rule::QdqShape, "x_q".into()),
+                (Rule::QdqShape, "x_dq".into()),
+                (Rule::QdqShape, "x_dq".into())
+            ]
+        );
+        assert!(v[0].message.contains("shape [1, 1]"), "{}", v[0]);
+        assert!(
+            v[1].message
+                .contains("zero point `zx` has shape [] but scale `sx` has shape [1, 1]"),
+            "{}",
+            v[1]
+        );
+        inits[0] = floats_t("sx", &[], &[0.02]);
+        assert_eq!(lint(&model(13, nodes, inits)), vec![]);
     }
 }

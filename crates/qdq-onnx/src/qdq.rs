@@ -165,6 +165,10 @@ mod tests {
         conv.input = vec![x, wd];
         conv.output = vec!["y".into()];
         g.node.push(conv);
+        g.input
+            .push(crate::proto::value_info("x", dtype::FLOAT, &[1, 1, 1, 1]));
+        g.output
+            .push(crate::proto::value_info("y", dtype::FLOAT, &[1, 2, 1, 1]));
         let mut m = ModelProto::new();
         m.graph = Some(g).into();
         m.opset_import.push(Default::default());

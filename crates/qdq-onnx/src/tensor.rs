@@ -4,16 +4,8 @@ use std::collections::HashMap;
 
 use onnx_ir::{GraphProto, TensorProto};
 
-/// ONNX `TensorProto.DataType` codes used here.
-pub(crate) mod dtype {
-    pub const FLOAT: i32 = 1;
-    pub const UINT8: i32 = 2;
-    pub const INT8: i32 = 3;
-    pub const INT64: i32 = 7;
-    pub const FLOAT8E4M3FN: i32 = 17;
-    pub const UINT4: i32 = 21;
-    pub const INT4: i32 = 22;
-}
+/// ONNX `TensorProto.DataType` codes: the runtime's one table.
+pub(crate) use crate::runtime::dt as dtype;
 
 /// Every constant of a graph by name: initializers and `Constant` node outputs.
 pub(crate) fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
@@ -58,4 +50,40 @@ pub(crate) fn all_zero(t: &TensorProto) -> bool {
         && t.int64_data.iter().all(|&v| v == 0)
         && t.float_data.iter().all(|&v| v == 0.0)
         && t.raw_data.iter().all(|&b| b == 0)
+}
+
+/// Total element count of a graph's initializers (what `qdq inspect` reports), summed
+/// without overflow: dims from a hostile file saturate at `u64::MAX`, negative dims
+/// count as 0.
+pub fn initializer_elements(graph: &GraphProto) -> u64 {
+    graph
+        .initializer
+        .iter()
+        .map(|t| {
+            t.dims.iter().try_fold(1u64, |acc, &d| {
+                acc.checked_mul(u64::try_from(d).unwrap_or(0))
+            })
+        })
+        .fold(0u64, |acc, n| acc.saturating_add(n.unwrap_or(u64::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initializer_elements_saturates_instead_of_overflowing() {
+        let mut g = GraphProto::new();
+        for dims in [vec![2, 3], vec![], vec![-4, 5]] {
+            let mut t = TensorProto::new();
+            t.dims = dims;
+            g.initializer.push(t);
+        }
+        assert_eq!(initializer_elements(&g), 6 + 1);
+        let mut huge = TensorProto::new();
+        huge.dims = vec![1 << 32, 1 << 32];
+        g.initializer.push(huge.clone());
+        g.initializer.push(huge);
+        assert_eq!(initializer_elements(&g), u64::MAX);
+    }
 }

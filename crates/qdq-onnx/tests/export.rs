@@ -442,6 +442,30 @@ fn uncalibrated_quantizer_is_named_and_nothing_is_written() {
 }
 
 #[test]
+fn a_refused_export_leaves_the_model_as_it_was() {
+    // Four quantizers, none calibrated: export names the first and refuses. The
+    // other three failed too; none of that may stay recorded on the model, or the
+    // calibration that follows would fail with "Uncalibrated".
+    let model = Mlp::new(None);
+    let err = export(&model, Mlp::forward, mlp_data(1), &ExportOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Quantizer(qdq::Error::Quantizer { name, source })
+            if name == "fc1._input_quantizer" && matches!(**source, qdq::Error::Uncalibrated)),
+        "{err}"
+    );
+    // Calibrating now succeeds (collect_stats reports any error left on the model).
+    let model = calibrate(model, Mlp::forward, &[mlp_data(2)]);
+    let onnx = export(&model, Mlp::forward, mlp_data(1), &ExportOptions::default()).unwrap();
+    assert_eq!(
+        op_types(&onnx)
+            .iter()
+            .filter(|o| **o == "QuantizeLinear")
+            .count(),
+        4
+    );
+}
+
+#[test]
 fn calibrating_quantizer_is_an_error() {
     let model = Mlp::new(None);
     enable_calibration(&model);
@@ -474,7 +498,16 @@ fn per_channel_needs_opset_13_and_opsets_outside_10_to_21_are_refused() {
             &ExportOptions::default().with_opset(opset),
         )
         .unwrap_err();
-        assert!(matches!(err, Error::OpsetRange(o) if o == opset));
+        assert!(
+            matches!(err, Error::OpsetRange { opset: o, min: 10, max: 21, .. } if o == opset),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!(
+                "opset {opset} is not supported by export; choose 10 to 21"
+            )),
+            "{err}"
+        );
     }
 }
 

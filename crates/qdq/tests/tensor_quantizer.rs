@@ -345,7 +345,8 @@ fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
     let mut q = quantizer(desc);
     q.set_amax(&Amax::new(vec![0.5, 1.0, 0.25, 0.8], vec![1, 4, 1]).unwrap())
         .unwrap();
-    let (y, records) = record_quantizers(|| q.forward(x.clone()));
+    let (y, rec) = record_quantizers(|| q.forward(x.clone()));
+    let records = rec.records;
     // The marker passes values through; the record carries amax * scale_amax, axis 1.
     assert_eq!(bits(&values(y)), bits(&values(x.clone())));
     assert_eq!(records.len(), 1);
@@ -362,7 +363,7 @@ fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
     assert!(records[0].handle.same(&q.handle));
     // Outside lowering mode the quantizer quantizes again.
     let (_, none) = record_quantizers(|| ());
-    assert!(none.is_empty());
+    assert!(none.records.is_empty() && none.failures.is_empty());
     assert_ne!(
         bits(&values(q.forward(x.clone()))),
         bits(&values(x.clone()))
@@ -376,14 +377,21 @@ fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
             .build()
             .unwrap(),
     );
-    let (_, records) = record_quantizers(|| learned.forward(x.clone()));
-    assert_eq!(records[0].lowering.amax, vec![0.75]);
+    let (_, rec) = record_quantizers(|| learned.forward(x.clone()));
+    assert_eq!(rec.records[0].lowering.amax, vec![0.75]);
 
-    // An uncalibrated quantizer records no pair and reports Uncalibrated.
+    // An uncalibrated quantizer records no pair and reports Uncalibrated to the
+    // recording, not to itself: the pass leaves the quantizer as it was.
     let bare = quantizer(QuantDescriptor::default());
-    let (y, records) = record_quantizers(|| bare.forward(x.clone()));
-    assert!(records.is_empty());
-    assert_eq!(bits(&values(y)), bits(&values(x)));
+    let (y, rec) = record_quantizers(|| bare.forward(x.clone()));
+    assert!(rec.records.is_empty());
+    assert_eq!(bits(&values(y)), bits(&values(x.clone())));
+    assert_eq!(rec.failures.len(), 1);
+    assert!(rec.failures[0].0.same(&bare.handle));
+    assert!(matches!(rec.failures[0].1, Error::Uncalibrated));
+    assert!(bare.handle.take_error().is_none());
+    // Outside a recording the same forward records the error on the quantizer.
+    let _ = bare.forward(x);
     assert!(matches!(
         bare.handle.take_error(),
         Some(Error::Uncalibrated)

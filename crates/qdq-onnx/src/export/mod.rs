@@ -125,7 +125,13 @@ where
     M: Module + Clone,
 {
     if !(10..=21).contains(&options.opset) {
-        return Err(Error::OpsetRange(options.opset));
+        return Err(Error::OpsetRange {
+            opset: options.opset,
+            what: "export",
+            min: 10,
+            max: 21,
+            note: " (default 17; per-channel scales need 13, FP8 19)",
+        });
     }
     let trace = trace::trace(model, forward, sample)?;
     let lowered = lower::Lowerer::new(&trace, options).run()?;
@@ -154,13 +160,7 @@ where
         batch,
     ));
     let mut model_proto = ModelProto::new();
-    // The IR version each opset shipped with: 7 (10-12), 8 (13-18), 9 (19-20, FP8 types), 10 (21).
-    model_proto.ir_version = match options.opset {
-        ..=12 => 7,
-        13..=18 => 8,
-        19 | 20 => 9,
-        _ => 10,
-    };
+    model_proto.ir_version = crate::passes::opset::ir_version_for(options.opset);
     model_proto.producer_name = "qdq".into();
     model_proto.producer_version = env!("CARGO_PKG_VERSION").into();
     model_proto.graph = Some(graph).into();

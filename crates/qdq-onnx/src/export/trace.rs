@@ -9,7 +9,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::{DispatchTensor, TensorData};
 use qdq::nn::lowering::{QuantLowering, record_quantizers};
-use qdq::nn::{check_quantizers, named_quantizers};
+use qdq::nn::named_quantizers;
 
 use crate::error::{Error, Result};
 
@@ -68,6 +68,8 @@ where
     let device = Device::capture();
     // What the scope learns besides the graph.
     struct Recorded {
+        /// The first quantizer that failed in forward, named, with its error.
+        failure: Option<Error>,
         quant: HashMap<TensorId, QuantSite>,
         params: HashMap<TensorId, String>,
         dims: [Vec<usize>; 2],
@@ -83,7 +85,19 @@ where
             let in_dims = x.dims().to_vec();
             let mut visitor = ParamNames::default();
             captured_model.visit(&mut visitor);
-            let (y, records) = record_quantizers(|| forward(&captured_model, x.clone()));
+            let (y, recording) = record_quantizers(|| forward(&captured_model, x.clone()));
+            let name_of = |h: &qdq::nn::QuantizerHandle| {
+                names
+                    .iter()
+                    .find(|q| q.handle.same(h))
+                    .map_or_else(|| "TensorQuantizer".to_string(), |q| q.name.clone())
+            };
+            let failure = recording.failures.into_iter().next().map(|(h, e)| {
+                Error::Quantizer(qdq::Error::Quantizer {
+                    name: name_of(&h),
+                    source: Box::new(e),
+                })
+            });
             let out_dims = y.dims().to_vec();
             let ids = (id_of(x.into_dispatch()), id_of(y.into_dispatch()));
             let (Ok(x_id), Ok(y_id)) = ids else {
@@ -91,11 +105,8 @@ where
                 return scope.complete([], []);
             };
             let mut quant = HashMap::new();
-            for r in records {
-                let name = names
-                    .iter()
-                    .find(|q| q.handle.same(&r.handle))
-                    .map_or_else(|| "TensorQuantizer".to_string(), |q| q.name.clone());
+            for r in recording.records {
+                let name = name_of(&r.handle);
                 match (id_of(r.input), id_of(r.output)) {
                     (Ok(input), Ok(output)) => {
                         let lowering = r.lowering;
@@ -108,6 +119,7 @@ where
                 }
             }
             inner = Ok(Recorded {
+                failure,
                 quant,
                 params: visitor.names,
                 dims: [in_dims, out_dims],
@@ -126,13 +138,17 @@ where
         ))
     })?
     .map_err(|e| Error::Capture(e.to_string()))?;
-    // Errors a quantizer met in forward (an unset amax, ...) carry its name.
-    check_quantizers(model).map_err(Error::Quantizer)?;
     let Recorded {
+        failure,
         quant,
         params,
         dims: [in_dims, out_dims],
     } = inner?;
+    // Errors a quantizer met in forward (an unset amax, ...) carry its name; they
+    // were never recorded on the quantizers, so the model is left as it was.
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let graph = captured.graph;
     Ok(Trace {
         ops: graph.operations,

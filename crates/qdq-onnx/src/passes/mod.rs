@@ -1,12 +1,15 @@
 //! Graph passes on ONNX models: constants made initializers ([`fold`]), where quantizers
-//! go ([`placement`]), writing them in ([`insert`]), and the opset they need ([`opset`]).
+//! go ([`placement`]), writing them in ([`insert`]), the opset they need ([`opset`]),
+//! and the element type of every tensor ([`types`]).
 
 pub mod fold;
 pub mod insert;
 pub mod opset;
 pub mod placement;
+pub mod types;
 
 pub use fold::fold_constant_nodes;
 pub use insert::insert_sites;
-pub use opset::{MAX_OPSET, model_opset, upgrade_opset};
+pub use opset::{MAX_OPSET, check_opset, ir_version_for, model_opset, upgrade_opset};
 pub use placement::{PlacementOptions, Site, SiteKind, matches_pattern, node_label, place};
+pub use types::{elem_types, is_float_tensor};

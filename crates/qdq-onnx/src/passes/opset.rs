@@ -7,9 +7,6 @@ use onnx_ir::{GraphProto, ModelProto, NodeProto};
 use crate::error::{Error, Result};
 use crate::proto::{attr_int, node, tensor_i64};
 
-/// The newest default-domain opset the ONNX standard defines (ONNX 1.23).
-pub const MAX_OPSET: i64 = 28;
-
 /// The default-domain opset of `model` (0 when it declares none).
 pub fn model_opset(model: &ModelProto) -> i64 {
     model
@@ -21,24 +18,55 @@ pub fn model_opset(model: &ModelProto) -> i64 {
         .unwrap_or(0)
 }
 
-/// The IR version that opset shipped with.
+/// The newest default-domain opset the ONNX standard defines (onnx 1.23.2's
+/// `onnx.defs.onnx_opset_version()`). The linter refuses models beyond it, and
+/// [`upgrade_opset`] and `quantize::apply` refuse to write one.
+pub const MAX_OPSET: i64 = 28;
+
+/// The IR version each opset shipped with: the first IR version that can hold it
+/// (`onnx.helper.VERSION_TABLE`). The exporter and [`upgrade_opset`] both use it.
 pub fn ir_version_for(opset: i64) -> i64 {
     match opset {
-        ..=9 => 4,
+        ..=8 => 3,
+        9 => 4,
         10 => 5,
         11 => 6,
-        12 => 7,
-        13..=18 => 8,
+        12..=14 => 7,
+        15..=18 => 8,
         19 | 20 => 9,
-        _ => 10,
+        21 | 22 => 10,
+        23 => 11,
+        24 => 12,
+        25..=27 => 13,
+        _ => 14,
     }
+}
+
+/// Refuses an opset outside `1..=MAX_OPSET` (the ones the ONNX standard defines),
+/// naming it and the range; `what` is the step asking (`quantize`, `--opset`...).
+///
+/// # Errors
+/// [`Error::OpsetRange`].
+pub fn check_opset(opset: i64, what: &'static str) -> Result<()> {
+    if (1..=MAX_OPSET).contains(&opset) {
+        return Ok(());
+    }
+    Err(Error::OpsetRange {
+        opset,
+        what,
+        min: 1,
+        max: MAX_OPSET,
+        note: " (the default-domain opsets the ONNX standard defines)",
+    })
 }
 
 /// Raises `model` to opset `target` (no-op when it is there already).
 ///
 /// # Errors
-/// A node whose semantics changed in a way not rewritten here (named, with its op).
+/// A `target` ONNX does not define ([`Error::OpsetRange`]); a node whose semantics
+/// changed in a way not rewritten here (named, with its op).
 pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> Result<()> {
+    check_opset(target, "the opset upgrade")?;
     let from = model_opset(model);
     if from >= target {
         return Ok(());

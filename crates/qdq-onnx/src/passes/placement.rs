@@ -1,12 +1,15 @@
 //! Where TensorRT wants quantizers in a float ONNX graph (spec `tensorrt-qdq-rules.md`):
 //! the inputs of weighted ops (activation per tensor, constant weight per channel on the
 //! op's axis), pooling inputs, only the skip branch of a residual `Add`, and `Concat`
-//! inputs sharing one amax. Never outputs, never biases.
+//! inputs sharing one amax. Never outputs, never biases, and only tensors known to be
+//! floating point ([`super::types`]): integer shape arithmetic and tensors of unknown
+//! type stay unquantized.
 
 use std::collections::HashMap;
 
 use onnx_ir::{GraphProto, NodeProto};
 
+use super::types::{elem_types, is_float_tensor};
 use crate::error::{Error, Result};
 use crate::tensor::constants;
 
@@ -106,10 +109,15 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> Result<Vec<Site>
         }
     }
     let depth = depths(graph, &producer);
+    let types = elem_types(graph);
     let mut sites: Vec<Site> = Vec::new();
     let mut groups = 0;
-    let add =
-        |sites: &mut Vec<Site>, tensor: &str, slot: (usize, usize), kind, name: String| match sites
+    let add = |sites: &mut Vec<Site>, tensor: &str, slot: (usize, usize), kind, name: String| {
+        // ONNX Runtime and the checker reject Q/DQ on anything but real numbers.
+        if !is_float_tensor(&types, tensor) {
+            return;
+        }
+        match sites
             .iter_mut()
             .find(|s| s.tensor == tensor && s.kind == kind)
         {
@@ -121,7 +129,8 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> Result<Vec<Site>
                 kind,
                 group: None,
             }),
-        };
+        }
+    };
     for (i, n) in graph.node.iter().enumerate() {
         let label = node_label(n, i);
         let skipped = options.skip_op_types.contains(&n.op_type)

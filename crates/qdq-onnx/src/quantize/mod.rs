@@ -76,8 +76,9 @@ pub fn prepare(model: &ModelProto, options: &QuantizeOptions) -> Result<Prepared
 /// the TensorRT lint.
 ///
 /// # Errors
-/// A site without amax in the cache (named), an opset that cannot hold the format, an
-/// upgrade that cannot be done, or a lint violation.
+/// A site without amax in the cache (named), an opset ONNX does not define
+/// ([`Error::OpsetRange`]) or that cannot hold the format, an upgrade that cannot be
+/// done, or a lint violation.
 pub fn apply(
     prepared: &Prepared,
     cache: &CalibrationCache,
@@ -117,6 +118,7 @@ pub fn apply(
     let target = options
         .opset
         .unwrap_or_else(|| model_opset(&model).max(needed));
+    crate::passes::check_opset(target, "quantize")?;
     if target < needed {
         return Err(Error::Graph(format!(
             "opset {target} cannot hold {:?} Q/DQ{}; use opset {needed} or newer",

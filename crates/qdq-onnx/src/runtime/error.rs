@@ -48,6 +48,21 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
+    /// A tensor would hold more than [`super::MAX_ELEMENTS`] elements (or its element
+    /// count overflows); refused before anything is allocated.
+    #[error(
+        "{node}: tensor `{tensor}` of shape {shape:?} would hold more than {limit} elements, the runtime's limit; check the model's shapes, pads and sizes, or feed smaller inputs"
+    )]
+    TooLarge {
+        /// The node computing it, or `initializer`/`input` for a graph tensor.
+        node: String,
+        /// The tensor.
+        tensor: String,
+        /// Its shape.
+        shape: Vec<u64>,
+        /// The limit ([`super::MAX_ELEMENTS`]).
+        limit: u64,
+    },
     /// A value has a data type the runtime does not handle here.
     #[error("unsupported data type {0}")]
     Dtype(String),
@@ -66,6 +81,44 @@ pub enum RunError {
 /// An operator-level error with a message.
 pub(crate) fn op_err(msg: impl Into<String>) -> RunError {
     RunError::Op(msg.into())
+}
+
+/// Element count of `shape` if it is within [`super::MAX_ELEMENTS`], else
+/// [`RunError::TooLarge`] naming `node`, `tensor` and the shape (no overflow, no panic).
+pub(crate) fn checked_numel<D: Copy + TryInto<u64>>(
+    node: &str,
+    tensor: &str,
+    shape: &[D],
+) -> RunResult<usize> {
+    let dims: Vec<u64> = shape
+        .iter()
+        .map(|&d| d.try_into().unwrap_or(u64::MAX))
+        .collect();
+    let limit = super::MAX_ELEMENTS as u64;
+    match dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= limit)
+    {
+        Some(n) => Ok(n as usize),
+        None => Err(RunError::TooLarge {
+            node: node.to_string(),
+            tensor: tensor.to_string(),
+            shape: dims,
+            limit,
+        }),
+    }
+}
+
+/// [`RunError::TooLarge`] for a kernel's output of `shape` (the executor names the
+/// node and the tensor).
+pub(crate) fn too_large(shape: &[u64]) -> RunError {
+    RunError::TooLarge {
+        node: String::new(),
+        tensor: String::new(),
+        shape: shape.to_vec(),
+        limit: super::MAX_ELEMENTS as u64,
+    }
 }
 
 /// Result alias of the runtime.

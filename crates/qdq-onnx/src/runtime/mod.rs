@@ -26,7 +26,7 @@ use onnx_ir::{ModelProto, NodeProto, ValueInfoProto};
 
 pub use error::{RunError, RunResult};
 pub use ops::quant::INTERNAL_DOMAIN;
-pub use value::{Dyn, DynTensor, MAX_RANK, Value, dt, dtype_name};
+pub use value::{Dyn, DynTensor, MAX_ELEMENTS, MAX_RANK, Value, dt, dtype_name, is_float};
 
 /// Every op type the runtime executes (default ONNX domain), for listing unsupported ops.
 pub fn supported_ops() -> &'static [&'static str] {
@@ -173,8 +173,10 @@ impl OnnxGraph {
         }
         let mut initializers = HashMap::new();
         for t in &graph.initializer {
-            let v = Value::from_tensor_proto(t, device)
-                .map_err(|e| RunError::Graph(format!("initializer `{}`: {e}", t.name)))?;
+            let v = Value::from_tensor_proto(t, device).map_err(|e| match e {
+                e @ RunError::TooLarge { .. } => e,
+                e => RunError::Graph(format!("initializer `{}`: {e}", t.name)),
+            })?;
             initializers.insert(t.name.clone(), v);
         }
         let inputs: Vec<ValueSpec> = graph
@@ -338,6 +340,24 @@ impl OnnxGraph {
             drop(ctx);
             let outs = match res {
                 Ok(Ok(o)) => o,
+                Ok(Err(RunError::TooLarge {
+                    tensor,
+                    shape,
+                    limit,
+                    ..
+                })) => {
+                    // Kernels know the shape; the executor knows the node and output.
+                    let tensor = match tensor.is_empty() {
+                        true => node.output.first().cloned().unwrap_or_default(),
+                        false => tensor,
+                    };
+                    return Err(RunError::TooLarge {
+                        node: node_label(node),
+                        tensor,
+                        shape,
+                        limit,
+                    });
+                }
                 Ok(Err(RunError::Op(m))) => return Err(fail(m)),
                 Ok(Err(e)) => return Err(fail(e.to_string())),
                 Err(p) => {
@@ -418,5 +438,7 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
     Ok(v)
 }
 
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests;

@@ -7,10 +7,16 @@ use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, DType, Device, Float, Int, Tensor, TensorData};
 use onnx_ir::TensorProto;
 
-use super::error::{RunError, RunResult, op_err};
+use super::error::{RunError, RunResult, checked_numel, op_err};
 
 /// Highest tensor rank the runtime handles.
 pub const MAX_RANK: usize = 6;
+
+/// Most elements one tensor may hold: 2^31 (8 GiB of float32). Every size the runtime
+/// reads from a model or computes from one (dims, pads, Expand, Tile, Resize...) is
+/// checked against it before allocating, so a hostile file gets
+/// [`RunError::TooLarge`] rather than an overflow or a terabyte allocation.
+pub const MAX_ELEMENTS: usize = 1 << 31;
 
 /// ONNX `TensorProto.DataType` codes the runtime knows.
 #[allow(missing_docs)]
@@ -30,6 +36,18 @@ pub mod dt {
     pub const UINT64: i32 = 13;
     pub const BFLOAT16: i32 = 16;
     pub const FLOAT8E4M3FN: i32 = 17;
+    pub const FLOAT8E4M3FNUZ: i32 = 18;
+    pub const FLOAT8E5M2: i32 = 19;
+    pub const FLOAT8E5M2FNUZ: i32 = 20;
+    pub const UINT4: i32 = 21;
+    pub const INT4: i32 = 22;
+    pub const FLOAT4E2M1: i32 = 23;
+}
+
+/// Whether an ONNX element type is a floating-point type that Q/DQ and placement treat
+/// as real numbers (float32, float16, bfloat16, double). FP8/FP4 are quantized types.
+pub fn is_float(code: i32) -> bool {
+    matches!(code, dt::FLOAT | dt::FLOAT16 | dt::BFLOAT16 | dt::DOUBLE)
 }
 
 /// Name of an ONNX data type code, for messages.
@@ -50,6 +68,12 @@ pub fn dtype_name(code: i32) -> &'static str {
         13 => "uint64",
         16 => "bfloat16",
         17 => "float8e4m3fn",
+        18 => "float8e4m3fnuz",
+        19 => "float8e5m2",
+        20 => "float8e5m2fnuz",
+        21 => "uint4",
+        22 => "int4",
+        23 => "float4e2m1",
         _ => "other",
     }
 }
@@ -268,7 +292,7 @@ impl<K: Basic> DynTensor<K> {
     ) -> RunResult<Self> {
         check_rank(&shape)?;
         let n: usize = t.dims().iter().product();
-        if n != shape.iter().product::<usize>() {
+        if Some(n) != shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
             return Err(op_err(format!(
                 "cannot reshape {:?} to {shape:?}",
                 t.dims()
@@ -514,7 +538,7 @@ impl Value {
             .map(|&d| usize::try_from(d))
             .collect::<Result<_, _>>()
             .map_err(|_| RunError::Graph(format!("tensor `{}` has a negative dim", t.name)))?;
-        let n: usize = shape.iter().product();
+        let n = checked_numel("initializer", &t.name, &t.dims)?;
         let raw = &t.raw_data;
         let bad = |what: &str| {
             RunError::Graph(format!(
@@ -524,6 +548,7 @@ impl Value {
         };
         macro_rules! raw_vals {
             ($ty:ty, $w:expr) => {{
+                // n <= MAX_ELEMENTS, so n * 8 cannot overflow.
                 if raw.len() != n * $w {
                     return Err(bad("raw_data"));
                 }
@@ -607,7 +632,7 @@ impl Value {
 
 fn check_len(len: usize, shape: &[usize]) -> RunResult<()> {
     check_rank(shape)?;
-    let n: usize = shape.iter().product();
+    let n = checked_numel("value", "", shape)?;
     if len != n {
         return Err(op_err(format!(
             "{len} values do not fill shape {shape:?} ({n} elements)"

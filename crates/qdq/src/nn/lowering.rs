@@ -39,30 +39,52 @@ pub struct QuantRecord {
     pub handle: QuantizerHandle,
 }
 
+/// What the quantizers did during one [`record_quantizers`] pass.
+#[derive(Default)]
+pub struct Recording {
+    /// One pair per quantizer application, in forward order.
+    pub records: Vec<QuantRecord>,
+    /// Quantizers that failed (an unset amax, a real (non-fake) quantizer...), with
+    /// their error, in forward order. They are NOT recorded on the quantizer, so a
+    /// refused export leaves every quantizer as it was: the caller reports them.
+    pub failures: Vec<(QuantizerHandle, Error)>,
+}
+
 thread_local! {
-    static RECORDS: RefCell<Option<Vec<QuantRecord>>> = const { RefCell::new(None) };
+    static RECORDS: RefCell<Option<Recording>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with quantizers in lowering mode and returns what they recorded.
 ///
 /// In lowering mode a quantizer that would quantize returns `x * 1` (a fresh tensor
 /// an exporter can recognise) and records a [`QuantRecord`]; one that is disabled or
-/// not quantizing behaves as usual. Errors (a calibrating quantizer, an unset amax, a
-/// real (non-fake) quantizer) are recorded on the quantizer as in any forward, for
-/// [`super::check_quantizers`] to report with its name.
-pub fn record_quantizers<R>(f: impl FnOnce() -> R) -> (R, Vec<QuantRecord>) {
-    struct Reset(Option<Vec<QuantRecord>>);
+/// not quantizing behaves as usual. A quantizer whose `forward` fails passes its input
+/// through and its error goes to [`Recording::failures`], not onto the quantizer.
+pub fn record_quantizers<R>(f: impl FnOnce() -> R) -> (R, Recording) {
+    struct Reset(Option<Recording>);
     impl Drop for Reset {
         fn drop(&mut self) {
             RECORDS.with(|r| *r.borrow_mut() = self.0.take());
         }
     }
-    let previous = RECORDS.with(|r| r.borrow_mut().replace(Vec::new()));
+    let previous = RECORDS.with(|r| r.borrow_mut().replace(Recording::default()));
     let reset = Reset(previous);
     let out = f();
-    let records = RECORDS.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    let recording = RECORDS.with(|r| r.borrow_mut().take()).unwrap_or_default();
     drop(reset);
-    (out, records)
+    (out, recording)
+}
+
+/// Keeps `e` for the running [`record_quantizers`] pass; gives it back when no pass
+/// runs (then the quantizer records it as usual).
+pub(crate) fn note_failure(handle: &QuantizerHandle, e: Error) -> Option<Error> {
+    RECORDS.with(|r| match r.borrow_mut().as_mut() {
+        Some(recording) => {
+            recording.failures.push((handle.clone(), e));
+            None
+        }
+        None => Some(e),
+    })
 }
 
 /// Whether a [`record_quantizers`] pass is running on this thread.
@@ -84,8 +106,8 @@ pub(crate) fn lower<const D: usize>(
     }
     let y = x.clone().mul_scalar(1.0);
     RECORDS.with(|r| {
-        if let Some(records) = r.borrow_mut().as_mut() {
-            records.push(QuantRecord {
+        if let Some(recording) = r.borrow_mut().as_mut() {
+            recording.records.push(QuantRecord {
                 input: x.into_dispatch(),
                 output: y.clone().into_dispatch(),
                 lowering,

@@ -256,7 +256,10 @@ impl TensorQuantizer {
         match self.try_forward(x.clone()) {
             Ok(y) => y,
             Err(e) => {
-                self.handle.record_error(e);
+                // During an export the error goes to the export, not the model.
+                if let Some(e) = lowering::note_failure(&self.handle, e) {
+                    self.handle.record_error(e);
+                }
                 x
             }
         }

@@ -8,11 +8,11 @@ use burn::tensor::module::{
 };
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
-use super::super::error::{RunResult, op_err};
+use super::super::error::{RunResult, checked_numel, op_err};
 use super::super::value::{DynTensor, Value, arr};
 use super::Ctx;
 use super::elementwise::{Bin, binary};
-use super::shape::{cat, narrow};
+use super::shape::{cat, crop, narrow, padded_len};
 
 /// Zero-pads (or crops, for negative amounts) `axis` by `b` before and `e` after.
 pub(crate) fn pad_axis(
@@ -22,17 +22,20 @@ pub(crate) fn pad_axis(
     e: i64,
 ) -> RunResult<DynTensor<Float>> {
     let mut t = t;
-    let d = t.shape[axis] as i64;
-    let (cb, ce) = ((-b).max(0), (-e).max(0));
-    if cb + ce > 0 {
-        t = narrow(t, axis, cb as usize, (d - cb - ce).max(0) as usize)?;
+    let mut grown = t.shape.clone();
+    grown[axis] = padded_len(grown[axis], b, e)?;
+    checked_numel("", "", &grown)?;
+    let d = t.shape[axis];
+    let (cb, ce) = (crop(b), crop(e));
+    if cb > 0 || ce > 0 {
+        t = narrow(t, axis, cb.min(d), d.saturating_sub(cb).saturating_sub(ce))?;
     }
     let dev = t.device();
     let mut parts = Vec::new();
     let zeros = |n: i64, like: &DynTensor<Float>| -> RunResult<DynTensor<Float>> {
         let mut s = like.shape.clone();
         s[axis] = n as usize;
-        let len = s.iter().product();
+        let len = checked_numel("", "", &s)?;
         match Value::try_from_f32(vec![0.0; len], &s, &dev)? {
             Value::Float(z) => Ok(z),
             _ => Err(op_err("internal")),
@@ -86,16 +89,26 @@ pub(crate) fn geometry(
         "SAME_UPPER" | "SAME_LOWER" => (0..n)
             .map(|i| {
                 let out = spatial[i].div_ceil(strides[i]);
-                let total = ((out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1)
-                    .saturating_sub(spatial[i]) as i64;
+                let total = out
+                    .saturating_sub(1)
+                    .checked_mul(strides[i])
+                    .zip(effective(kernel[i], dil[i]).ok())
+                    .and_then(|(a, b)| a.checked_add(b))
+                    .map(|t| t.saturating_sub(spatial[i]))
+                    .and_then(|t| i64::try_from(t).ok())
+                    .ok_or_else(|| {
+                        op_err(format!(
+                            "strides {strides:?}, dilations {dil:?} and kernel {kernel:?} overflow"
+                        ))
+                    })?;
                 let small = total / 2;
-                if auto == "SAME_UPPER" {
+                Ok(if auto == "SAME_UPPER" {
                     (small, total - small)
                 } else {
                     (total - small, small)
-                }
+                })
             })
-            .collect(),
+            .collect::<RunResult<_>>()?,
         "VALID" => vec![(0, 0); n],
         "NOTSET" | "" => match ctx.ints("pads") {
             Some(p) if !p.is_empty() => {
@@ -112,17 +125,57 @@ pub(crate) fn geometry(
     Ok((strides, dil, pads))
 }
 
-fn check_out(spatial: &[usize], g: &Geo) -> RunResult<()> {
-    for i in 0..spatial.len() {
-        let eff = (g.kernel[i] - 1) * g.dil[i] + 1;
-        let padded = spatial[i] as i64 + g.pads[i].0 + g.pads[i].1;
-        if padded < eff as i64 {
-            return Err(op_err(format!(
-                "kernel {:?} (dilations {:?}) larger than padded input {spatial:?}",
-                g.kernel, g.dil
-            )));
-        }
+/// Span of a kernel of `k` taps with dilation `dil`: `(k - 1) * dil + 1`, checked.
+pub(crate) fn effective(k: usize, dil: usize) -> RunResult<usize> {
+    k.checked_sub(1)
+        .and_then(|k| k.checked_mul(dil))
+        .and_then(|k| k.checked_add(1))
+        .ok_or_else(|| op_err(format!("kernel size {k} with dilation {dil} is invalid")))
+}
+
+/// Output length of each spatial axis of a window op (floor, or ceil with
+/// `ceil_mode`), every step checked: pads, kernels and dilations come from the file.
+pub(crate) fn window_out(
+    spatial: &[usize],
+    kernel: &[usize],
+    strides: &[usize],
+    dil: &[usize],
+    pads: &[(i64, i64)],
+    ceil_mode: bool,
+) -> RunResult<Vec<usize>> {
+    (0..spatial.len())
+        .map(|i| {
+            let eff = effective(kernel[i], dil[i])?;
+            let padded = padded_len(spatial[i], pads[i].0, pads[i].1)?;
+            if padded < eff {
+                return Err(op_err(format!(
+                    "kernel {kernel:?} (dilations {dil:?}) larger than padded input {spatial:?}"
+                )));
+            }
+            let span = padded - eff;
+            let steps = if ceil_mode {
+                span.div_ceil(strides[i])
+            } else {
+                span / strides[i]
+            };
+            Ok(steps + 1)
+        })
+        .collect()
+}
+
+/// Refuses a window op whose padded input or output would exceed the size limit.
+fn check_sizes(x: &[usize], channels_out: usize, g: &Geo) -> RunResult<()> {
+    let spatial = &x[2..];
+    let mut padded = x.to_vec();
+    for (i, p) in padded[2..].iter_mut().enumerate() {
+        *p = padded_len(spatial[i], g.pads[i].0, g.pads[i].1)?;
     }
+    checked_numel("", "", &padded)?;
+    let mut out = vec![x[0], channels_out];
+    out.extend(window_out(
+        spatial, &g.kernel, &g.strides, &g.dil, &g.pads, false,
+    )?);
+    checked_numel("", "", &out)?;
     Ok(())
 }
 
@@ -137,9 +190,9 @@ pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
             x.shape, w.shape
         )));
     }
-    let group = ctx.i("group", 1).max(1) as usize;
+    let group = usize::try_from(ctx.i("group", 1).max(1)).unwrap_or(usize::MAX);
     let (c, m) = (x.shape[1], w.shape[0]);
-    if w.shape[1] * group != c || m % group != 0 {
+    if w.shape[1].checked_mul(group) != Some(c) || m % group != 0 {
         return Err(op_err(format!(
             "weight {:?} with group {group} does not match input {:?}",
             w.shape, x.shape
@@ -166,7 +219,7 @@ pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
         kernel,
         pads,
     };
-    check_out(&spatial, &g)?;
+    check_sizes(&x.shape, m, &g)?;
     let b1 = |b: Option<DynTensor<Float>>| b.map(|b| b.to_rank::<1>()).transpose();
     let pairs = |n: usize| -> Vec<(usize, usize)> {
         (0..n)
@@ -224,15 +277,15 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
             x.shape, w.shape
         )));
     }
-    let group = ctx.i("group", 1).max(1) as usize;
+    let group = usize::try_from(ctx.i("group", 1).max(1)).unwrap_or(usize::MAX);
     let c = x.shape[1];
-    if w.shape[0] != c || c % group != 0 {
+    let m = w.shape[1].checked_mul(group);
+    let Some(m) = m.filter(|_| w.shape[0] == c && c % group == 0) else {
         return Err(op_err(format!(
             "weight {:?} with group {group} does not match input {:?}",
             w.shape, x.shape
         )));
-    }
-    let m = w.shape[1] * group;
+    };
     if let Some(b) = &bias
         && b.shape != [m]
     {
@@ -257,21 +310,37 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
         .collect();
     let out_pad = list("output_padding", 0);
     let auto = ctx.s("auto_pad", "NOTSET");
+    // Full output length per axis: stride * (in - 1) + (k - 1) * dil + 1, checked.
+    let overflow = || op_err("strides, dilations or kernel overflow the output size");
     let full: Vec<i64> = (0..n)
-        .map(|i| (strides[i] * (spatial[i] - 1) + (kernel[i] - 1) * dil[i] + 1) as i64)
-        .collect();
+        .map(|i| {
+            spatial[i]
+                .saturating_sub(1)
+                .checked_mul(strides[i])
+                .zip(effective(kernel[i], dil[i]).ok())
+                .and_then(|(a, b)| a.checked_add(b))
+                .and_then(|f| i64::try_from(f).ok())
+                .ok_or_else(overflow)
+        })
+        .collect::<RunResult<_>>()?;
+    let mut full_shape = vec![x.shape[0], m];
+    full_shape.extend(full.iter().map(|&f| f as usize));
+    checked_numel("", "", &full_shape)?;
     let out_shape: Option<Vec<i64>> = ctx
         .ints("output_shape")
-        .filter(|v| !v.is_empty())
-        .map(|v| v[v.len().saturating_sub(n)..].to_vec())
+        .filter(|v| v.len() >= n)
+        .map(|v| v[v.len() - n..].to_vec())
         .or_else(|| {
-            (auto == "SAME_UPPER" || auto == "SAME_LOWER")
-                .then(|| (0..n).map(|i| (spatial[i] * strides[i]) as i64).collect())
+            (auto == "SAME_UPPER" || auto == "SAME_LOWER").then(|| {
+                (0..n)
+                    .map(|i| spatial[i].saturating_mul(strides[i]) as i64)
+                    .collect()
+            })
         });
     let pads: Vec<(i64, i64)> = match out_shape {
         Some(os) => (0..n)
             .map(|i| {
-                let total = full[i] + out_pad[i] - os[i];
+                let total = full[i].saturating_add(out_pad[i]).saturating_sub(os[i]);
                 // floor division, as the ONNX reference (negative totals extend the end)
                 let half = total.div_euclid(2);
                 if auto == "SAME_UPPER" {
@@ -310,7 +379,7 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let mut y = y;
     for i in 0..n {
         let (pb, pe) = pads[i];
-        y = pad_axis(y, 2 + i, -pb, out_pad[i] - pe)?;
+        y = pad_axis(y, 2 + i, pb.saturating_neg(), out_pad[i].saturating_sub(pe))?;
     }
     let mut out = Value::Float(y);
     if let Some(b) = bias {

@@ -5,11 +5,12 @@ use burn::tensor::activation as act;
 use burn::tensor::kind::{Basic, Numeric, Ordered};
 use burn::tensor::{Float, Int, Tensor};
 
-use super::super::error::{RunResult, op_err};
+use super::super::error::{RunResult, checked_numel, op_err};
 use super::super::value::{Dyn, DynTensor, Value, dt, dtype_name, dyn_map, dyn_zip};
 use super::{Ctx, as_bool, to_i64};
 
-/// numpy broadcast of two shapes.
+/// numpy broadcast of two shapes, refused above [`crate::runtime::MAX_ELEMENTS`]
+/// (`[n, 1] + [1, n]` grows quadratically).
 pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> RunResult<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
@@ -34,6 +35,7 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> RunResult<Vec<usize>>
             )));
         };
     }
+    checked_numel("", "", &out)?;
     Ok(out)
 }
 

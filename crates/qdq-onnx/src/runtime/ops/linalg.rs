@@ -1,7 +1,7 @@
 //! Matrix products: MatMul (numpy semantics: 1-D promotion, batched, broadcasting batch
 //! dims) and Gemm (alpha, beta, transA, transB, broadcast C).
 
-use super::super::error::{RunResult, op_err};
+use super::super::error::{RunResult, checked_numel, op_err};
 use super::super::value::{DynTensor, Value, dyn_map, dyn_zip};
 use super::Ctx;
 use super::elementwise::{Bin, binary, broadcast_shape, expand_to};
@@ -34,6 +34,9 @@ pub(crate) fn matmul_t(a: DynTensor<Float>, b: DynTensor<Float>) -> RunResult<Dy
         )));
     }
     let batch = broadcast_shape(&sa[..sa.len() - 2], &sb[..sb.len() - 2])?;
+    let mut product = batch.clone();
+    product.extend([n, m]);
+    checked_numel("", "", &product)?;
     let full = |x: DynTensor<Float>, r: usize, c: usize| {
         let mut s = batch.clone();
         s.extend([r, c]);

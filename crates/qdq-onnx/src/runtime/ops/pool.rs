@@ -8,7 +8,7 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use super::super::error::{RunResult, op_err};
 use super::super::value::{DynTensor, Value, arr, dyn_map};
 use super::Ctx;
-use super::conv::{geometry, pad_axis};
+use super::conv::{effective, geometry, pad_axis, window_out};
 use super::elementwise::{Bin, binary};
 use super::shape::{narrow, permute};
 use burn::tensor::Float;
@@ -96,13 +96,9 @@ pub(crate) fn pool(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let spatial = x.shape[2..].to_vec();
     let ceil = ctx.i("ceil_mode", 0) != 0;
     let (strides, dil, pads) = geometry(ctx, &spatial, kernel.clone(), ceil)?;
+    window_out(&spatial, &kernel, &strides, &dil, &pads, ceil)?;
     for i in 0..n {
-        let eff = (kernel[i] - 1) * dil[i] + 1;
-        if spatial[i] as i64 + pads[i].0 + pads[i].1 < eff as i64 {
-            return Err(op_err(format!(
-                "kernel {kernel:?} larger than padded input {spatial:?}"
-            )));
-        }
+        let eff = effective(kernel[i], dil[i])?;
         if pads[i].0 as usize >= eff || pads[i].1 as usize >= eff {
             return Err(op_err(format!(
                 "pads {pads:?} must be smaller than the kernel"
@@ -184,9 +180,13 @@ pub(crate) fn lrn(ctx: &Ctx) -> RunResult<Vec<Value>> {
     );
     let lo = (size - 1) / 2;
     let hi = size - 1 - lo;
+    // Taps past the last channel on either side only add zeros: a window wider than
+    // the channels is summed over c - 1 each way (alpha still divides by `size`).
+    let reach = c.saturating_sub(1) as i64;
+    let (lo, hi) = (lo.min(reach), hi.min(reach));
     let padded = pad_axis(sq, 1, lo, hi)?;
     let mut acc: Option<Value> = None;
-    for k in 0..size as usize {
+    for k in 0..=(lo + hi) as usize {
         let part = Value::Float(narrow(padded.clone(), 1, k, c)?);
         acc = Some(match acc {
             None => part,

@@ -2,7 +2,7 @@
 //! `coordinate_transformation_mode` is computed on the host, then nearest picks rows
 //! with `select` and linear/cubic blend a few selected rows with broadcast weights.
 
-use super::super::error::{RunResult, op_err};
+use super::super::error::{RunResult, checked_numel, op_err};
 use super::super::value::{DynTensor, Value};
 use super::elementwise::{Bin, binary};
 use super::shape::select;
@@ -228,7 +228,7 @@ pub(crate) fn resize(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
                 )));
             }
             for (k, &a) in axes.iter().enumerate() {
-                if s[k] <= 0.0 {
+                if !(s[k] > 0.0 && s[k].is_finite()) {
                     return Err(op_err(format!("scale {} must be positive", s[k])));
                 }
                 scale[a] = s[k] as f64;
@@ -267,6 +267,16 @@ pub(crate) fn resize(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     }
     if m.coord == "tf_crop_and_resize" {
         return Err(op_err("tf_crop_and_resize is not supported"));
+    }
+    if shape.contains(&0) {
+        // An empty tensor would let one huge axis pass the size check below.
+        return Err(op_err(format!("Resize of an empty tensor {shape:?}")));
+    }
+    // Axes are resized one at a time: every intermediate shape must fit too.
+    for a in 0..=r {
+        let mut s = out_len[..a].to_vec();
+        s.extend_from_slice(&shape[a..]);
+        checked_numel("", "", &s)?;
     }
     let mut y = x;
     for a in 0..r {

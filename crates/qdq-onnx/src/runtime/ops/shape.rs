@@ -6,7 +6,7 @@
 use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, Device, Float, Int, Tensor};
 
-use super::super::error::{RunResult, op_err};
+use super::super::error::{RunResult, checked_numel, op_err, too_large};
 use super::super::value::{DynTensor, MAX_RANK, Value, arr, burn_shape, dt, dtype_name, dyn_map};
 use super::elementwise::{broadcast_shape, expand_to};
 use super::{Ctx, as_bool, as_float, index_tensor, is_int_type, norm_axis, to_i64, with_rank};
@@ -101,10 +101,9 @@ pub(crate) fn narrow<K: Basic>(
     len: usize,
 ) -> RunResult<DynTensor<K>> {
     let mut shape = t.shape.clone();
-    if start + len > shape[axis] {
+    if start.checked_add(len).is_none_or(|end| end > shape[axis]) {
         return Err(op_err(format!(
-            "range {start}..{} out of bounds for axis {axis} of {shape:?}",
-            start + len
+            "{len} entries from {start} out of bounds for axis {axis} of {shape:?}"
         )));
     }
     if start == 0 && len == shape[axis] {
@@ -161,7 +160,7 @@ fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> RunResult<V
             s => s as usize,
         });
     }
-    let known: usize = out.iter().product();
+    let known = checked_numel("", "", &out)?;
     if let Some(i) = infer {
         if known == 0 || !n.is_multiple_of(known) {
             return Err(op_err(format!(
@@ -207,14 +206,14 @@ pub(crate) fn slice_indices(dim: usize, start: i64, end: i64, step: i64) -> Vec<
         let mut i = s;
         while i < e {
             out.push(i as usize);
-            i += step;
+            i = i.saturating_add(step);
         }
     } else {
         let (s, e) = (s.clamp(0, d - 1), e.clamp(-1, d - 1));
         let mut i = s;
         while i > e {
             out.push(i as usize);
-            i += step;
+            i = i.saturating_add(step);
         }
     }
     out
@@ -298,6 +297,7 @@ fn gather(ctx: &Ctx) -> RunResult<Value> {
     let mut out: Vec<usize> = shape[..axis].to_vec();
     out.extend_from_slice(&ishape);
     out.extend_from_slice(&shape[axis + 1..]);
+    checked_numel("", "", &out)?;
     let v = map_kind!(v, |t| select(t, axis, &flat)?);
     reshape_value(v, &out)
 }
@@ -320,8 +320,10 @@ fn split(ctx: &Ctx) -> RunResult<Vec<Value>> {
             } else {
                 n_out
             };
-            if n == 0 {
-                return Err(op_err("Split into 0 outputs"));
+            if n == 0 || n > n_out.max(1) {
+                return Err(op_err(format!(
+                    "Split into {n} outputs, but the node has {n_out}"
+                )));
             }
             let chunk = dim.div_ceil(n);
             (0..n)
@@ -329,7 +331,7 @@ fn split(ctx: &Ctx) -> RunResult<Vec<Value>> {
                 .collect()
         }
     };
-    if sizes.iter().sum::<usize>() != dim {
+    if sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)) != Some(dim) {
         return Err(op_err(format!(
             "split sizes {sizes:?} do not sum to dim {dim} of axis {axis}"
         )));
@@ -384,12 +386,16 @@ fn pad(ctx: &Ctx) -> RunResult<Value> {
         if b == 0 && e == 0 {
             continue;
         }
-        let dim = v.shape()[axis] as i64;
+        let mut grown = v.shape();
+        grown[axis] = padded_len(grown[axis], b, e)?;
+        checked_numel("", "", &grown)?;
         // negative pads crop
-        let (cb, ce) = ((-b).max(0), (-e).max(0));
-        if cb + ce > 0 {
-            let len = (dim - cb - ce).max(0) as usize;
-            v = map_kind!(v, |t| narrow(t, axis, cb as usize, len)?);
+        let (cb, ce) = (crop(b), crop(e));
+        if cb > 0 || ce > 0 {
+            let dim = v.shape()[axis];
+            let len = dim.saturating_sub(cb).saturating_sub(ce);
+            let start = cb.min(dim);
+            v = map_kind!(v, |t| narrow(t, axis, start, len)?);
         }
         let (b, e) = (b.max(0) as usize, e.max(0) as usize);
         if b == 0 && e == 0 {
@@ -442,9 +448,24 @@ fn pad(ctx: &Ctx) -> RunResult<Value> {
     Ok(v)
 }
 
+/// Entries a negative pad removes (0 for a positive one).
+pub(crate) fn crop(pad: i64) -> usize {
+    usize::try_from(pad.saturating_neg()).unwrap_or(0)
+}
+
+/// Length of an axis of `dim` entries padded by `b` before and `e` after (negative
+/// pads crop, down to 0); refused when it overflows.
+pub(crate) fn padded_len(dim: usize, b: i64, e: i64) -> RunResult<usize> {
+    i64::try_from(dim)
+        .ok()
+        .and_then(|d| d.checked_add(b)?.checked_add(e))
+        .map(|n| n.max(0) as usize)
+        .ok_or_else(|| op_err(format!("pads {b} and {e} overflow an axis of {dim}")))
+}
+
 /// A tensor of `shape` filled with `value`, of the same kind and type as `like`.
 fn full_like_kind(like: &Value, shape: &[usize], value: f64, dev: &Device) -> RunResult<Value> {
-    let n: usize = shape.iter().product();
+    let n = checked_numel("", "", shape)?;
     match like {
         Value::Float(_) => Value::try_from_f32(vec![value as f32; n], shape, dev),
         Value::Int(_, e) => Value::try_from_i64(vec![value as i64; n], shape, dev, *e),
@@ -524,7 +545,7 @@ fn constant_of_shape(ctx: &Ctx) -> RunResult<Value> {
         }
         None => (dt::FLOAT, 0.0),
     };
-    let n: usize = shape.iter().product();
+    let n = checked_numel("", "", &shape)?;
     if n == 0 {
         let s = shape.clone();
         return Ok(match code {
@@ -571,7 +592,12 @@ fn range(ctx: &Ctx) -> RunResult<Value> {
     if d == 0.0 {
         return Err(op_err("Range delta 0"));
     }
-    let n = ((l - s) / d).ceil().max(0.0) as usize;
+    let count = ((l - s) / d).ceil().max(0.0);
+    if !count.is_finite() || count > super::super::MAX_ELEMENTS as f64 {
+        // NaN and infinite counts too: no loop may run without end.
+        return Err(too_large(&[count as u64]));
+    }
+    let n = count as usize;
     match ctx.input(0)? {
         Value::Float(_) => Value::try_from_f32(
             (0..n).map(|i| (s + i as f64 * d) as f32).collect(),
@@ -606,7 +632,7 @@ pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
             let mut outs = vec![v.clone()];
             if ctx.wants_output(1) {
                 let s = v.shape();
-                let n = s.iter().product();
+                let n = checked_numel("", "", &s)?;
                 outs.push(Value::try_from_bool(vec![true; n], &s, ctx.device)?);
             }
             return Ok(outs);
@@ -745,7 +771,12 @@ pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
             if reps.len() != s.len() {
                 return Err(op_err(format!("repeats {reps:?} for shape {s:?}")));
             }
-            let out: Vec<usize> = s.iter().zip(&reps).map(|(a, b)| a * b).collect();
+            let out: Vec<usize> = s
+                .iter()
+                .zip(&reps)
+                .map(|(a, b)| a.checked_mul(*b).unwrap_or(usize::MAX))
+                .collect();
+            checked_numel("", "", &out)?;
             if out.contains(&0) {
                 let dev = ctx.device;
                 return Ok(vec![map_kind!(v, |_t| empty(out.clone(), dev)?)]);

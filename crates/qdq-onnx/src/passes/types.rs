@@ -1,0 +1,401 @@
+//! Element types of every tensor of a graph, so placement quantizes only real numbers
+//! (a `Concat` of int64 shape values feeding a `Reshape` is never quantized).
+//!
+//! Sources, in order of trust: graph inputs, outputs and `value_info` (declared),
+//! initializers, `Constant` nodes, then each op's ONNX type constraints: the slots that
+//! share one type variable (`Conv`'s X, W, B and Y are all `T`) and the slots of a fixed
+//! type (`Shape` → int64). Inference runs both ways through a shared variable, so an
+//! undeclared graph input read by a `Conv` with a float weight is float too. A tensor
+//! no rule reaches has no entry: unknown, and so never quantized.
+
+use std::collections::HashMap;
+
+use onnx_ir::{GraphProto, NodeProto, ValueInfoProto};
+
+use crate::runtime::dt;
+
+/// One input or output slot of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    In(usize),
+    Out(usize),
+}
+
+/// An op's type constraints: groups of slots sharing one type, and slots of a fixed type.
+#[derive(Debug, Default)]
+struct Constraints {
+    same: Vec<Vec<Slot>>,
+    fixed: Vec<(Slot, i32)>,
+}
+
+/// Element type (ONNX `TensorProto.DataType` code) of every tensor of `graph` whose type
+/// is declared or can be inferred; unknown tensors are absent.
+pub fn elem_types(graph: &GraphProto) -> HashMap<String, i32> {
+    let mut types: HashMap<String, i32> = HashMap::new();
+    let declared = |v: &ValueInfoProto| {
+        v.type_
+            .as_ref()
+            .filter(|t| t.has_tensor_type())
+            .map(|t| t.tensor_type().elem_type)
+            .filter(|&e| e != 0)
+    };
+    for v in graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+    {
+        if let Some(e) = declared(v) {
+            types.entry(v.name.clone()).or_insert(e);
+        }
+    }
+    for t in &graph.initializer {
+        if t.data_type != 0 {
+            types.entry(t.name.clone()).or_insert(t.data_type);
+        }
+    }
+    let rules: Vec<Constraints> = graph.node.iter().map(constraints).collect();
+    // Each pass only fills unknown tensors, so it ends after at most one pass per
+    // tensor; the cap keeps a hostile graph's cost at a few linear passes.
+    for _ in 0..16 {
+        let mut changed = false;
+        for (node, rule) in graph.node.iter().zip(&rules) {
+            changed |= propagate(node, rule, &mut types);
+        }
+        if !changed {
+            break;
+        }
+    }
+    types
+}
+
+/// The element type of `tensor` in `types` is float32, float16, bfloat16 or double.
+pub fn is_float_tensor(types: &HashMap<String, i32>, tensor: &str) -> bool {
+    types
+        .get(tensor)
+        .is_some_and(|&e| crate::runtime::is_float(e))
+}
+
+fn slot_name(node: &NodeProto, slot: Slot) -> Option<&str> {
+    let name = match slot {
+        Slot::In(i) => node.input.get(i),
+        Slot::Out(i) => node.output.get(i),
+    };
+    name.map(String::as_str).filter(|s| !s.is_empty())
+}
+
+fn fill(types: &mut HashMap<String, i32>, name: &str, elem: i32) -> bool {
+    if types.contains_key(name) {
+        return false;
+    }
+    types.insert(name.to_string(), elem);
+    true
+}
+
+fn propagate(node: &NodeProto, rule: &Constraints, types: &mut HashMap<String, i32>) -> bool {
+    let mut changed = false;
+    for &(slot, elem) in &rule.fixed {
+        if let Some(name) = slot_name(node, slot) {
+            changed |= fill(types, name, elem);
+        }
+    }
+    for group in &rule.same {
+        let names: Vec<&str> = group.iter().filter_map(|&s| slot_name(node, s)).collect();
+        if let Some(elem) = names.iter().find_map(|n| types.get(*n).copied()) {
+            for n in names {
+                changed |= fill(types, n, elem);
+            }
+        }
+    }
+    changed
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a onnx_ir::AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+/// The type of a `Constant`'s value attribute.
+fn constant_type(node: &NodeProto) -> Option<i32> {
+    node.attribute.iter().find_map(|a| match a.name.as_str() {
+        "value" => a.t.as_ref().map(|t| t.data_type).filter(|&e| e != 0),
+        "value_float" | "value_floats" => Some(dt::FLOAT),
+        "value_int" | "value_ints" => Some(dt::INT64),
+        "value_string" | "value_strings" => Some(dt::STRING),
+        _ => None,
+    })
+}
+
+/// Slots `In(from..node.input.len())`.
+fn ins_from(node: &NodeProto, from: usize) -> Vec<Slot> {
+    (from..node.input.len()).map(Slot::In).collect()
+}
+
+fn outs(node: &NodeProto) -> Vec<Slot> {
+    (0..node.output.len()).map(Slot::Out).collect()
+}
+
+/// The ONNX type constraints of `node` (empty for an op not known here).
+fn constraints(node: &NodeProto) -> Constraints {
+    use Slot::{In, Out};
+    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+    let internal = node.domain == crate::runtime::INTERNAL_DOMAIN;
+    let mut c = Constraints::default();
+    if !default_domain {
+        if internal && node.op_type == "FakeQuantizeLinear" {
+            c.same.push(vec![In(0), Out(0)]);
+        }
+        return c;
+    }
+    let all = || {
+        let mut v = ins_from(node, 0);
+        v.extend(outs(node));
+        v
+    };
+    match node.op_type.as_str() {
+        // Every input and output one type.
+        "Abs"
+        | "Acos"
+        | "Acosh"
+        | "Add"
+        | "Asin"
+        | "Asinh"
+        | "Atan"
+        | "Atanh"
+        | "Ceil"
+        | "Celu"
+        | "Clip"
+        | "Cos"
+        | "Cosh"
+        | "Div"
+        | "Elu"
+        | "Erf"
+        | "Exp"
+        | "Floor"
+        | "Gelu"
+        | "HardSigmoid"
+        | "HardSwish"
+        | "LeakyRelu"
+        | "Log"
+        | "Max"
+        | "Mean"
+        | "Min"
+        | "Mod"
+        | "Mul"
+        | "Neg"
+        | "PRelu"
+        | "Reciprocal"
+        | "Relu"
+        | "Round"
+        | "Selu"
+        | "Sigmoid"
+        | "Sign"
+        | "Sin"
+        | "Sinh"
+        | "Softplus"
+        | "Softsign"
+        | "Sqrt"
+        | "Sub"
+        | "Sum"
+        | "Tan"
+        | "Tanh"
+        | "ThresholdedRelu"
+        | "Gemm"
+        | "MatMul"
+        | "Conv"
+        | "ConvTranspose"
+        | "InstanceNormalization"
+        | "Concat"
+        | "Range"
+        | "Einsum" => c.same.push(all()),
+        // The data input and every output.
+        "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "LRN" | "Softmax"
+        | "LogSoftmax" | "Flatten" | "Gather" | "GatherElements" | "Identity" | "Slice"
+        | "Split" | "Squeeze" | "Unsqueeze" | "Transpose" | "Expand" | "Tile" | "Reshape"
+        | "Pow" | "DepthToSpace" | "SpaceToDepth" => {
+            let mut v = vec![In(0)];
+            v.extend(outs(node));
+            c.same.push(v);
+            if matches!(
+                node.op_type.as_str(),
+                "Expand" | "Tile" | "Reshape" | "Squeeze" | "Unsqueeze" | "Split"
+            ) {
+                c.fixed.push((In(1), dt::INT64));
+            }
+        }
+        o if o.starts_with("Reduce") => {
+            c.same.push(vec![In(0), Out(0)]);
+            c.fixed.push((In(1), dt::INT64));
+        }
+        "MaxPool" | "TopK" => {
+            c.same.push(vec![In(0), Out(0)]);
+            c.fixed.push((Out(1), dt::INT64));
+        }
+        "BatchNormalization" => {
+            c.same.push(vec![In(0), In(1), In(2), Out(0)]);
+            c.same.push(vec![In(3), In(4), Out(1), Out(2)]);
+        }
+        "LayerNormalization" => {
+            c.same.push(vec![In(0), In(1), In(2), Out(0)]);
+            let stash = attr(node, "stash_type").map_or(dt::FLOAT, |a| a.i as i32);
+            c.fixed.push((Out(1), stash));
+            c.fixed.push((Out(2), stash));
+        }
+        "Dropout" => {
+            c.same.push(vec![In(0), Out(0)]);
+            c.fixed.push((Out(1), dt::BOOL));
+        }
+        "Pad" => {
+            c.same.push(vec![In(0), In(2), Out(0)]);
+            c.fixed.push((In(1), dt::INT64));
+        }
+        "Resize" | "Upsample" => {
+            c.same.push(vec![In(0), Out(0)]);
+            let scales = if node.op_type == "Upsample" { 1 } else { 2 };
+            c.fixed.push((In(scales), dt::FLOAT));
+            c.fixed.push((In(3), dt::INT64));
+        }
+        "Where" => {
+            c.fixed.push((In(0), dt::BOOL));
+            c.same.push(vec![In(1), In(2), Out(0)]);
+        }
+        "Equal" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual" => {
+            c.same.push(vec![In(0), In(1)]);
+            c.fixed.push((Out(0), dt::BOOL));
+        }
+        "Not" | "And" | "Or" | "Xor" => {
+            c.fixed.extend(all().into_iter().map(|s| (s, dt::BOOL)));
+        }
+        "Shape" | "Size" | "ArgMax" | "ArgMin" | "NonZero" => c.fixed.push((Out(0), dt::INT64)),
+        "Cast" => {
+            if let Some(to) = attr(node, "to").map(|a| a.i as i32).filter(|&e| e != 0) {
+                c.fixed.push((Out(0), to));
+            }
+        }
+        "CastLike" => c.same.push(vec![In(1), Out(0)]),
+        "Constant" => {
+            if let Some(e) = constant_type(node) {
+                c.fixed.push((Out(0), e));
+            }
+        }
+        "ConstantOfShape" => {
+            let e = attr(node, "value")
+                .and_then(|a| a.t.as_ref())
+                .map_or(dt::FLOAT, |t| t.data_type);
+            c.fixed.push((In(0), dt::INT64));
+            c.fixed.push((Out(0), e));
+        }
+        "OneHot" => c.same.push(vec![In(2), Out(0)]),
+        "QuantizeLinear" => {
+            c.same.push(vec![In(0), In(1)]);
+            if slot_name(node, In(2)).is_some() {
+                c.same.push(vec![In(2), Out(0)]);
+            } else {
+                // Opset 21's output_dtype, else uint8 (the op's default).
+                let e = attr(node, "output_dtype")
+                    .map(|a| a.i as i32)
+                    .filter(|&e| e != 0)
+                    .unwrap_or(dt::UINT8);
+                c.fixed.push((Out(0), e));
+            }
+        }
+        "DequantizeLinear" => {
+            c.same.push(vec![In(0), In(2)]);
+            c.same.push(vec![In(1), Out(0)]);
+        }
+        _ => {}
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{node, tensor_f32, tensor_i64, value_info_named};
+
+    fn graph(nodes: Vec<NodeProto>) -> GraphProto {
+        let mut g = GraphProto::new();
+        g.node = nodes;
+        g
+    }
+
+    #[test]
+    fn every_supported_op_has_a_rule() {
+        for &op in crate::runtime::supported_ops() {
+            let mut n = node(op, "n", &["a", "b", "c"], &["y"]);
+            if op == "Cast" {
+                n.attribute
+                    .push(crate::proto::attr_int("to", i64::from(dt::INT32)));
+            }
+            if op == "Constant" {
+                n.attribute.push(crate::proto::attr_int("value_int", 3));
+            }
+            let c = constraints(&n);
+            assert!(
+                !c.same.is_empty() || !c.fixed.is_empty(),
+                "`{op}` has no type rule"
+            );
+        }
+    }
+
+    #[test]
+    fn shape_arithmetic_is_int64_and_conv_is_float() {
+        // x (undeclared) -> Conv(w float) ; Shape(x) -> Gather -> Unsqueeze -> Concat
+        // with an int64 constant -> Reshape(conv, concat) ; Equal -> Where.
+        let mut g = graph(vec![
+            node("Conv", "conv", &["x", "w"], &["c"]),
+            node("Shape", "shape", &["c"], &["s"]),
+            node("Gather", "gather", &["s", "i0"], &["g"]),
+            node("Unsqueeze", "unsq", &["g", "axes"], &["u"]),
+            node("Concat", "cat", &["u", "minus1"], &["target"]),
+            node("Reshape", "reshape", &["c", "target"], &["r"]),
+            node("Equal", "eq", &["r", "r"], &["m"]),
+            node("Cast", "cast", &["m"], &["mf"]),
+            node("Where", "where", &["m", "r", "h"], &["out"]),
+            node("QuantizeLinear", "q", &["out", "sc"], &["q"]),
+            node("DequantizeLinear", "dq", &["q", "sc"], &["dq"]),
+        ]);
+        g.node[7]
+            .attribute
+            .push(crate::proto::attr_int("to", i64::from(dt::FLOAT16)));
+        g.initializer = vec![
+            tensor_f32("w", &[2, 1, 1, 1], &[1.0, 2.0]),
+            tensor_i64("i0", &[], &[0]),
+            tensor_i64("axes", &[1], &[0]),
+            tensor_i64("minus1", &[1], &[-1]),
+            tensor_f32("sc", &[], &[0.1]),
+        ];
+        g.value_info
+            .push(value_info_named("h", dt::FLOAT, &[1], None));
+        let t = elem_types(&g);
+        let want = [
+            ("x", dt::FLOAT),
+            ("c", dt::FLOAT),
+            ("s", dt::INT64),
+            ("g", dt::INT64),
+            ("u", dt::INT64),
+            ("target", dt::INT64),
+            ("r", dt::FLOAT),
+            ("m", dt::BOOL),
+            ("mf", dt::FLOAT16),
+            ("out", dt::FLOAT),
+            ("h", dt::FLOAT),
+            ("q", dt::UINT8),
+            ("dq", dt::FLOAT),
+        ];
+        for (name, e) in want {
+            assert_eq!(t.get(name), Some(&e), "{name}");
+        }
+        assert!(is_float_tensor(&t, "r") && !is_float_tensor(&t, "target"));
+    }
+
+    #[test]
+    fn unreachable_tensors_stay_unknown() {
+        let g = graph(vec![
+            node("Relu", "relu", &["x"], &["y"]),
+            node("Custom", "c", &["y"], &["z"]),
+        ]);
+        let t = elem_types(&g);
+        assert!(t.is_empty(), "{t:?}");
+        assert!(!is_float_tensor(&t, "x"));
+    }
+}

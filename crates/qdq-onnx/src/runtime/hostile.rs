@@ -1,0 +1,249 @@
+//! Hostile graphs: sizes, pads and attributes that overflow or ask for terabytes get a
+//! typed error naming the node, the tensor and the shape; nothing panics or allocates
+//! past [`MAX_ELEMENTS`].
+
+use burn::tensor::Device;
+use onnx_ir::{ModelProto, NodeProto, TensorProto};
+
+use super::*;
+use crate::proto::{attr_int, attr_ints, model, node, tensor_f32, tensor_i64, value_info};
+
+fn dev() -> Device {
+    Device::flex()
+}
+
+const BIG: i64 = 1 << 32;
+
+/// Runs `m` on `x` = ones of `shape` and returns the error (the run must fail).
+fn fails(m: &ModelProto, shape: &[usize]) -> RunError {
+    let g = match OnnxGraph::from_model(m, &dev()) {
+        Ok(g) => g,
+        Err(e) => return e,
+    };
+    let n = shape.iter().product();
+    let x = Value::from_f32(vec![1.0; n], shape, &dev());
+    let Err(err) = g.run(vec![("x".into(), x)]) else {
+        panic!("the run must fail");
+    };
+    assert!(!err.to_string().contains("panicked"), "{err}");
+    err
+}
+
+fn too_large(err: &RunError, node: &str, tensor: &str) -> Vec<u64> {
+    match err {
+        RunError::TooLarge {
+            node: n,
+            tensor: t,
+            shape,
+            limit,
+        } => {
+            assert_eq!((n.as_str(), t.as_str()), (node, tensor), "{err}");
+            assert_eq!(*limit, MAX_ELEMENTS as u64);
+            shape.clone()
+        }
+        other => panic!("expected TooLarge, got {other}"),
+    }
+}
+
+fn one(n: NodeProto, inits: Vec<TensorProto>, x: &[usize]) -> ModelProto {
+    model(vec![n], vec![value_info("x", 1, x)], &["y"], inits, 17)
+}
+
+#[test]
+fn initializer_dims_whose_product_overflows_are_refused() {
+    let mut t = tensor_f32("w", &[], &[]);
+    t.dims = vec![BIG, BIG];
+    let m = one(node("Add", "add", &["x", "w"], &["y"]), vec![t], &[1]);
+    let Err(err) = OnnxGraph::from_model(&m, &dev()) else {
+        panic!("refused");
+    };
+    assert_eq!(too_large(&err, "initializer", "w"), [1 << 32, 1 << 32]);
+    assert!(
+        err.to_string()
+            .contains("tensor `w` of shape [4294967296, 4294967296]")
+    );
+    // The same through the public constructors.
+    assert!(matches!(
+        Value::try_from_f32(vec![], &[1 << 32, 1 << 32], &dev()),
+        Err(RunError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn graph_inputs_declared_huge_are_checked_against_what_is_fed() {
+    let mut m = one(node("Relu", "relu", &["x"], &["y"]), vec![], &[1]);
+    m.graph.as_mut().unwrap().input[0] = value_info("x", 1, &[1 << 32, 1 << 32]);
+    let err = fails(&m, &[1, 1]);
+    assert!(matches!(err, RunError::Input { .. }), "{err}");
+}
+
+fn conv_with_pads(p: i64) -> ModelProto {
+    let mut n = node("Conv", "conv", &["x", "w"], &["y"]);
+    n.attribute.push(attr_ints("pads", [p; 4]));
+    one(
+        n,
+        vec![tensor_f32("w", &[1, 1, 3, 3], &[1.0; 9])],
+        &[1, 1, 4, 4],
+    )
+}
+
+#[test]
+fn conv_pads_that_overflow_are_an_error() {
+    let err = fails(&conv_with_pads(1 << 62), &[1, 1, 4, 4]);
+    assert!(
+        matches!(&err, RunError::Node { node, .. } if node == "conv")
+            && err.to_string().contains("overflow"),
+        "{err}"
+    );
+}
+
+#[test]
+fn conv_pads_asking_for_terabytes_are_refused_before_allocating() {
+    let err = fails(&conv_with_pads(1 << 31), &[1, 1, 4, 4]);
+    let padded = (1u64 << 32) + 4;
+    assert_eq!(too_large(&err, "conv", "y"), [1, 1, padded, padded]);
+}
+
+#[test]
+fn expand_tile_constant_of_shape_and_range_sizes_are_bounded() {
+    let x = &[1usize, 1];
+    let e = one(
+        node("Expand", "expand", &["x", "s"], &["y"]),
+        vec![tensor_i64("s", &[2], &[1 << 20, 1 << 20])],
+        x,
+    );
+    assert_eq!(too_large(&fails(&e, x), "expand", "y"), [1 << 20, 1 << 20]);
+    let t = one(
+        node("Tile", "tile", &["x", "r"], &["y"]),
+        vec![tensor_i64("r", &[2], &[BIG, BIG])],
+        x,
+    );
+    too_large(&fails(&t, x), "tile", "y");
+    let mut c = model(
+        vec![node("ConstantOfShape", "fill", &["s"], &["y"])],
+        vec![value_info("x", 1, x)],
+        &["y"],
+        vec![tensor_i64("s", &[3], &[BIG, BIG, 0])],
+        17,
+    );
+    too_large(&fails(&c, x), "fill", "y");
+    c.graph.as_mut().unwrap().initializer[0] = tensor_i64("s", &[1], &[1 << 40]);
+    assert_eq!(too_large(&fails(&c, x), "fill", "y"), [1 << 40]);
+    let r = model(
+        vec![node("Range", "range", &["a", "b", "d"], &["y"])],
+        vec![value_info("x", 1, x)],
+        &["y"],
+        vec![
+            tensor_f32("a", &[], &[0.0]),
+            tensor_f32("b", &[], &[1e30]),
+            tensor_f32("d", &[], &[1.0]),
+        ],
+        17,
+    );
+    too_large(&fails(&r, x), "range", "y");
+}
+
+#[test]
+fn pad_resize_reshape_gather_and_matmul_sizes_are_bounded() {
+    let x = &[1usize, 1, 2, 2];
+    let p = one(
+        node("Pad", "pad", &["x", "p"], &["y"]),
+        vec![tensor_i64("p", &[8], &[0, 0, 1 << 40, 0, 0, 0, 0, 0])],
+        x,
+    );
+    too_large(&fails(&p, x), "pad", "y");
+    let p = one(
+        node("Pad", "pad", &["x", "p"], &["y"]),
+        vec![tensor_i64(
+            "p",
+            &[8],
+            &[0, 0, i64::MAX, 0, 0, 0, i64::MAX, 0],
+        )],
+        x,
+    );
+    assert!(fails(&p, x).to_string().contains("overflow"));
+    let rs = one(
+        node("Resize", "resize", &["x", "", "", "sz"], &["y"]),
+        vec![tensor_i64("sz", &[4], &[1, 1, 1 << 20, 1 << 20])],
+        x,
+    );
+    too_large(&fails(&rs, x), "resize", "y");
+    let rs = one(
+        node("Resize", "resize", &["x", "", "sc"], &["y"]),
+        vec![tensor_f32("sc", &[4], &[1.0, 1.0, f32::INFINITY, 1.0])],
+        x,
+    );
+    fails(&rs, x);
+    let re = one(
+        node("Reshape", "reshape", &["x", "s"], &["y"]),
+        vec![tensor_i64("s", &[3], &[BIG, BIG, 0])],
+        x,
+    );
+    fails(&re, x);
+    // 2^16 indices into rows of 2^16: a 2^32-element result from 768 KiB of input.
+    let gi = one(
+        node("Gather", "gather", &["x", "i"], &["y"]),
+        vec![tensor_i64("i", &[1 << 16], &vec![0; 1 << 16])],
+        &[1, 1 << 16],
+    );
+    let mut gi = gi;
+    gi.graph.as_mut().unwrap().node[0]
+        .attribute
+        .push(attr_int("axis", 0));
+    assert_eq!(
+        too_large(&fails(&gi, &[1, 1 << 16]), "gather", "y"),
+        [1 << 16, 1 << 16]
+    );
+    let mm = model(
+        vec![node("MatMul", "mm", &["a", "b"], &["y"])],
+        vec![value_info("x", 1, &[1])],
+        &["y"],
+        vec![
+            tensor_f32("a", &[1 << 17, 1], &vec![1.0; 1 << 17]),
+            tensor_f32("b", &[1, 1 << 17], &vec![1.0; 1 << 17]),
+        ],
+        17,
+    );
+    assert_eq!(too_large(&fails(&mm, &[1]), "mm", "y"), [1 << 17, 1 << 17]);
+}
+
+#[test]
+fn attributes_that_would_loop_for_ever_are_bounded() {
+    let x = &[1usize, 3, 2, 2];
+    // Split into 2^62 outputs.
+    let mut s = node("Split", "split", &["x"], &["y"]);
+    s.attribute.push(attr_int("num_outputs", 1 << 62));
+    s.attribute.push(attr_int("axis", 1));
+    let mut m = one(s, vec![], x);
+    m.opset_import[0].version = 18;
+    assert!(fails(&m, x).to_string().contains("Split into"));
+    // LRN with a window of 2^40 channels: same values as a window over all channels.
+    let lrn = |size: i64| {
+        let mut n = node("LRN", "lrn", &["x"], &["y"]);
+        n.attribute.push(attr_int("size", size));
+        let g = OnnxGraph::from_model(&one(n, vec![], x), &dev()).unwrap();
+        let v = Value::from_f32((0..12).map(|v| v as f32).collect(), x, &dev());
+        g.run(vec![("x".into(), v)]).unwrap()[0].1.to_f32().unwrap()
+    };
+    let (wide, huge) = (lrn(5), lrn(1 << 40));
+    assert_eq!(wide.len(), 12);
+    // alpha / size differs, so the values differ; both finish and are finite.
+    assert!(huge.iter().all(|v| v.is_finite()) && wide != huge);
+    // Slice with a step of i64::MAX picks one element.
+    let sl = one(
+        node("Slice", "slice", &["x", "st", "en", "ax", "sp"], &["y"]),
+        vec![
+            tensor_i64("st", &[1], &[0]),
+            tensor_i64("en", &[1], &[i64::MAX]),
+            tensor_i64("ax", &[1], &[1]),
+            tensor_i64("sp", &[1], &[i64::MAX]),
+        ],
+        x,
+    );
+    let g = OnnxGraph::from_model(&sl, &dev()).unwrap();
+    let v = Value::from_f32(vec![1.0; 12], x, &dev());
+    assert_eq!(
+        g.run(vec![("x".into(), v)]).unwrap()[0].1.shape(),
+        [1, 1, 2, 2]
+    );
+}
