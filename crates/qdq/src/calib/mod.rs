@@ -7,7 +7,7 @@
 mod histogram;
 mod max;
 
-pub use histogram::{HistogramCalibrator, HistogramMethod};
+pub use histogram::{Grid, HistogramCalibrator, HistogramMethod};
 pub use max::MaxCalibrator;
 
 use burn::prelude::*;

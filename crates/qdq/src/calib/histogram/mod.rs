@@ -6,7 +6,11 @@
 //! (`torch.linspace` edges, `torch.histc` arithmetic, growth that keeps the bin width),
 //! but counts in `u64`, so no bin saturates at 2^24 as the reference's float32 counts
 //! do. The searches live in one file each: [`entropy`], [`mse`], [`percentile`].
+//!
+//! A second grid, [`Grid::Dyadic`] ([`dyadic`]), makes the counts independent of how
+//! the data is split into batches; the searches run unchanged on either.
 
+mod dyadic;
 mod entropy;
 mod mse;
 mod percentile;
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::tensor_quant::{Amax, IntRange, NumBits};
+use dyadic::DyadicGrid;
 
 /// Bins of a new histogram unless [`HistogramCalibrator::with_num_bins`] says otherwise.
 const DEFAULT_NUM_BINS: usize = 2048;
@@ -39,6 +44,23 @@ const FLOOR_MAGIC: f32 = 12_582_912.0;
 
 /// Batches up to this size are scanned and binned on the calling thread.
 const SERIAL_LEN: usize = 1 << 16;
+
+/// Where a histogram's bins lie; chosen with [`HistogramCalibrator::with_grid`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grid {
+    /// pytorch-quantization's grid, bit-exact with it: the first non-zero batch spreads
+    /// `num_bins` bins over `[0, its max]`, later batches add bins of that width. The
+    /// result depends on how the data is split into batches (their order included).
+    #[default]
+    Reference,
+    /// Bins of width `2^exp` anchored at zero, `exp` chosen from the largest |x| so
+    /// that more than `num_bins` (and at most twice as many, rounded up to a power of
+    /// two) bins span `[0, max]`; a growing range merges whole groups of bins. The
+    /// counts depend only on the data, not on its order or split, and histograms of
+    /// shards [`merge`](HistogramCalibrator::merge) exactly. See [`dyadic`].
+    Dyadic,
+}
 
 /// How amax is derived from the collected histogram (the `method` argument of the
 /// reference's `compute_amax`, with its keyword arguments).
@@ -153,8 +175,10 @@ impl FromStr for HistogramMethod {
 /// derives amax by entropy, MSE or percentile (pytorch-quantization's
 /// `HistogramCalibrator`, per tensor only).
 ///
-/// The first batch sets a grid of `num_bins` bins over `[0, max|x|]`; a later batch
-/// with a larger max adds bins of the same width. The histogram is never modified by
+/// On the default [`Grid::Reference`], the first batch sets a grid of `num_bins` bins
+/// over `[0, max|x|]`; a later batch with a larger max adds bins of the same width. On
+/// [`Grid::Dyadic`] the grid follows the max so far in power-of-two steps, and the counts
+/// do not depend on how the data was split into batches. The histogram is never modified by
 /// `compute_amax`, so it can be asked for any method any number of times.
 ///
 /// ```
@@ -186,6 +210,7 @@ pub struct HistogramCalibrator {
     num_bits: NumBits,
     unsigned: bool,
     num_bins: usize,
+    grid: Grid,
     skip_zeros: bool,
     /// Count of every bin; empty before any data.
     counts: Vec<u64>,
@@ -220,6 +245,7 @@ impl HistogramCalibrator {
             num_bits,
             unsigned,
             num_bins: DEFAULT_NUM_BINS,
+            grid: Grid::Reference,
             skip_zeros: false,
             counts: Vec::new(),
             edges: Vec::new(),
@@ -238,6 +264,17 @@ impl HistogramCalibrator {
             "num_bins must be in 1..=2^22, got {num_bins}"
         );
         self.num_bins = num_bins;
+        self
+    }
+
+    /// The bin grid (default [`Grid::Reference`]). A different grid forgets the data
+    /// collected so far (its counts are on the other grid).
+    #[must_use]
+    pub fn with_grid(mut self, grid: Grid) -> Self {
+        if grid != self.grid {
+            self.reset();
+        }
+        self.grid = grid;
         self
     }
 
@@ -262,6 +299,11 @@ impl HistogramCalibrator {
     /// Number of bins a first batch is spread over.
     pub fn num_bins(&self) -> usize {
         self.num_bins
+    }
+
+    /// The bin grid.
+    pub fn grid(&self) -> Grid {
+        self.grid
     }
 
     /// Whether zeros are left out.
@@ -344,7 +386,9 @@ impl HistogramCalibrator {
         bin: impl FnOnce(Binner, &mut [u64]) -> Result<()>,
     ) -> Result<()> {
         let zero_width = self.edges.last().is_none_or(|&e| e == 0.0);
-        if zero_width {
+        if self.grid == Grid::Dyadic {
+            self.collect_dyadic(x_max, zero_width, bin)?;
+        } else if zero_width {
             let binner = Binner::new(x_max, self.num_bins)?;
             // Zeros seen so far stay in bin 0 of the real grid.
             let earlier = self.counts.first().copied().unwrap_or(0);
@@ -376,6 +420,32 @@ impl HistogramCalibrator {
         Ok(())
     }
 
+    /// [`HistogramCalibrator::collect_nonzero`] on the dyadic grid: the grid for the
+    /// new max, the counts so far summed onto it (exact, see [`dyadic`]), then the batch.
+    fn collect_dyadic(
+        &mut self,
+        x_max: f32,
+        zero_width: bool,
+        bin: impl FnOnce(Binner, &mut [u64]) -> Result<()>,
+    ) -> Result<()> {
+        let grid = DyadicGrid::for_max(self.max_abs.max(x_max), self.num_bins);
+        if !zero_width && DyadicGrid::of_edges(&self.edges) == grid {
+            return bin(grid.binner(), &mut self.counts);
+        }
+        let mut counts = if zero_width {
+            // Zeros seen so far go to bin 0.
+            let mut c = vec![0; grid.bins];
+            c[0] = self.counts.first().copied().unwrap_or(0);
+            c
+        } else {
+            dyadic::coarsen(&self.counts, DyadicGrid::of_edges(&self.edges), grid)
+        };
+        bin(grid.binner(), &mut counts)?;
+        self.edges = grid.edges();
+        self.counts = counts;
+        Ok(())
+    }
+
     /// Adds one batch given as a tensor (read to the host as float32).
     ///
     /// # Errors
@@ -394,7 +464,14 @@ impl HistogramCalibrator {
                 zeros: scan.1 as usize,
             };
             return self.collect_scanned(device.len(), scan, |binner, counts| {
-                device.histogram(binner.hi, counts)
+                match via_histc(binner, counts, |hi, c| device.histogram(hi, c)) {
+                    Some(done) => done,
+                    // Dyadic bins of data near f32::MAX: on the host.
+                    None => {
+                        bin_into(&crate::tensor_quant::host_values(x)?, binner, counts);
+                        Ok(())
+                    }
+                }
             });
         }
         let data = crate::tensor_quant::host_values(x)?;
@@ -498,6 +575,15 @@ impl HistogramCalibrator {
         if other.edges.is_empty() {
             return Ok(());
         }
+        if self.grid != other.grid {
+            return Err(Error::Unsupported {
+                what: "merging histograms on different grids",
+                format: format!(
+                    "a {:?} grid into a {:?} one (give both calibrators the same with_grid)",
+                    other.grid, self.grid
+                ),
+            });
+        }
         self.merge_counts(other)?;
         self.max_abs = self.max_abs.max(other.max_abs);
         Ok(())
@@ -522,6 +608,9 @@ impl HistogramCalibrator {
             self.counts[0] += zeros;
             return Ok(());
         }
+        if self.grid == Grid::Dyadic {
+            return self.merge_dyadic(other);
+        }
         if self.edges != other.edges {
             let width = |edges: &[f32]| edges[1] - edges[0];
             let (mine, theirs) = (width(&self.edges), width(&other.edges));
@@ -542,6 +631,33 @@ impl HistogramCalibrator {
         for (a, &b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
+        Ok(())
+    }
+
+    /// Merge of two non-zero dyadic histograms: both summed onto the grid of the larger
+    /// max, exactly what collecting both data sets into one histogram gives.
+    fn merge_dyadic(&mut self, other: &Self) -> Result<()> {
+        let mine = DyadicGrid::of_edges(&self.edges);
+        let theirs = DyadicGrid::of_edges(&other.edges);
+        let grid = DyadicGrid::for_max(self.max_abs.max(other.max_abs), self.num_bins);
+        if grid.exp < mine.exp.max(theirs.exp) {
+            return Err(Error::Unsupported {
+                what: "merging dyadic histograms collected with different num_bins",
+                format: format!(
+                    "num_bins {} into num_bins {} (give both calibrators the same num_bins)",
+                    other.num_bins, self.num_bins
+                ),
+            });
+        }
+        let mut counts = dyadic::coarsen(&self.counts, mine, grid);
+        for (c, t) in counts
+            .iter_mut()
+            .zip(dyadic::coarsen(&other.counts, theirs, grid))
+        {
+            *c += t;
+        }
+        self.counts = counts;
+        self.edges = grid.edges();
         Ok(())
     }
 
@@ -577,6 +693,7 @@ impl fmt::Debug for HistogramCalibrator {
             .field("num_bits", &self.num_bits)
             .field("unsigned", &self.unsigned)
             .field("num_bins", &self.num_bins)
+            .field("grid", &self.grid)
             .field("skip_zeros", &self.skip_zeros)
             .field("bins", &self.counts.len())
             .field("total", &self.total())
@@ -668,6 +785,16 @@ struct Binner {
 }
 
 impl Binner {
+    /// The dyadic grid's binner: `floor(|x| / 2^exp)` (`n = 1`, `hi = 2^exp`; dividing
+    /// by a power of two is exact, and no product can overflow), at most `bins - 1`.
+    fn dyadic(exp: i32, bins: usize) -> Self {
+        Self {
+            n: 1.0,
+            hi: dyadic::pow2(exp),
+            last: bins.saturating_sub(1) as f32,
+        }
+    }
+
     fn new(hi: f32, num_bins: usize) -> Result<Self> {
         let n = num_bins as f32;
         if !(hi * n).is_finite() {
@@ -698,6 +825,44 @@ impl Binner {
         let floor = if r > y { r - 1.0 } else { r };
         (floor + FLOOR_MAGIC).to_bits() - FLOOR_MAGIC.to_bits()
     }
+}
+
+/// Bins with a histc kernel that takes its bin count from the length of its counts
+/// (the GPU's `histc(hi, counts)`, which computes as [`Binner::bin`] does).
+///
+/// A reference binner maps to it directly. A dyadic one (`n = 1`) goes through `cap`
+/// = its bins rounded up to a power of two and `hi = cap · 2^exp`: `fl32(|x| · cap) /
+/// hi` is then `|x| / 2^exp` exactly, the same bins; values lie below `bins · 2^exp`,
+/// so bins `bins..cap` stay empty. `None` when `hi · cap` overflows float32 (data above
+/// about 2^115): the caller bins on the host.
+// Only the GPU path calls it outside the tests.
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+fn via_histc(
+    binner: Binner,
+    counts: &mut [u64],
+    histc: impl FnOnce(f32, &mut [u64]) -> Result<()>,
+) -> Option<Result<()>> {
+    if binner.n == counts.len() as f32 {
+        return Some(histc(binner.hi, counts));
+    }
+    let cap = counts.len().next_power_of_two();
+    let hi = cap as f32 * binner.hi;
+    if !(hi * cap as f32).is_finite() {
+        return None;
+    }
+    let mut all = vec![0u64; cap];
+    if let Err(e) = histc(hi, &mut all) {
+        return Some(Err(e));
+    }
+    let (kept, above) = all.split_at(counts.len());
+    for (c, &a) in counts.iter_mut().zip(kept) {
+        *c += a;
+    }
+    // Empty (see above); were it not, the host's clamp would count it in the last bin.
+    if let Some(last) = counts.last_mut() {
+        *last += above.iter().sum::<u64>();
+    }
+    Some(Ok(()))
 }
 
 /// Bins `data` into `counts`: on this thread for small batches, otherwise one
