@@ -82,7 +82,7 @@ pub fn accuracy(python: &Path, model: &Path, data: &Dataset) -> Result<f64, OrtE
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let labels = data.labels.as_ref().expect("labelled data");
+    let labels = data.labels().expect("labelled data");
     let classes = logits.len() / labels.len().max(1);
     let correct = logits
         .chunks(classes)
