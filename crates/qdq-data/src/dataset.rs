@@ -544,7 +544,7 @@ mod tests {
         let p = write("ok.gz", &gz(&four));
         assert_eq!(
             Dataset::load(&p, None).unwrap().read(1, 1).unwrap(),
-            [3.0 / 255.0, 4.0 / 255.0]
+            [3.0 * (1.0 / 255.0), 4.0 * (1.0 / 255.0)]
         );
         let p = write("long.gz", &gz(&[&four[..], &[5]].concat()));
         assert_eq!(

@@ -159,6 +159,7 @@ mod tests {
 
     use super::*;
     use crate::Dataset;
+    use crate::npy::Npy;
 
     /// An `.npz` of `arrays` (key, array, compression). NumPy-written files are read by
     /// the CLI's tests (`np.savez`, `np.savez_compressed`).
