@@ -22,7 +22,8 @@ pub fn calibration_images() -> Result<Dataset, String> {
 
 /// The 500 test images with their labels.
 pub fn test_images() -> Result<Dataset, String> {
-    let mut d = Dataset::from_idx(&idx(TEST)?)?;
-    d.labels = Some(idx(LABELS)?.data.iter().map(|&b| b as i64).collect());
-    Ok(d)
+    let labels = idx(LABELS)?.data.iter().map(|&b| i64::from(b)).collect();
+    Dataset::from_idx(&idx(TEST)?)?
+        .with_label_values(labels)
+        .map_err(|e| e.to_string())
 }

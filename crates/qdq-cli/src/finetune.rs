@@ -28,19 +28,19 @@ pub(crate) fn run_finetune(
     // Every data file is read before the long steps, so that an error comes at once.
     let calib_data = load_data(&c.calib, None, &c.pre, &s.input)?;
     let train = load_data(train_path, labels, &c.pre, &s.input)?;
-    let Some(train_labels) = train.labels.as_deref() else {
+    let Some(train_labels) = train.labels() else {
         return Err(format!(
             "--train {}: fine-tuning needs labels; give --labels, a .npz holding `labels`, or class folders",
             train_path.display()
         )
         .into());
     };
-    if !(1..=3).contains(&train.item_shape.len()) || train.is_empty() {
+    if !(1..=3).contains(&train.item_shape().len()) || train.is_empty() {
         return Err(format!(
             "--train {}: fine-tuning takes items of 1 to 3 dimensions ([F], [H, W], [C, H, W]), got {} items of {:?}",
             train_path.display(),
             train.len(),
-            train.item_shape
+            train.item_shape()
         )
         .into());
     }
@@ -57,7 +57,7 @@ pub(crate) fn run_finetune(
     let trainable = TrainableGraph::new(&quantized, &device())?;
     let probe = (0..train.len().min(2)).collect::<Vec<_>>();
     let classes = trainable
-        .classify(qdq_vision::data::batch(&train, &probe, None, &device()).0)?
+        .classify(qdq_vision::data::batch(&train, &probe, None, &device())?.0)?
         .dims()[1];
     if let Some(bad) = train_labels
         .iter()
@@ -71,7 +71,7 @@ pub(crate) fn run_finetune(
     }
     let ad = device().autodiff();
     ad.seed(recipe.seed);
-    let (tuned, timing) = fit(trainable.fork(&ad).train(), &train, recipe, "fine-tuning");
+    let (tuned, timing) = fit(trainable.fork(&ad).train(), &train, recipe, "fine-tuning")?;
     if let Some(d) = timing.diverged {
         return Err(format!(
             "{d}; no model was written (lower --lr, now {}, or check --train's preprocessing)",

@@ -69,36 +69,83 @@ pub(crate) fn model_input(graph: &OnnxGraph) -> Fallible<Input> {
     })
 }
 
-/// Batches of `data` shaped for the graph's single input.
-pub(crate) fn batches(
-    graph: &OnnxGraph,
-    data: &Dataset,
+/// Batches of `data` shaped for the graph's single input, each read from the data
+/// when it is reached: memory is one batch.
+pub(crate) struct Batches<'a> {
+    data: &'a Dataset,
+    /// The input's name.
+    name: String,
+    /// A tensor's dimensions after the batch: the input's, where they are all fixed,
+    /// else the items' shape.
+    item_dims: Vec<usize>,
     batch: usize,
-) -> Fallible<Vec<Vec<(String, Value)>>> {
-    let input = model_input(graph)?;
-    input.check("the data", &data.item_shape)?;
-    let item: usize = data.item_shape.iter().product();
-    let dims = &input.dims;
-    let fixed_batch = dims[0];
-    let batch = fixed_batch.unwrap_or(batch.max(1));
-    let mut out = Vec::new();
-    for from in (0..data.len()).step_by(batch) {
-        let values = data.items(from, batch);
-        let n = values.len() / item.max(1);
-        if fixed_batch.is_some_and(|b| b != n) {
-            break; // a static batch: drop the ragged tail
+    /// The input's batch is fixed: a ragged tail is dropped.
+    fixed: bool,
+    from: usize,
+}
+
+impl Batches<'_> {
+    /// How many batches there are.
+    pub(crate) fn total(&self) -> usize {
+        if self.fixed {
+            self.data.len() / self.batch.max(1)
+        } else {
+            self.data.len().div_ceil(self.batch.max(1))
         }
-        let mut shape = vec![n];
-        match dims.iter().skip(1).copied().collect::<Option<Vec<_>>>() {
-            Some(rest) => shape.extend(rest),
-            None => shape.extend(&data.item_shape),
-        }
-        out.push(vec![(
-            input.name.clone(),
-            Value::try_from_f32(values.to_vec(), &shape, &device())?,
-        )]);
     }
-    Ok(out)
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Fallible<Vec<(String, Value)>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let n = self.batch.min(self.data.len().saturating_sub(self.from));
+        if n == 0 || (self.fixed && n < self.batch) {
+            return None;
+        }
+        let from = self.from;
+        self.from += n;
+        let mut shape = vec![n];
+        shape.extend(&self.item_dims);
+        let tensor: Fallible<Value> = match self.data.read(from, n) {
+            Ok(values) => Value::try_from_f32(values, &shape, &device()).map_err(Into::into),
+            Err(e) => Err(e.into()),
+        };
+        Some(tensor.map(|t| vec![(self.name.clone(), t)]))
+    }
+}
+
+/// [`Batches`] of `data` for the graph's single input, `batch` items each (the input's
+/// own batch size where it is fixed).
+///
+/// # Errors
+/// The graph has no input, or the items do not fit it.
+pub(crate) fn batches<'a>(
+    graph: &OnnxGraph,
+    data: &'a Dataset,
+    batch: usize,
+) -> Fallible<Batches<'a>> {
+    let input = model_input(graph)?;
+    input.check("the data", data.item_shape())?;
+    let fixed_batch = input.dims.first().copied().flatten();
+    let item_dims = match input
+        .dims
+        .iter()
+        .skip(1)
+        .copied()
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(rest) => rest,
+        None => data.item_shape().to_vec(),
+    };
+    Ok(Batches {
+        data,
+        name: input.name,
+        item_dims,
+        batch: fixed_batch.unwrap_or(batch.max(1)),
+        fixed: fixed_batch.is_some(),
+        from: 0,
+    })
 }
 
 pub(crate) fn parse_methods(c: &CalibArgs) -> Fallible<(Method, HashMap<String, Method>)> {
@@ -277,7 +324,7 @@ pub(crate) fn calibrate(
         .ok_or("the model has no graph")?;
     let mut calib = Calibration::new(graph_proto, &prepared.sites, false)?;
     let batches = batches(graph, data, batch)?;
-    if batches.is_empty() {
+    if batches.total() == 0 {
         return Err(
             "the calibration set is empty (or smaller than the model's fixed batch)".into(),
         );
@@ -285,7 +332,7 @@ pub(crate) fn calibrate(
     let bar = if json {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(batches.len() as u64)
+        ProgressBar::new(batches.total() as u64)
     };
     bar.set_style(
         ProgressStyle::with_template(
@@ -294,7 +341,7 @@ pub(crate) fn calibrate(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     for b in batches {
-        calib.feed(graph, b)?;
+        calib.feed(graph, b?)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -323,8 +370,10 @@ pub(crate) fn write_model(
 /// The input the written model is checked on: the first batch of `data` as the
 /// float graph takes it, or, with no data, a fixed synthetic input.
 pub(crate) fn probe(graph: &OnnxGraph, data: Option<&Dataset>) -> Fallible<Vec<(String, Value)>> {
-    if let Some(first) = data.and_then(|d| batches(graph, d, 1).ok()?.into_iter().next()) {
-        return Ok(first);
+    if let Some(d) = data
+        && let Some(first) = batches(graph, d, 1)?.next()
+    {
+        return first;
     }
     Ok(qdq_onnx::verify::probe_inputs(graph.inputs(), &device())?)
 }
@@ -372,7 +421,7 @@ pub(crate) fn load_data(
             })?;
         d
     };
-    input.check(&source, &d.item_shape)?;
+    input.check(&source, d.item_shape())?;
     if let Some(l) = labels {
         d = d.with_labels(l)?;
     }

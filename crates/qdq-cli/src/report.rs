@@ -60,12 +60,14 @@ pub(crate) fn evaluate(
     data: &Dataset,
     batch: usize,
 ) -> Fallible<serde_json::Value> {
-    let outputs = report::compare_outputs(
-        float,
-        quant,
-        batches(float, data, batch)?,
-        data.labels.as_deref(),
-    )?;
+    // Batches are read as the comparison reaches them; a read error stops it.
+    let mut failed = None;
+    let read = batches(float, data, batch)?.map_while(|b| b.map_err(|e| failed = Some(e)).ok());
+    let outputs = report::compare_outputs(float, quant, read, data.labels())?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    check_labels(&outputs, data.labels())?;
     let first = outputs.first().ok_or("the model has no output")?;
     let finite = |x: f64| x.is_finite().then_some(x); // infinite SQNR (equal outputs): null
     let per_output: Vec<serde_json::Value> = outputs
@@ -101,9 +103,8 @@ pub(crate) fn evaluate(
         v["quantized_accuracy"] = serde_json::json!(q);
     }
     // Where the error jumps, on the first few items: per-tensor SQNR, float vs quantized.
-    let few = batches(float, data, 8)?;
-    if let Some(first) = few.into_iter().next() {
-        let layers = report::layer_sqnr(float, quant, first)?;
+    if let Some(first) = batches(float, data, 8)?.next() {
+        let layers = report::layer_sqnr(float, quant, first?)?;
         if let Some((tensor, drop)) = report::error_jump(&layers) {
             let sqnr = layers
                 .iter()
@@ -114,6 +115,29 @@ pub(crate) fn evaluate(
         }
     }
     Ok(v)
+}
+
+/// Refuses labels that the first `[batch, classes]` output cannot score: each must be
+/// below its class count.
+fn check_labels(outputs: &[report::OutputReport], labels: Option<&[i64]>) -> Fallible<()> {
+    let Some((o, classes)) = outputs.iter().find_map(|o| Some((o, o.classes?))) else {
+        return Ok(());
+    };
+    let bad = labels
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .find(|(_, l)| usize::try_from(**l).is_ok_and(|l| l >= classes));
+    if let Some((i, l)) = bad {
+        return Err(format!(
+            "--labels: label {l} (item {i}) is outside the model's {classes} classes (output \
+             `{}` scores classes 0..={}); give labels that index the model's output",
+            o.name,
+            classes - 1
+        )
+        .into());
+    }
+    Ok(())
 }
 
 pub(crate) fn print_eval(v: &serde_json::Value) {

@@ -540,7 +540,11 @@ fn numpy_npy_and_npz_files_give_what_idx_gives() {
     let (_, x, y) = test_images_three_ways(&dir, 64);
     let ds = qdq_data::Dataset::load(&x, None).unwrap();
     let labels = Idx::read(&y).unwrap();
-    write_npy(&dir.join("x.npy"), &[64, 1, 28, 28], &ds.data);
+    write_npy(
+        &dir.join("x.npy"),
+        &[64, 1, 28, 28],
+        &ds.read(0, 64).unwrap(),
+    );
     let y_f32: Vec<f32> = labels.data.iter().map(|&b| b as f32).collect();
     write_npy(&dir.join("y32.npy"), &[64], &y_f32);
     // NumPy itself writes the files: int64 labels, stored and deflated archives.

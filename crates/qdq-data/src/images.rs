@@ -2,12 +2,21 @@
 //! center-cropped, as CHW floats (bytes times `scale`, 1/255 by default), then
 //! normalised per channel. A folder of class folders (`root/cat/1.jpg`, ImageNet style)
 //! also gives labels: the sorted class-folder index.
+//!
+//! Images are decoded one at a time, when their item is read. Sizes are bounded: an
+//! image wider or taller than [`MAX_SIDE`] or of more than [`MAX_PIXELS`] pixels is
+//! refused before it is decoded, and so is a resize or crop beyond those limits.
 
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
 
 use super::{DataError, Dataset, Input};
+
+/// The largest image side, in pixels, that is decoded, resized to or cropped to.
+pub const MAX_SIDE: u32 = 16384;
+/// The most pixels (2^26) an image may have when decoded, resized or cropped.
+pub const MAX_PIXELS: u64 = 1 << 26;
 
 /// How an image is resized before the center crop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,37 +127,130 @@ fn sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(v)
 }
 
-/// Loads every image under `dir` (and, when `dir` holds only folders, under each class
-/// folder, with labels).
+/// Refuses `[height, width]` when it exceeds [`MAX_SIDE`] or [`MAX_PIXELS`]; `what`
+/// says which size it is (the file, or the option and its flag).
+fn check_size(what: &str, [h, w]: [u32; 2]) -> Result<(), String> {
+    if h > MAX_SIDE || w > MAX_SIDE || u64::from(h) * u64::from(w) > MAX_PIXELS {
+        return Err(format!(
+            "{what} is {h}x{w} (height x width); the limit is {MAX_SIDE} pixels a side and \
+             {MAX_PIXELS} (2^26) pixels"
+        ));
+    }
+    Ok(())
+}
+
+impl ImageOptions {
+    /// Checks the channels (1 or 3), the crop and resize: not empty, a resize not smaller than the crop, both
+    /// within [`MAX_SIDE`] and [`MAX_PIXELS`].
+    ///
+    /// # Errors
+    /// The first size at fault, named with its option and flag.
+    pub fn check(&self) -> Result<(), String> {
+        if self.channels != 1 && self.channels != 3 {
+            return Err(format!(
+                "{} channels; images give 1 (grayscale) or 3 (RGB)",
+                self.channels
+            ));
+        }
+        let [h, w] = self.crop;
+        check_size("the crop (--crop)", self.crop)?;
+        match self.resize {
+            Some(Resize::Exact(size)) => check_size("the resize (--resize)", size)?,
+            Some(Resize::Shorter(n)) => check_size("the resize (--resize)", [n, n])?,
+            None => {}
+        }
+        let resize_small = match self.resize {
+            Some(Resize::Exact([rh, rw])) => rh < h || rw < w,
+            Some(Resize::Shorter(n)) => n == 0,
+            None => false,
+        };
+        if h == 0 || w == 0 || resize_small {
+            return Err(format!(
+                "cannot crop {h}x{w} (height x width) after resizing to {:?}",
+                self.resize
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `[width, height]` an image of `[width, height]` `size` is resized to.
+    fn resized(&self, (iw, ih): (u32, u32)) -> (u32, u32) {
+        let [h, w] = self.crop;
+        let (iw, ih) = (iw.max(1), ih.max(1));
+        match self.resize {
+            Some(Resize::Exact([rh, rw])) => (rw, rh),
+            shorter => {
+                let short = match shorter {
+                    Some(Resize::Shorter(n)) => n,
+                    _ => h.max(w),
+                };
+                let scale = short as f32 / iw.min(ih) as f32;
+                // `as` saturates: a huge result fails the size check, it does not wrap.
+                (
+                    ((iw as f32 * scale).round() as u32).max(w),
+                    ((ih as f32 * scale).round() as u32).max(h),
+                )
+            }
+        }
+    }
+
+    /// The decoding limits: [`MAX_SIDE`] a side, and memory for [`MAX_PIXELS`] pixels of
+    /// 16-bit RGBA.
+    fn limits() -> image::Limits {
+        let mut l = image::Limits::default();
+        l.max_image_width = Some(MAX_SIDE);
+        l.max_image_height = Some(MAX_SIDE);
+        l.max_alloc = Some(MAX_PIXELS * 8);
+        l
+    }
+}
+
+/// The image files of a folder and how they become items.
+#[derive(Clone, Debug)]
+pub(crate) struct Folder {
+    files: Vec<PathBuf>,
+    options: ImageOptions,
+}
+
+impl Folder {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Image `i` as CHW floats (bytes times `o.scale`), appended to `out`.
+    pub fn read(&self, i: usize, out: &mut Vec<f32>) -> Result<(), DataError> {
+        let path = self.files.get(i).ok_or_else(|| DataError::Format {
+            path: format!("image {i}"),
+            why: format!("out of range: the folder has {} images", self.files.len()),
+        })?;
+        decode(path, &self.options, out)
+    }
+}
+
+/// Lists every image under `dir` (and, when `dir` holds only folders, under each class
+/// folder, with labels), and checks each one's size from its header; decodes none.
 ///
 /// # Errors
-/// An unreadable folder, an image that does not decode (named), no images at all, a
-/// crop or resize of size 0 or a resize smaller than the crop, mean/std counts that do
+/// An unreadable folder, a file that is not a PNG or JPEG image (named), an image or
+/// its resized size beyond the limits (named), no images at all, a crop or resize of
+/// size 0, a resize smaller than the crop or beyond the limits, mean/std counts that do
 /// not match the channels.
 pub fn load(dir: &Path, o: &ImageOptions) -> Result<Dataset, DataError> {
     let format = |why: String| DataError::Format {
         path: dir.display().to_string(),
         why,
     };
+    o.check().map_err(format)?;
     let [h, w] = o.crop;
-    let resize_small = match o.resize {
-        Some(Resize::Exact([rh, rw])) => rh < h || rw < w,
-        Some(Resize::Shorter(n)) => n == 0,
-        None => false,
-    };
-    if h == 0 || w == 0 || resize_small {
-        return Err(format(format!(
-            "cannot crop {h}x{w} (height x width) after resizing to {:?}",
-            o.resize
-        )));
-    }
     let entries = sorted(dir)?;
     let classes: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
     let mut files: Vec<(PathBuf, Option<i64>)> = Vec::new();
     if !classes.is_empty() && entries.iter().all(|p| p.is_dir()) {
         for (label, class) in classes.iter().enumerate() {
+            let label = i64::try_from(label).unwrap_or(i64::MAX);
             for f in sorted(class)?.into_iter().filter(|p| is_image(p)) {
-                files.push((f, Some(label as i64)));
+                files.push((f, Some(label)));
             }
         }
     } else {
@@ -163,42 +265,75 @@ pub fn load(dir: &Path, o: &ImageOptions) -> Result<Dataset, DataError> {
             "no .png/.jpg/.jpeg images (directly or in class folders)".into(),
         ));
     }
-    let mut data = Vec::with_capacity(files.len() * o.channels * (h * w) as usize);
     for (f, _) in &files {
-        decode(f, o, &mut data)?;
+        let size = dimensions(f)?;
+        let (rw, rh) = o.resized(size);
+        check_size(
+            &format!("resized, the image ({}x{})", size.1, size.0),
+            [rh, rw],
+        )
+        .map_err(|why| DataError::Format {
+            path: f.display().to_string(),
+            why,
+        })?;
     }
     let labels: Option<Vec<i64>> = files.iter().map(|(_, l)| *l).collect();
-    let mut d = Dataset {
-        item_shape: vec![o.channels, h as usize, w as usize],
-        data,
-        labels,
+    let folder = Folder {
+        files: files.into_iter().map(|(f, _)| f).collect(),
+        options: o.clone(),
     };
+    let mut d = Dataset::from_folder(
+        dir.display().to_string(),
+        vec![o.channels, h as usize, w as usize],
+        folder,
+        labels,
+    );
     d.normalize(&o.mean, &o.std).map_err(format)?;
     Ok(d)
 }
 
-/// One image as CHW floats (bytes times `o.scale`), appended to `out`.
-fn decode(path: &Path, o: &ImageOptions, out: &mut Vec<f32>) -> Result<(), DataError> {
-    let img = image::open(path).map_err(|e| DataError::Format {
+/// Opens `path` as an image (its format guessed from its content).
+fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>, DataError> {
+    let bad = |e: &dyn std::fmt::Display| DataError::Format {
         path: path.display().to_string(),
         why: format!("cannot decode image: {e}"),
-    })?;
-    let [h, w] = o.crop;
-    let (iw, ih) = (img.width().max(1), img.height().max(1));
-    let (rw, rh) = match o.resize {
-        Some(Resize::Exact([rh, rw])) => (rw, rh),
-        shorter => {
-            let short = match shorter {
-                Some(Resize::Shorter(n)) => n,
-                _ => h.max(w),
-            };
-            let scale = short as f32 / iw.min(ih) as f32;
-            (
-                ((iw as f32 * scale).round() as u32).max(w),
-                ((ih as f32 * scale).round() as u32).max(h),
-            )
-        }
     };
+    let r = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| bad(&e))?;
+    Ok(r)
+}
+
+/// The `(width, height)` in `path`'s header, within the limits (reading a header
+/// allocates little; the sizes are checked here to say which limit).
+fn dimensions(path: &Path) -> Result<(u32, u32), DataError> {
+    let (w, h) = reader(path)?
+        .into_dimensions()
+        .map_err(|e| DataError::Format {
+            path: path.display().to_string(),
+            why: format!("cannot decode image: {e}"),
+        })?;
+    check_size("the image", [h, w]).map_err(|why| DataError::Format {
+        path: path.display().to_string(),
+        why,
+    })?;
+    Ok((w, h))
+}
+
+/// One image as CHW floats (bytes times `o.scale`), appended to `out`.
+fn decode(path: &Path, o: &ImageOptions, out: &mut Vec<f32>) -> Result<(), DataError> {
+    let bad = |e: &dyn std::fmt::Display| DataError::Format {
+        path: path.display().to_string(),
+        why: format!("cannot decode image: {e}"),
+    };
+    let mut r = reader(path)?;
+    r.limits(ImageOptions::limits());
+    let img = r.decode().map_err(|e| bad(&e))?;
+    let [h, w] = o.crop;
+    let (iw, ih) = (img.width(), img.height());
+    let (rw, rh) = o.resized((iw, ih));
+    // The header was checked when the folder was listed; the file may have changed.
+    check_size("resized, the image", [rh, rw]).map_err(|e| bad(&e))?;
     let img = if (rw, rh) == (iw, ih) {
         img
     } else {
@@ -243,14 +378,17 @@ mod tests {
                 .unwrap()
         };
         let d = load(&dir, &o).unwrap();
-        assert_eq!(d.item_shape, [3, 4, 4]);
-        assert_eq!(d.labels, Some(vec![0, 1]));
+        assert_eq!(d.item_shape(), [3, 4, 4]);
+        assert_eq!(d.labels(), Some(&[0, 1][..]));
+        assert_eq!(d.held_values(), 0, "decoded when read");
         // Bytes times 1/255, as IDX bytes are. Red plane of the first image:
         // (255/255 - 0.5) / 0.5; green (127/255 - 0.5) / 0.5.
         let px = |b: f32| b * (1.0 / 255.0);
-        assert_eq!(d.items(0, 1)[0], (px(255.0) - 0.5) / 0.5);
-        assert_eq!(d.items(0, 1)[16], (px(127.0) - 0.5) / 0.5);
-        assert_eq!(d.items(1, 1)[0], -1.0);
+        let both = d.read(0, 2).unwrap();
+        assert_eq!(both[0], (px(255.0) - 0.5) / 0.5);
+        assert_eq!(both[16], (px(127.0) - 0.5) / 0.5);
+        assert_eq!(both[48], -1.0);
+        assert_eq!(d.gather(&[1, 0]).unwrap()[48..], both[..48]);
         // Per-channel mean and std; an exact resize to 4x6, then the crop.
         let o = ImageOptions {
             resize: Some(Resize::Exact([4, 6])),
@@ -259,17 +397,64 @@ mod tests {
             ..o
         };
         let d = load(&dir, &o).unwrap();
-        assert_eq!(d.items(0, 1)[0], px(255.0));
-        assert_eq!(d.items(0, 1)[16], (px(127.0) - 0.5) / 2.0);
-        assert_eq!(d.items(0, 1)[32], (0.0 - 1.0) / 4.0);
+        let first = d.read(0, 1).unwrap();
+        assert_eq!(first[0], px(255.0));
+        assert_eq!(first[16], (px(127.0) - 0.5) / 2.0);
+        assert_eq!(first[32], (0.0 - 1.0) / 4.0);
         let o = ImageOptions {
             resize: Some(Resize::Exact([3, 6])),
             ..o
         };
         let err = load(&dir, &o).unwrap_err().to_string();
         assert!(err.contains("cannot crop 4x4"), "{err}");
-        std::fs::write(dir.join("b_dog").join("2.png"), b"not a png").unwrap();
+        // Over the limits: the resize, the crop, a resized image, an image itself.
+        let over = |resize, crop| {
+            let o = ImageOptions {
+                resize,
+                crop,
+                ..o.clone()
+            };
+            load(&dir, &o).unwrap_err().to_string()
+        };
+        let limit = "the limit is 16384 pixels a side and 67108864 (2^26) pixels";
+        let err = over(Some(Resize::Exact([60000, 60000])), [4, 4]);
+        assert_eq!(
+            err,
+            format!(
+                "{}: the resize (--resize) is 60000x60000 (height x width); {limit}",
+                dir.display()
+            )
+        );
+        let err = over(Some(Resize::Exact([8193, 8192])), [4, 4]);
+        assert!(
+            err.contains("(--resize) is 8193x8192 (height x width); the limit"),
+            "{err}"
+        );
+        let err = over(None, [16385, 4]);
+        assert!(err.contains("the crop (--crop) is 16385x4"), "{err}");
+        let err = over(Some(Resize::Shorter(8193)), [4, 4]);
+        assert!(err.contains("(--resize) is 8193x8193"), "{err}");
+        // A 1x10 image with its shorter side to 2000 is 20000 wide.
+        let tall = dir.join("a_cat").join("tall.png");
+        image::GrayImage::new(10, 1).save(&tall).unwrap();
+        let err = over(Some(Resize::Shorter(2000)), [4, 4]);
+        assert!(
+            err.contains(
+                "a_cat/tall.png: resized, the image (1x10) is 2000x20000 (height x width)"
+            ),
+            "{err}"
+        );
+        std::fs::remove_file(&tall).unwrap();
         let o = ImageOptions { resize: None, ..o };
+        let wide = dir.join("a_cat").join("3.png");
+        image::GrayImage::new(16385, 1).save(&wide).unwrap();
+        let err = load(&dir, &o).unwrap_err().to_string();
+        assert!(
+            err.contains("3.png: the image is 1x16385 (height x width); the limit"),
+            "{err}"
+        );
+        std::fs::remove_file(&wide).unwrap();
+        std::fs::write(dir.join("b_dog").join("2.png"), b"not a png").unwrap();
         let err = load(&dir, &o).unwrap_err().to_string();
         assert!(
             err.contains("2.png") && err.contains("cannot decode"),

@@ -2,9 +2,12 @@
 //! `fortran_order` and `shape`, then the raw elements. Little-endian C-order arrays of
 //! float32, float64 and the integer and bool types are read, as float32.
 
+use std::io::Read;
 use std::path::Path;
 
 use super::DataError;
+use super::array::Body;
+use super::dtype::Dtype;
 
 /// A float array read from `.npy`.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,58 +18,51 @@ pub struct Npy {
     pub data: Vec<f32>,
 }
 
-/// Element types read, by `descr`: width in bytes and conversion to f32.
-type Convert = fn(&[u8]) -> f32;
+/// Header text longer than this is refused (NumPy writes a few hundred bytes).
+const MAX_HEADER: usize = 1 << 16;
 
-fn dtype(descr: &str) -> Option<(usize, Convert)> {
-    Some(match descr {
-        "<f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        "<f8" => (8, |b| {
-            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-        }),
-        "|u1" | "|b1" => (1, |b| b[0] as f32),
-        "|i1" => (1, |b| b[0] as i8 as f32),
-        "<u2" => (2, |b| u16::from_le_bytes([b[0], b[1]]) as f32),
-        "<i2" => (2, |b| i16::from_le_bytes([b[0], b[1]]) as f32),
-        "<u4" => (4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
-        "<i4" => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
-        "<u8" => (8, |b| {
-            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-        }),
-        "<i8" => (8, |b| {
-            i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-        }),
-        _ => return None,
-    })
+/// What a `.npy` header says: the element type and the shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape (`[]` for a scalar).
+    pub shape: Vec<usize>,
+    /// Bytes before the first element.
+    pub len: usize,
 }
 
-impl Npy {
-    /// Reads `path`.
+impl Header {
+    /// Reads the header from the start of `r`, leaving `r` at the first element.
     ///
     /// # Errors
-    /// Unreadable file, not `.npy`, Fortran order, or an unsupported dtype; each names
-    /// the file.
-    pub fn read(path: &Path) -> Result<Self, DataError> {
-        super::parse_file(path, Self::parse)
-    }
-
-    /// Parses `.npy` bytes.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
+    /// Not `.npy`, a truncated or oversized header, Fortran order, an unsupported dtype,
+    /// or a shape whose element count or byte size overflows.
+    pub fn read(r: &mut dyn Read) -> Result<Self, String> {
+        let mut fixed = [0u8; 10];
+        r.read_exact(&mut fixed)
+            .map_err(|_| "not a .npy file (bad magic)")?;
+        if !fixed.starts_with(b"\x93NUMPY") {
             return Err("not a .npy file (bad magic)".into());
         }
-        let (len, start) = match bytes[6] {
-            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            _ if bytes.len() >= 12 => (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            ),
-            _ => return Err("truncated .npy header".into()),
+        let (text_len, start) = if fixed[6] == 1 {
+            (usize::from(u16::from_le_bytes([fixed[8], fixed[9]])), 10)
+        } else {
+            let mut more = [0u8; 2];
+            r.read_exact(&mut more)
+                .map_err(|_| "truncated .npy header")?;
+            let len = u32::from_le_bytes([fixed[8], fixed[9], more[0], more[1]]);
+            (usize::try_from(len).unwrap_or(usize::MAX), 12)
         };
-        let header = bytes
-            .get(start..start + len)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .ok_or("truncated .npy header")?;
+        if text_len > MAX_HEADER {
+            return Err(format!(
+                ".npy header of {text_len} bytes; the limit is {MAX_HEADER}"
+            ));
+        }
+        let mut text = vec![0u8; text_len];
+        r.read_exact(&mut text)
+            .map_err(|_| "truncated .npy header")?;
+        let header = std::str::from_utf8(&text).map_err(|_| "truncated .npy header")?;
         let field = |key: &str| -> Option<&str> {
             let i = header.find(&format!("'{key}'"))? + key.len() + 2;
             Some(header[i..].trim_start_matches([':', ' ']))
@@ -93,26 +89,109 @@ impl Npy {
                     .map_err(|e| format!("bad shape `{shape_text}`: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let n = shape
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
-            .ok_or_else(|| format!("shape {shape:?} is too large"))?;
-        let body = &bytes[start + len..];
-        let (width, convert) = dtype(descr).ok_or_else(|| {
+        let dtype = Dtype::from_npy(descr).ok_or_else(|| {
             format!(
                 "dtype `{descr}` is not supported; use little-endian float32 (<f4), float64, \
                  an integer type or bool"
             )
         })?;
-        if body.len() < n.saturating_mul(width) {
+        let h = Self {
+            dtype,
+            shape,
+            len: start + text_len,
+        };
+        h.body_bytes()?;
+        Ok(h)
+    }
+
+    /// Elements the shape holds.
+    ///
+    /// # Errors
+    /// The product overflows.
+    pub fn count(&self) -> Result<usize, String> {
+        checked_count(&self.shape)
+    }
+
+    /// Bytes of the elements.
+    ///
+    /// # Errors
+    /// The size overflows.
+    pub fn body_bytes(&self) -> Result<u64, String> {
+        self.count()?
+            .checked_mul(self.dtype.width())
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| format!("shape {:?} is too large", self.shape))
+    }
+}
+
+/// The element count of `shape`, or an error naming it when the product overflows.
+pub(crate) fn checked_count(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large (its size overflows)"))
+}
+
+/// Opens `path`: its header, and its elements in the file, which holds them all.
+///
+/// # Errors
+/// Unreadable file, a bad header, or a file shorter than the header announces; each
+/// names the file.
+pub(crate) fn open(path: &Path) -> Result<(Header, Body<'static>), DataError> {
+    let name = path.display().to_string();
+    let io = |source| DataError::Io {
+        path: name.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let header = Header::read(&mut file).map_err(|why| DataError::Format {
+        path: name.clone(),
+        why,
+    })?;
+    let need = header.body_bytes().unwrap_or(u64::MAX);
+    let have = size.saturating_sub(header.len as u64);
+    if have < need {
+        return Err(DataError::Format {
+            path: name,
+            why: format!(
+                "truncated .npy data: shape {:?} needs {need} bytes, file has {have}",
+                header.shape
+            ),
+        });
+    }
+    let offset = header.len as u64;
+    Ok((header, Body::File { file, offset }))
+}
+
+impl Npy {
+    /// Reads `path` whole, as f32.
+    ///
+    /// # Errors
+    /// Unreadable file, not `.npy`, Fortran order, or an unsupported dtype; each names
+    /// the file.
+    pub fn read(path: &Path) -> Result<Self, DataError> {
+        super::parse_file(path, Self::parse)
+    }
+
+    /// Parses `.npy` bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let mut r = bytes;
+        let header = Header::read(&mut r)?;
+        let need = header.body_bytes()?;
+        if (r.len() as u64) < need {
             return Err(format!(
-                "truncated .npy data: shape {shape:?} needs {} bytes, file has {}",
-                n.saturating_mul(width),
-                body.len()
+                "truncated .npy data: shape {:?} needs {need} bytes, file has {}",
+                header.shape,
+                r.len()
             ));
         }
-        let data = body[..n * width].chunks_exact(width).map(convert).collect();
-        Ok(Self { shape, data })
+        let mut data = Vec::new();
+        header.dtype.extend_f32(&r[..need as usize], &mut data);
+        Ok(Self {
+            shape: header.shape,
+            data,
+        })
     }
 
     /// The `.npy` bytes of this array (float32, format version 1.0, as `np.save` writes).
@@ -123,7 +202,7 @@ impl Npy {
 }
 
 /// A `.npy` file (version 1.0) of `body`, raw elements of type `descr` in C order.
-fn encode(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     let shape = match dims.len() {
         1 => format!("({},)", dims[0]),
@@ -178,7 +257,18 @@ mod tests {
         let err = Npy::parse(&encode(">f4", &[1], &[0; 4])).unwrap_err();
         assert!(err.contains(">f4"), "{err}");
         let err = Npy::parse(&encode("<f4", &[3], &bytes[bytes.len() - 8..])).unwrap_err();
-        assert!(err.contains("truncated"), "{err}");
+        assert_eq!(
+            err,
+            "truncated .npy data: shape [3] needs 12 bytes, file has 8"
+        );
+        // A shape whose size overflows is refused before anything is allocated.
+        let huge = encode("<f4", &[1 << 40, 1 << 40], &[]);
+        assert_eq!(
+            Npy::parse(&huge).unwrap_err(),
+            "shape [1099511627776, 1099511627776] is too large (its size overflows)"
+        );
+        let wide = encode("<f8", &[usize::MAX / 4], &[]);
+        assert!(Npy::parse(&wide).unwrap_err().contains("is too large"));
         // A scalar has shape () and one element.
         let s = Npy {
             shape: vec![],

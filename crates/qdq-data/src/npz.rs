@@ -1,62 +1,152 @@
 //! `.npz` files (NumPy's `np.savez` and `np.savez_compressed`): a zip archive of `.npy`
 //! arrays, stored or deflated, each named by its key (`x.npy` holds key `x`).
 
-use std::io::Read;
-use std::path::Path;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use zip::CompressionMethod;
 
 use super::DataError;
-use super::npy::Npy;
+use super::array::{Body, FileArray, read_labels};
+use super::npy;
 
-/// The arrays of an `.npz` file, in archive order.
-#[derive(Clone, Debug, PartialEq)]
+/// An `.npz` archive, open to read its arrays one at a time.
 pub struct Npz {
-    /// `(key, array)` pairs.
-    pub arrays: Vec<(String, Npy)>,
+    path: PathBuf,
+    zip: zip::ZipArchive<BufReader<File>>,
+    /// `(key, member index)`, in archive order.
+    members: Vec<(String, usize)>,
+}
+
+impl std::fmt::Debug for Npz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Npz")
+            .field("path", &self.path)
+            .field("keys", &self.keys())
+            .finish()
+    }
 }
 
 impl Npz {
-    /// Reads `path`.
+    /// Opens `path` and lists its arrays; reads no array.
     ///
     /// # Errors
-    /// Unreadable file, not a zip archive, or a member that is not a readable `.npy`
-    /// (named by its key); each names the file.
-    pub fn read(path: &Path) -> Result<Self, DataError> {
-        super::parse_file(path, Self::parse)
-    }
-
-    /// Parses `.npz` bytes.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-            .map_err(|e| format!("not an .npz file (zip archive): {e}"))?;
-        let mut arrays = Vec::with_capacity(zip.len());
+    /// Unreadable file or not a zip archive; each names the file.
+    pub fn open(path: &Path) -> Result<Self, DataError> {
+        let name = path.display().to_string();
+        let format = |why: String| DataError::Format {
+            path: name.clone(),
+            why,
+        };
+        let file = File::open(path).map_err(|source| DataError::Io {
+            path: name.clone(),
+            source,
+        })?;
+        let mut zip = zip::ZipArchive::new(BufReader::new(file))
+            .map_err(|e| format(format!("not an .npz file (zip archive): {e}")))?;
+        let mut members = Vec::with_capacity(zip.len());
         for i in 0..zip.len() {
-            let mut member = zip
-                .by_index(i)
-                .map_err(|e| format!("archive member {i}: {e}"))?;
+            let member = zip
+                .by_index_raw(i)
+                .map_err(|e| format(format!("archive member {i}: {e}")))?;
             if member.is_dir() {
                 continue;
             }
-            let name = member.name().to_string();
-            let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
-            let mut raw = Vec::with_capacity(member.size().min(1 << 30) as usize);
-            member
-                .read_to_end(&mut raw)
-                .map_err(|e| format!("array `{key}`: {e}"))?;
-            let array = Npy::parse(&raw).map_err(|e| format!("array `{key}`: {e}"))?;
-            arrays.push((key, array));
+            let name = member.name();
+            let key = name.strip_suffix(".npy").unwrap_or(name).to_string();
+            members.push((key, i));
         }
-        Ok(Self { arrays })
+        Ok(Self {
+            path: path.to_path_buf(),
+            zip,
+            members,
+        })
     }
 
     /// The keys, in archive order.
     pub fn keys(&self) -> Vec<&str> {
-        self.arrays.iter().map(|(k, _)| k.as_str()).collect()
+        self.members.iter().map(|(k, _)| k.as_str()).collect()
     }
 
-    /// Removes and returns the array named `key`.
-    pub fn take(&mut self, key: &str) -> Option<Npy> {
-        let i = self.arrays.iter().position(|(k, _)| k == key)?;
-        Some(self.arrays.remove(i).1)
+    /// How errors about array `key` name it: the file and the key.
+    fn culprit(&self, key: &str) -> String {
+        format!("{}: array `{key}`", self.path.display())
+    }
+
+    /// Array `key`'s header and elements: a stored member is read in place (its
+    /// checksum verified once, streaming), a deflated one is decompressed once into an
+    /// anonymous temporary file.
+    ///
+    /// # Errors
+    /// No such key, a member that is not `.npy`, damaged or shorter or longer than its
+    /// header announces.
+    pub(crate) fn array(&mut self, key: &str) -> Result<(npy::Header, FileArray), DataError> {
+        let culprit = self.culprit(key);
+        let format = |why: String| DataError::Format {
+            path: culprit.clone(),
+            why,
+        };
+        let i = self.index(key)?;
+        let mut m = self.zip.by_index(i).map_err(|e| format(e.to_string()))?;
+        let header = npy::Header::read(&mut m).map_err(format)?;
+        let bytes = header.body_bytes().map_err(format)?;
+        if m.compression() != CompressionMethod::Stored {
+            let array = FileArray::new(Body::Stream(Box::new(m)), bytes, header.dtype, &culprit)?;
+            return Ok((header, array));
+        }
+        let offset = m.data_start() + header.len as u64;
+        let have = m.size().saturating_sub(header.len as u64);
+        if have < bytes {
+            return Err(format(format!(
+                "truncated .npy data: shape {:?} needs {bytes} bytes, the member has {have}",
+                header.shape
+            )));
+        }
+        std::io::copy(&mut m, &mut std::io::sink()).map_err(|e| format(e.to_string()))?;
+        let file = File::open(&self.path).map_err(|source| DataError::Io {
+            path: culprit.clone(),
+            source,
+        })?;
+        let body = Body::File { file, offset };
+        let array = FileArray::new(body, bytes, header.dtype, &culprit)?;
+        Ok((header, array))
+    }
+
+    /// Array `key` as `count` class labels, streaming.
+    ///
+    /// # Errors
+    /// As [`Npz::array`], a count other than `count`, and labels that are not class
+    /// indices ([`DataError::Label`]).
+    pub(crate) fn labels(&mut self, key: &str, count: usize) -> Result<Vec<i64>, DataError> {
+        let culprit = self.culprit(key);
+        let format = |why: String| DataError::Format {
+            path: culprit.clone(),
+            why,
+        };
+        let i = self.index(key)?;
+        let mut m = self.zip.by_index(i).map_err(|e| format(e.to_string()))?;
+        let header = npy::Header::read(&mut m).map_err(format)?;
+        let n = header.count().map_err(format)?;
+        if n != count {
+            return Err(format(format!("{n} labels for {count} items")));
+        }
+        read_labels(Body::Stream(Box::new(m)), header.dtype, n, &culprit).map_err(|e| match e {
+            // Read errors of a member are the archive's (a bad checksum), not the OS's.
+            DataError::Io { source, .. } => format(source.to_string()),
+            e => e,
+        })
+    }
+
+    fn index(&self, key: &str) -> Result<usize, DataError> {
+        self.members
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, i)| *i)
+            .ok_or_else(|| DataError::Format {
+                path: self.path.display().to_string(),
+                why: format!("no array `{key}`"),
+            })
     }
 }
 
@@ -69,6 +159,7 @@ mod tests {
 
     use super::*;
     use crate::Dataset;
+    use crate::npy::Npy;
 
     /// An `.npz` of `arrays` (key, array, compression). NumPy-written files are read by
     /// the CLI's tests (`np.savez`, `np.savez_compressed`).
@@ -108,15 +199,16 @@ mod tests {
             std::fs::write(&p, npz(arrays)).unwrap();
             p
         };
-        let expected = Dataset {
-            item_shape: vec![2],
-            data: x.data.clone(),
-            labels: Some(vec![2, 0, 1]),
+        let expected = |d: Dataset| {
+            assert_eq!(d.item_shape(), [2]);
+            assert_eq!(d.held_values(), 0);
+            assert_eq!(d.read(0, 3).unwrap(), x.data);
+            assert_eq!(d.labels(), Some(&[2, 0, 1][..]));
         };
         // Deflated; the only array besides `y`.
         let p = file("a.npz", &[("x", &x, Deflated), ("y", &y, Deflated)]);
-        assert_eq!(Npz::read(&p).unwrap().keys(), ["x", "y"]);
-        assert_eq!(Dataset::load(&p, None).unwrap(), expected);
+        assert_eq!(Npz::open(&p).unwrap().keys(), ["x", "y"]);
+        expected(Dataset::load(&p, None).unwrap());
         // Stored; named like the model input, among others.
         let p = file(
             "b.npz",
@@ -126,10 +218,7 @@ mod tests {
                 ("labels", &y, Stored),
             ],
         );
-        assert_eq!(
-            Dataset::load_npz(&p, Some("input"), None).unwrap(),
-            expected
-        );
+        expected(Dataset::load_npz(&p, Some("input"), None).unwrap());
         let err = Dataset::load_npz(&p, Some("images"), None).unwrap_err();
         assert!(matches!(err, crate::DataError::Format { .. }));
         assert_eq!(
@@ -170,6 +259,32 @@ mod tests {
         assert_eq!(error("e.npz", &bad), "array `x`: Invalid checksum");
         let err = error("f.npz", &x.to_bytes());
         assert!(err.starts_with("not an .npz file (zip archive)"), "{err}");
+        // A deflated member longer or shorter than its .npy header; labels of 2^31.
+        let mut long = x.to_bytes();
+        long.extend(1f32.to_le_bytes());
+        let long = zip_of(&[("x.npy".into(), long, Deflated)]);
+        assert_eq!(
+            error("g.npz", &long),
+            "array `x`: the stream is longer than its header announces (24 bytes of data); \
+             refusing it"
+        );
+        let short = x.to_bytes();
+        let short = zip_of(&[("x.npy".into(), short[..short.len() - 1].to_vec(), Deflated)]);
+        assert_eq!(
+            error("h.npz", &short),
+            "array `x`: truncated stream: its header announces 24 bytes of data, the stream \
+             holds 23"
+        );
+        let big = Npy {
+            shape: vec![3],
+            data: vec![0.0, 2147483648.0, 1.0],
+        };
+        let bytes = npz(&[("x", &x, Deflated), ("y", &big, Deflated)]);
+        assert_eq!(
+            error("i.npz", &bytes),
+            "array `y`: label 1 is 2147483648; labels must be class indices, whole numbers in \
+             0..=2147483647"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -23,7 +23,7 @@ use qdq_data::Dataset;
 use qdq_onnx::export::{ExportOptions, export_to_file};
 use serde::Serialize;
 
-use crate::data::{FashionMnist, take};
+use crate::data::FashionMnist;
 use crate::ort::{self, OrtError};
 use crate::resnet::{BlockKind, LoadError, QuantScheme, ResNet, ResNetConfig};
 use crate::train::{Timing, TrainConfig, evaluate, feed, fit, fit_with};
@@ -198,11 +198,11 @@ pub fn run(cfg: &ChapterConfig, data_dir: &Path) -> Result<ChapterReport, Chapte
     let data = FashionMnist::load(data_dir)?;
     let train = cfg
         .train_images
-        .map_or_else(|| data.train.clone(), |n| take(&data.train, n));
+        .map_or_else(|| data.train.clone(), |n| data.train.first(n));
     let test = cfg
         .test_images
-        .map_or_else(|| data.test.clone(), |n| take(&data.test, n));
-    let calib = take(&data.train, cfg.calib_images);
+        .map_or_else(|| data.test.clone(), |n| data.test.first(n));
+    let calib = data.train.first(cfg.calib_images);
     run_on(cfg, &train, &test, &calib)
 }
 
@@ -250,14 +250,16 @@ pub fn run_on(
         // A checkpoint after every epoch, so a long run that is stopped keeps its work.
         let (model, t) = fit_with(model, train, &cfg.train, "FP32", |epoch, m: &ResNet| {
             let path = cfg.out_dir.join(format!("fp32-epoch{epoch}.safetensors"));
-            m.valid().save_torchvision(&path)
+            m.valid()
+                .save_torchvision(&path)
+                .map_err(ChapterError::from)
         })?;
         record("FP32 training", None, t);
         let model = model.valid();
         model.save_torchvision(&checkpoint)?;
         model
     };
-    let (acc, t) = evaluate(&fp32, test, "FP32 eval");
+    let (acc, t) = evaluate(&fp32, test, "FP32 eval")?;
     record("FP32", Some(acc), t);
 
     // 2. PTQ, 3. QAT, at 8 bits; 4. export.
@@ -265,24 +267,24 @@ pub fn run_on(
     let qat_cfg = qat_schedule(cfg, cfg.qat_fraction);
     let (qat, qat_accuracy) = {
         let model = best.1.clone().fork(&ad).train();
-        let (model, t) = fit(model, train, &qat_cfg, "QAT");
+        let (model, t) = fit(model, train, &qat_cfg, "QAT")?;
         let model = model.valid();
-        let (acc, te) = evaluate(&model, test, "QAT eval");
+        let (acc, te) = evaluate(&model, test, "QAT eval")?;
         record("QAT training", None, t);
         record("QAT", Some(acc), te);
         (model, acc)
     };
     {
         let model = best.1.clone().with_learnable_amax()?.fork(&ad).train();
-        let (model, t) = fit(model, train, &qat_cfg, "QAT learn");
+        let (model, t) = fit(model, train, &qat_cfg, "QAT learn")?;
         let model = model.valid();
-        let (acc, te) = evaluate(&model, test, "QAT eval");
+        let (acc, te) = evaluate(&model, test, "QAT eval")?;
         record("QAT learned amax training", None, t);
         record("QAT learned amax", Some(acc), te);
     }
     let onnx = cfg.out_dir.join("resnet_qat.onnx");
     let start = Instant::now();
-    let sample = crate::data::batch(test, &[0, 1], None, &device).0;
+    let sample = crate::data::batch(test, &[0, 1], None, &device)?.0;
     let options = ExportOptions {
         dynamic_batch: true,
         ..Default::default()
@@ -304,8 +306,8 @@ pub fn run_on(
         let (best, _) = ptq(&fp32, &scheme, calib, test, &tag, &mut record)?;
         let model = best.1.fork(&ad).train();
         let low_cfg = qat_schedule(cfg, cfg.low_bits_qat_fraction);
-        let (model, t) = fit(model, train, &low_cfg, &format!("QAT{tag}"));
-        let (acc, te) = evaluate(&model.valid(), test, "QAT eval");
+        let (model, t) = fit(model, train, &low_cfg, &format!("QAT{tag}"))?;
+        let (acc, te) = evaluate(&model.valid(), test, "QAT eval")?;
         record(&format!("QAT{tag} training"), None, t);
         record(&format!("QAT{tag}"), Some(acc), te);
     }
@@ -353,12 +355,16 @@ fn ptq(
     let model = fp32.clone().quantize(scheme)?;
     let mut t = None;
     collect_stats(&model, |m| t = Some(feed(m, calib, "calibrate")))?;
-    record(&format!("PTQ{tag} calibration"), None, t.expect("feed ran"));
+    record(
+        &format!("PTQ{tag} calibration"),
+        None,
+        t.expect("feed ran")?,
+    );
     let mut best: Option<(f64, String, ResNet)> = None;
     for (name, method) in ptq_methods() {
         let start = Instant::now();
         let m = compute_amax(model.clone(), method)?;
-        let (acc, _) = evaluate(&m, test, &name);
+        let (acc, _) = evaluate(&m, test, &name)?;
         record(
             &format!("PTQ{tag} {name}"),
             Some(acc),

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use qdq_data::idx::Idx;
 use qdq_data::{DataError, Dataset, Preprocess};
 
 /// Mean of Fashion-MNIST's training pixels (scaled to [0, 1]).
@@ -37,32 +36,12 @@ impl FashionMnist {
                 mean: MEAN,
                 std: STD,
             };
-            let mut d = Dataset::load(&dir.join(images), Some(pre))?;
-            let path = dir.join(labels);
-            let labels = Idx::read(&path)?;
-            if labels.data.len() != d.len() {
-                return Err(DataError::Format {
-                    path: path.display().to_string(),
-                    why: format!("{} labels for {} images", labels.data.len(), d.len()),
-                });
-            }
-            d.labels = Some(labels.data.iter().map(|&b| i64::from(b)).collect());
-            Ok(d)
+            Dataset::load(&dir.join(images), Some(pre))?.with_labels(&dir.join(labels))
         };
         Ok(Self {
             train: split("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")?,
             test: split("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")?,
         })
-    }
-}
-
-/// The first `n` items of `data` (with their labels).
-pub fn take(data: &Dataset, n: usize) -> Dataset {
-    let n = n.min(data.len());
-    Dataset {
-        item_shape: data.item_shape.clone(),
-        data: data.items(0, n).to_vec(),
-        labels: data.labels.as_ref().map(|l| l[..n].to_vec()),
     }
 }
 
@@ -104,7 +83,10 @@ impl Rng {
 /// `[F]` items `[1, 1, F]`)
 /// and their labels. With `augment`, each image is shifted by up to 2 pixels each way
 /// (padding with Fashion-MNIST's normalised black) and flipped horizontally half of
-/// the time, all channels alike.
+/// the time, all channels alike. Only these items are read.
+///
+/// # Errors
+/// Reading the items failed (see [`Dataset::gather`]).
 ///
 /// # Panics
 /// Items of more than three dimensions, or `data` without labels.
@@ -113,23 +95,29 @@ pub fn batch(
     indices: &[usize],
     mut augment: Option<&mut Rng>,
     device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>) {
-    let [c, h, w] = match data.item_shape[..] {
+) -> Result<(Tensor<4>, Tensor<1, Int>), DataError> {
+    let [c, h, w] = match data.item_shape()[..] {
         [f] => [1, 1, f],
         [h, w] => [1, h, w],
         [c, h, w] => [c, h, w],
         _ => panic!(
             "expected [F], [H, W] or [C, H, W] items, got {:?}",
-            data.item_shape
+            data.item_shape()
         ),
     };
-    let labels = data.labels.as_ref().expect("a labelled dataset");
+    let labels = data.labels().expect("a labelled dataset");
+    let values = data.gather(indices)?;
     let background = -MEAN / STD;
-    let mut x = Vec::with_capacity(indices.len() * c * h * w);
-    let mut y = Vec::with_capacity(indices.len());
-    for &i in indices {
-        let img = data.items(i, 1);
-        y.push(labels[i]);
+    let y: Vec<i64> = indices.iter().map(|&i| labels[i]).collect();
+    if augment.is_none() {
+        let n = indices.len();
+        return Ok((
+            Tensor::from_data(TensorData::new(values, [n, c, h, w]), device),
+            Tensor::from_data(TensorData::new(y, [n]), device),
+        ));
+    }
+    let mut x = Vec::with_capacity(values.len());
+    for img in values.chunks_exact(c * h * w) {
         match augment.as_deref_mut() {
             None => x.extend_from_slice(img),
             Some(rng) => {
@@ -154,8 +142,42 @@ pub fn batch(
         }
     }
     let n = indices.len();
-    (
+    Ok((
         Tensor::from_data(TensorData::new(x, [n, c, h, w]), device),
         Tensor::from_data(TensorData::new(y, [n]), device),
-    )
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use qdq_data::MAX_LABEL;
+
+    use super::*;
+
+    /// The largest label a dataset accepts fits burn's 32-bit integer tensors on the CPU
+    /// (2^31 panicked there before labels were checked when read).
+    #[test]
+    fn batches_read_only_their_items_and_keep_the_largest_label() {
+        let d = Dataset::from_values(
+            vec![3, 1, 2],
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            Preprocess::default(),
+        )
+        .unwrap()
+        .with_label_values(vec![0, MAX_LABEL, 1])
+        .unwrap();
+        let device = Device::flex();
+        let (x, y) = batch(&d, &[1, 2], None, &device).unwrap();
+        assert_eq!(x.dims(), [2, 1, 1, 2]);
+        assert_eq!(x.into_data().to_vec::<f32>().unwrap(), [3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(
+            y.into_data().convert::<i64>().to_vec::<i64>().unwrap(),
+            [MAX_LABEL, 1]
+        );
+        let err = batch(&d, &[3], None, &device).unwrap_err();
+        assert!(
+            err.to_string().contains("item 3 asked for; there are 3"),
+            "{err}"
+        );
+    }
 }

@@ -55,13 +55,12 @@ pub fn accuracy(python: &Path, model: &Path, data: &Dataset) -> Result<f64, OrtE
     let dir = std::env::temp_dir().join(format!("qdq-ort-{}-{:p}", std::process::id(), data));
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
     let (input, output) = (dir.join("x.bin"), dir.join("y.bin"));
-    let bytes: Vec<u8> = data.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&input, bytes).map_err(|e| fail(e.to_string()))?;
+    write_items(data, &input).map_err(fail)?;
     let mut dims = vec![data.len()];
-    if data.item_shape.len() == 2 {
+    if data.item_shape().len() == 2 {
         dims.push(1); // [H, W] images are single-channel
     }
-    dims.extend(&data.item_shape);
+    dims.extend(data.item_shape());
     let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
     let out = Command::new(python)
         .arg(SCRIPT)
@@ -83,7 +82,7 @@ pub fn accuracy(python: &Path, model: &Path, data: &Dataset) -> Result<f64, OrtE
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let labels = data.labels.as_ref().expect("labelled data");
+    let labels = data.labels().expect("labelled data");
     let classes = logits.len() / labels.len().max(1);
     let correct = logits
         .chunks(classes)
@@ -101,4 +100,18 @@ pub fn accuracy(python: &Path, model: &Path, data: &Dataset) -> Result<f64, OrtE
         })
         .count();
     Ok(correct as f64 / labels.len() as f64)
+}
+
+/// Writes `data`'s items to `path` as little-endian f32, a batch at a time.
+fn write_items(data: &Dataset, path: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    for from in (0..data.len()).step_by(256) {
+        let values = data.read(from, 256).map_err(|e| e.to_string())?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.write_all(&bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    w.flush().map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -11,7 +11,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use qdq_data::Dataset;
+use qdq_data::{DataError, Dataset};
 use qdq_onnx::finetune::TrainableGraph;
 use serde::Serialize;
 
@@ -112,26 +112,31 @@ impl Classifier for TrainableGraph {
 }
 
 /// Trains `model` (on an autodiff device) on `data` as `cfg` says, showing `label`
-/// on the progress bar. Returns the trained model and the time taken; a loss that
-/// becomes NaN or Inf stops training at once, and `Timing::diverged` says where.
+/// on the progress bar, reading one batch at a time. Returns the trained model and the
+/// time taken; a loss that becomes NaN or Inf stops training at once, and
+/// `Timing::diverged` says where.
+///
+/// # Errors
+/// Reading a batch failed.
 ///
 /// # Panics
 /// An invalid learning rate (burn's scheduler refuses it) or unlabelled data.
-pub fn fit<M: Classifier>(model: M, data: &Dataset, cfg: &TrainConfig, label: &str) -> (M, Timing) {
-    match fit_with(model, data, cfg, label, |_, _| {
-        Ok::<_, std::convert::Infallible>(())
-    }) {
-        Ok(done) => done,
-        Err(never) => match never {},
-    }
+pub fn fit<M: Classifier>(
+    model: M,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    label: &str,
+) -> Result<(M, Timing), DataError> {
+    fit_with(model, data, cfg, label, |_, _| Ok::<_, DataError>(()))
 }
 
 /// [`fit`], calling `on_epoch(epoch, &model)` after each full pass over the data
-/// (epochs counted from 1), e.g. to write a checkpoint; its first error stops training.
+/// (epochs counted from 1), e.g. to write a checkpoint; its first error, or the first
+/// error reading a batch, stops training.
 ///
 /// # Panics
 /// As [`fit`].
-pub fn fit_with<M: Classifier, E>(
+pub fn fit_with<M: Classifier, E: From<DataError>>(
     model: M,
     data: &Dataset,
     cfg: &TrainConfig,
@@ -166,7 +171,7 @@ pub fn fit_with<M: Classifier, E>(
         }
         let take = cfg.batch_size.min(order.len());
         let idx: Vec<usize> = order.split_off(order.len() - take);
-        let (x, y) = batch(data, &idx, cfg.augment.then_some(&mut rng), &device);
+        let (x, y) = batch(data, &idx, cfg.augment.then_some(&mut rng), &device)?;
         let logits = model.logits(x);
         let hits = logits
             .clone()
@@ -213,19 +218,29 @@ pub fn fit_with<M: Classifier, E>(
 /// Top-1 accuracy (0 to 1) of `model` (inference device) on `data`, and the time
 /// taken.
 ///
+/// # Errors
+/// Reading a batch failed.
+///
 /// # Panics
 /// Unlabelled data.
-pub fn evaluate<M: Classifier>(model: &M, data: &Dataset, label: &str) -> (f64, Timing) {
+pub fn evaluate<M: Classifier>(
+    model: &M,
+    data: &Dataset,
+    label: &str,
+) -> Result<(f64, Timing), DataError> {
     let mut correct = 0i64;
     let timing = in_batches(model, data, 500, label, |x, y| {
         let pred = model.logits(x).argmax(1).flatten::<1>(0, 1);
         correct += pred.equal(y).int().sum().into_scalar::<i64>();
-    });
-    (correct as f64 / data.len() as f64, timing)
+    })?;
+    Ok((correct as f64 / data.len() as f64, timing))
 }
 
 /// Runs `model` (inference device) over `data` in batches, for calibration.
-pub fn feed<M: Classifier>(model: &M, data: &Dataset, label: &str) -> Timing {
+///
+/// # Errors
+/// Reading a batch failed.
+pub fn feed<M: Classifier>(model: &M, data: &Dataset, label: &str) -> Result<Timing, DataError> {
     in_batches(model, data, 256, label, |x, _| {
         let _ = model.logits(x);
     })
@@ -239,7 +254,7 @@ fn in_batches<M: Classifier>(
     size: usize,
     label: &str,
     mut step: impl FnMut(Tensor<4>, Tensor<1, Int>),
-) -> Timing {
+) -> Result<Timing, DataError> {
     let device = model
         .devices()
         .first()
@@ -250,12 +265,12 @@ fn in_batches<M: Classifier>(
     let start = Instant::now();
     for from in (0..n).step_by(size) {
         let idx: Vec<usize> = (from..(from + size).min(n)).collect();
-        let (x, y) = batch(data, &idx, None, &device);
+        let (x, y) = batch(data, &idx, None, &device)?;
         step(x, y);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Timing::since(start, n)
+    Ok(Timing::since(start, n))
 }
 
 fn progress(len: u64, label: &str) -> ProgressBar {

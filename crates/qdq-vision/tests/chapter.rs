@@ -107,8 +107,8 @@ fn every_stage_of_the_chapter_on_a_tiny_resnet() {
         .load_torchvision(&out.join("fp32.safetensors"))
         .unwrap();
     let data = qdq_vision::data::FashionMnist::load(Path::new(DEFAULT_DIR)).unwrap();
-    let test = qdq_vision::data::take(&data.test, 500);
-    let (again, _) = qdq_vision::train::evaluate(&reloaded, &test, "reload");
+    let test = data.test.first(500);
+    let (again, _) = qdq_vision::train::evaluate(&reloaded, &test, "reload").unwrap();
     assert_eq!(again, fp32);
     std::fs::remove_dir_all(&out).unwrap();
 }

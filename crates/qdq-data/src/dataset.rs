@@ -1,0 +1,695 @@
+//! [`Dataset`]: items of one shape, read from their source a batch at a time, with
+//! their labels.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::array::{FileArray, MAX_LABEL, read_labels};
+use super::dtype::Dtype;
+use super::images::Folder;
+use super::npy::checked_count;
+use super::{DataError, Preprocess, idx, npy, npz};
+
+/// Names of the label array in an `.npz` file, in order of preference.
+const LABEL_KEYS: [&str; 2] = ["labels", "y"];
+
+/// The most values (2^28, 1 GiB of f32) one item may hold: a batch is items times this.
+pub const MAX_ITEM_VALUES: usize = 1 << 28;
+
+/// Where the items are.
+#[derive(Clone, Debug)]
+enum Source {
+    /// Raw values in memory (small data made by the program, e.g. the bundled demo).
+    Memory(Arc<[f32]>),
+    /// Elements in a file, one item after another.
+    File(FileArray),
+    /// Image files, one per item.
+    Images(Arc<Folder>),
+}
+
+/// Items of equal shape, read as float32 when asked for, with optional labels.
+///
+/// The dataset holds no item data (except one made from values in memory): items are
+/// read from their source by [`Dataset::read`] and [`Dataset::gather`], preprocessed as
+/// they are read. Cloning shares the source.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    item_shape: Vec<usize>,
+    /// Values per item: the product of `item_shape`, at most [`MAX_ITEM_VALUES`].
+    item: usize,
+    len: usize,
+    labels: Option<Vec<i64>>,
+    source: Source,
+    /// The file (and array) that errors name.
+    name: String,
+    pre: Preprocess,
+    /// Per-channel `(mean, std)` normalisations, applied after `pre`, in order.
+    norms: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Dataset {
+    /// A dataset of `shape` (first dimension = items) read from `source`.
+    fn new(name: String, shape: &[usize], source: Source, pre: Preprocess) -> Result<Self, String> {
+        let Some((&len, item_shape)) = shape.split_first().filter(|(n, _)| **n > 0) else {
+            return Err("no items (the first dimension is empty)".into());
+        };
+        let item = checked_count(item_shape)?;
+        if item == 0 {
+            return Err(format!("items of shape {item_shape:?} hold no values"));
+        }
+        if item > MAX_ITEM_VALUES {
+            return Err(format!(
+                "items of shape {item_shape:?} hold {item} values each; the limit is \
+                 {MAX_ITEM_VALUES} (2^28)"
+            ));
+        }
+        Ok(Self {
+            item_shape: item_shape.to_vec(),
+            item,
+            len,
+            labels: None,
+            source,
+            name,
+            pre,
+            norms: Vec::new(),
+        })
+    }
+
+    /// Images of a folder, `item_shape` each (see [`crate::images::load`]).
+    pub(crate) fn from_folder(
+        name: String,
+        item_shape: Vec<usize>,
+        folder: Folder,
+        labels: Option<Vec<i64>>,
+    ) -> Self {
+        let item = item_shape.iter().product();
+        Self {
+            len: folder.len(),
+            item_shape,
+            item,
+            labels,
+            source: Source::Images(Arc::new(folder)),
+            name,
+            pre: Preprocess::default(),
+            norms: Vec::new(),
+        }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Shape of one item, e.g. `[1, 28, 28]`.
+    pub fn item_shape(&self) -> &[usize] {
+        &self.item_shape
+    }
+
+    /// Values per item (the product of [`Dataset::item_shape`]).
+    pub fn item_len(&self) -> usize {
+        self.item
+    }
+
+    /// Class labels, one per item, when the data came with them: each in
+    /// `0..=MAX_LABEL`.
+    pub fn labels(&self) -> Option<&[i64]> {
+        self.labels.as_deref()
+    }
+
+    /// Item values this dataset holds in memory: 0 unless it was made from values
+    /// ([`Dataset::from_values`]); items from files are read when asked for.
+    pub fn held_values(&self) -> usize {
+        match &self.source {
+            Source::Memory(v) => v.len(),
+            Source::File(_) | Source::Images(_) => 0,
+        }
+    }
+
+    /// The first `n` items (all if fewer), with their labels; shares the source.
+    pub fn first(&self, n: usize) -> Self {
+        let mut d = self.clone();
+        d.len = n.min(self.len);
+        if let Some(l) = &mut d.labels {
+            l.truncate(d.len);
+        }
+        d
+    }
+
+    /// Items `from..from + n` (clamped to the items there are), preprocessed, row-major:
+    /// `item_len()` values an item.
+    ///
+    /// # Errors
+    /// A read error, or a NaN or Inf value (named by the file, the item's index and the
+    /// position in it).
+    pub fn read(&self, from: usize, n: usize) -> Result<Vec<f32>, DataError> {
+        let from = from.min(self.len);
+        let n = n.min(self.len - from);
+        let mut out = Vec::with_capacity(self.values(n)?);
+        self.read_raw(from, n, &mut out)?;
+        self.prepare(&mut out, |k| from + k)?;
+        Ok(out)
+    }
+
+    /// Items `indices`, in that order, preprocessed, row-major (for shuffled batches).
+    ///
+    /// # Errors
+    /// An index out of range, and as [`Dataset::read`].
+    pub fn gather(&self, indices: &[usize]) -> Result<Vec<f32>, DataError> {
+        let mut out = Vec::with_capacity(self.values(indices.len())?);
+        for &i in indices {
+            if i >= self.len {
+                return Err(self.format(format!("item {i} asked for; there are {}", self.len)));
+            }
+            self.read_raw(i, 1, &mut out)?;
+        }
+        self.prepare(&mut out, |k| indices[k])?;
+        Ok(out)
+    }
+
+    /// Values of `n` items, or an error when that overflows.
+    fn values(&self, n: usize) -> Result<usize, DataError> {
+        n.checked_mul(self.item).ok_or_else(|| {
+            self.format(format!("{n} items of {} values overflow memory", self.item))
+        })
+    }
+
+    fn format(&self, why: String) -> DataError {
+        DataError::Format {
+            path: self.name.clone(),
+            why,
+        }
+    }
+
+    /// Raw values of items `from..from + n` (in range), appended to `out`.
+    fn read_raw(&self, from: usize, n: usize, out: &mut Vec<f32>) -> Result<(), DataError> {
+        match &self.source {
+            Source::Memory(v) => {
+                out.extend_from_slice(&v[from * self.item..(from + n) * self.item]);
+                Ok(())
+            }
+            Source::File(a) => a.read(from * self.item, n * self.item, out, &self.name),
+            Source::Images(folder) => (from..from + n).try_for_each(|i| folder.read(i, out)),
+        }
+    }
+
+    /// Checks each item of `values` for NaN and Inf (item `k` is item `index(k)` of the
+    /// dataset), then applies the preprocessing and normalisations.
+    fn prepare(&self, values: &mut [f32], index: impl Fn(usize) -> usize) -> Result<(), DataError> {
+        let Preprocess { scale, mean, std } = self.pre;
+        let channels = self.item_shape.first().copied().unwrap_or(1).max(1);
+        let plane = self.item_shape.iter().skip(1).product::<usize>().max(1);
+        let pick =
+            |v: &[f32], c: usize, default: f32| v.get(c).or(v.first()).copied().unwrap_or(default);
+        for (k, item) in values.chunks_exact_mut(self.item).enumerate() {
+            if let Some(p) = item.iter().position(|v| !v.is_finite()) {
+                return Err(self.format(format!(
+                    "value {} in item {} at position {p}; data must be finite",
+                    item[p],
+                    index(k)
+                )));
+            }
+            for v in item.iter_mut() {
+                *v = (*v * scale - mean) / std;
+            }
+            for (m, s) in &self.norms {
+                for (p, v) in item.iter_mut().enumerate() {
+                    let c = (p / plane) % channels;
+                    *v = (*v - pick(m, c, 0.0)) / pick(s, c, 1.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens `.npy` or `.npz` (first dimension = items) or an IDX file (`.gz` or not;
+    /// bytes are scaled by 1/255 unless `pre.scale` says otherwise), with `pre` to apply
+    /// as items are read. From `.npz`, the only array not named `labels` or `y` (see
+    /// [`Dataset::load_npz`]). A gzip IDX file is decompressed once, into an anonymous
+    /// temporary file.
+    ///
+    /// # Errors
+    /// Unreadable or malformed files, sizes that overflow, a file or stream shorter (or a
+    /// stream longer) than its header announces, items of more than
+    /// [`MAX_ITEM_VALUES`] values; each names the file.
+    pub fn load(path: &Path, pre: Option<Preprocess>) -> Result<Self, DataError> {
+        let name = path.display().to_string();
+        let format = |why: String| DataError::Format {
+            path: name.clone(),
+            why,
+        };
+        let (shape, array, default_scale) = match path.extension().and_then(|e| e.to_str()) {
+            Some("npz") => return Self::load_npz(path, None, pre),
+            Some("npy") => {
+                let (h, body) = npy::open(path)?;
+                let bytes = h.body_bytes().map_err(format)?;
+                (h.shape, FileArray::new(body, bytes, h.dtype, &name)?, 1.0)
+            }
+            _ => {
+                let (dims, body) = idx::open(path)?;
+                let bytes = checked_count(&dims).map_err(format)? as u64;
+                let array = FileArray::new(body, bytes, Dtype::U8, &name)?;
+                (dims, array, 1.0 / 255.0)
+            }
+        };
+        let pre = pre.unwrap_or(Preprocess {
+            scale: default_scale,
+            ..Preprocess::default()
+        });
+        Self::new(name.clone(), &shape, Source::File(array), pre).map_err(format)
+    }
+
+    /// Opens an `.npz` file: the array named `input` (the model input's name) if there
+    /// is one, else the only array not named `labels` or `y`; an array named `labels` (or
+    /// `y`) gives the labels. `pre` as for `.npy`. A deflated array is decompressed
+    /// once, into an anonymous temporary file; a stored one is read in place.
+    ///
+    /// # Errors
+    /// Unreadable or malformed files, no array or several that could be the data (the
+    /// keys found are listed), labels that do not match the items, and as
+    /// [`Dataset::load`].
+    pub fn load_npz(
+        path: &Path,
+        input: Option<&str>,
+        pre: Option<Preprocess>,
+    ) -> Result<Self, DataError> {
+        let name = path.display().to_string();
+        let format = |why: String| DataError::Format {
+            path: name.clone(),
+            why,
+        };
+        let mut npz = npz::Npz::open(path)?;
+        let keys: Vec<String> = npz.keys().iter().map(|k| k.to_string()).collect();
+        let label_key = LABEL_KEYS.into_iter().find(|k| keys.iter().any(|x| x == k));
+        let data_key = match input.filter(|i| keys.iter().any(|k| k == i)) {
+            Some(i) => i.to_string(),
+            None => {
+                let candidates: Vec<&String> = keys
+                    .iter()
+                    .filter(|k| !LABEL_KEYS.contains(&k.as_str()))
+                    .collect();
+                let wanted =
+                    input.map_or(String::new(), |i| format!("`{i}` (the model input) or "));
+                match candidates.as_slice() {
+                    [one] => one.to_string(),
+                    _ => {
+                        return Err(format(format!(
+                            "holds arrays {keys:?}; expected {wanted}exactly one array besides \
+                             `labels`/`y`"
+                        )));
+                    }
+                }
+            }
+        };
+        let (header, array) = npz.array(&data_key)?;
+        let culprit = format!("{name}: array `{data_key}`");
+        let mut d = Self::new(
+            culprit.clone(),
+            &header.shape,
+            Source::File(array),
+            pre.unwrap_or_default(),
+        )
+        .map_err(|why| DataError::Format { path: culprit, why })?;
+        if let Some(k) = label_key {
+            d.labels = Some(npz.labels(k, d.len)?);
+        }
+        Ok(d)
+    }
+
+    /// Items from an IDX array of bytes, scaled by 1/255, held in memory.
+    pub fn from_idx(idx: &idx::Idx) -> Result<Self, String> {
+        let pre = Preprocess {
+            scale: 1.0 / 255.0,
+            ..Preprocess::default()
+        };
+        Self::from_values(
+            idx.dims.clone(),
+            idx.data.iter().map(|&b| f32::from(b)).collect(),
+            pre,
+        )
+    }
+
+    /// Items from `shape` (first dimension = items) and their values, held in memory;
+    /// `pre` is applied as they are read.
+    ///
+    /// # Errors
+    /// No items, a value count other than the shape's, or items beyond the limit.
+    pub fn from_values(shape: Vec<usize>, data: Vec<f32>, pre: Preprocess) -> Result<Self, String> {
+        let n = checked_count(&shape)?;
+        if data.len() != n {
+            return Err(format!(
+                "{} values for shape {shape:?} ({n} values)",
+                data.len()
+            ));
+        }
+        Self::new(String::new(), &shape, Source::Memory(data.into()), pre)
+    }
+
+    /// Attaches `labels`, one per item.
+    ///
+    /// # Errors
+    /// A count other than the item count, or a label outside `0..=MAX_LABEL`
+    /// ([`DataError::Label`]).
+    pub fn with_label_values(mut self, labels: Vec<i64>) -> Result<Self, DataError> {
+        if labels.len() != self.len {
+            return Err(self.format(format!("{} labels for {} items", labels.len(), self.len)));
+        }
+        if let Some(index) = labels.iter().position(|l| !(0..=MAX_LABEL).contains(l)) {
+            return Err(DataError::Label {
+                path: self.name.clone(),
+                index,
+                value: labels[index].to_string(),
+            });
+        }
+        self.labels = Some(labels);
+        Ok(self)
+    }
+
+    /// Attaches labels read from an IDX (`.gz` or not) or `.npy` file with one label per
+    /// item, streaming.
+    ///
+    /// # Errors
+    /// Unreadable file, a label count that differs from the item count, or a label that
+    /// is not a whole number in `0..=MAX_LABEL` ([`DataError::Label`], naming the file
+    /// and the index).
+    pub fn with_labels(mut self, path: &Path) -> Result<Self, DataError> {
+        let name = path.display().to_string();
+        let format = |why: String| DataError::Format {
+            path: name.clone(),
+            why,
+        };
+        let (shape, dtype, body) = if path.extension().is_some_and(|e| e == "npy") {
+            let (h, body) = npy::open(path)?;
+            (h.shape, h.dtype, body)
+        } else {
+            let (dims, body) = idx::open(path)?;
+            (dims, Dtype::U8, body)
+        };
+        let n = checked_count(&shape).map_err(format)?;
+        if n != self.len {
+            return Err(format(format!("{n} labels for {} items", self.len)));
+        }
+        self.labels = Some(read_labels(body, dtype, n, &name)?);
+        Ok(self)
+    }
+
+    /// Normalises per channel (dimension 0 of an item, the C of CHW) as items are read:
+    /// `(x - mean[c]) / std[c]`. One value applies to every channel.
+    ///
+    /// # Errors
+    /// A count that is neither 1 nor the channel count, or a std that is 0 or not finite.
+    pub fn normalize(&mut self, mean: &[f32], std: &[f32]) -> Result<(), String> {
+        let channels = self.item_shape.first().copied().unwrap_or(1).max(1);
+        for (what, v) in [("mean", mean), ("std", std)] {
+            if v.len() > 1 && v.len() != channels {
+                return Err(format!(
+                    "{} {what} values for items of shape {:?} ({channels} channels); give one \
+                     value or one per channel",
+                    v.len(),
+                    self.item_shape
+                ));
+            }
+        }
+        if let Some(s) = std.iter().find(|s| **s == 0.0 || !s.is_finite()) {
+            return Err(format!("std {s}: must be finite and not 0"));
+        }
+        if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+            return Err(format!("mean {m}: must be finite"));
+        }
+        if mean.iter().all(|m| *m == 0.0) && std.iter().all(|s| *s == 1.0) {
+            return Ok(()); // the identity
+        }
+        self.norms.push((mean.to_vec(), std.to_vec()));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::npy::encode;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn idx_header(dims: &[u32]) -> Vec<u8> {
+        let mut h = vec![0, 0, 8, dims.len() as u8];
+        h.extend(dims.iter().flat_map(|d| d.to_be_bytes()));
+        h
+    }
+
+    #[test]
+    fn normalize_per_channel_or_all() {
+        let mut d =
+            Dataset::from_values(vec![1, 2, 2], vec![1., 2., 3., 5.], Preprocess::default())
+                .unwrap();
+        d.normalize(&[1.0, 3.0], &[2.0]).unwrap();
+        assert_eq!(d.read(0, 1).unwrap(), [0.0, 0.5, 0.0, 1.0]);
+        d.normalize(&[1.0], &[]).unwrap();
+        assert_eq!(d.read(0, 1).unwrap(), [-1.0, -0.5, -1.0, 0.0]);
+        let err = d.normalize(&[0.0; 3], &[1.0]).unwrap_err();
+        assert!(
+            err.contains("3 mean values for items of shape [2, 2] (2 channels)"),
+            "{err}"
+        );
+        let err = d.normalize(&[], &[0.0]).unwrap_err();
+        assert!(err.contains("std 0"), "{err}");
+        let err = d.normalize(&[f32::NAN], &[]).unwrap_err();
+        assert_eq!(err, "mean NaN: must be finite");
+    }
+
+    #[test]
+    fn label_values_are_one_class_index_per_item() {
+        let d = || Dataset::from_values(vec![2, 1], vec![0.0, 1.0], Preprocess::default());
+        let l = d().unwrap().with_label_values(vec![3, 0]).unwrap();
+        assert_eq!(l.labels(), Some(&[3, 0][..]));
+        assert_eq!(l.first(1).labels(), Some(&[3][..]));
+        let err = d().unwrap().with_label_values(vec![1]).unwrap_err();
+        assert!(err.to_string().contains("1 labels for 2 items"), "{err}");
+        for (bad, index) in [(vec![0, -1], 1), (vec![1 << 31, 0], 0)] {
+            let err = d().unwrap().with_label_values(bad).unwrap_err();
+            assert!(
+                matches!(err, DataError::Label { index: i, .. } if i == index),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            Dataset::from_values(vec![2, 2], vec![0.0; 3], Preprocess::default()).unwrap_err(),
+            "3 values for shape [2, 2] (4 values)"
+        );
+    }
+
+    /// A gzip IDX file announcing 5000 items of 100x100 bytes, 50 MB of zeros in a
+    /// stream of ~50 kB: opening it decompresses it to a temporary file, not to memory;
+    /// items are read from there a batch at a time.
+    #[test]
+    fn a_gzip_bomb_streams_to_a_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb-idx3-ubyte.gz");
+        let mut body = idx_header(&[5000, 100, 100]);
+        body.resize(body.len() + 5000 * 100 * 100 - 1, 0);
+        body.push(255); // the last pixel of the last item
+        let bytes = gz(&body);
+        assert!(
+            bytes.len() * 500 < body.len(),
+            "{} bytes of gzip",
+            bytes.len()
+        );
+        drop(body);
+        std::fs::write(&path, &bytes).unwrap();
+        let d = Dataset::load(&path, None).unwrap();
+        assert_eq!(
+            (d.len(), d.item_shape(), d.item_len()),
+            (5000, &[100, 100][..], 10000)
+        );
+        assert_eq!(d.held_values(), 0, "no item data in memory");
+        let batch = d.read(4998, 32).unwrap();
+        assert_eq!(batch.len(), 2 * 10000, "clamped to the last two items");
+        assert_eq!(batch[..19999], [0.0; 19999]);
+        assert_eq!(batch[19999], 1.0, "255 times the default 1/255");
+        let shuffled = d.gather(&[4999, 0]).unwrap();
+        assert_eq!(
+            (shuffled[9999], shuffled[10000..].iter().sum::<f32>()),
+            (1.0, 0.0)
+        );
+        let err = d.gather(&[5000]).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("item 5000 asked for; there are 5000"),
+            "{err}"
+        );
+        // The first items only, sharing the file.
+        assert_eq!(d.first(3).read(0, 10).unwrap().len(), 30000);
+    }
+
+    #[test]
+    fn gzip_streams_must_match_their_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        let mut four = idx_header(&[2, 2]);
+        four.extend([1, 2, 3, 4]);
+        let p = write("ok.gz", &gz(&four));
+        assert_eq!(
+            Dataset::load(&p, None).unwrap().read(1, 1).unwrap(),
+            [3.0 * (1.0 / 255.0), 4.0 * (1.0 / 255.0)]
+        );
+        let p = write("long.gz", &gz(&[&four[..], &[5]].concat()));
+        assert_eq!(
+            Dataset::load(&p, None).unwrap_err().to_string(),
+            format!(
+                "{}: the stream is longer than its header announces (4 bytes of data); \
+                 refusing it",
+                p.display()
+            )
+        );
+        let p = write("short.gz", &gz(&four[..four.len() - 1]));
+        assert_eq!(
+            Dataset::load(&p, None).unwrap_err().to_string(),
+            format!(
+                "{}: truncated stream: its header announces 4 bytes of data, the stream \
+                 holds 3",
+                p.display()
+            )
+        );
+        // Dimensions whose product overflows: refused before anything is read.
+        let huge = idx_header(&[u32::MAX, u32::MAX, u32::MAX]);
+        for (name, bytes) in [("huge", huge.clone()), ("huge.gz", gz(&huge))] {
+            let p = write(name, &bytes);
+            let err = Dataset::load(&p, None).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{}: shape [4294967295, 4294967295, 4294967295] is too large (its size \
+                     overflows)",
+                    p.display()
+                )
+            );
+        }
+        // An uncompressed file shorter than its header.
+        let p = write("short", &four[..four.len() - 1]);
+        let err = Dataset::load(&p, None).unwrap_err().to_string();
+        assert!(
+            err.ends_with("truncated IDX data: header says 4 values, file has 3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn npy_items_are_read_by_seeking_with_nan_named_by_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.npy");
+        let v: Vec<f64> = vec![0.5, 1.0, 2.0, f64::NAN, 4.0, 5.0];
+        let body: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(&p, encode("<f8", &[3, 2], &body)).unwrap();
+        let pre = Preprocess {
+            scale: 2.0,
+            mean: 1.0,
+            std: 0.5,
+        };
+        let d = Dataset::load(&p, Some(pre)).unwrap();
+        assert_eq!((d.len(), d.item_shape(), d.held_values()), (3, &[2][..], 0));
+        assert_eq!(d.read(0, 1).unwrap(), [0.0, 2.0]);
+        assert_eq!(d.gather(&[2, 0]).unwrap(), [14.0, 18.0, 0.0, 2.0]);
+        let err = d.read(0, 3).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: value NaN in item 1 at position 1; data must be finite",
+                p.display()
+            )
+        );
+        // A shape whose size overflows, an item beyond the limit, a short file.
+        // `body` bytes of zeros after the header, as a sparse file.
+        let write = |shape: &[usize], body: u64| {
+            let header = encode("<f4", shape, &[]);
+            std::fs::write(&p, &header).unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.set_len(header.len() as u64 + body).unwrap();
+            Dataset::load(&p, None).unwrap_err().to_string()
+        };
+        let err = write(&[1 << 62, 4], 0);
+        assert!(
+            err.ends_with("shape [4611686018427387904, 4] is too large (its size overflows)"),
+            "{err}"
+        );
+        let err = write(&[1, 1 << 29], 7);
+        assert!(
+            err.ends_with("shape [1, 536870912] needs 2147483648 bytes, file has 7"),
+            "{err}"
+        );
+        let err = write(&[0, 1 << 29], 0);
+        assert!(
+            err.ends_with("no items (the first dimension is empty)"),
+            "{err}"
+        );
+        let err = write(&[1, 1 << 28, 2], 1 << 31);
+        assert!(
+            err.ends_with(
+                "items of shape [268435456, 2] hold 536870912 values each; the limit is \
+                 268435456 (2^28)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn labels_from_files_are_checked_as_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dataset::from_values(vec![2, 1], vec![0.0, 1.0], Preprocess::default()).unwrap();
+        let labels = |name: &str, bytes: Vec<u8>| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            (d.clone().with_labels(&p), p)
+        };
+        let le = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (ok, _) = labels("y.npy", encode("<i8", &[2], &le(&[1, 9])));
+        assert_eq!(ok.unwrap().labels(), Some(&[1, 9][..]));
+        let (big, p) = labels("big.npy", encode("<i8", &[2], &le(&[0, 1 << 31])));
+        let err = big.unwrap_err();
+        assert!(matches!(err, DataError::Label { index: 1, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: label 1 is 2147483648; labels must be class indices, whole numbers in \
+                 0..=2147483647",
+                p.display()
+            )
+        );
+        let (neg, _) = labels("neg.npy", encode("<i8", &[2], &le(&[-1, 0])));
+        assert!(matches!(
+            neg.unwrap_err(),
+            DataError::Label { index: 0, .. }
+        ));
+        let half: Vec<u8> = [1.0f32, 0.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (half, _) = labels("half.npy", encode("<f4", &[2], &half));
+        assert!(half.unwrap_err().to_string().contains("label 1 is 0.5;"));
+        let (count, _) = labels("three.npy", encode("<i8", &[3], &le(&[0, 1, 2])));
+        assert!(
+            count
+                .unwrap_err()
+                .to_string()
+                .ends_with("3 labels for 2 items")
+        );
+        let mut idx = idx_header(&[2]);
+        idx.extend([7, 3]);
+        let (ok, _) = labels("y-idx1-ubyte.gz", gz(&idx));
+        assert_eq!(ok.unwrap().labels(), Some(&[7, 3][..]));
+        idx.push(1);
+        let (long, _) = labels("long-idx1-ubyte.gz", gz(&idx));
+        let err = long.unwrap_err().to_string();
+        assert!(err.contains("longer than its header"), "{err}");
+    }
+}

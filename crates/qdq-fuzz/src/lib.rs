@@ -1,0 +1,366 @@
+//! # qdq-fuzz
+//!
+//! One function per fuzz target, each taking arbitrary bytes and driving one of qdq's
+//! doors for outside input. None may panic, hang or allocate without bound: every
+//! outcome is a value or a typed error. `fuzz/` (cargo-fuzz, coverage-guided) calls
+//! them for long runs; this crate's tests call them over the committed seed corpora
+//! and deterministic mutations of them (`RELIABILITY.md` has both commands and the
+//! counts).
+
+use std::io::Write;
+
+use arbitrary::{Arbitrary, Unstructured};
+use burn::tensor::Device;
+use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto};
+use qdq_onnx::quantize::{CalibrationCache, QuantizeOptions};
+use qdq_onnx::runtime::{OnnxGraph, Value, dt};
+
+/// Target `onnx_model`: bytes as an ONNX file, through everything that reads one
+/// without running it: the reader, the linter, the runtime's loader, placement and
+/// constant folding.
+pub fn onnx_model(bytes: &[u8]) {
+    let Ok(model) = ModelProto::parse_from_bytes(bytes) else {
+        return;
+    };
+    let _ = qdq_onnx::lint(&model);
+    let _ = OnnxGraph::from_model(&model, &Device::flex());
+    let _ = qdq_onnx::quantize::prepare(&model, &QuantizeOptions::default());
+}
+
+/// Target `calibration_cache`: bytes as a calibration cache file (qdq JSON or a
+/// TensorRT table), loaded and applied to a small fixed model.
+pub fn calibration_cache(bytes: &[u8]) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let path = dir.path().join("cache");
+    if std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(bytes))
+        .is_err()
+    {
+        return;
+    }
+    let Ok(cache) = CalibrationCache::load(&path) else {
+        return;
+    };
+    let opts = QuantizeOptions::default();
+    if let Ok(prepared) = qdq_onnx::quantize::prepare(&small_conv_model(), &opts) {
+        let _ = qdq_onnx::quantize::apply(&prepared, &cache, &opts);
+    }
+}
+
+/// Target `data_file`: bytes as a data file of each kind qdq reads (`.npy`, `.npz`,
+/// IDX, gzip IDX, PNG), loaded and read item by item.
+pub fn data_file(bytes: &[u8]) {
+    let Some((&kind, rest)) = bytes.split_first() else {
+        return;
+    };
+    let name = match kind % 5 {
+        0 => "data.npy",
+        1 => "data.npz",
+        2 => "data-idx3-ubyte",
+        3 => "data-idx3-ubyte.gz",
+        _ => "images/a.png",
+    };
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let path = dir.path().join(name);
+    if let Some(parent) = path.parent()
+        && std::fs::create_dir_all(parent).is_err()
+    {
+        return;
+    }
+    if std::fs::write(&path, rest).is_err() {
+        return;
+    }
+    if kind % 5 == 4 {
+        let input = qdq_data::Input {
+            name: "x".into(),
+            dims: vec![None, Some(1), Some(8), Some(8)],
+        };
+        let _ = qdq_data::images::ImageOptions::for_input(&input, dir.path(), None)
+            .and_then(|o| qdq_data::images::load(&dir.path().join("images"), &o));
+    } else if let Ok(d) = qdq_data::Dataset::load(&path, None) {
+        for from in 0..d.len().min(4) {
+            let _ = d.items(from, 1);
+        }
+    }
+}
+
+/// The ops the runtime graph target builds, with the attributes each reads.
+const ATTRIBUTES: &[&str] = &[
+    "axis",
+    "axes",
+    "pads",
+    "strides",
+    "kernel_shape",
+    "dilations",
+    "group",
+    "perm",
+    "keepdims",
+    "to",
+    "alpha",
+    "beta",
+    "epsilon",
+    "transA",
+    "transB",
+    "ceil_mode",
+    "count_include_pad",
+    "auto_pad",
+    "mode",
+    "value",
+    "split",
+    "num_outputs",
+    "starts",
+    "ends",
+    "output_shape",
+    "output_padding",
+    "block_size",
+    "saturate",
+    "allowzero",
+    "noop_with_empty_axes",
+    "select_last_index",
+    "min",
+    "max",
+    "size",
+    "bias",
+];
+
+/// Integers that break careless arithmetic.
+const EXTREMES: &[i64] = &[
+    0,
+    1,
+    -1,
+    2,
+    3,
+    -2,
+    7,
+    1 << 31,
+    (1 << 31) - 1,
+    1 << 32,
+    1 << 62,
+    i64::MAX,
+    i64::MIN,
+    -(1 << 31),
+];
+
+/// One input of a fuzzed node.
+#[derive(Debug)]
+struct Operand {
+    shape: Vec<usize>,
+    int: bool,
+    /// An initializer (constant) holding `values`, else a graph input.
+    constant: Option<Vec<i64>>,
+}
+
+fn operand(u: &mut Unstructured) -> arbitrary::Result<Operand> {
+    let rank = u.int_in_range(0..=4)?;
+    let shape = (0..rank)
+        .map(|_| u.int_in_range(0..=4))
+        .collect::<arbitrary::Result<Vec<usize>>>()?;
+    let int = u.arbitrary()?;
+    let n: usize = shape.iter().product();
+    let constant = if u.arbitrary()? {
+        Some(
+            (0..n)
+                .map(|_| number(u))
+                .collect::<arbitrary::Result<Vec<i64>>>()?,
+        )
+    } else {
+        None
+    };
+    Ok(Operand {
+        shape,
+        int,
+        constant,
+    })
+}
+
+fn number(u: &mut Unstructured) -> arbitrary::Result<i64> {
+    Ok(if u.arbitrary()? {
+        *u.choose(EXTREMES)?
+    } else {
+        u.int_in_range(-8..=8)?
+    })
+}
+
+fn attribute(u: &mut Unstructured) -> arbitrary::Result<AttributeProto> {
+    let mut a = AttributeProto::new();
+    a.name = (*u.choose(ATTRIBUTES)?).to_string();
+    match u.int_in_range(0..=3)? {
+        0 => {
+            a.type_ = AttributeType::INT.into();
+            a.i = number(u)?;
+        }
+        1 => {
+            a.type_ = AttributeType::INTS.into();
+            let n = u.int_in_range(0..=8)?;
+            a.ints = (0..n)
+                .map(|_| number(u))
+                .collect::<arbitrary::Result<_>>()?;
+        }
+        2 => {
+            a.type_ = AttributeType::FLOAT.into();
+            a.f = f32::arbitrary(u)?;
+        }
+        _ => {
+            a.type_ = AttributeType::STRING.into();
+            let s: &str = u.choose(&[
+                "NOTSET",
+                "SAME_UPPER",
+                "VALID",
+                "linear",
+                "nearest",
+                "constant",
+                "reflect",
+                "edge",
+            ])?;
+            a.s = s.as_bytes().to_vec().into();
+        }
+    }
+    Ok(a)
+}
+
+/// Target `runtime_graph`: a one-node graph of any op the runtime supports, with
+/// inputs of small shapes (some of them integer constants with extreme values, which
+/// shape ops read as sizes) and arbitrary attributes, loaded and run.
+pub fn runtime_graph(bytes: &[u8]) {
+    let mut u = Unstructured::new(bytes);
+    let Ok((model, inputs)) = build_graph(&mut u) else {
+        return;
+    };
+    let device = Device::flex();
+    let Ok(graph) = OnnxGraph::from_model(&model, &device) else {
+        return;
+    };
+    let _ = graph.run(inputs);
+}
+
+type Built = (ModelProto, Vec<(String, Value)>);
+
+fn build_graph(u: &mut Unstructured) -> arbitrary::Result<Built> {
+    let ops = qdq_onnx::runtime::supported_ops();
+    let op = *u.choose(ops)?;
+    let n_in = u.int_in_range(0..=4)?;
+    let operands = (0..n_in)
+        .map(|_| operand(u))
+        .collect::<arbitrary::Result<Vec<_>>>()?;
+    let n_attr = u.int_in_range(0..=4)?;
+    let mut node = NodeProto::new();
+    node.op_type = op.into();
+    node.name = "fuzzed".into();
+    node.attribute = (0..n_attr)
+        .map(|_| attribute(u))
+        .collect::<arbitrary::Result<_>>()?;
+    let n_out = u.int_in_range(1..=3)?;
+    node.output = (0..n_out).map(|k| format!("y{k}")).collect();
+    let device = Device::flex();
+    let mut graph = onnx_ir::GraphProto::new();
+    let mut inputs = Vec::new();
+    for (k, o) in operands.iter().enumerate() {
+        let name = format!("x{k}");
+        node.input.push(name.clone());
+        let elem = if o.int { dt::INT64 } else { dt::FLOAT };
+        let n: usize = o.shape.iter().product();
+        match &o.constant {
+            Some(values) => {
+                let mut t = TensorProto::new();
+                t.name = name;
+                t.dims = o.shape.iter().map(|&d| d as i64).collect();
+                t.data_type = elem;
+                t.raw_data = if o.int {
+                    values
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<u8>>()
+                } else {
+                    values
+                        .iter()
+                        .flat_map(|&v| (v as f32).to_le_bytes())
+                        .collect::<Vec<u8>>()
+                }
+                .into();
+                graph.initializer.push(t);
+            }
+            None => {
+                graph.input.push(value_info(&name, elem, &o.shape));
+                let value = if o.int {
+                    Value::try_from_i64(vec![1; n], &o.shape, &device, dt::INT64)
+                } else {
+                    let data = (0..n).map(|i| i as f32 * 0.25 - 1.0).collect();
+                    Value::try_from_f32(data, &o.shape, &device)
+                };
+                let Ok(value) = value else {
+                    return Err(arbitrary::Error::IncorrectFormat);
+                };
+                inputs.push((name, value));
+            }
+        }
+    }
+    for o in &node.output {
+        let mut v = onnx_ir::ValueInfoProto::new();
+        v.name = o.clone();
+        graph.output.push(v);
+    }
+    graph.node.push(node);
+    let mut model = ModelProto::new();
+    model.ir_version = 8;
+    with_opset(&mut model, u.int_in_range(7..=21)?);
+    model.graph = Some(graph).into();
+    Ok((model, inputs))
+}
+
+fn value_info(name: &str, elem: i32, shape: &[usize]) -> onnx_ir::ValueInfoProto {
+    // onnx-ir names only the outer message types; the inner ones are reached
+    // through their accessors.
+    let mut ty = onnx_ir::TypeProto::new();
+    let t = ty.mut_tensor_type();
+    t.elem_type = elem;
+    let s = t.shape.mut_or_insert_default();
+    for &d in shape {
+        s.dim.push(Default::default());
+        if let Some(dim) = s.dim.last_mut() {
+            dim.set_dim_value(d as i64);
+        }
+    }
+    let mut v = onnx_ir::ValueInfoProto::new();
+    v.name = name.into();
+    v.type_ = Some(ty).into();
+    v
+}
+
+fn with_opset(model: &mut ModelProto, version: i64) {
+    model.opset_import.push(Default::default());
+    if let Some(o) = model.opset_import.last_mut() {
+        o.version = version;
+    }
+}
+
+/// `x -> Conv(w) -> y` on `[1, 2, 4, 4]`: the model the cache target applies caches to.
+fn small_conv_model() -> ModelProto {
+    let mut g = onnx_ir::GraphProto::new();
+    g.input.push(value_info("x", dt::FLOAT, &[1, 2, 4, 4]));
+    let mut w = TensorProto::new();
+    w.name = "w".into();
+    w.dims = vec![3, 2, 1, 1];
+    w.data_type = dt::FLOAT;
+    w.raw_data = (0..6)
+        .flat_map(|i| (i as f32 * 0.5 - 1.0).to_le_bytes())
+        .collect::<Vec<u8>>()
+        .into();
+    g.initializer.push(w);
+    let mut n = NodeProto::new();
+    n.op_type = "Conv".into();
+    n.name = "conv".into();
+    n.input = vec!["x".into(), "w".into()];
+    n.output = vec!["y".into()];
+    g.node.push(n);
+    g.output.push(value_info("y", dt::FLOAT, &[1, 3, 4, 4]));
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    with_opset(&mut m, 17);
+    m.graph = Some(g).into();
+    m
+}
+
+/// The model [`calibration_cache`] applies caches to, serialized (seed corpora use it).
+pub fn small_conv_model_bytes() -> Vec<u8> {
+    small_conv_model().write_to_bytes().unwrap_or_default()
+}
