@@ -186,11 +186,8 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
         .map(|o| (o.name.clone(), dims(o)))
         .collect();
     let opset = qdq_onnx::passes::model_opset(&model);
-    let params: usize = graph
-        .initializer
-        .iter()
-        .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
-        .sum();
+    // Saturating: a hostile file may declare dims whose product overflows.
+    let params = qdq_onnx::initializer_elements(graph);
     let pairs = ops.get("QuantizeLinear").copied().unwrap_or(0);
     if json {
         println!(

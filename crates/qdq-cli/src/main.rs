@@ -45,6 +45,17 @@ one value or one per channel (the item's first dimension): --mean 0.485,0.456,0.
 --std 0.229,0.224,0.225 is ImageNet's. Items must fit the model input: as many values
 as its fixed per-item dimensions hold, or the same rank where some are dynamic.
 
+Files: an output (-o, --cache) is written to a temporary file next to it and renamed
+over it only when complete; a model only after it has been read back, run on qdq's
+runtime and checked against its fake-quant simulation. An output that is one of the
+command's inputs, another output, a device, a FIFO or a folder is refused before any
+work. Ctrl-C leaves no partial file. Numeric flags are checked as they are read (the
+error names the flag and its range); --skip, --skip-op and --method-for values that
+match nothing are errors.
+
+Exit codes: 0 success; 1 an error (the message names the file, flag, node or tensor);
+2 a command-line error, or `qdq lint` found violations.
+
 Examples:
   qdq demo
   qdq quantize model.onnx --calib calib.npy -o model.qdq.onnx

@@ -16,15 +16,18 @@ use qdq_onnx::quantize::{CalibrationCache, QuantizeOptions};
 use qdq_onnx::runtime::{OnnxGraph, Value, dt};
 
 /// Target `onnx_model`: bytes as an ONNX file, through everything that reads one
-/// without running it: the reader, the linter, the runtime's loader, placement and
-/// constant folding.
+/// (`qdq_onnx::fuzz::read_inspect_lint`: the reader, the linter, inspect's counts,
+/// type inference, placement), constant folding, and, when the graph is small, a run
+/// on the runtime. A kernel panic the runtime caught and turned into an error is
+/// re-raised here, so the fuzzer reports it.
 pub fn onnx_model(bytes: &[u8]) {
-    let Ok(model) = ModelProto::parse_from_bytes(bytes) else {
-        return;
-    };
-    let _ = qdq_onnx::lint(&model);
-    let _ = OnnxGraph::from_model(&model, &Device::flex());
-    let _ = qdq_onnx::quantize::prepare(&model, &QuantizeOptions::default());
+    qdq_onnx::fuzz::read_inspect_lint(bytes);
+    if let Ok(model) = ModelProto::parse_from_bytes(bytes) {
+        let _ = qdq_onnx::quantize::prepare(&model, &QuantizeOptions::default());
+    }
+    if let Some(panic) = qdq_onnx::fuzz::run_small_graph(bytes) {
+        panic!("the runtime caught a kernel panic: {panic}");
+    }
 }
 
 /// Target `calibration_cache`: bytes as a calibration cache file (qdq JSON or a
@@ -75,12 +78,18 @@ pub fn data_file(bytes: &[u8]) {
             name: "x".into(),
             dims: vec![None, Some(1), Some(8), Some(8)],
         };
-        let _ = qdq_data::images::ImageOptions::for_input(&input, dir.path(), None)
+        let images = qdq_data::images::ImageOptions::for_input(&input, dir.path(), None)
             .and_then(|o| qdq_data::images::load(&dir.path().join("images"), &o));
+        if let Ok(d) = images {
+            for from in 0..d.len().min(2) {
+                let _ = d.read(from, 1);
+            }
+        }
     } else if let Ok(d) = qdq_data::Dataset::load(&path, None) {
         for from in 0..d.len().min(4) {
-            let _ = d.items(from, 1);
+            let _ = d.read(from, 1);
         }
+        let _ = d.gather(&[d.len().saturating_sub(1), 0]);
     }
 }
 
@@ -230,7 +239,11 @@ pub fn runtime_graph(bytes: &[u8]) {
     let Ok(graph) = OnnxGraph::from_model(&model, &device) else {
         return;
     };
-    let _ = graph.run(inputs);
+    if let Err(e) = graph.run(inputs)
+        && e.to_string().contains("panicked")
+    {
+        panic!("the runtime caught a kernel panic: {e}");
+    }
 }
 
 type Built = (ModelProto, Vec<(String, Value)>);

@@ -4,20 +4,25 @@
 //! cargo-fuzz on the same functions (`fuzz/`, see RELIABILITY.md); every crash they
 //! found is a seed here or a regression test next to the fix.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Once;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Panics seen by the hook, caught or not: the runtime turns a panic inside an op
-/// into an error as a last line of defence, and a fuzz run must still see it.
-static PANICS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Panics seen by the hook on this thread, caught or not: the runtime turns a
+    /// panic inside an op into an error as a last line of defence, and a fuzz run must
+    /// still see it. Per thread, because the targets' tests run in parallel (a panic
+    /// in a rayon worker reaches the caller as the runtime's "panicked" error, which
+    /// the targets re-raise).
+    static PANICS: Cell<usize> = const { Cell::new(0) };
+}
 
 fn count_panics() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
+            PANICS.with(|p| p.set(p.get() + 1));
             default(info);
         }));
     });
@@ -26,9 +31,9 @@ fn count_panics() {
 /// Runs `f` on `input`; a panic (even one caught inside) fails the test, showing
 /// the input.
 fn check(target: &str, f: fn(&[u8]), input: &[u8]) {
-    let before = PANICS.load(Ordering::SeqCst);
+    let before = PANICS.with(Cell::get);
     let result = std::panic::catch_unwind(|| f(input));
-    if result.is_err() || PANICS.load(Ordering::SeqCst) != before {
+    if result.is_err() || PANICS.with(Cell::get) != before {
         let path = std::env::temp_dir().join(format!("qdq-fuzz-{target}-crash.bin"));
         let _ = std::fs::write(&path, input);
         panic!(
@@ -95,6 +100,8 @@ fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
     v
 }
 
+/// Runs `f` on every seed of `corpus/<target>` and its mutants; returns the count of
+/// seeds (every target has at least 3).
 fn run_corpus(target: &str, f: fn(&[u8])) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("corpus")
@@ -107,46 +114,32 @@ fn run_corpus(target: &str, f: fn(&[u8])) -> usize {
     assert!(!seeds.is_empty(), "no seeds in {}", dir.display());
     count_panics();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let mut runs = 0;
     for path in &seeds {
         let seed = std::fs::read(path).unwrap();
         check(target, f, &seed);
         for _ in 0..MUTANTS {
             check(target, f, &mutate(&seed, &mut rng));
         }
-        runs += 1 + MUTANTS;
     }
-    runs
+    seeds.len()
 }
 
 #[test]
 fn onnx_model() {
-    assert_eq!(
-        run_corpus("onnx_model", qdq_fuzz::onnx_model),
-        3 * (1 + MUTANTS)
-    );
+    assert!(run_corpus("onnx_model", qdq_fuzz::onnx_model) >= 3);
 }
 
 #[test]
 fn calibration_cache() {
-    assert_eq!(
-        run_corpus("calibration_cache", qdq_fuzz::calibration_cache),
-        3 * (1 + MUTANTS)
-    );
+    assert!(run_corpus("calibration_cache", qdq_fuzz::calibration_cache) >= 3);
 }
 
 #[test]
 fn data_file() {
-    assert_eq!(
-        run_corpus("data_file", qdq_fuzz::data_file),
-        9 * (1 + MUTANTS)
-    );
+    assert!(run_corpus("data_file", qdq_fuzz::data_file) >= 3);
 }
 
 #[test]
 fn runtime_graph() {
-    assert_eq!(
-        run_corpus("runtime_graph", qdq_fuzz::runtime_graph),
-        16 * (1 + MUTANTS)
-    );
+    assert!(run_corpus("runtime_graph", qdq_fuzz::runtime_graph) >= 3);
 }

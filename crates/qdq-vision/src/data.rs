@@ -169,9 +169,12 @@ mod tests {
         let device = Device::flex();
         let (x, y) = batch(&d, &[1, 2], None, &device).unwrap();
         assert_eq!(x.dims(), [2, 1, 1, 2]);
-        assert_eq!(x.into_data().to_vec::<f32>().unwrap(), [3.0, 4.0, 5.0, 6.0]);
         assert_eq!(
-            y.into_data().convert::<i64>().to_vec::<i64>().unwrap(),
+            x.into_data().try_to_vec::<f32>().unwrap(),
+            [3.0, 4.0, 5.0, 6.0]
+        );
+        assert_eq!(
+            y.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(),
             [MAX_LABEL, 1]
         );
         let err = batch(&d, &[3], None, &device).unwrap_err();

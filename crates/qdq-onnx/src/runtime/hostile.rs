@@ -247,3 +247,64 @@ fn attributes_that_would_loop_for_ever_are_bounded() {
         [1, 1, 2, 2]
     );
 }
+
+/// Found by the `runtime_graph` fuzz target: reductions to one element over an empty
+/// axis reached burn kernels that panic.
+#[test]
+fn arg_and_global_max_over_empty_axes_are_errors() {
+    for op in ["ArgMax", "ArgMin"] {
+        let m = one(node(op, "arg", &["x"], &["y"]), vec![], &[0, 2]);
+        let e = fails(&m, &[0, 2]).to_string();
+        assert!(e.contains("over axis 0 of size 0 (shape [0, 2])"), "{e}");
+        let mut n = node(op, "arg", &["x"], &["y"]);
+        n.attribute.push(attr_int("axis", 1));
+        let e = fails(&one(n, vec![], &[2, 0]), &[2, 0]).to_string();
+        assert!(e.contains("over axis 1 of size 0 (shape [2, 0])"), "{e}");
+    }
+    let m = one(
+        node("GlobalMaxPool", "gmp", &["x"], &["y"]),
+        vec![],
+        &[1, 2, 0, 3],
+    );
+    let e = fails(&m, &[1, 2, 0, 3]).to_string();
+    assert!(
+        e.contains("GlobalMaxPool of an input with an empty spatial dimension"),
+        "{e}"
+    );
+}
+
+/// Found by the `runtime_graph` fuzz target: LogSoftmax of an empty tensor reached
+/// burn's max over an empty axis. An empty input gives an empty output.
+#[test]
+fn softmax_of_an_empty_tensor_is_empty() {
+    for (op, opset) in [("Softmax", 17), ("LogSoftmax", 17), ("LogSoftmax", 11)] {
+        let m = model(
+            vec![node(op, "sm", &["x"], &["y"])],
+            vec![value_info("x", 1, &[0, 3])],
+            &["y"],
+            vec![],
+            opset,
+        );
+        let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+        let x = Value::from_f32(vec![], &[0, 3], &dev());
+        let y = g.run(vec![("x".into(), x)]).unwrap();
+        assert_eq!(y[0].1.shape(), [0, 3], "{op} opset {opset}");
+    }
+}
+
+/// Found by the `runtime_graph` fuzz target: a scalar has no axis, yet axis 0 was
+/// accepted for it and Split then indexed the empty shape.
+#[test]
+fn a_scalar_has_no_axis() {
+    for op in ["Split", "Gather", "ArgMax", "Concat"] {
+        let inputs: &[&str] = if op == "Gather" { &["x", "i"] } else { &["x"] };
+        let i = tensor_i64("i", &[], &[0]);
+        let m = one(node(op, "n", inputs, &["y"]), vec![i], &[]);
+        let e = fails(&m, &[]).to_string();
+        // Gather says so before looking at its axis.
+        assert!(
+            e.contains("axis 0 is out of range for rank 0") || e.contains("Gather on a scalar"),
+            "{op}: {e}"
+        );
+    }
+}

@@ -132,11 +132,16 @@ impl Ctx<'_> {
     }
 }
 
-/// Normalizes a possibly negative axis for `rank`.
+/// Normalizes a possibly negative axis for `rank`: ONNX's range `[-rank, rank - 1]`,
+/// so a scalar has no axis (callers index the shape with the result).
 pub(crate) fn norm_axis(axis: i64, rank: usize) -> RunResult<usize> {
     let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) {
+    let a = if axis < 0 {
+        axis.saturating_add(r)
+    } else {
+        axis
+    };
+    if a < 0 || a >= r {
         return Err(op_err(format!(
             "axis {axis} is out of range for rank {rank}"
         )));

@@ -146,6 +146,13 @@ pub(crate) fn global_pool(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
             x.shape
         )));
     }
+    if op == "GlobalMaxPool" && x.shape[2..].contains(&0) {
+        // The max of no values is undefined (burn's kernel panics on it).
+        return Err(op_err(format!(
+            "{op} of an input with an empty spatial dimension: {:?}",
+            x.shape
+        )));
+    }
     let mut shape = x.shape.clone();
     let mut t = x.t;
     for (d, dim) in shape.iter_mut().enumerate().skip(2) {

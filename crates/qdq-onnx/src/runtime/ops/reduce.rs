@@ -113,6 +113,13 @@ pub(crate) fn arg(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let keep = ctx.i("keepdims", 1) != 0;
     let last = ctx.i("select_last_index", 0) != 0;
     let d = x.shape[axis];
+    if d == 0 {
+        // No element to point at: ONNX leaves it undefined, burn's kernel panics.
+        return Err(op_err(format!(
+            "{op} over axis {axis} of size 0 (shape {:?}) has no index to return",
+            x.shape
+        )));
+    }
     let mut shape = x.shape.clone();
     let mut t = x.t;
     if last {
