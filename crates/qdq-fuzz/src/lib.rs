@@ -246,6 +246,38 @@ pub fn runtime_graph(bytes: &[u8]) {
     }
 }
 
+/// What [`runtime_graph`] builds from `bytes`, in words (op, attributes, inputs), to
+/// triage a crash the fuzzer saved.
+pub fn describe_runtime_graph(bytes: &[u8]) -> String {
+    let Ok((model, inputs)) = build_graph(&mut Unstructured::new(bytes)) else {
+        return "no graph".into();
+    };
+    let Some(g) = model.graph.as_ref() else {
+        return "no graph".into();
+    };
+    let n = &g.node[0];
+    let attrs: Vec<String> = n
+        .attribute
+        .iter()
+        .map(|a| format!("{}={:?}/{:?}/{}", a.name, a.i, a.ints, a.f))
+        .collect();
+    let inits: Vec<String> = g
+        .initializer
+        .iter()
+        .map(|t| format!("{} {:?} type {}", t.name, t.dims, t.data_type))
+        .collect();
+    let ins: Vec<String> = inputs
+        .iter()
+        .map(|(k, v)| format!("{k} {:?} type {}", v.shape(), v.elem_type()))
+        .collect();
+    format!(
+        "{} opset {:?} outputs {} attrs {attrs:?} inputs {ins:?} initializers {inits:?}",
+        n.op_type,
+        model.opset_import.first().map(|o| o.version),
+        n.output.len()
+    )
+}
+
 type Built = (ModelProto, Vec<(String, Value)>);
 
 fn build_graph(u: &mut Unstructured) -> arbitrary::Result<Built> {

@@ -938,6 +938,20 @@ mod tests {
         assert_eq!(lint(&model(13, nodes, inits)), vec![]);
     }
 
+    /// Found by the `onnx_model` fuzz target: the pairing rule read the first output
+    /// of a Q node that has none.
+    #[test]
+    fn a_qdq_node_without_outputs_is_reported_not_a_panic() {
+        let nodes = vec![
+            node("QuantizeLinear", "q", &["x", "sx", "zx"], &[], &[]),
+            node("DequantizeLinear", "dq", &["x8", "sx", "zx"], &[], &[]),
+            node("Relu", "out", &["x"], &["y"], &[]),
+        ];
+        let inits = vec![floats_t("sx", &[], &[0.02]), zp("zx", dtype::INT8, &[0])];
+        let v = lint(&model(13, nodes, inits));
+        assert!(!v.is_empty());
+    }
+
     #[test]
     fn scale_and_zero_point_shapes() {
         let (nodes, mut inits) = conv("Conv", &[2, 1, 1, 1], 0, &[0.1, 0.2]);

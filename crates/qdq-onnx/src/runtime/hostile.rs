@@ -308,3 +308,27 @@ fn a_scalar_has_no_axis() {
         );
     }
 }
+
+/// Found by the `runtime_graph` fuzz target: broadcasting `[4, 0]` against
+/// `[0, 3, 4, 0]` lifted an empty tensor to rank 4, and burn's reshape of an empty
+/// tensor to another rank indexes past its shape.
+#[test]
+fn empty_tensors_broadcast_to_empty_results() {
+    for op in ["Greater", "Add", "Equal"] {
+        let m = model(
+            vec![node(op, "n", &["x", "z"], &["y"])],
+            vec![
+                value_info("x", 1, &[4, 0]),
+                value_info("z", 1, &[0, 3, 4, 0]),
+            ],
+            &["y"],
+            vec![],
+            7,
+        );
+        let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+        let x = Value::from_f32(vec![], &[4, 0], &dev());
+        let z = Value::from_f32(vec![], &[0, 3, 4, 0], &dev());
+        let y = g.run(vec![("x".into(), x), ("z".into(), z)]).unwrap();
+        assert_eq!(y[0].1.shape(), [0, 3, 4, 0], "{op}");
+    }
+}

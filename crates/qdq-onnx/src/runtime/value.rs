@@ -255,6 +255,21 @@ fn check_rank(shape: &[usize]) -> RunResult<()> {
     Ok(())
 }
 
+/// `t.reshape(shape)`, except for a tensor with no elements, which burn's reshape
+/// cannot move to another rank (it indexes past the shape): a new empty tensor of the
+/// same dtype on the same device instead (found by the `runtime_graph` fuzz target).
+fn reshaped<const D: usize, const R: usize, K: Basic>(
+    t: Tensor<D, K>,
+    shape: [usize; R],
+) -> Tensor<R, K> {
+    if shape.contains(&0) {
+        let options = (&t.device(), t.dtype());
+        Tensor::empty(shape, options)
+    } else {
+        t.reshape(shape)
+    }
+}
+
 impl<K: Basic> DynTensor<K> {
     /// Logical ONNX shape.
     pub fn shape(&self) -> &[usize] {
@@ -300,12 +315,12 @@ impl<K: Basic> DynTensor<K> {
         }
         let b = burn_shape(&shape);
         let t = match b.len() {
-            1 => Dyn::R1(t.reshape(arr::<1>(&b))),
-            2 => Dyn::R2(t.reshape(arr::<2>(&b))),
-            3 => Dyn::R3(t.reshape(arr::<3>(&b))),
-            4 => Dyn::R4(t.reshape(arr::<4>(&b))),
-            5 => Dyn::R5(t.reshape(arr::<5>(&b))),
-            _ => Dyn::R6(t.reshape(arr::<6>(&b))),
+            1 => Dyn::R1(reshaped(t, arr::<1>(&b))),
+            2 => Dyn::R2(reshaped(t, arr::<2>(&b))),
+            3 => Dyn::R3(reshaped(t, arr::<3>(&b))),
+            4 => Dyn::R4(reshaped(t, arr::<4>(&b))),
+            5 => Dyn::R5(reshaped(t, arr::<5>(&b))),
+            _ => Dyn::R6(reshaped(t, arr::<6>(&b))),
         };
         Ok(Self { t, shape })
     }
@@ -332,7 +347,7 @@ impl<K: Basic> DynTensor<K> {
                 self.shape
             )));
         }
-        Ok(dyn_apply!(self.t, |t, R| t.reshape(arr::<D>(&b))))
+        Ok(dyn_apply!(self.t, |t, R| reshaped(t, arr::<D>(&b))))
     }
 
     /// Same values with leading 1s so that the rank is at least `rank`.
