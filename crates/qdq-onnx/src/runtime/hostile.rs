@@ -332,3 +332,41 @@ fn empty_tensors_broadcast_to_empty_results() {
         assert_eq!(y[0].1.shape(), [0, 3, 4, 0], "{op}");
     }
 }
+
+/// Found by the `runtime_graph` fuzz target: burn-flex's integer multiply panics on
+/// overflow where debug assertions are on. ONNX (and ONNX Runtime) wrap.
+#[test]
+fn integer_products_wrap_as_in_onnx() {
+    let a = tensor_i64("a", &[2], &[i64::MAX, -3]);
+    let b = tensor_i64("b", &[1], &[2]);
+    let m = model(
+        vec![node("Mul", "mul", &["a", "b"], &["y"])],
+        vec![],
+        &["y"],
+        vec![a, b],
+        17,
+    );
+    let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+    let y = g.run(vec![]).unwrap();
+    assert_eq!(y[0].1.to_i64().unwrap(), [i64::MAX.wrapping_mul(2), -6]);
+}
+
+/// Found by the `runtime_graph` fuzz target: expanding to a shape with a 0 reached
+/// burn's expand, which panics on it.
+#[test]
+fn expanding_to_an_empty_shape_gives_an_empty_tensor() {
+    let a = tensor_i64("a", &[1], &[3]);
+    let b = tensor_i64("b", &[0, 2], &[]);
+    let m = model(
+        vec![node("Mul", "mul", &["a", "b"], &["y"])],
+        vec![],
+        &["y"],
+        vec![a, b],
+        17,
+    );
+    let y = OnnxGraph::from_model(&m, &dev())
+        .unwrap()
+        .run(vec![])
+        .unwrap();
+    assert_eq!(y[0].1.shape(), [0, 2]);
+}

@@ -60,7 +60,15 @@ pub(crate) fn expand_to<K: Basic>(a: DynTensor<K>, shape: &[usize]) -> RunResult
     }
     let b = super::super::value::burn_shape(shape);
     let a = a.lift(b.len())?;
-    let t = dyn_map!(a.t, |x, R| x.expand(super::super::value::arr::<R>(&b)));
+    let t = if shape.contains(&0) {
+        // burn's expand refuses a 0 in the target (a panic); the result is empty.
+        dyn_map!(a.t, |x, R| {
+            let options = (&x.device(), x.dtype());
+            Tensor::empty(super::super::value::arr::<R>(&b), options)
+        })
+    } else {
+        dyn_map!(a.t, |x, R| x.expand(super::super::value::arr::<R>(&b)))
+    };
     Ok(DynTensor::with(t, shape.to_vec()))
 }
 
@@ -107,6 +115,22 @@ pub(crate) fn binary(a: Value, b: Value, op: Bin) -> RunResult<Value> {
                     to_i64(d.clone().floor().mask_where(neg, d.ceil()).int())
                 })?;
                 return Ok(Value::Int(DynTensor::with(t, shape), e));
+            }
+            if matches!(op, Bin::Mul) {
+                // burn-flex multiplies i64 with `*`, which panics on overflow where
+                // debug assertions are on (found by the `runtime_graph` fuzz target);
+                // ONNX wraps, so multiply on the host (integer tensors here are shape
+                // arithmetic, small).
+                let shape = broadcast_shape(&a.shape, &b.shape)?;
+                checked_numel("", "", &shape)?;
+                let device = a.device();
+                let x = expand_to(a, &shape)?.to_vec()?;
+                let y = expand_to(b, &shape)?.to_vec()?;
+                let v: Vec<i64> = x.iter().zip(&y).map(|(p, q)| p.wrapping_mul(*q)).collect();
+                let Value::Int(r, _) = Value::try_from_i64(v, &shape, &device, e)? else {
+                    return Err(op_err("internal: integer product"));
+                };
+                return Ok(Value::Int(wrap_int(r, e), e));
             }
             let r = num_bin(a, b, op)?;
             Ok(Value::Int(wrap_int(r, e), e))
