@@ -1,26 +1,15 @@
 //! The `qdq` binary end to end: the bundled demo, quantize / calibrate / export / eval /
 //! lint / inspect, and bad input that must give a clear error and no output file.
 
+mod common;
+use common::{qdq, s, scratch};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use qdq_data::idx::{self, Idx};
 use qdq_data::npy::Npy;
 use qdq_onnx::{Message, ModelProto};
-
-fn qdq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdq"))
-        .args(args)
-        .output()
-        .expect("the qdq binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("qdq-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(
@@ -37,10 +26,6 @@ fn stderr(out: &Output) -> String {
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

@@ -1,31 +1,15 @@
 //! Data that the CLI refuses with a clear error, not a panic: labels that are not class
 //! indices of the model, resizes beyond the limit.
 
+mod common;
+use common::{qdq, s, scratch};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use qdq_data::idx::Idx;
 
-fn qdq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdq"))
-        .args(args)
-        .output()
-        .expect("the qdq binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("qdq-data-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// `qdq eval MODEL MODEL --data CALIB --labels LABELS EXTRA`: exit code 1, stderr.

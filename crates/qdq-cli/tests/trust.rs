@@ -3,26 +3,11 @@
 //! that would do nothing are refused, a closed pipe ends the command quietly, and a
 //! refused command leaves no output and no temporary file.
 
+mod common;
+use common::{qdq, s, scratch};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn qdq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdq"))
-        .args(args)
-        .output()
-        .expect("the qdq binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("qdq-trust-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::process::{Command, Stdio};
 
 fn data(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
