@@ -351,6 +351,45 @@ fn integer_products_wrap_as_in_onnx() {
     assert_eq!(y[0].1.to_i64().unwrap(), [i64::MAX.wrapping_mul(2), -6]);
 }
 
+/// Found by the `runtime_graph` fuzz target after the product was fixed: the same holds
+/// for sums and differences.
+#[test]
+fn integer_sums_and_differences_wrap_as_in_onnx() {
+    for (op, want) in [
+        ("Add", [i64::MAX.wrapping_add(2), -1]),
+        ("Sub", [i64::MAX - 2, -5]),
+    ] {
+        let a = tensor_i64("a", &[2], &[i64::MAX, -3]);
+        let b = tensor_i64("b", &[1], &[2]);
+        let m = model(
+            vec![node(op, "op", &["a", "b"], &["y"])],
+            vec![],
+            &["y"],
+            vec![a, b],
+            17,
+        );
+        let y = OnnxGraph::from_model(&m, &dev())
+            .unwrap()
+            .run(vec![])
+            .unwrap();
+        assert_eq!(y[0].1.to_i64().unwrap(), want, "{op}");
+    }
+    let a = tensor_i64("a", &[1], &[i64::MIN]);
+    let b = tensor_i64("b", &[1], &[1]);
+    let m = model(
+        vec![node("Sub", "sub", &["a", "b"], &["y"])],
+        vec![],
+        &["y"],
+        vec![a, b],
+        17,
+    );
+    let y = OnnxGraph::from_model(&m, &dev())
+        .unwrap()
+        .run(vec![])
+        .unwrap();
+    assert_eq!(y[0].1.to_i64().unwrap(), [i64::MAX]);
+}
+
 /// Found by the `runtime_graph` fuzz target: expanding to a shape with a 0 reached
 /// burn's expand, which panics on it.
 #[test]

@@ -99,6 +99,16 @@ fn num_bin<K: Numeric + Ordered>(
     Ok(DynTensor::with(t, shape))
 }
 
+/// The wrapping i64 form of `op`, where burn's integer kernel can overflow.
+fn wrapping(op: Bin) -> Option<fn(i64, i64) -> i64> {
+    match op {
+        Bin::Add => Some(i64::wrapping_add),
+        Bin::Sub => Some(i64::wrapping_sub),
+        Bin::Mul => Some(i64::wrapping_mul),
+        Bin::Div | Bin::Max | Bin::Min => None,
+    }
+}
+
 /// Binary arithmetic on two values of the same kind.
 pub(crate) fn binary(a: Value, b: Value, op: Bin) -> RunResult<Value> {
     match (a, b) {
@@ -116,19 +126,19 @@ pub(crate) fn binary(a: Value, b: Value, op: Bin) -> RunResult<Value> {
                 })?;
                 return Ok(Value::Int(DynTensor::with(t, shape), e));
             }
-            if matches!(op, Bin::Mul) {
-                // burn-flex multiplies i64 with `*`, which panics on overflow where
-                // debug assertions are on (found by the `runtime_graph` fuzz target);
-                // ONNX wraps, so multiply on the host (integer tensors here are shape
-                // arithmetic, small).
+            if let Some(f) = wrapping(op) {
+                // burn-flex adds, subtracts and multiplies i64 with plain operators,
+                // which panic on overflow where debug assertions are on (found by the
+                // `runtime_graph` fuzz target); ONNX wraps, so compute on the host
+                // (integer tensors here are shape arithmetic, small).
                 let shape = broadcast_shape(&a.shape, &b.shape)?;
                 checked_numel("", "", &shape)?;
                 let device = a.device();
                 let x = expand_to(a, &shape)?.to_vec()?;
                 let y = expand_to(b, &shape)?.to_vec()?;
-                let v: Vec<i64> = x.iter().zip(&y).map(|(p, q)| p.wrapping_mul(*q)).collect();
+                let v: Vec<i64> = x.iter().zip(&y).map(|(p, q)| f(*p, *q)).collect();
                 let Value::Int(r, _) = Value::try_from_i64(v, &shape, &device, e)? else {
-                    return Err(op_err("internal: integer product"));
+                    return Err(op_err("internal: integer arithmetic"));
                 };
                 return Ok(Value::Int(wrap_int(r, e), e));
             }
