@@ -6,6 +6,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use zip::CompressionMethod;
+use zip::read::ZipFile;
 
 use super::DataError;
 use super::array::{Body, FileArray, read_labels};
@@ -87,9 +88,8 @@ impl Npz {
             path: culprit.clone(),
             why,
         };
-        let i = self.index(key)?;
-        let mut m = self.zip.by_index(i).map_err(|e| format(e.to_string()))?;
-        let header = npy::Header::read(&mut m).map_err(format)?;
+        let path = self.path.clone();
+        let (mut m, header) = self.member(key)?;
         let bytes = header.body_bytes().map_err(format)?;
         if m.compression() != CompressionMethod::Stored {
             let array = FileArray::new(Body::Stream(Box::new(m)), bytes, header.dtype, &culprit)?;
@@ -104,7 +104,7 @@ impl Npz {
             )));
         }
         std::io::copy(&mut m, &mut std::io::sink()).map_err(|e| format(e.to_string()))?;
-        let file = File::open(&self.path).map_err(|source| DataError::Io {
+        let file = File::open(&path).map_err(|source| DataError::Io {
             path: culprit.clone(),
             source,
         })?;
@@ -124,9 +124,7 @@ impl Npz {
             path: culprit.clone(),
             why,
         };
-        let i = self.index(key)?;
-        let mut m = self.zip.by_index(i).map_err(|e| format(e.to_string()))?;
-        let header = npy::Header::read(&mut m).map_err(format)?;
+        let (m, header) = self.member(key)?;
         let n = header.count().map_err(format)?;
         if n != count {
             return Err(format(format!("{n} labels for {count} items")));
@@ -136,6 +134,21 @@ impl Npz {
             DataError::Io { source, .. } => format(source.to_string()),
             e => e,
         })
+    }
+
+    /// Array `key`'s member, positioned after its `.npy` header, and the header.
+    fn member(&mut self, key: &str) -> Result<(ZipFile<'_>, npy::Header), DataError> {
+        let culprit = self.culprit(key);
+        let format = |why: String| DataError::Format { path: culprit, why };
+        let i = self.index(key)?;
+        let mut m = match self.zip.by_index(i) {
+            Ok(m) => m,
+            Err(e) => return Err(format(e.to_string())),
+        };
+        match npy::Header::read(&mut m) {
+            Ok(header) => Ok((m, header)),
+            Err(why) => Err(format(why)),
+        }
     }
 
     fn index(&self, key: &str) -> Result<usize, DataError> {

@@ -409,3 +409,38 @@ fn expanding_to_an_empty_shape_gives_an_empty_tensor() {
         .unwrap();
     assert_eq!(y[0].1.shape(), [0, 2]);
 }
+
+/// Found by the `runtime_graph` fuzz target: an integer Range whose start plus a step
+/// overflowed i64 (a panic where debug assertions are on). Integer ranges are now
+/// exact, also near i64's ends, where f64 lost the low bits.
+#[test]
+fn integer_ranges_are_exact_near_the_ends_of_i64() {
+    let range = |s: i64, l: i64, d: i64| {
+        let m = model(
+            vec![node("Range", "range", &["s", "l", "d"], &["y"])],
+            vec![],
+            &["y"],
+            vec![
+                tensor_i64("s", &[], &[s]),
+                tensor_i64("l", &[], &[l]),
+                tensor_i64("d", &[], &[d]),
+            ],
+            17,
+        );
+        let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+        g.run(vec![]).unwrap()[0].1.to_i64().unwrap()
+    };
+    assert_eq!(range(i64::MAX - 1, i64::MAX, 1), [i64::MAX - 1]);
+    let step = -(1i64 << 62);
+    assert_eq!(
+        range(i64::MAX - 4, i64::MIN, step),
+        [i64::MAX - 4, i64::MAX - 4 + step, -5, -5 + step]
+    );
+    assert_eq!(
+        range(i64::MIN, i64::MAX, i64::MAX),
+        [i64::MIN, -1, i64::MAX - 1]
+    );
+    assert_eq!(range(5, 1, 1), Vec::<i64>::new());
+    assert_eq!(range(1, 10, 4), [1, 5, 9]);
+    assert_eq!(range(10, 1, -4), [10, 6, 2]);
+}

@@ -16,7 +16,15 @@ pub const MAX_RANK: usize = 6;
 /// reads from a model or computes from one (dims, pads, Expand, Tile, Resize...) is
 /// checked against it before allocating, so a hostile file gets
 /// [`RunError::TooLarge`] rather than an overflow or a terabyte allocation.
+#[cfg(not(feature = "fuzz-limits"))]
 pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// Most elements one tensor may hold in fuzz builds (feature `fuzz-limits`, enabled
+/// only by `fuzz/Cargo.toml`): 2^24, so that libFuzzer's memory limit catches an
+/// unchecked size rather than a permitted 16 GiB int64 tensor. The checks are the
+/// same code; only the bound differs.
+#[cfg(feature = "fuzz-limits")]
+pub const MAX_ELEMENTS: usize = 1 << 24;
 
 /// ONNX `TensorProto.DataType` codes the runtime knows.
 #[allow(missing_docs)]

@@ -586,6 +586,9 @@ fn constant(ctx: &Ctx) -> RunResult<Value> {
 }
 
 fn range(ctx: &Ctx) -> RunResult<Value> {
+    if let Value::Int(_, e) = ctx.input(0)? {
+        return int_range(ctx, e);
+    }
     let s = ctx.host_scalar(0)?.ok_or_else(|| op_err("missing start"))?;
     let l = ctx.host_scalar(1)?.ok_or_else(|| op_err("missing limit"))?;
     let d = ctx.host_scalar(2)?.ok_or_else(|| op_err("missing delta"))?;
@@ -604,14 +607,40 @@ fn range(ctx: &Ctx) -> RunResult<Value> {
             &[n],
             ctx.device,
         ),
-        Value::Int(_, e) => Value::try_from_i64(
-            (0..n).map(|i| s as i64 + i as i64 * d as i64).collect(),
-            &[n],
-            ctx.device,
-            e,
-        ),
-        Value::Bool(_) => Err(op_err("Range of bool")),
+        _ => Err(op_err("Range of bool")),
     }
+}
+
+/// Integer Range, exact: through f64, starts near i64's ends lost their low bits and
+/// `start + i * delta` overflowed (a panic in debug; found by the `runtime_graph` fuzz
+/// target). In i128 every element lies between start and limit, so none overflows.
+fn int_range(ctx: &Ctx, e: i32) -> RunResult<Value> {
+    let scalar = |i: usize, what: &str| -> RunResult<i128> {
+        match ctx.host_ints(i)?.as_deref() {
+            Some([v]) => Ok(i128::from(*v)),
+            _ => Err(op_err(format!("Range {what} must be one integer"))),
+        }
+    };
+    let (s, l, d) = (
+        scalar(0, "start")?,
+        scalar(1, "limit")?,
+        scalar(2, "delta")?,
+    );
+    if d == 0 {
+        return Err(op_err("Range delta 0"));
+    }
+    let span = l - s;
+    let count = if span != 0 && (span > 0) == (d > 0) {
+        (span.abs() + d.abs() - 1) / d.abs()
+    } else {
+        0
+    };
+    if count > super::super::MAX_ELEMENTS as i128 {
+        return Err(too_large(&[u64::try_from(count).unwrap_or(u64::MAX)]));
+    }
+    let n = count as usize;
+    let v = (0..n as i128).map(|i| (s + i * d) as i64).collect();
+    Value::try_from_i64(v, &[n], ctx.device, e)
 }
 
 fn host_usizes(v: Vec<i64>, what: &str) -> RunResult<Vec<usize>> {
