@@ -444,3 +444,25 @@ fn integer_ranges_are_exact_near_the_ends_of_i64() {
     assert_eq!(range(1, 10, 4), [1, 5, 9]);
     assert_eq!(range(10, 1, -4), [10, 6, 2]);
 }
+
+/// Found by the `runtime_graph` fuzz target: padding an empty tensor holds no element
+/// yet burn computes its strides, which overflowed (a panic) for huge pads.
+#[test]
+fn padding_an_empty_tensor_to_huge_dims_is_refused() {
+    let pads = [0, 0, 0, 0, 0, 0, 1 << 62, 1 << 62];
+    let m = model(
+        vec![node("Pad", "pad", &["x", "p"], &["y"])],
+        vec![],
+        &["y"],
+        vec![
+            tensor_i64("x", &[3, 0, 4, 1], &[]),
+            tensor_i64("p", &[8], &pads),
+        ],
+        18,
+    );
+    let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+    let Err(e) = g.run(vec![]) else {
+        panic!("the run must fail");
+    };
+    assert!(matches!(e, RunError::TooLarge { .. }), "{e}");
+}
