@@ -83,8 +83,9 @@ pub(crate) fn op_err(msg: impl Into<String>) -> RunError {
     RunError::Op(msg.into())
 }
 
-/// Element count of `shape` if it is within [`super::MAX_ELEMENTS`], else
-/// [`RunError::TooLarge`] naming `node`, `tensor` and the shape (no overflow, no panic).
+/// Element count of `shape` if it is within [`super::MAX_ELEMENTS`] (and so is the
+/// product of its non-zero dims), else [`RunError::TooLarge`] naming `node`, `tensor`
+/// and the shape (no overflow, no panic).
 pub(crate) fn checked_numel<D: Copy + TryInto<u64>>(
     node: &str,
     tensor: &str,
@@ -95,12 +96,15 @@ pub(crate) fn checked_numel<D: Copy + TryInto<u64>>(
         .map(|&d| d.try_into().unwrap_or(u64::MAX))
         .collect();
     let limit = super::MAX_ELEMENTS as u64;
+    // The product without the zero dims is bounded too: an empty tensor holds nothing,
+    // but burn computes its strides, which overflow (a panic) when its other dims are
+    // huge (a Pad or Expand of an empty tensor: found by the `runtime_graph` target).
     match dims
         .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d.max(1)))
         .filter(|&n| n <= limit)
     {
-        Some(n) => Ok(n as usize),
+        Some(n) => Ok(if dims.contains(&0) { 0 } else { n as usize }),
         None => Err(RunError::TooLarge {
             node: node.to_string(),
             tensor: tensor.to_string(),

@@ -465,4 +465,20 @@ fn padding_an_empty_tensor_to_huge_dims_is_refused() {
         panic!("the run must fail");
     };
     assert!(matches!(e, RunError::TooLarge { .. }), "{e}");
+    // The same for expanding an empty tensor: strides of 2^80.
+    let m = model(
+        vec![node("Expand", "expand", &["x", "s"], &["y"])],
+        vec![],
+        &["y"],
+        vec![
+            tensor_i64("x", &[0], &[]),
+            tensor_i64("s", &[3], &[1 << 40, 1 << 40, 0]),
+        ],
+        18,
+    );
+    let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+    let Err(e) = g.run(vec![]) else {
+        panic!("the run must fail");
+    };
+    assert!(matches!(e, RunError::TooLarge { .. }), "{e}");
 }
