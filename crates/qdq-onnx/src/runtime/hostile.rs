@@ -482,3 +482,36 @@ fn padding_an_empty_tensor_to_huge_dims_is_refused() {
     };
     assert!(matches!(e, RunError::TooLarge { .. }), "{e}");
 }
+
+/// Found by the `runtime_graph` fuzz target: a ConvTranspose over an empty spatial axis
+/// underflowed burn's output size. Every dim of Conv and ConvTranspose set to 0 in turn
+/// gives a result or an error, never a panic.
+#[test]
+fn convolutions_of_empty_tensors_do_not_panic() {
+    for op in ["Conv", "ConvTranspose"] {
+        for (which, i) in (0..2).flat_map(|w| (0..4).map(move |i| (w, i))) {
+            let mut x = [1usize, 2, 3, 3];
+            let mut w = [2usize, 2, 2, 2];
+            if which == 0 {
+                x[i] = 0;
+            } else {
+                w[i] = 0;
+            }
+            let numel = |s: &[usize]| s.iter().product::<usize>();
+            let m = model(
+                vec![node(op, "conv", &["x", "w"], &["y"])],
+                vec![],
+                &["y"],
+                vec![
+                    tensor_f32("x", &x, &vec![1.0; numel(&x)]),
+                    tensor_f32("w", &w, &vec![1.0; numel(&w)]),
+                ],
+                17,
+            );
+            let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+            if let Err(e) = g.run(vec![]) {
+                assert!(!e.to_string().contains("panicked"), "{op} {x:?} {w:?}: {e}");
+            }
+        }
+    }
+}

@@ -294,6 +294,14 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let n = r - 2;
     let spatial = x.shape[2..].to_vec();
     let kernel = w.shape[2..].to_vec();
+    if spatial.contains(&0) || kernel.contains(&0) {
+        // burn's output size is `(in - 1) * stride + ...` in usize: an underflow (a
+        // panic; found by the `runtime_graph` fuzz target). ONNX gives no meaning to it.
+        return Err(op_err(format!(
+            "ConvTranspose of an empty spatial axis or kernel: input {:?}, weight {:?}",
+            x.shape, w.shape
+        )));
+    }
     let list = |name: &str, d: i64| -> Vec<i64> {
         match ctx.ints(name) {
             Some(v) if v.len() == n => v,
