@@ -103,19 +103,29 @@ def walk(graph, top=True):
 
 
 def all_tensor_types(model):
+    """Element types of every tensor: initializers, I/O and value_info, Constant values and
+    Cast targets, in the main graph and in every subgraph."""
     import onnx
-    g = model.graph
     types = set()
-    for t in g.initializer:
-        types.add(t.data_type)
-    for vi in list(g.input) + list(g.output) + list(g.value_info):
-        types.add(vi.type.tensor_type.elem_type)
-    for n, _ in walk(g):
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.TENSOR:
-                types.add(a.t.data_type)
-            if n.op_type == "Cast" and a.name == "to":
-                types.add(a.i)
+
+    def graph_types(g):
+        for t in g.initializer:
+            types.add(t.data_type)
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            types.add(vi.type.tensor_type.elem_type)
+        for n in g.node:
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.TENSOR:
+                    types.add(a.t.data_type)
+                elif a.type == onnx.AttributeProto.GRAPH:
+                    graph_types(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for sub in a.graphs:
+                        graph_types(sub)
+                if n.op_type == "Cast" and a.name == "to":
+                    types.add(a.i)
+
+    graph_types(model.graph)
     return types
 
 
