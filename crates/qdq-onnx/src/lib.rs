@@ -12,23 +12,25 @@
 
 mod error;
 pub mod export;
-mod file;
 pub mod finetune;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod lint;
 pub mod passes;
-mod proto;
+pub mod proto;
 pub mod qdq;
 pub mod quantize;
 pub mod runtime;
-mod tensor;
 pub mod verify;
+
+/// The element-type table under the name `qdq.rs` and the exporter's trace use.
+mod tensor {
+    pub(crate) use crate::proto::elem as dtype;
+}
 
 pub use error::{Error, Result};
 pub use export::{ExportOptions, Fp8Style, export, export_to_file};
-pub use file::{MAX_MODEL_BYTES, read_model};
 pub use lint::{LintOptions, Rule, Violation, lint, lint_file, lint_with};
 pub use onnx_ir::{Message, ModelProto};
+pub use proto::{MAX_MODEL_BYTES, ReadError, initializer_elements, read_model};
 pub use qdq::{QdqFormat, insert_qdq, scales};
-pub use tensor::initializer_elements;

@@ -11,8 +11,11 @@ use std::fmt;
 use onnx_ir::{ModelProto, NodeProto, TensorProto};
 
 use crate::passes::types::elem_types;
-use crate::runtime::{dtype_name, is_float};
-use crate::tensor::{all_zero, constants, dtype, floats, numel};
+use crate::proto::decode::{all_zero, constants, floats, numel};
+use crate::proto::elem as dtype;
+use crate::proto::elem::{dtype_name, is_float};
+use crate::proto::version::model_opset;
+use crate::proto::{ReadError, read_model};
 
 /// Which rule a violation breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,7 +42,7 @@ pub enum Rule {
     /// has the scale's shape.
     QdqShape,
     /// The default-domain opset is one the ONNX standard defines (1 to
-    /// [`crate::passes::MAX_OPSET`]).
+    /// [`crate::proto::version::MAX_OPSET`]).
     OpsetRange,
     /// The model has a graph with nodes and outputs.
     EmptyGraph,
@@ -90,8 +93,8 @@ pub struct LintOptions {
 ///
 /// # Errors
 /// The file cannot be read, or is not an ONNX model (e.g. truncated).
-pub fn lint_file(path: impl AsRef<std::path::Path>) -> crate::Result<Vec<Violation>> {
-    Ok(lint(&crate::read_model(path)?))
+pub fn lint_file(path: impl AsRef<std::path::Path>) -> Result<Vec<Violation>, ReadError> {
+    Ok(lint(&read_model(path)?))
 }
 
 /// Lints `model` with the default options.
@@ -108,7 +111,7 @@ pub fn lint_with(model: &ModelProto, options: &LintOptions) -> Vec<Violation> {
     let Some(graph) = graph::check_model(model, &mut out) else {
         return out;
     };
-    let opset = crate::passes::model_opset(model);
+    let opset = model_opset(model);
     let consts = constants(graph);
     let types = elem_types(graph);
     let mut producers: HashMap<&str, &NodeProto> = HashMap::new();
@@ -872,12 +875,12 @@ mod tests {
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
         let err = lint_file(&cut).unwrap_err();
         assert!(
-            matches!(&err, crate::Error::Parse { path, .. } if path.ends_with("cut.onnx")),
+            matches!(&err, ReadError::Parse { path, .. } if path.ends_with("cut.onnx")),
             "{err}"
         );
         assert!(matches!(
             lint_file(dir.join("missing.onnx")),
-            Err(crate::Error::Io { .. })
+            Err(ReadError::Io { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -24,9 +24,9 @@ use qdq::tensor_quant::NumBits;
 use super::trace::{QuantSite, Trace};
 use super::{ExportOptions, Fp8Style, UnsupportedOp};
 use crate::error::{Error, Result};
+use crate::proto::elem as dtype;
 use crate::proto::{attr_float, attr_int, attr_ints, node, tensor_f32, tensor_i64};
 use crate::qdq::{QdqFormat, insert_qdq};
-use crate::tensor::dtype;
 
 /// A weight quantizer held back until its consumer is known.
 struct Deferred {

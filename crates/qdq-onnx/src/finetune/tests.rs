@@ -11,10 +11,11 @@ use burn::tensor::TensorData;
 use onnx_ir::ModelProto;
 
 use super::TrainableGraph;
+use crate::proto::decode::floats;
+use crate::proto::elem as dtype;
 use crate::proto::{attr_int, attr_ints, model, node, raw_tensor, tensor_f32, value_info};
 use crate::quantize::{Calibration, Method, QuantizeOptions, apply, prepare};
 use crate::runtime::{OnnxGraph, Value};
-use crate::tensor::{dtype, floats};
 
 fn dev() -> Device {
     Device::flex()

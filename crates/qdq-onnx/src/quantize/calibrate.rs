@@ -14,9 +14,9 @@ use super::Method;
 use super::cache::{CalibrationCache, Entry};
 use crate::error::{Error, Result};
 use crate::passes::{Site, SiteKind};
+use crate::proto::decode::{constants, floats};
 use crate::runtime::value::dyn_apply;
 use crate::runtime::{OnnxGraph, RunError, Value};
-use crate::tensor::{constants, floats};
 
 /// A calibration in progress over `sites`.
 pub struct Calibration {
@@ -205,9 +205,9 @@ mod tests {
     use onnx_ir::ModelProto;
 
     use super::*;
+    use crate::proto::elem as dtype;
     use crate::proto::{attr_int, attr_ints, model, node, tensor_f32, value_info_named};
     use crate::quantize::{QuantizeOptions, prepare};
-    use crate::tensor::dtype;
 
     /// x [batch,1,4,4] -> Conv(2x1x3x3, pad 1) -> Relu -> Flatten -> Gemm(32 -> 3).
     fn float_model() -> ModelProto {

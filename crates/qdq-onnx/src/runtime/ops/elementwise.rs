@@ -6,8 +6,9 @@ use burn::tensor::kind::{Basic, Numeric, Ordered};
 use burn::tensor::{Float, Int, Tensor};
 
 use super::super::error::{RunResult, checked_numel, op_err};
-use super::super::value::{Dyn, DynTensor, Value, dt, dtype_name, dyn_map, dyn_zip};
+use super::super::value::{Dyn, DynTensor, Value, dyn_map, dyn_zip};
 use super::{Ctx, as_bool, to_i64};
+use crate::proto::elem::{self as dt, dtype_name};
 
 /// numpy broadcast of two shapes, refused above [`crate::runtime::MAX_ELEMENTS`]
 /// (`[n, 1] + [1, n]` grows quadratically).

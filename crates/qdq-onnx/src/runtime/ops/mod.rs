@@ -6,7 +6,8 @@ use burn::tensor::{Bool, DType, Device, Float, Int, Tensor};
 use onnx_ir::{AttributeProto, NodeProto};
 
 use super::error::{RunResult, op_err};
-use super::value::{DynTensor, Value, dt, dtype_name};
+use super::value::{DynTensor, Value};
+use crate::proto::elem::{self as dt, dtype_name};
 
 pub(crate) mod conv;
 pub(crate) mod elementwise;

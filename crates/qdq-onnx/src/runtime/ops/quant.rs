@@ -5,9 +5,10 @@
 use qdq::tensor_quant::kernel::e4m3_round;
 
 use super::super::error::{RunResult, op_err};
-use super::super::value::{DynTensor, Value, dt, dtype_name, dyn_apply, dyn_map};
+use super::super::value::{DynTensor, Value, dyn_apply, dyn_map};
 use super::elementwise::{Bin, binary};
 use super::{Ctx, as_float, float_to_int, norm_axis};
+use crate::proto::elem::{self as dt, dtype_name};
 use burn::tensor::Float;
 
 /// Integer range of a quantized type.

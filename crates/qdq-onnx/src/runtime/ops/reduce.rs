@@ -2,8 +2,9 @@
 //! noop_with_empty_axes) and ArgMax/ArgMin.
 
 use super::super::error::{RunResult, op_err};
-use super::super::value::{DynTensor, Value, dt, dyn_map};
+use super::super::value::{DynTensor, Value, dyn_map};
 use super::{Ctx, as_float, float_to_int, norm_axis, to_i64};
+use crate::proto::elem as dt;
 
 pub(crate) fn reduce(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let v = ctx.input(0)?;

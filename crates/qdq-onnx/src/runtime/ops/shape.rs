@@ -7,9 +7,10 @@ use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, Device, Float, Int, Tensor};
 
 use super::super::error::{RunResult, checked_numel, op_err, too_large};
-use super::super::value::{DynTensor, MAX_RANK, Value, arr, burn_shape, dt, dtype_name, dyn_map};
+use super::super::value::{DynTensor, MAX_RANK, Value, arr, burn_shape, dyn_map};
 use super::elementwise::{broadcast_shape, expand_to};
 use super::{Ctx, as_bool, as_float, index_tensor, is_int_type, norm_axis, to_i64, with_rank};
+use crate::proto::elem::{self as dt, dtype_name};
 
 /// Applies a kind-generic tensor function to a value, keeping its element type.
 macro_rules! map_kind {

@@ -2,7 +2,7 @@
 
 use onnx_ir::{AttributeProto, AttributeType, NodeProto, TensorProto, ValueInfoProto};
 
-use crate::tensor::dtype;
+use super::elem;
 
 /// A node `op(inputs) -> outputs` named `name` in the default domain.
 pub(crate) fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
@@ -44,13 +44,13 @@ pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
 /// A float32 tensor, stored as raw little-endian bytes (compact and fast to write).
 pub(crate) fn tensor_f32(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    raw_tensor(name, dims, dtype::FLOAT, bytes)
+    raw_tensor(name, dims, elem::FLOAT, bytes)
 }
 
 /// An int64 tensor.
 pub(crate) fn tensor_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    raw_tensor(name, dims, dtype::INT64, bytes)
+    raw_tensor(name, dims, elem::INT64, bytes)
 }
 
 /// A tensor of `data_type` from its raw little-endian bytes.
