@@ -37,44 +37,52 @@ pub enum Dyn<K: Basic> {
     R6(Tensor<6, K>),
 }
 
-/// `match` over a [`Dyn`], binding the tensor to `$t` and its rank to the const `$r`,
-/// rewrapping the body's tensor at the same rank.
-macro_rules! dyn_map {
-    ($x:expr, |$t:ident, $r:ident| $body:expr) => {{
-        use $crate::runtime::value::Dyn;
-        match $x {
-            Dyn::R1($t) => {
+/// Runs `$body` with the const `$r` set to the run-time `$rank`: 1 to 5, and 6 for
+/// anything else (callers check ranks first). The one place a run-time rank becomes a
+/// compile-time one.
+macro_rules! const_rank {
+    ($rank:expr, |$r:ident| $body:expr) => {{
+        match $rank {
+            1 => {
                 #[allow(dead_code)]
                 const $r: usize = 1;
-                Dyn::R1($body)
+                $body
             }
-            Dyn::R2($t) => {
+            2 => {
                 #[allow(dead_code)]
                 const $r: usize = 2;
-                Dyn::R2($body)
+                $body
             }
-            Dyn::R3($t) => {
+            3 => {
                 #[allow(dead_code)]
                 const $r: usize = 3;
-                Dyn::R3($body)
+                $body
             }
-            Dyn::R4($t) => {
+            4 => {
                 #[allow(dead_code)]
                 const $r: usize = 4;
-                Dyn::R4($body)
+                $body
             }
-            Dyn::R5($t) => {
+            5 => {
                 #[allow(dead_code)]
                 const $r: usize = 5;
-                Dyn::R5($body)
+                $body
             }
-            Dyn::R6($t) => {
+            _ => {
                 #[allow(dead_code)]
                 const $r: usize = 6;
-                Dyn::R6($body)
+                $body
             }
         }
     }};
+}
+
+/// `match` over a [`Dyn`], binding the tensor to `$t` and its rank to the const `$r`,
+/// rewrapping the body's tensor at the same rank.
+macro_rules! dyn_map {
+    ($x:expr, |$t:ident, $r:ident| $body:expr) => {
+        $crate::runtime::value::dyn_apply!($x, |$t, $r| $crate::runtime::value::Dyn::from($body))
+    };
 }
 
 /// `match` over a [`Dyn`], returning whatever the body returns.
@@ -157,7 +165,19 @@ macro_rules! dyn_zip {
 }
 
 #[allow(unused_imports)]
-pub(crate) use {dyn_apply, dyn_map, dyn_zip};
+pub(crate) use {const_rank, dyn_apply, dyn_map, dyn_zip};
+
+/// `Dyn::from(tensor)` at the tensor's rank, so macros can rewrap without naming it.
+macro_rules! dyn_from {
+    ($($v:ident $r:literal),*) => {$(
+        impl<K: Basic> From<Tensor<$r, K>> for Dyn<K> {
+            fn from(t: Tensor<$r, K>) -> Self {
+                Dyn::$v(t)
+            }
+        }
+    )*};
+}
+dyn_from!(R1 1, R2 2, R3 3, R4 4, R5 5, R6 6);
 
 impl<K: Basic> Dyn<K> {
     /// burn rank (1 for scalars).
@@ -231,14 +251,7 @@ impl<K: Basic> DynTensor<K> {
     /// Wraps a burn tensor, taking its shape as the logical shape.
     pub fn from_tensor<const D: usize>(t: Tensor<D, K>) -> Self {
         let shape = t.dims().to_vec();
-        let t = match D {
-            1 => Dyn::R1(t.reshape(arr::<1>(&shape))),
-            2 => Dyn::R2(t.reshape(arr::<2>(&shape))),
-            3 => Dyn::R3(t.reshape(arr::<3>(&shape))),
-            4 => Dyn::R4(t.reshape(arr::<4>(&shape))),
-            5 => Dyn::R5(t.reshape(arr::<5>(&shape))),
-            _ => Dyn::R6(t.reshape(arr::<6>(&shape))),
-        };
+        let t = const_rank!(D, |R| Dyn::from(t.reshape(arr::<R>(&shape))));
         Self { t, shape }
     }
 
@@ -256,14 +269,7 @@ impl<K: Basic> DynTensor<K> {
             )));
         }
         let b = burn_shape(&shape);
-        let t = match b.len() {
-            1 => Dyn::R1(reshaped(t, arr::<1>(&b))),
-            2 => Dyn::R2(reshaped(t, arr::<2>(&b))),
-            3 => Dyn::R3(reshaped(t, arr::<3>(&b))),
-            4 => Dyn::R4(reshaped(t, arr::<4>(&b))),
-            5 => Dyn::R5(reshaped(t, arr::<5>(&b))),
-            _ => Dyn::R6(reshaped(t, arr::<6>(&b))),
-        };
+        let t = const_rank!(b.len(), |R| Dyn::from(reshaped(t, arr::<R>(&b))));
         Ok(Self { t, shape })
     }
 
@@ -315,14 +321,10 @@ impl<K: Basic> DynTensor<K> {
             None => burn::tensor::TensorCreationOptions::from(d),
         };
         let b = burn_shape(&shape);
-        let t = match b.len() {
-            1 => Dyn::R1(Tensor::from_data(data, opts(device))),
-            2 => Dyn::R2(Tensor::from_data(data, opts(device))),
-            3 => Dyn::R3(Tensor::from_data(data, opts(device))),
-            4 => Dyn::R4(Tensor::from_data(data, opts(device))),
-            5 => Dyn::R5(Tensor::from_data(data, opts(device))),
-            _ => Dyn::R6(Tensor::from_data(data, opts(device))),
-        };
+        let t = const_rank!(b.len(), |R| Dyn::from(Tensor::<R, K>::from_data(
+            data,
+            opts(device)
+        )));
         Ok(Self { t, shape })
     }
 
