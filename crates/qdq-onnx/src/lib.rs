@@ -23,6 +23,9 @@ pub mod quantize;
 pub mod runtime;
 pub mod verify;
 
+#[cfg(test)]
+mod test_models;
+
 /// The element-type table under the name `qdq.rs` and the exporter's trace use.
 mod tensor {
     pub(crate) use crate::proto::elem as dtype;

@@ -15,6 +15,7 @@
 
 mod error;
 mod ops;
+mod probe;
 pub(crate) mod value;
 
 use std::collections::{HashMap, HashSet};
@@ -31,6 +32,7 @@ pub use crate::proto::elem::{dtype_name, is_float};
 use crate::proto::version::model_opset;
 pub use error::{RunError, RunResult};
 pub use ops::quant::INTERNAL_DOMAIN;
+pub use probe::{ProbeFill, probe_values};
 pub use value::{Dyn, DynTensor, MAX_ELEMENTS, MAX_RANK, Value};
 
 /// Every op type the runtime executes (default ONNX domain), for listing unsupported ops.
