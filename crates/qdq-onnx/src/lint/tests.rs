@@ -1,7 +1,7 @@
 //! The linter's rules on small hand-built models, one test per rule family.
 
 use super::*;
-use onnx_ir::{AttributeProto, GraphProto, TensorProto};
+use onnx_ir::{AttributeProto, TensorProto};
 
 use crate::proto::elem as dtype;
 
@@ -50,18 +50,13 @@ fn node(
 
 /// A model reading graph input `x` and returning `y`.
 fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>) -> ModelProto {
-    let mut g = GraphProto::new();
-    g.node = nodes;
-    g.initializer = inits;
-    g.input
-        .push(crate::proto::value_info("x", dtype::FLOAT, &[1, 1, 1, 1]));
-    g.output
-        .push(crate::proto::value_info("y", dtype::FLOAT, &[1, 2, 1, 1]));
-    let mut m = ModelProto::new();
-    m.graph = Some(g).into();
-    m.opset_import.push(Default::default());
-    m.opset_import[0].version = opset;
-    m
+    crate::proto::model_io(
+        nodes,
+        vec![crate::proto::value_info("x", dtype::FLOAT, &[1, 1, 1, 1])],
+        vec![crate::proto::value_info("y", dtype::FLOAT, &[1, 2, 1, 1])],
+        inits,
+        opset,
+    )
 }
 
 /// x -> Q/DQ -> Conv(., DQ(Q(w)) per channel on `w_axis`, bias) with `w` of shape `w_dims`.

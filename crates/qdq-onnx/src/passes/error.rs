@@ -1,5 +1,5 @@
-//! Errors of the graph passes. The crate's [`crate::Error`] wraps them under the same
-//! variant names and messages, so callers above see one error type.
+//! Errors of the graph passes. The crate's top error wraps them under the same variant
+//! names and messages, so callers of the tools see one error type.
 
 /// Why a pass refused a graph.
 #[derive(Debug, thiserror::Error)]

@@ -99,12 +99,33 @@ pub(crate) fn value_info_named(
     v
 }
 
-/// A model of `nodes` importing the default-domain `opset`, for tests.
+/// A model of `nodes` importing the default-domain `opset`, for tests; `outputs` are
+/// declared by name only.
 #[cfg(test)]
 pub(crate) fn model(
     nodes: Vec<NodeProto>,
     inputs: Vec<ValueInfoProto>,
     outputs: &[&str],
+    inits: Vec<TensorProto>,
+    opset: i64,
+) -> onnx_ir::ModelProto {
+    let outputs = outputs
+        .iter()
+        .map(|n| {
+            let mut v = ValueInfoProto::new();
+            v.name = n.to_string();
+            v
+        })
+        .collect();
+    model_io(nodes, inputs, outputs, inits, opset)
+}
+
+/// [`model`] with typed outputs.
+#[cfg(test)]
+pub(crate) fn model_io(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
     inits: Vec<TensorProto>,
     opset: i64,
 ) -> onnx_ir::ModelProto {
@@ -116,14 +137,7 @@ pub(crate) fn model(
     let g = m.graph.mut_or_insert_default();
     g.node = nodes;
     g.input = inputs;
-    g.output = outputs
-        .iter()
-        .map(|n| {
-            let mut v = ValueInfoProto::new();
-            v.name = n.to_string();
-            v
-        })
-        .collect();
+    g.output = outputs;
     g.initializer = inits;
     m
 }

@@ -8,11 +8,11 @@ pub mod elem;
 pub mod file;
 pub mod version;
 
-#[cfg(test)]
-pub(crate) use build::model;
 pub(crate) use build::{
     attr_float, attr_int, attr_ints, node, raw_tensor, tensor_f32, tensor_i64, value_info,
     value_info_named,
 };
+#[cfg(test)]
+pub(crate) use build::{model, model_io};
 pub use decode::initializer_elements;
 pub use file::{MAX_MODEL_BYTES, ReadError, read_model};
