@@ -1,4 +1,4 @@
-//! `Pad` (constant, edge and reflect modes; negative pads crop).
+//! `Pad` (constant, edge, reflect and wrap modes; negative pads crop).
 
 use super::*;
 
