@@ -6,9 +6,9 @@
 //!    the opset/IR versions. Imports nothing from the crate.
 //! 2. [`runtime`]: any ONNX graph run on burn. Imports the proto floor.
 //! 3. [`passes`] (constant folding, element types, TensorRT placement, Q/DQ insertion
-//!    with [`qdq`], opset upgrade) and [`lint`] (TensorRT's rules for QDQ models, on
+//!    with [`qdq`], opset upgrade) and [`lint`](mod@lint) (TensorRT's rules for QDQ models, on
 //!    any file). Import the floors below.
-//! 4. The tools: [`export`] (a burn model's forward pass to QDQ ONNX), [`quantize`]
+//! 4. The tools: [`export`](mod@export) (a burn model's forward pass to QDQ ONNX), [`quantize`]
 //!    (calibrating an FP32 ONNX model into a QDQ one), [`finetune`] (QAT of that QDQ
 //!    graph), [`verify`] (the check a written model passes before it is called done)
 //!    and the crate's [`Error`], which wraps the lower floors' errors.

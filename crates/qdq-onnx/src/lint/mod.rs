@@ -1,7 +1,7 @@
 //! TensorRT's rules for QDQ ONNX models (spec `tensorrt-qdq-rules.md`), as a linter:
 //! each violation names the node and says how to fix it. It is the last gate before a
 //! file is written, so it also checks what every runtime rejects, quantized or not
-//! ([`graph`]: opset, empty graph, producers, order; and Q/DQ element types and shapes).
+//! (`graph`: opset, empty graph, producers, order; and Q/DQ element types and shapes).
 
 mod context;
 mod graph;

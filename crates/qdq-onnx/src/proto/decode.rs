@@ -1,6 +1,6 @@
 //! Reading the values of constant tensors (initializers and `Constant` nodes): the
 //! crate's one TensorProto decoder. [`decode`] is the strict reader the runtime loads
-//! weights with; [`floats`] the lenient one the linter and the tools read scales with.
+//! weights with; `floats` the lenient one the linter and the tools read scales with.
 
 use std::collections::HashMap;
 

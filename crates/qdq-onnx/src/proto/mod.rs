@@ -1,5 +1,5 @@
-//! The proto floor: ONNX messages read ([`file`]), decoded ([`decode`]) and built
-//! ([`build`]), the element types ([`elem`]) and the opset and IR versions
+//! The proto floor: ONNX messages read ([`file`](mod@file)), decoded ([`decode`]) and built
+//! (`build`), the element types ([`elem`]) and the opset and IR versions
 //! ([`version`]). It imports nothing from the crate; every other floor builds on it.
 
 pub(crate) mod build;
