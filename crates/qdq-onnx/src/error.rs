@@ -1,4 +1,10 @@
-//! Errors of the ONNX layer; each names the file at fault.
+//! The crate's top error: what the tools on top (export, quantize, finetune) return.
+//! It composes the lower floors' errors ([`crate::proto::ReadError`],
+//! [`crate::passes::PassError`], [`crate::runtime::RunError`], lint violations), which
+//! never import it.
+
+use crate::passes::PassError;
+use crate::proto::ReadError;
 
 /// Errors reading or writing ONNX files.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +52,7 @@ pub enum Error {
         opset: i64,
     },
     /// An opset outside what a step can write: the exporter's 10 to 21, or the
-    /// opsets the ONNX standard defines (1 to `passes::opset::MAX_OPSET`).
+    /// opsets the ONNX standard defines (1 to `proto::version::MAX_OPSET`).
     #[error("opset {opset} is not supported by {what}; choose {min} to {max}{note}")]
     OpsetRange {
         /// The opset asked for.
@@ -80,3 +86,33 @@ pub enum Error {
 
 /// Result alias of the ONNX layer.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<ReadError> for Error {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io { path, source } => Error::Io { path, source },
+            ReadError::Parse { path, message } => Error::Parse { path, message },
+        }
+    }
+}
+
+impl From<PassError> for Error {
+    fn from(e: PassError) -> Self {
+        match e {
+            PassError::OpsetRange {
+                opset,
+                what,
+                min,
+                max,
+                note,
+            } => Error::OpsetRange {
+                opset,
+                what,
+                min,
+                max,
+                note,
+            },
+            PassError::Graph(message) => Error::Graph(message),
+        }
+    }
+}

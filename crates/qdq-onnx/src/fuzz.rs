@@ -4,7 +4,9 @@
 use burn::tensor::Device;
 use onnx_ir::{Message, ModelProto};
 
-use crate::runtime::{Dim, OnnxGraph, Value, dt, is_float};
+#[cfg(test)]
+use crate::proto::elem as dt;
+use crate::runtime::{OnnxGraph, ProbeFill, probe_values};
 
 /// Largest graph [`run_small_graph`] runs: nodes, initializer elements, input elements.
 const MAX_NODES: usize = 64;
@@ -49,27 +51,13 @@ fn run_model(model: &ModelProto) -> Option<Result<(), crate::runtime::RunError>>
     }
     let device = Device::flex();
     let g = OnnxGraph::from_model(model, &device).ok()?;
-    let mut inputs = Vec::new();
-    for spec in g.inputs() {
-        let shape: Vec<usize> = spec
-            .dims
-            .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) if *n <= 16 => *n,
-                _ => 1,
-            })
-            .collect();
-        let n: usize = shape.iter().product();
-        if n > MAX_INPUT {
-            return None;
-        }
-        let v = match spec.elem_type {
-            e if is_float(e) || e == 0 => Value::try_from_f32(vec![0.5; n], &shape, &device),
-            dt::BOOL => Value::try_from_bool(vec![true; n], &shape, &device),
-            e => Value::try_from_i64(vec![0; n], &shape, &device, e),
-        };
-        inputs.push((spec.name.clone(), v.ok()?));
-    }
+    let fill = ProbeFill {
+        max_dim: 16,
+        max_elements: MAX_INPUT,
+        float: |_| 0.5,
+        bool_value: true,
+    };
+    let inputs = probe_values(g.inputs(), &fill, &device).ok()?;
     Some(g.run(inputs).map(|_| ()))
 }
 

@@ -1,34 +1,51 @@
 //! # qdq-onnx
 //!
-//! ONNX graphs for qdq: [`export`] (a burn model's forward pass to QDQ ONNX),
-//! [`runtime`] (any ONNX graph run on burn), [`passes`] (constant folding, TensorRT
-//! placement, Q/DQ insertion, opset upgrade), [`quantize`] (calibrating an FP32 ONNX
-//! model into a QDQ one), [`finetune`] (QAT of that QDQ graph), [`lint`] (TensorRT's
-//! rules for QDQ models, on any file), [`qdq`] (the one Q/DQ pair writer) and
-//! [`verify`] (the check a written model passes before it is called done).
+//! ONNX graphs for qdq, in floors; each imports only from the floors below it:
+//!
+//! 1. [`proto`]: reading, decoding and building ONNX messages, the element types and
+//!    the opset/IR versions. Imports nothing from the crate.
+//! 2. [`runtime`]: any ONNX graph run on burn. Imports the proto floor.
+//! 3. [`passes`] (constant folding, element types, TensorRT placement, Q/DQ insertion
+//!    with [`qdq`], opset upgrade) and [`lint`](mod@lint) (TensorRT's rules for QDQ models, on
+//!    any file). Import the floors below.
+//! 4. The tools: [`export`](mod@export) (a burn model's forward pass to QDQ ONNX), [`quantize`]
+//!    (calibrating an FP32 ONNX model into a QDQ one), [`finetune`] (QAT of that QDQ
+//!    graph), [`verify`] (the check a written model passes before it is called done)
+//!    and the crate's [`Error`], which wraps the lower floors' errors.
 //!
 //! ONNX messages are onnx-ir's generated protobuf types ([`onnx_ir::ModelProto`]),
 //! read and written with [`onnx_ir::Message`].
 
+#![deny(missing_docs)]
+
+// Floor 1: protobuf messages.
+pub mod proto;
+// Floor 2: the interpreter.
+pub mod runtime;
+// Floor 3: graph passes, the Q/DQ writer and the linter.
+pub mod lint;
+pub mod passes;
+pub mod qdq;
+// Floor 4: the tools and the crate's error.
 mod error;
 pub mod export;
-mod file;
 pub mod finetune;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod lint;
-pub mod passes;
-mod proto;
-pub mod qdq;
 pub mod quantize;
-pub mod runtime;
-mod tensor;
 pub mod verify;
+
+#[cfg(test)]
+mod test_models;
+
+/// The element-type table under the name `qdq.rs` imports it by.
+mod tensor {
+    pub(crate) use crate::proto::elem as dtype;
+}
 
 pub use error::{Error, Result};
 pub use export::{ExportOptions, Fp8Style, export, export_to_file};
-pub use file::{MAX_MODEL_BYTES, read_model};
 pub use lint::{LintOptions, Rule, Violation, lint, lint_file, lint_with};
 pub use onnx_ir::{Message, ModelProto};
+pub use proto::{MAX_MODEL_BYTES, ReadError, initializer_elements, read_model};
 pub use qdq::{QdqFormat, insert_qdq, scales};
-pub use tensor::initializer_elements;

@@ -11,7 +11,7 @@
 use burn::tensor::Device;
 use onnx_ir::ModelProto;
 
-use crate::runtime::{OnnxGraph, RunError, Value, ValueSpec, dt};
+use crate::runtime::{OnnxGraph, ProbeFill, RunError, Value, ValueSpec, dt, probe_values};
 
 /// Why a written model is refused.
 #[derive(Debug, thiserror::Error)]
@@ -141,39 +141,12 @@ pub fn probe_inputs(
     inputs: &[ValueSpec],
     device: &Device,
 ) -> Result<Vec<(String, Value)>, VerifyError> {
-    inputs
-        .iter()
-        .map(|spec| {
-            let shape: Vec<usize> = spec
-                .dims
-                .iter()
-                .map(|d| match d {
-                    crate::runtime::Dim::Fixed(n) => *n,
-                    _ => 1,
-                })
-                .collect();
-            let n = shape
-                .iter()
-                .try_fold(1usize, |a, &d| a.checked_mul(d))
-                .filter(|&n| n <= 1 << 28)
-                .ok_or_else(|| {
-                    VerifyError::Run(RunError::Input {
-                        name: spec.name.clone(),
-                        message: format!("shape {shape:?} is too large for a probe input"),
-                    })
-                })?;
-            let value = match spec.elem_type {
-                dt::BOOL => Value::try_from_bool(vec![false; n], &shape, device)?,
-                dt::FLOAT | dt::FLOAT16 | dt::DOUBLE | dt::BFLOAT16 | 0 => {
-                    // A fixed spread over [-1, 1): every sign and magnitude class.
-                    let data = (0..n)
-                        .map(|i| ((i as u64 * 2_654_435_761) % 2001) as f32 / 1000.0 - 1.0)
-                        .collect();
-                    Value::try_from_f32(data, &shape, device)?
-                }
-                t => Value::try_from_i64(vec![0; n], &shape, device, t)?,
-            };
-            Ok((spec.name.clone(), value))
-        })
-        .collect()
+    let fill = ProbeFill {
+        max_dim: usize::MAX,
+        max_elements: 1 << 28,
+        // A fixed spread over [-1, 1): every sign and magnitude class.
+        float: |i| ((i as u64 * 2_654_435_761) % 2001) as f32 / 1000.0 - 1.0,
+        bool_value: false,
+    };
+    Ok(probe_values(inputs, &fill, device)?)
 }

@@ -489,7 +489,13 @@ fn opsets_onnx_does_not_define_are_refused_by_name() {
     );
     let mut m = model.clone();
     let err = upgrade_opset(&mut m, 0).unwrap_err();
-    assert!(matches!(err, Error::OpsetRange { opset: 0, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            qdq_onnx::passes::PassError::OpsetRange { opset: 0, .. }
+        ),
+        "{err}"
+    );
     assert_eq!(m, model, "a refused upgrade changes nothing");
     // The newest opset ONNX defines is accepted.
     let options = QuantizeOptions {

@@ -144,7 +144,7 @@ where
             .iter()
             .flat_map(|op| op.nodes())
             .find(|t| t.id == id)
-            .map_or(crate::tensor::dtype::FLOAT, |t| lower::onnx_type(t.dtype))
+            .map_or(crate::proto::elem::FLOAT, |t| lower::onnx_type(t.dtype))
     };
     let batch = options.dynamic_batch.then_some("batch");
     graph.input.push(value_info_named(

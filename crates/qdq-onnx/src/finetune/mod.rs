@@ -23,8 +23,9 @@ use burn::tensor::TensorData;
 use onnx_ir::{GraphProto, ModelProto};
 
 use crate::error::{Error, Result};
+use crate::proto::decode::floats;
+use crate::proto::elem as dtype;
 use crate::runtime::{DynTensor, OnnxGraph, RunError, Value};
-use crate::tensor::{dtype, floats};
 
 /// Node inputs that are weights: the initializers found there (directly or through
 /// a Q→DQ pair) are trained.

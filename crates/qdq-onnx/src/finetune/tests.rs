@@ -11,10 +11,11 @@ use burn::tensor::TensorData;
 use onnx_ir::ModelProto;
 
 use super::TrainableGraph;
-use crate::proto::{attr_int, attr_ints, model, node, raw_tensor, tensor_f32, value_info};
+use crate::proto::decode::floats;
+use crate::proto::elem as dtype;
+use crate::proto::{model, node, raw_tensor, tensor_f32, value_info};
 use crate::quantize::{Calibration, Method, QuantizeOptions, apply, prepare};
 use crate::runtime::{OnnxGraph, Value};
-use crate::tensor::{dtype, floats};
 
 fn dev() -> Device {
     Device::flex()
@@ -22,33 +23,7 @@ fn dev() -> Device {
 
 /// x [N,1,4,4] -> Conv(2x1x3x3, pad 1) -> Relu -> Flatten -> Gemm(32 -> 3) -> logits.
 fn float_model() -> ModelProto {
-    let w: Vec<f32> = (0..18)
-        .map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0)
-        .collect();
-    let fc: Vec<f32> = (0..96)
-        .map(|i| ((i * 5 % 13) as f32 - 6.0) / 20.0)
-        .collect();
-    let mut conv = node("Conv", "conv", &["x", "conv.weight", "conv.bias"], &["c"]);
-    conv.attribute.push(attr_ints("pads", [1, 1, 1, 1]));
-    let mut gemm = node("Gemm", "fc", &["f", "fc.weight", "fc.bias"], &["logits"]);
-    gemm.attribute.push(attr_int("transB", 1));
-    model(
-        vec![
-            conv,
-            node("Relu", "relu", &["c"], &["r"]),
-            node("Flatten", "flatten", &["r"], &["f"]),
-            gemm,
-        ],
-        vec![value_info("x", dtype::FLOAT, &[2, 1, 4, 4])],
-        &["logits"],
-        vec![
-            tensor_f32("conv.weight", &[2, 1, 3, 3], &w),
-            tensor_f32("conv.bias", &[2], &[0.1, -0.1]),
-            tensor_f32("fc.weight", &[3, 32], &fc),
-            tensor_f32("fc.bias", &[3], &[0.0, 0.05, -0.05]),
-        ],
-        13,
-    )
+    crate::test_models::conv_relu_gemm(value_info("x", dtype::FLOAT, &[2, 1, 4, 4]))
 }
 
 fn batch(seed: u32) -> Vec<f32> {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use onnx_ir::{GraphProto, ModelProto};
 
 use super::{Rule, Violation, node_name};
-use crate::passes::opset::{MAX_OPSET, model_opset};
+use crate::proto::version::{MAX_OPSET, model_opset};
 
 fn violation(rule: Rule, node: &str, message: String, fix: &str) -> Violation {
     Violation {
@@ -228,8 +228,8 @@ fn cycle_nodes(
 #[cfg(test)]
 mod tests {
     use crate::lint::{Rule, Violation, lint};
+    use crate::proto::elem as dt;
     use crate::proto::{model, node, tensor_f32, value_info};
-    use crate::runtime::dt;
     use onnx_ir::ModelProto;
 
     /// x -> Relu (a) -> Relu (y): passes every rule.
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(found(&v), [(Rule::OpsetRange, "model")]);
         assert!(v[0].message.contains("no default-domain opset"), "{}", v[0]);
         let mut m = good();
-        m.opset_import[0].version = crate::passes::MAX_OPSET;
+        m.opset_import[0].version = crate::proto::version::MAX_OPSET;
         assert_eq!(lint(&m), vec![]);
     }
 

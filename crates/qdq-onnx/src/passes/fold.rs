@@ -4,8 +4,9 @@
 
 use onnx_ir::{GraphProto, ModelProto, TensorProto};
 
+use crate::proto::decode::int64s;
+use crate::proto::elem as dtype;
 use crate::proto::{raw_tensor, tensor_f32, value_info};
-use crate::tensor::dtype;
 
 /// Folds what it can in `model`'s graph; returns the number of nodes folded. Below IR
 /// version 4, where initializers must also be graph inputs, the new ones are added as
@@ -38,7 +39,7 @@ fn fold_graph(graph: &mut GraphProto, as_inputs: bool) -> usize {
                 .input
                 .first()
                 .and_then(|s| graph.initializer.iter().find(|t| t.name == *s))
-                .and_then(int64s)
+                .and_then(sizes)
                 .and_then(|shape| filled(&out, &shape, value)),
             _ => None,
         };
@@ -57,19 +58,12 @@ fn fold_graph(graph: &mut GraphProto, as_inputs: bool) -> usize {
     folded
 }
 
-fn int64s(t: &TensorProto) -> Option<Vec<usize>> {
-    if t.data_type != dtype::INT64 {
-        return None;
-    }
-    let v: Vec<i64> = if t.int64_data.is_empty() {
-        t.raw_data
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect()
-    } else {
-        t.int64_data.clone()
-    };
-    v.into_iter().map(|d| usize::try_from(d).ok()).collect()
+/// A shape tensor's values as sizes (`None` when not int64 or negative).
+fn sizes(t: &TensorProto) -> Option<Vec<usize>> {
+    int64s(t)?
+        .into_iter()
+        .map(|d| usize::try_from(d).ok())
+        .collect()
 }
 
 /// A tensor of `shape` filled with `value`'s single element (float 0 by default).

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use onnx_ir::{GraphProto, NodeProto};
 
+use super::error::{PassError, PassResult};
 use super::placement::{Site, SiteKind};
-use crate::error::{Error, Result};
 use crate::qdq::{QdqFormat, insert_qdq};
 
 /// Inserts a pair for every site with an amax in `amaxes` (by site name) into `graph`.
@@ -20,14 +20,14 @@ pub fn insert_sites(
     sites: &[Site],
     amaxes: &HashMap<String, Vec<f32>>,
     format: QdqFormat,
-) -> Result<()> {
+) -> PassResult<()> {
     let original = std::mem::take(&mut graph.node);
     // Pairs to emit before node i.
     let mut before: HashMap<usize, Vec<NodeProto>> = HashMap::new();
     let mut rewired: HashMap<(usize, usize), String> = HashMap::new();
     for site in sites {
         let amax = amaxes.get(&site.name).ok_or_else(|| {
-            Error::Graph(format!(
+            PassError::Graph(format!(
                 "quantizer `{}` has no amax; calibrate it first",
                 site.name
             ))
@@ -36,7 +36,7 @@ pub fn insert_sites(
             SiteKind::Weight { axis } if amax.len() > 1 => Some(axis as i64),
             _ if amax.len() == 1 => None,
             _ => {
-                return Err(Error::Graph(format!(
+                return Err(PassError::Graph(format!(
                     "quantizer `{}`: {} amax values for a per-tensor quantizer",
                     site.name,
                     amax.len()

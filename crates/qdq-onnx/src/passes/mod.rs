@@ -2,12 +2,14 @@
 //! go ([`placement`]), writing them in ([`insert`]), the opset they need ([`opset`]),
 //! and the element type of every tensor ([`types`]).
 
+mod error;
 pub mod fold;
 pub mod insert;
 pub mod opset;
 pub mod placement;
 pub mod types;
 
+pub use error::{PassError, PassResult};
 pub use fold::fold_constant_nodes;
 pub use insert::insert_sites;
 pub use opset::{MAX_OPSET, check_opset, ir_version_for, model_opset, upgrade_opset};

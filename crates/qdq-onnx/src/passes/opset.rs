@@ -4,54 +4,20 @@
 
 use onnx_ir::{GraphProto, ModelProto, NodeProto};
 
-use crate::error::{Error, Result};
+use super::error::{PassError, PassResult};
+pub use crate::proto::version::{MAX_OPSET, ir_version_for, model_opset};
 use crate::proto::{attr_int, node, tensor_i64};
-
-/// The default-domain opset of `model` (0 when it declares none).
-pub fn model_opset(model: &ModelProto) -> i64 {
-    model
-        .opset_import
-        .iter()
-        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .max()
-        .unwrap_or(0)
-}
-
-/// The newest default-domain opset the ONNX standard defines (onnx 1.23.2's
-/// `onnx.defs.onnx_opset_version()`). The linter refuses models beyond it, and
-/// [`upgrade_opset`] and `quantize::apply` refuse to write one.
-pub const MAX_OPSET: i64 = 28;
-
-/// The IR version each opset shipped with: the first IR version that can hold it
-/// (`onnx.helper.VERSION_TABLE`). The exporter and [`upgrade_opset`] both use it.
-pub fn ir_version_for(opset: i64) -> i64 {
-    match opset {
-        ..=8 => 3,
-        9 => 4,
-        10 => 5,
-        11 => 6,
-        12..=14 => 7,
-        15..=18 => 8,
-        19 | 20 => 9,
-        21 | 22 => 10,
-        23 => 11,
-        24 => 12,
-        25..=27 => 13,
-        _ => 14,
-    }
-}
 
 /// Refuses an opset outside `1..=MAX_OPSET` (the ones the ONNX standard defines),
 /// naming it and the range; `what` is the step asking (`quantize`, `--opset`...).
 ///
 /// # Errors
-/// [`Error::OpsetRange`].
-pub fn check_opset(opset: i64, what: &'static str) -> Result<()> {
+/// [`PassError::OpsetRange`].
+pub fn check_opset(opset: i64, what: &'static str) -> PassResult<()> {
     if (1..=MAX_OPSET).contains(&opset) {
         return Ok(());
     }
-    Err(Error::OpsetRange {
+    Err(PassError::OpsetRange {
         opset,
         what,
         min: 1,
@@ -63,9 +29,9 @@ pub fn check_opset(opset: i64, what: &'static str) -> Result<()> {
 /// Raises `model` to opset `target` (no-op when it is there already).
 ///
 /// # Errors
-/// A `target` ONNX does not define ([`Error::OpsetRange`]); a node whose semantics
+/// A `target` ONNX does not define ([`PassError::OpsetRange`]); a node whose semantics
 /// changed in a way not rewritten here (named, with its op).
-pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> Result<()> {
+pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> PassResult<()> {
     check_opset(target, "the opset upgrade")?;
     let from = model_opset(model);
     if from >= target {
@@ -74,7 +40,7 @@ pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> Result<()> {
     let graph = model
         .graph
         .as_mut()
-        .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
+        .ok_or_else(|| PassError::Graph("the model has no graph".into()))?;
     let nodes = std::mem::take(&mut graph.node);
     let mut counter = 0;
     for mut n in nodes {
@@ -94,7 +60,7 @@ pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> Result<()> {
         };
         match n.op_type.as_str() {
             "Upsample" if crosses(10) => {
-                return Err(Error::Graph(format!(
+                return Err(PassError::Graph(format!(
                     "node `{name}` (Upsample) was removed in opset 10; re-export the model with Resize, or keep opset {from} (no per-channel/FP8)"
                 )));
             }

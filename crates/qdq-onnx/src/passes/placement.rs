@@ -9,9 +9,9 @@ use std::collections::HashMap;
 
 use onnx_ir::{GraphProto, NodeProto};
 
+use super::error::{PassError, PassResult};
 use super::types::{elem_types, is_float_tensor};
-use crate::error::{Error, Result};
-use crate::tensor::constants;
+use crate::proto::decode::constants;
 
 /// What a site quantizes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,13 +90,13 @@ pub fn node_label(n: &NodeProto, index: usize) -> String {
 ///
 /// # Errors
 /// The graph already holds Q/DQ nodes (it is quantized already).
-pub fn place(graph: &GraphProto, options: &PlacementOptions) -> Result<Vec<Site>> {
+pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<Site>> {
     if let Some(n) = graph
         .node
         .iter()
         .find(|n| n.op_type.contains("QuantizeLinear"))
     {
-        return Err(Error::Graph(format!(
+        return Err(PassError::Graph(format!(
             "node `{}` is a {}: the model is quantized already; start from the FP32 model",
             n.name, n.op_type
         )));

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use onnx_ir::{GraphProto, NodeProto, ValueInfoProto};
 
-use crate::runtime::dt;
+use crate::proto::elem as dt;
 
 /// One input or output slot of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub fn elem_types(graph: &GraphProto) -> HashMap<String, i32> {
 pub fn is_float_tensor(types: &HashMap<String, i32>, tensor: &str) -> bool {
     types
         .get(tensor)
-        .is_some_and(|&e| crate::runtime::is_float(e))
+        .is_some_and(|&e| crate::proto::elem::is_float(e))
 }
 
 fn slot_name(node: &NodeProto, slot: Slot) -> Option<&str> {

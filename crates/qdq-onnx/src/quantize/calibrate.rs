@@ -14,9 +14,9 @@ use super::Method;
 use super::cache::{CalibrationCache, Entry};
 use crate::error::{Error, Result};
 use crate::passes::{Site, SiteKind};
+use crate::proto::decode::{constants, floats};
 use crate::runtime::value::dyn_apply;
 use crate::runtime::{OnnxGraph, RunError, Value};
-use crate::tensor::{constants, floats};
 
 /// A calibration in progress over `sites`.
 pub struct Calibration {
@@ -205,44 +205,18 @@ mod tests {
     use onnx_ir::ModelProto;
 
     use super::*;
-    use crate::proto::{attr_int, attr_ints, model, node, tensor_f32, value_info_named};
+    use crate::proto::elem as dtype;
+    use crate::proto::value_info_named;
     use crate::quantize::{QuantizeOptions, prepare};
-    use crate::tensor::dtype;
 
     /// x [batch,1,4,4] -> Conv(2x1x3x3, pad 1) -> Relu -> Flatten -> Gemm(32 -> 3).
     fn float_model() -> ModelProto {
-        let w: Vec<f32> = (0..18)
-            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0)
-            .collect();
-        let fc: Vec<f32> = (0..96)
-            .map(|i| ((i * 5 % 13) as f32 - 6.0) / 20.0)
-            .collect();
-        let mut conv = node("Conv", "conv", &["x", "conv.weight", "conv.bias"], &["c"]);
-        conv.attribute.push(attr_ints("pads", [1, 1, 1, 1]));
-        let mut gemm = node("Gemm", "fc", &["f", "fc.weight", "fc.bias"], &["logits"]);
-        gemm.attribute.push(attr_int("transB", 1));
-        model(
-            vec![
-                conv,
-                node("Relu", "relu", &["c"], &["r"]),
-                node("Flatten", "flatten", &["r"], &["f"]),
-                gemm,
-            ],
-            vec![value_info_named(
-                "x",
-                dtype::FLOAT,
-                &[1, 1, 4, 4],
-                Some("batch"),
-            )],
-            &["logits"],
-            vec![
-                tensor_f32("conv.weight", &[2, 1, 3, 3], &w),
-                tensor_f32("conv.bias", &[2], &[0.1, -0.1]),
-                tensor_f32("fc.weight", &[3, 32], &fc),
-                tensor_f32("fc.bias", &[3], &[0.0, 0.05, -0.05]),
-            ],
-            13,
-        )
+        crate::test_models::conv_relu_gemm(value_info_named(
+            "x",
+            dtype::FLOAT,
+            &[1, 1, 4, 4],
+            Some("batch"),
+        ))
     }
 
     /// 64 items of 16 values whose ranges differ from item to item (1/8 to 8, one

@@ -91,7 +91,7 @@ pub fn apply(
             .graph
             .as_ref()
             .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
-        let consts = crate::tensor::constants(graph);
+        let consts = crate::proto::decode::constants(graph);
         for s in &prepared.sites {
             let amax = match (cache.entries.get(&s.tensor), &s.kind) {
                 (Some(e), _) => e.amax.clone(),

@@ -12,6 +12,16 @@ fn dev() -> Device {
     Device::flex()
 }
 
+/// Runs a model of `nodes` on constants `inits` alone (no graph inputs, opset 17),
+/// returning its output `y`.
+fn run_consts(nodes: Vec<NodeProto>, inits: Vec<TensorProto>) -> Vec<(String, Value)> {
+    let m = model(nodes, vec![], &["y"], inits, 17);
+    OnnxGraph::from_model(&m, &dev())
+        .unwrap()
+        .run(vec![])
+        .unwrap()
+}
+
 const BIG: i64 = 1 << 32;
 
 /// Runs `m` on `x` = ones of `shape` and returns the error (the run must fail).
@@ -361,32 +371,12 @@ fn integer_sums_and_differences_wrap_as_in_onnx() {
     ] {
         let a = tensor_i64("a", &[2], &[i64::MAX, -3]);
         let b = tensor_i64("b", &[1], &[2]);
-        let m = model(
-            vec![node(op, "op", &["a", "b"], &["y"])],
-            vec![],
-            &["y"],
-            vec![a, b],
-            17,
-        );
-        let y = OnnxGraph::from_model(&m, &dev())
-            .unwrap()
-            .run(vec![])
-            .unwrap();
+        let y = run_consts(vec![node(op, "op", &["a", "b"], &["y"])], vec![a, b]);
         assert_eq!(y[0].1.to_i64().unwrap(), want, "{op}");
     }
     let a = tensor_i64("a", &[1], &[i64::MIN]);
     let b = tensor_i64("b", &[1], &[1]);
-    let m = model(
-        vec![node("Sub", "sub", &["a", "b"], &["y"])],
-        vec![],
-        &["y"],
-        vec![a, b],
-        17,
-    );
-    let y = OnnxGraph::from_model(&m, &dev())
-        .unwrap()
-        .run(vec![])
-        .unwrap();
+    let y = run_consts(vec![node("Sub", "sub", &["a", "b"], &["y"])], vec![a, b]);
     assert_eq!(y[0].1.to_i64().unwrap(), [i64::MAX]);
 }
 
@@ -396,17 +386,7 @@ fn integer_sums_and_differences_wrap_as_in_onnx() {
 fn expanding_to_an_empty_shape_gives_an_empty_tensor() {
     let a = tensor_i64("a", &[1], &[3]);
     let b = tensor_i64("b", &[0, 2], &[]);
-    let m = model(
-        vec![node("Mul", "mul", &["a", "b"], &["y"])],
-        vec![],
-        &["y"],
-        vec![a, b],
-        17,
-    );
-    let y = OnnxGraph::from_model(&m, &dev())
-        .unwrap()
-        .run(vec![])
-        .unwrap();
+    let y = run_consts(vec![node("Mul", "mul", &["a", "b"], &["y"])], vec![a, b]);
     assert_eq!(y[0].1.shape(), [0, 2]);
 }
 

@@ -15,6 +15,7 @@
 
 mod error;
 mod ops;
+mod probe;
 pub(crate) mod value;
 
 use std::collections::{HashMap, HashSet};
@@ -24,9 +25,15 @@ use std::path::Path;
 use burn::tensor::Device;
 use onnx_ir::{ModelProto, NodeProto, ValueInfoProto};
 
+use crate::proto::ReadError;
+/// The element-type codes, the proto floor's table under the runtime's old name.
+pub use crate::proto::elem as dt;
+pub use crate::proto::elem::{dtype_name, is_float};
+use crate::proto::version::model_opset;
 pub use error::{RunError, RunResult};
 pub use ops::quant::INTERNAL_DOMAIN;
-pub use value::{Dyn, DynTensor, MAX_ELEMENTS, MAX_RANK, Value, dt, dtype_name, is_float};
+pub use probe::{ProbeFill, probe_values};
+pub use value::{Dyn, DynTensor, MAX_ELEMENTS, MAX_RANK, Value};
 
 /// Every op type the runtime executes (default ONNX domain), for listing unsupported ops.
 pub fn supported_ops() -> &'static [&'static str] {
@@ -131,10 +138,9 @@ fn node_label(n: &NodeProto) -> String {
 impl OnnxGraph {
     /// Reads and prepares an `.onnx` file.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self, RunError> {
-        let model = crate::read_model(path).map_err(|e| match e {
-            crate::Error::Io { path, source } => RunError::Io { path, source },
-            crate::Error::Parse { path, message } => RunError::Parse { path, message },
-            other => RunError::Graph(other.to_string()),
+        let model = crate::proto::read_model(path).map_err(|e| match e {
+            ReadError::Io { path, source } => RunError::Io { path, source },
+            ReadError::Parse { path, message } => RunError::Parse { path, message },
         })?;
         Self::from_model(&model, device)
     }
@@ -147,7 +153,7 @@ impl OnnxGraph {
             .as_ref()
             .ok_or_else(|| RunError::Graph("the model has no graph".into()))?;
         // A model that declares no default-domain opset is read as the newest.
-        let opset = match crate::passes::model_opset(model) {
+        let opset = match model_opset(model) {
             0 => 21,
             v => v,
         };

@@ -8,6 +8,8 @@ use burn::tensor::{Bool, DType, Device, Float, Int, Tensor, TensorData};
 use onnx_ir::TensorProto;
 
 use super::error::{RunError, RunResult, checked_numel, op_err};
+use crate::proto::decode::{DecodeError, HostData, decode};
+use crate::proto::elem::{self as dt, dtype_name};
 
 /// Highest tensor rank the runtime handles.
 pub const MAX_RANK: usize = 6;
@@ -26,66 +28,6 @@ pub const MAX_ELEMENTS: usize = 1 << 31;
 #[cfg(feature = "fuzz-limits")]
 pub const MAX_ELEMENTS: usize = 1 << 24;
 
-/// ONNX `TensorProto.DataType` codes the runtime knows.
-#[allow(missing_docs)]
-pub mod dt {
-    pub const FLOAT: i32 = 1;
-    pub const UINT8: i32 = 2;
-    pub const INT8: i32 = 3;
-    pub const UINT16: i32 = 4;
-    pub const INT16: i32 = 5;
-    pub const INT32: i32 = 6;
-    pub const INT64: i32 = 7;
-    pub const STRING: i32 = 8;
-    pub const BOOL: i32 = 9;
-    pub const FLOAT16: i32 = 10;
-    pub const DOUBLE: i32 = 11;
-    pub const UINT32: i32 = 12;
-    pub const UINT64: i32 = 13;
-    pub const BFLOAT16: i32 = 16;
-    pub const FLOAT8E4M3FN: i32 = 17;
-    pub const FLOAT8E4M3FNUZ: i32 = 18;
-    pub const FLOAT8E5M2: i32 = 19;
-    pub const FLOAT8E5M2FNUZ: i32 = 20;
-    pub const UINT4: i32 = 21;
-    pub const INT4: i32 = 22;
-    pub const FLOAT4E2M1: i32 = 23;
-}
-
-/// Whether an ONNX element type is a floating-point type that Q/DQ and placement treat
-/// as real numbers (float32, float16, bfloat16, double). FP8/FP4 are quantized types.
-pub fn is_float(code: i32) -> bool {
-    matches!(code, dt::FLOAT | dt::FLOAT16 | dt::BFLOAT16 | dt::DOUBLE)
-}
-
-/// Name of an ONNX data type code, for messages.
-pub fn dtype_name(code: i32) -> &'static str {
-    match code {
-        1 => "float32",
-        2 => "uint8",
-        3 => "int8",
-        4 => "uint16",
-        5 => "int16",
-        6 => "int32",
-        7 => "int64",
-        8 => "string",
-        9 => "bool",
-        10 => "float16",
-        11 => "double",
-        12 => "uint32",
-        13 => "uint64",
-        16 => "bfloat16",
-        17 => "float8e4m3fn",
-        18 => "float8e4m3fnuz",
-        19 => "float8e5m2",
-        20 => "float8e5m2fnuz",
-        21 => "uint4",
-        22 => "int4",
-        23 => "float4e2m1",
-        _ => "other",
-    }
-}
-
 /// A burn tensor of rank 1..=6 whose rank is chosen at run time.
 #[derive(Clone, Debug)]
 pub enum Dyn<K: Basic> {
@@ -103,44 +45,52 @@ pub enum Dyn<K: Basic> {
     R6(Tensor<6, K>),
 }
 
-/// `match` over a [`Dyn`], binding the tensor to `$t` and its rank to the const `$r`,
-/// rewrapping the body's tensor at the same rank.
-macro_rules! dyn_map {
-    ($x:expr, |$t:ident, $r:ident| $body:expr) => {{
-        use $crate::runtime::value::Dyn;
-        match $x {
-            Dyn::R1($t) => {
+/// Runs `$body` with the const `$r` set to the run-time `$rank`: 1 to 5, and 6 for
+/// anything else (callers check ranks first). The one place a run-time rank becomes a
+/// compile-time one.
+macro_rules! const_rank {
+    ($rank:expr, |$r:ident| $body:expr) => {{
+        match $rank {
+            1 => {
                 #[allow(dead_code)]
                 const $r: usize = 1;
-                Dyn::R1($body)
+                $body
             }
-            Dyn::R2($t) => {
+            2 => {
                 #[allow(dead_code)]
                 const $r: usize = 2;
-                Dyn::R2($body)
+                $body
             }
-            Dyn::R3($t) => {
+            3 => {
                 #[allow(dead_code)]
                 const $r: usize = 3;
-                Dyn::R3($body)
+                $body
             }
-            Dyn::R4($t) => {
+            4 => {
                 #[allow(dead_code)]
                 const $r: usize = 4;
-                Dyn::R4($body)
+                $body
             }
-            Dyn::R5($t) => {
+            5 => {
                 #[allow(dead_code)]
                 const $r: usize = 5;
-                Dyn::R5($body)
+                $body
             }
-            Dyn::R6($t) => {
+            _ => {
                 #[allow(dead_code)]
                 const $r: usize = 6;
-                Dyn::R6($body)
+                $body
             }
         }
     }};
+}
+
+/// `match` over a [`Dyn`], binding the tensor to `$t` and its rank to the const `$r`,
+/// rewrapping the body's tensor at the same rank.
+macro_rules! dyn_map {
+    ($x:expr, |$t:ident, $r:ident| $body:expr) => {
+        $crate::runtime::value::dyn_apply!($x, |$t, $r| $crate::runtime::value::Dyn::from($body))
+    };
 }
 
 /// `match` over a [`Dyn`], returning whatever the body returns.
@@ -223,7 +173,19 @@ macro_rules! dyn_zip {
 }
 
 #[allow(unused_imports)]
-pub(crate) use {dyn_apply, dyn_map, dyn_zip};
+pub(crate) use {const_rank, dyn_apply, dyn_map, dyn_zip};
+
+/// `Dyn::from(tensor)` at the tensor's rank, so macros can rewrap without naming it.
+macro_rules! dyn_from {
+    ($($v:ident $r:literal),*) => {$(
+        impl<K: Basic> From<Tensor<$r, K>> for Dyn<K> {
+            fn from(t: Tensor<$r, K>) -> Self {
+                Dyn::$v(t)
+            }
+        }
+    )*};
+}
+dyn_from!(R1 1, R2 2, R3 3, R4 4, R5 5, R6 6);
 
 impl<K: Basic> Dyn<K> {
     /// burn rank (1 for scalars).
@@ -297,14 +259,7 @@ impl<K: Basic> DynTensor<K> {
     /// Wraps a burn tensor, taking its shape as the logical shape.
     pub fn from_tensor<const D: usize>(t: Tensor<D, K>) -> Self {
         let shape = t.dims().to_vec();
-        let t = match D {
-            1 => Dyn::R1(t.reshape(arr::<1>(&shape))),
-            2 => Dyn::R2(t.reshape(arr::<2>(&shape))),
-            3 => Dyn::R3(t.reshape(arr::<3>(&shape))),
-            4 => Dyn::R4(t.reshape(arr::<4>(&shape))),
-            5 => Dyn::R5(t.reshape(arr::<5>(&shape))),
-            _ => Dyn::R6(t.reshape(arr::<6>(&shape))),
-        };
+        let t = const_rank!(D, |R| Dyn::from(t.reshape(arr::<R>(&shape))));
         Self { t, shape }
     }
 
@@ -322,14 +277,7 @@ impl<K: Basic> DynTensor<K> {
             )));
         }
         let b = burn_shape(&shape);
-        let t = match b.len() {
-            1 => Dyn::R1(reshaped(t, arr::<1>(&b))),
-            2 => Dyn::R2(reshaped(t, arr::<2>(&b))),
-            3 => Dyn::R3(reshaped(t, arr::<3>(&b))),
-            4 => Dyn::R4(reshaped(t, arr::<4>(&b))),
-            5 => Dyn::R5(reshaped(t, arr::<5>(&b))),
-            _ => Dyn::R6(reshaped(t, arr::<6>(&b))),
-        };
+        let t = const_rank!(b.len(), |R| Dyn::from(reshaped(t, arr::<R>(&b))));
         Ok(Self { t, shape })
     }
 
@@ -381,14 +329,10 @@ impl<K: Basic> DynTensor<K> {
             None => burn::tensor::TensorCreationOptions::from(d),
         };
         let b = burn_shape(&shape);
-        let t = match b.len() {
-            1 => Dyn::R1(Tensor::from_data(data, opts(device))),
-            2 => Dyn::R2(Tensor::from_data(data, opts(device))),
-            3 => Dyn::R3(Tensor::from_data(data, opts(device))),
-            4 => Dyn::R4(Tensor::from_data(data, opts(device))),
-            5 => Dyn::R5(Tensor::from_data(data, opts(device))),
-            _ => Dyn::R6(Tensor::from_data(data, opts(device))),
-        };
+        let t = const_rank!(b.len(), |R| Dyn::from(Tensor::<R, K>::from_data(
+            data,
+            opts(device)
+        )));
         Ok(Self { t, shape })
     }
 
@@ -542,113 +486,28 @@ impl Value {
         }
     }
 
-    /// Reads a serialized ONNX tensor (raw little-endian or typed storage).
+    /// Reads a serialized ONNX tensor (raw little-endian or typed storage) onto
+    /// `device`, through the proto floor's one decoder.
+    ///
+    /// # Errors
+    /// [`RunError::TooLarge`] over [`MAX_ELEMENTS`]; [`RunError::Dtype`] for an element
+    /// type the runtime does not hold; [`RunError::Graph`] for external data, a negative
+    /// dim or storage of the wrong length.
     pub fn from_tensor_proto(t: &TensorProto, device: &Device) -> RunResult<Self> {
-        if !t.external_data.is_empty() {
-            let location = t
-                .external_data
-                .iter()
-                .find(|e| e.key == "location")
-                .map_or("?", |e| e.value.as_str());
-            return Err(RunError::Graph(format!(
-                "tensor `{}` keeps its values in the external file `{location}`; qdq reads only models with their weights inside the .onnx file (re-save it with onnx.save_model(m, path, save_as_external_data=False))",
-                t.name
-            )));
-        }
-        let shape: Vec<usize> = t
-            .dims
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<_, _>>()
-            .map_err(|_| RunError::Graph(format!("tensor `{}` has a negative dim", t.name)))?;
-        let n = checked_numel("initializer", &t.name, &t.dims)?;
-        let raw = &t.raw_data;
-        let bad = |what: &str| {
-            RunError::Graph(format!(
-                "tensor `{}` of shape {shape:?}: {what} holds the wrong number of values",
-                t.name
-            ))
-        };
-        macro_rules! raw_vals {
-            ($ty:ty, $w:expr) => {{
-                // n <= MAX_ELEMENTS, so n * 8 cannot overflow.
-                if raw.len() != n * $w {
-                    return Err(bad("raw_data"));
-                }
-                raw.chunks_exact($w)
-                    .map(|b| <$ty>::from_le_bytes(b.try_into().unwrap_or([0; $w])))
-                    .collect::<Vec<$ty>>()
-            }};
-        }
-        let ints = |v: Vec<i64>| -> RunResult<Vec<i64>> {
-            if v.len() != n {
-                return Err(bad("typed data"));
-            }
-            Ok(v)
-        };
-        let code = t.data_type;
-        match code {
-            dt::FLOAT => {
-                let v = if !raw.is_empty() {
-                    raw_vals!(f32, 4)
-                } else {
-                    t.float_data.clone()
-                };
-                if v.len() != n {
-                    return Err(bad("float_data"));
-                }
-                Self::try_from_f32(v, &shape, device)
-            }
-            dt::INT64 => {
-                let v = if !raw.is_empty() {
-                    raw_vals!(i64, 8)
-                } else {
-                    ints(t.int64_data.clone())?
-                };
-                Self::try_from_i64(v, &shape, device, code)
-            }
-            dt::INT32 | dt::INT16 | dt::UINT16 | dt::INT8 | dt::UINT8 | dt::FLOAT8E4M3FN => {
-                let v: Vec<i64> = if !raw.is_empty() {
-                    match code {
-                        dt::INT32 => raw_vals!(i32, 4).into_iter().map(i64::from).collect(),
-                        dt::INT16 => raw_vals!(i16, 2).into_iter().map(i64::from).collect(),
-                        dt::UINT16 => raw_vals!(u16, 2).into_iter().map(i64::from).collect(),
-                        dt::INT8 => raw_vals!(i8, 1).into_iter().map(i64::from).collect(),
-                        _ => raw_vals!(u8, 1).into_iter().map(i64::from).collect(),
-                    }
-                } else {
-                    ints(t.int32_data.iter().map(|&x| i64::from(x)).collect())?
-                };
-                Self::try_from_i64(v, &shape, device, code)
-            }
-            dt::UINT32 | dt::UINT64 => {
-                let v: Vec<i64> = if !raw.is_empty() {
-                    if code == dt::UINT32 {
-                        raw_vals!(u32, 4).into_iter().map(i64::from).collect()
-                    } else {
-                        raw_vals!(u64, 8).into_iter().map(|x| x as i64).collect()
-                    }
-                } else {
-                    ints(t.uint64_data.iter().map(|&x| x as i64).collect())?
-                };
-                Self::try_from_i64(v, &shape, device, code)
-            }
-            dt::BOOL => {
-                let v: Vec<bool> = if !raw.is_empty() {
-                    raw_vals!(u8, 1).into_iter().map(|b| b != 0).collect()
-                } else {
-                    ints(t.int32_data.iter().map(|&x| i64::from(x)).collect())?
-                        .into_iter()
-                        .map(|b| b != 0)
-                        .collect()
-                };
-                Self::try_from_bool(v, &shape, device)
-            }
-            other => Err(RunError::Dtype(format!(
-                "tensor `{}` has element type {} ({other}); the runtime handles float32, integer, bool and float8e4m3fn tensors",
-                t.name,
-                dtype_name(other)
-            ))),
+        let d = decode(t, MAX_ELEMENTS).map_err(|e| match e {
+            DecodeError::TooLarge { name, dims, limit } => RunError::TooLarge {
+                node: "initializer".into(),
+                tensor: name,
+                shape: dims,
+                limit,
+            },
+            e @ DecodeError::Dtype { .. } => RunError::Dtype(e.to_string()),
+            e => RunError::Graph(e.to_string()),
+        })?;
+        match d.data {
+            HostData::F32(v) => Self::try_from_f32(v, &d.shape, device),
+            HostData::I64(v) => Self::try_from_i64(v, &d.shape, device, d.elem_type),
+            HostData::Bool(v) => Self::try_from_bool(v, &d.shape, device),
         }
     }
 }

@@ -72,7 +72,7 @@ pub(crate) fn geometry(
 ) -> RunResult<Geometry> {
     let n = spatial.len();
     let ints = |name: &str, d: usize| -> RunResult<Vec<usize>> {
-        match ctx.ints(name) {
+        match ctx.ints_attr(name) {
             Some(v) if !v.is_empty() => {
                 if v.len() != n || v.iter().any(|&x| x < 1) {
                     return Err(op_err(format!("{name} {v:?} invalid for {n} spatial dims")));
@@ -84,7 +84,7 @@ pub(crate) fn geometry(
     };
     let strides = ints("strides", 1)?;
     let dil = ints("dilations", 1)?;
-    let auto = ctx.s("auto_pad", "NOTSET");
+    let auto = ctx.string_attr("auto_pad", "NOTSET");
     let pads: Vec<(i64, i64)> = match auto.as_str() {
         "SAME_UPPER" | "SAME_LOWER" => (0..n)
             .map(|i| {
@@ -110,7 +110,7 @@ pub(crate) fn geometry(
             })
             .collect::<RunResult<_>>()?,
         "VALID" => vec![(0, 0); n],
-        "NOTSET" | "" => match ctx.ints("pads") {
+        "NOTSET" | "" => match ctx.ints_attr("pads") {
             Some(p) if !p.is_empty() => {
                 if p.len() != 2 * n || p.iter().any(|&x| x < 0) {
                     return Err(op_err(format!("pads {p:?} invalid for {n} spatial dims")));
@@ -179,18 +179,34 @@ fn check_sizes(x: &[usize], channels_out: usize, g: &Geo) -> RunResult<()> {
     Ok(())
 }
 
-pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
+/// What Conv and ConvTranspose read: input and weight of one rank (3-D to 5-D), the
+/// optional bias, and `group` (at least 1).
+type ConvInputs = (
+    DynTensor<Float>,
+    DynTensor<Float>,
+    Option<DynTensor<Float>>,
+    usize,
+);
+
+/// Reads [`ConvInputs`] for `op`, refusing ranks the kernels do not run.
+fn conv_inputs(ctx: &Ctx, op: &str) -> RunResult<ConvInputs> {
     let x = ctx.float(0)?;
     let w = ctx.float(1)?;
     let bias = ctx.opt(2).map(super::as_float);
     let r = x.rank();
     if !(3..=5).contains(&r) || w.rank() != r {
         return Err(op_err(format!(
-            "Conv needs 3-D to 5-D input and weight of the same rank, got {:?} and {:?}",
+            "{op} needs 3-D to 5-D input and weight of the same rank, got {:?} and {:?}",
             x.shape, w.shape
         )));
     }
-    let group = usize::try_from(ctx.i("group", 1).max(1)).unwrap_or(usize::MAX);
+    let group = usize::try_from(ctx.int_attr("group", 1).max(1)).unwrap_or(usize::MAX);
+    Ok((x, w, bias, group))
+}
+
+pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
+    let (x, w, bias, group) = conv_inputs(ctx, "Conv")?;
+    let r = x.rank();
     let (c, m) = (x.shape[1], w.shape[0]);
     if w.shape[1].checked_mul(group) != Some(c) || m % group != 0 {
         return Err(op_err(format!(
@@ -205,7 +221,7 @@ pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
     }
     let spatial = x.shape[2..].to_vec();
     let kernel = w.shape[2..].to_vec();
-    if let Some(k) = ctx.ints("kernel_shape").filter(|k| !k.is_empty())
+    if let Some(k) = ctx.ints_attr("kernel_shape").filter(|k| !k.is_empty())
         && k.iter().map(|&v| v as usize).collect::<Vec<_>>() != kernel
     {
         return Err(op_err(format!(
@@ -267,17 +283,8 @@ pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
 }
 
 pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
-    let x = ctx.float(0)?;
-    let w = ctx.float(1)?;
-    let bias = ctx.opt(2).map(super::as_float);
+    let (x, w, bias, group) = conv_inputs(ctx, "ConvTranspose")?;
     let r = x.rank();
-    if !(3..=5).contains(&r) || w.rank() != r {
-        return Err(op_err(format!(
-            "ConvTranspose needs 3-D to 5-D input and weight of the same rank, got {:?} and {:?}",
-            x.shape, w.shape
-        )));
-    }
-    let group = usize::try_from(ctx.i("group", 1).max(1)).unwrap_or(usize::MAX);
     let c = x.shape[1];
     let m = w.shape[1].checked_mul(group);
     let Some(m) = m.filter(|_| w.shape[0] == c && c % group == 0) else {
@@ -303,7 +310,7 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
         )));
     }
     let list = |name: &str, d: i64| -> Vec<i64> {
-        match ctx.ints(name) {
+        match ctx.ints_attr(name) {
             Some(v) if v.len() == n => v,
             _ => vec![d; n],
         }
@@ -317,7 +324,7 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
         .map(|&v| v.max(1) as usize)
         .collect();
     let out_pad = list("output_padding", 0);
-    let auto = ctx.s("auto_pad", "NOTSET");
+    let auto = ctx.string_attr("auto_pad", "NOTSET");
     // Full output length per axis: stride * (in - 1) + (k - 1) * dil + 1, checked.
     let overflow = || op_err("strides, dilations or kernel overflow the output size");
     let full: Vec<i64> = (0..n)
@@ -335,7 +342,7 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
     full_shape.extend(full.iter().map(|&f| f as usize));
     checked_numel("", "", &full_shape)?;
     let out_shape: Option<Vec<i64>> = ctx
-        .ints("output_shape")
+        .ints_attr("output_shape")
         .filter(|v| v.len() >= n)
         .map(|v| v[v.len() - n..].to_vec())
         .or_else(|| {
@@ -358,7 +365,7 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
                 }
             })
             .collect(),
-        None => match ctx.ints("pads") {
+        None => match ctx.ints_attr("pads") {
             Some(p) if p.len() == 2 * n => (0..n).map(|i| (p[i], p[i + n])).collect(),
             _ => vec![(0, 0); n],
         },

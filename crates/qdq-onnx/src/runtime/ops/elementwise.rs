@@ -6,8 +6,9 @@ use burn::tensor::kind::{Basic, Numeric, Ordered};
 use burn::tensor::{Float, Int, Tensor};
 
 use super::super::error::{RunResult, checked_numel, op_err};
-use super::super::value::{Dyn, DynTensor, Value, dt, dtype_name, dyn_map, dyn_zip};
+use super::super::value::{Dyn, DynTensor, Value, dyn_map, dyn_zip};
 use super::{Ctx, as_bool, to_i64};
+use crate::proto::elem::{self as dt, dtype_name};
 
 /// numpy broadcast of two shapes, refused above [`crate::runtime::MAX_ELEMENTS`]
 /// (`[n, 1] + [1, n]` grows quadratically).
@@ -64,7 +65,7 @@ pub(crate) fn expand_to<K: Basic>(a: DynTensor<K>, shape: &[usize]) -> RunResult
         // burn's expand refuses a 0 in the target (a panic); the result is empty.
         dyn_map!(a.t, |x, R| {
             let options = (&x.device(), x.dtype());
-            Tensor::empty(super::super::value::arr::<R>(&b), options)
+            Tensor::<R, K>::empty(super::super::value::arr::<R>(&b), options)
         })
     } else {
         dyn_map!(a.t, |x, R| x.expand(super::super::value::arr::<R>(&b)))
@@ -282,7 +283,7 @@ pub(crate) fn where_(c: Value, x: Value, y: Value) -> RunResult<Value> {
 fn unary_float(t: DynTensor<Float>, op: &str, ctx: &Ctx) -> RunResult<DynTensor<Float>> {
     let shape = t.shape.clone();
     let x = t.t;
-    let alpha = |d: f32| ctx.f("alpha", d) as f64;
+    let alpha = |d: f32| ctx.float_attr("alpha", d) as f64;
     let out = match op {
         "Relu" => dyn_map!(x, |t, R| act::relu(t)),
         "Sigmoid" => dyn_map!(x, |t, R| act::sigmoid(t)),
@@ -331,8 +332,8 @@ fn unary_float(t: DynTensor<Float>, op: &str, ctx: &Ctx) -> RunResult<DynTensor<
             })
         }
         "Selu" => {
-            let a = ctx.f("alpha", 1.673_263_2) as f64;
-            let g = ctx.f("gamma", 1.050_701) as f64;
+            let a = ctx.float_attr("alpha", 1.673_263_2) as f64;
+            let g = ctx.float_attr("gamma", 1.050_701) as f64;
             dyn_map!(x, |t, R| elu(t, a).mul_scalar(g))
         }
         "ThresholdedRelu" => {
@@ -344,11 +345,11 @@ fn unary_float(t: DynTensor<Float>, op: &str, ctx: &Ctx) -> RunResult<DynTensor<
         }
         "HardSigmoid" => {
             let a = alpha(0.2);
-            let b = ctx.f("beta", 0.5) as f64;
+            let b = ctx.float_attr("beta", 0.5) as f64;
             dyn_map!(x, |t, R| act::hard_sigmoid(t, a, b))
         }
         "HardSwish" => dyn_map!(x, |t, R| act::hard_swish(t)),
-        "Gelu" => match ctx.s("approximate", "none").as_str() {
+        "Gelu" => match ctx.string_attr("approximate", "none").as_str() {
             "none" => dyn_map!(x, |t, R| act::gelu(t)),
             "tanh" => dyn_map!(x, |t, R| act::gelu_approximate(t)),
             o => return Err(op_err(format!("unknown Gelu approximate `{o}`"))),
@@ -368,8 +369,10 @@ fn elu<const D: usize>(t: Tensor<D>, a: f64) -> Tensor<D> {
 fn clip(ctx: &Ctx) -> RunResult<Value> {
     let (lo, hi) = if ctx.opset < 11 {
         (
-            ctx.has("min").then(|| ctx.f("min", 0.0) as f64),
-            ctx.has("max").then(|| ctx.f("max", 0.0) as f64),
+            ctx.has_attr("min")
+                .then(|| ctx.float_attr("min", 0.0) as f64),
+            ctx.has_attr("max")
+                .then(|| ctx.float_attr("max", 0.0) as f64),
         )
     } else {
         (ctx.host_scalar(1)?, ctx.host_scalar(2)?)

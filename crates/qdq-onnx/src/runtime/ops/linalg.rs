@@ -74,14 +74,14 @@ pub(crate) fn gemm(ctx: &Ctx) -> RunResult<Vec<Value>> {
             a.shape, b.shape
         )));
     }
-    if ctx.i("transA", 0) != 0 {
+    if ctx.int_attr("transA", 0) != 0 {
         a = permute(a, &[1, 0])?;
     }
-    if ctx.i("transB", 0) != 0 {
+    if ctx.int_attr("transB", 0) != 0 {
         b = permute(b, &[1, 0])?;
     }
-    let alpha = ctx.f("alpha", 1.0);
-    let beta = ctx.f("beta", 1.0);
+    let alpha = ctx.float_attr("alpha", 1.0);
+    let beta = ctx.float_attr("beta", 1.0);
     let mut y = matmul_t(a, b)?;
     if alpha != 1.0 {
         y = DynTensor::with(dyn_map!(y.t, |t, R| t.mul_scalar(alpha)), y.shape);

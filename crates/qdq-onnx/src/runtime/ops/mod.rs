@@ -6,7 +6,8 @@ use burn::tensor::{Bool, DType, Device, Float, Int, Tensor};
 use onnx_ir::{AttributeProto, NodeProto};
 
 use super::error::{RunResult, op_err};
-use super::value::{DynTensor, Value, dt, dtype_name};
+use super::value::{DynTensor, Value};
+use crate::proto::elem::{self as dt, dtype_name};
 
 pub(crate) mod conv;
 pub(crate) mod elementwise;
@@ -19,34 +20,11 @@ pub(crate) mod resize;
 pub(crate) mod shape;
 
 /// Dispatch on a runtime rank (1..=6), binding the const `$r`; the body yields a
-/// `RunResult`.
+/// `RunResult`, and other ranks an error.
 macro_rules! with_rank {
     ($rank:expr, |$r:ident| $body:expr) => {{
         match $rank {
-            1 => {
-                const $r: usize = 1;
-                $body
-            }
-            2 => {
-                const $r: usize = 2;
-                $body
-            }
-            3 => {
-                const $r: usize = 3;
-                $body
-            }
-            4 => {
-                const $r: usize = 4;
-                $body
-            }
-            5 => {
-                const $r: usize = 5;
-                $body
-            }
-            6 => {
-                const $r: usize = 6;
-                $body
-            }
+            rank @ 1..=6 => $crate::runtime::value::const_rank!(rank, |$r| $body),
             other => Err($crate::runtime::error::op_err(format!(
                 "rank {other} is not supported (1 to 6)"
             ))),
@@ -55,36 +33,48 @@ macro_rules! with_rank {
 }
 pub(crate) use with_rank;
 
-/// What a kernel sees of its node.
+/// What a kernel sees of its node: the node (for attributes), its inputs in slot order
+/// (`None` for an omitted optional input), the model's opset and the device.
 pub(crate) struct Ctx<'a> {
+    /// The node being run.
     pub node: &'a NodeProto,
+    /// Default-domain opset of the model (some ops changed form across opsets).
     pub opset: i64,
+    /// Inputs by slot; `None` where the node leaves an optional input empty.
     pub inputs: Vec<Option<Value>>,
+    /// Device the outputs are made on.
     pub device: &'a Device,
 }
 
 impl Ctx<'_> {
+    /// The attribute `name`, when the node has it.
     pub fn attr(&self, name: &str) -> Option<&AttributeProto> {
         self.node.attribute.iter().find(|a| a.name == name)
     }
-    pub fn has(&self, name: &str) -> bool {
+    /// Whether the node has the attribute `name`.
+    pub fn has_attr(&self, name: &str) -> bool {
         self.attr(name).is_some()
     }
-    pub fn i(&self, name: &str, default: i64) -> i64 {
+    /// Integer attribute `name`, or `default` when absent.
+    pub fn int_attr(&self, name: &str, default: i64) -> i64 {
         self.attr(name).map_or(default, |a| a.i)
     }
-    pub fn f(&self, name: &str, default: f32) -> f32 {
+    /// Float attribute `name`, or `default` when absent.
+    pub fn float_attr(&self, name: &str, default: f32) -> f32 {
         self.attr(name).map_or(default, |a| a.f)
     }
-    pub fn s(&self, name: &str, default: &str) -> String {
+    /// String attribute `name` (lossy UTF-8), or `default` when absent.
+    pub fn string_attr(&self, name: &str, default: &str) -> String {
         self.attr(name).map_or(default.to_string(), |a| {
             String::from_utf8_lossy(&a.s).into_owned()
         })
     }
-    pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
+    /// Integer-list attribute `name` (axes, pads, perm...), when present.
+    pub fn ints_attr(&self, name: &str) -> Option<Vec<i64>> {
         self.attr(name).map(|a| a.ints.clone())
     }
-    pub fn floats(&self, name: &str) -> Option<Vec<f32>> {
+    /// Float-list attribute `name`, when present.
+    pub fn floats_attr(&self, name: &str) -> Option<Vec<f32>> {
         self.attr(name).map(|a| a.floats.clone())
     }
     /// Optional input `i`.

@@ -45,7 +45,9 @@ fn chan(p: DynTensor<Float>, c: usize, r: usize, what: &str) -> RunResult<DynTen
 }
 
 pub(crate) fn batch_norm(ctx: &Ctx) -> RunResult<Vec<Value>> {
-    if ctx.i("training_mode", 0) != 0 || ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+    if ctx.int_attr("training_mode", 0) != 0
+        || ctx.node.output.iter().skip(1).any(|o| !o.is_empty())
+    {
         return Err(op_err(
             "BatchNormalization in training mode is not supported",
         ));
@@ -56,7 +58,7 @@ pub(crate) fn batch_norm(ctx: &Ctx) -> RunResult<Vec<Value>> {
         return Err(op_err(format!("input {:?} has no channel axis", x.shape)));
     }
     let c = x.shape[1];
-    let eps = ctx.f("epsilon", 1e-5);
+    let eps = ctx.float_attr("epsilon", 1e-5);
     let scale = chan(ctx.float(1)?, c, r, "scale")?;
     let bias = chan(ctx.float(2)?, c, r, "B")?;
     let mean = chan(ctx.float(3)?, c, r, "mean")?;
@@ -100,7 +102,7 @@ pub(crate) fn instance_norm(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let scale = chan(ctx.float(1)?, c, r, "scale")?;
     let bias = chan(ctx.float(2)?, c, r, "B")?;
     let axes: Vec<usize> = (2..r).collect();
-    let (y, _, _) = normalize(x, &axes, ctx.f("epsilon", 1e-5))?;
+    let (y, _, _) = normalize(x, &axes, ctx.float_attr("epsilon", 1e-5))?;
     let y = binary(binary(y, f(scale), Bin::Mul)?, f(bias), Bin::Add)?;
     Ok(vec![y])
 }
@@ -108,9 +110,9 @@ pub(crate) fn instance_norm(ctx: &Ctx) -> RunResult<Vec<Value>> {
 pub(crate) fn layer_norm(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let x = ctx.float(0)?;
     let r = x.rank();
-    let axis = norm_axis(ctx.i("axis", -1), r)?;
+    let axis = norm_axis(ctx.int_attr("axis", -1), r)?;
     let axes: Vec<usize> = (axis..r).collect();
-    let (mut y, mean, inv) = normalize(x, &axes, ctx.f("epsilon", 1e-5))?;
+    let (mut y, mean, inv) = normalize(x, &axes, ctx.float_attr("epsilon", 1e-5))?;
     y = binary(y, ctx.input(1)?, Bin::Mul)?;
     if let Some(b) = ctx.opt(2) {
         y = binary(y, b, Bin::Add)?;
@@ -146,12 +148,12 @@ pub(crate) fn softmax(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     };
     let y = if ctx.opset < 13 {
         // coerce to 2-D [prod(shape[..axis]), prod(shape[axis..])] and normalize rows
-        let axis = norm_axis(ctx.i("axis", 1), r)?;
+        let axis = norm_axis(ctx.int_attr("axis", 1), r)?;
         let outer: usize = shape[..axis].iter().product();
         let inner: usize = shape[axis..].iter().product();
         run(x.reshape(&[outer, inner])?, 1).reshape(&shape)?
     } else {
-        let axis = norm_axis(ctx.i("axis", -1), r)?;
+        let axis = norm_axis(ctx.int_attr("axis", -1), r)?;
         run(x, axis)
     };
     Ok(vec![Value::Float(y)])

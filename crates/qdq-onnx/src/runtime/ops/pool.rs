@@ -87,14 +87,14 @@ pub(crate) fn pool(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     }
     let n = r - 2;
     let kernel: Vec<usize> = ctx
-        .ints("kernel_shape")
+        .ints_attr("kernel_shape")
         .filter(|k| k.len() == n && k.iter().all(|&v| v > 0))
         .ok_or_else(|| op_err("kernel_shape is required (one positive entry per spatial dim)"))?
         .into_iter()
         .map(|v| v as usize)
         .collect();
     let spatial = x.shape[2..].to_vec();
-    let ceil = ctx.i("ceil_mode", 0) != 0;
+    let ceil = ctx.int_attr("ceil_mode", 0) != 0;
     let (strides, dil, pads) = geometry(ctx, &spatial, kernel.clone(), ceil)?;
     window_out(&spatial, &kernel, &strides, &dil, &pads, ceil)?;
     for i in 0..n {
@@ -115,7 +115,7 @@ pub(crate) fn pool(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     }
     let p = Pool {
         is_max,
-        cip: ctx.i("count_include_pad", 0) != 0,
+        cip: ctx.int_attr("count_include_pad", 0) != 0,
         ceil,
     };
     let out = if n <= 2 {
@@ -171,14 +171,14 @@ pub(crate) fn lrn(ctx: &Ctx) -> RunResult<Vec<Value>> {
     if x.rank() < 2 {
         return Err(op_err("LRN needs a channel axis"));
     }
-    let size = ctx.i("size", 0);
+    let size = ctx.int_attr("size", 0);
     if size < 1 {
         return Err(op_err("LRN size must be positive"));
     }
     let (alpha, beta, bias) = (
-        ctx.f("alpha", 1e-4),
-        ctx.f("beta", 0.75),
-        ctx.f("bias", 1.0),
+        ctx.float_attr("alpha", 1e-4),
+        ctx.float_attr("beta", 0.75),
+        ctx.float_attr("bias", 1.0),
     );
     let c = x.shape[1];
     let sq = DynTensor::with(

@@ -5,9 +5,10 @@
 use qdq::tensor_quant::kernel::e4m3_round;
 
 use super::super::error::{RunResult, op_err};
-use super::super::value::{DynTensor, Value, dt, dtype_name, dyn_apply, dyn_map};
+use super::super::value::{DynTensor, Value, dyn_apply, dyn_map};
 use super::elementwise::{Bin, binary};
 use super::{Ctx, as_float, float_to_int, norm_axis};
+use crate::proto::elem::{self as dt, dtype_name};
 use burn::tensor::Float;
 
 /// Integer range of a quantized type.
@@ -91,14 +92,14 @@ pub(crate) fn e4m3_value(b: u8) -> f32 {
 pub(crate) fn quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let x = ctx.float(0)?;
     let shape = x.shape.clone();
-    let axis = ctx.i("axis", 1);
-    if ctx.i("block_size", 0) != 0 {
+    let axis = ctx.int_attr("axis", 1);
+    if ctx.int_attr("block_size", 0) != 0 {
         return Err(op_err("blocked quantization is not supported"));
     }
     let zp = ctx.opt(2);
     let out_type = match &zp {
         Some(z) => z.elem_type(),
-        None => match ctx.i("output_dtype", 0) as i32 {
+        None => match ctx.int_attr("output_dtype", 0) as i32 {
             0 => dt::UINT8,
             t => t,
         },
@@ -106,7 +107,7 @@ pub(crate) fn quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let scale = param(ctx.float(1)?, &shape, axis, "y_scale")?;
     let scaled = binary(Value::Float(x), Value::Float(scale), Bin::Div)?;
     if out_type == dt::FLOAT8E4M3FN {
-        let saturate = ctx.i("saturate", 1) != 0;
+        let saturate = ctx.int_attr("saturate", 1) != 0;
         let v = scaled.to_f32()?;
         let bits: Vec<i64> = v
             .into_iter()
@@ -145,8 +146,8 @@ pub(crate) fn quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
 pub(crate) fn dequantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let xv = ctx.input(0)?;
     let shape = xv.shape();
-    let axis = ctx.i("axis", 1);
-    if ctx.i("block_size", 0) != 0 {
+    let axis = ctx.int_attr("axis", 1);
+    if ctx.int_attr("block_size", 0) != 0 {
         return Err(op_err("blocked quantization is not supported"));
     }
     let x = match xv {
@@ -230,7 +231,7 @@ pub(crate) fn fake_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
     if !dyn_apply!(&x.t, |t, R| t.is_tracked()) {
         return Ok(vec![forward]);
     }
-    let axis = ctx.i("axis", 1);
+    let axis = ctx.int_attr("axis", 1);
     let scale = param(ctx.float(1)?, &x.shape, axis, "y_scale")?;
     let scale = if scale.shape.is_empty() {
         scale.reshape(&vec![1; x.shape.len()])?

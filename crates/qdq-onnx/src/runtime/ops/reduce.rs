@@ -2,8 +2,9 @@
 //! noop_with_empty_axes) and ArgMax/ArgMin.
 
 use super::super::error::{RunResult, op_err};
-use super::super::value::{DynTensor, Value, dt, dyn_map};
+use super::super::value::{DynTensor, Value, dyn_map};
 use super::{Ctx, as_float, float_to_int, norm_axis, to_i64};
+use crate::proto::elem as dt;
 
 pub(crate) fn reduce(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let v = ctx.input(0)?;
@@ -22,9 +23,9 @@ pub(crate) fn reduce(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let axes = if axes_as_input {
         ctx.host_ints(1)?
     } else {
-        ctx.ints("axes")
+        ctx.ints_attr("axes")
     };
-    let keep = ctx.i("keepdims", 1) != 0;
+    let keep = ctx.int_attr("keepdims", 1) != 0;
     let axes: Vec<usize> = match axes {
         Some(a) if !a.is_empty() => {
             let mut v = a
@@ -36,7 +37,7 @@ pub(crate) fn reduce(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
             v
         }
         _ => {
-            if ctx.i("noop_with_empty_axes", 0) != 0 {
+            if ctx.int_attr("noop_with_empty_axes", 0) != 0 {
                 return Ok(vec![match int_type {
                     Some(e) => float_to_int(x, e),
                     None => Value::Float(x),
@@ -109,9 +110,9 @@ pub(crate) fn reduce(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
 pub(crate) fn arg(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let x = as_float(ctx.input(0)?);
     let r = x.rank();
-    let axis = norm_axis(ctx.i("axis", 0), r)?;
-    let keep = ctx.i("keepdims", 1) != 0;
-    let last = ctx.i("select_last_index", 0) != 0;
+    let axis = norm_axis(ctx.int_attr("axis", 0), r)?;
+    let keep = ctx.int_attr("keepdims", 1) != 0;
+    let last = ctx.int_attr("select_last_index", 0) != 0;
     let d = x.shape[axis];
     if d == 0 {
         // No element to point at: ONNX leaves it undefined, burn's kernel panics.

@@ -165,14 +165,14 @@ pub(crate) fn resize(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let r = x.rank();
     let shape = x.shape.clone();
     let upsample = op == "Upsample";
-    let mut mode = ctx.s("mode", "nearest");
+    let mut mode = ctx.string_attr("mode", "nearest");
     if mode == "bilinear" || mode == "trilinear" {
         mode = "linear".into();
     }
     if !matches!(mode.as_str(), "nearest" | "linear" | "cubic") {
         return Err(op_err(format!("mode `{mode}` is not supported")));
     }
-    if ctx.i("antialias", 0) != 0 {
+    if ctx.int_attr("antialias", 0) != 0 {
         return Err(op_err("antialias is not supported"));
     }
     let old = upsample || ctx.opset < 11;
@@ -180,17 +180,17 @@ pub(crate) fn resize(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
         coord: if old {
             "asymmetric".into()
         } else {
-            ctx.s("coordinate_transformation_mode", "half_pixel")
+            ctx.string_attr("coordinate_transformation_mode", "half_pixel")
         },
         nearest: if old {
             "floor".into()
         } else {
-            ctx.s("nearest_mode", "round_prefer_floor")
+            ctx.string_attr("nearest_mode", "round_prefer_floor")
         },
-        cubic_a: ctx.f("cubic_coeff_a", -0.75) as f64,
-        exclude_outside: ctx.i("exclude_outside", 0) != 0,
+        cubic_a: ctx.float_attr("cubic_coeff_a", -0.75) as f64,
+        exclude_outside: ctx.int_attr("exclude_outside", 0) != 0,
     };
-    let axes: Vec<usize> = match ctx.ints("axes") {
+    let axes: Vec<usize> = match ctx.ints_attr("axes") {
         Some(a) if !a.is_empty() => a
             .iter()
             .map(|&x| norm_axis(x, r))
@@ -198,7 +198,7 @@ pub(crate) fn resize(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
         _ => (0..r).collect(),
     };
     let (scales, sizes) = if upsample {
-        let s = match ctx.floats("scales") {
+        let s = match ctx.floats_attr("scales") {
             Some(s) if !s.is_empty() => s,
             _ => as_float(ctx.input(1)?).to_vec()?,
         };
@@ -242,7 +242,7 @@ pub(crate) fn resize(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
                     axes.len()
                 )));
             }
-            let policy = ctx.s("keep_aspect_ratio_policy", "stretch");
+            let policy = ctx.string_attr("keep_aspect_ratio_policy", "stretch");
             let ratios: Vec<f64> = axes
                 .iter()
                 .enumerate()

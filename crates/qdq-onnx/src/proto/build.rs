@@ -2,7 +2,7 @@
 
 use onnx_ir::{AttributeProto, AttributeType, NodeProto, TensorProto, ValueInfoProto};
 
-use crate::tensor::dtype;
+use super::elem;
 
 /// A node `op(inputs) -> outputs` named `name` in the default domain.
 pub(crate) fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
@@ -44,13 +44,13 @@ pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
 /// A float32 tensor, stored as raw little-endian bytes (compact and fast to write).
 pub(crate) fn tensor_f32(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    raw_tensor(name, dims, dtype::FLOAT, bytes)
+    raw_tensor(name, dims, elem::FLOAT, bytes)
 }
 
 /// An int64 tensor.
 pub(crate) fn tensor_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    raw_tensor(name, dims, dtype::INT64, bytes)
+    raw_tensor(name, dims, elem::INT64, bytes)
 }
 
 /// A tensor of `data_type` from its raw little-endian bytes.
@@ -99,12 +99,33 @@ pub(crate) fn value_info_named(
     v
 }
 
-/// A model of `nodes` importing the default-domain `opset`, for tests.
+/// A model of `nodes` importing the default-domain `opset`, for tests; `outputs` are
+/// declared by name only.
 #[cfg(test)]
 pub(crate) fn model(
     nodes: Vec<NodeProto>,
     inputs: Vec<ValueInfoProto>,
     outputs: &[&str],
+    inits: Vec<TensorProto>,
+    opset: i64,
+) -> onnx_ir::ModelProto {
+    let outputs = outputs
+        .iter()
+        .map(|n| {
+            let mut v = ValueInfoProto::new();
+            v.name = n.to_string();
+            v
+        })
+        .collect();
+    model_io(nodes, inputs, outputs, inits, opset)
+}
+
+/// [`model`] with typed outputs.
+#[cfg(test)]
+pub(crate) fn model_io(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
     inits: Vec<TensorProto>,
     opset: i64,
 ) -> onnx_ir::ModelProto {
@@ -116,14 +137,7 @@ pub(crate) fn model(
     let g = m.graph.mut_or_insert_default();
     g.node = nodes;
     g.input = inputs;
-    g.output = outputs
-        .iter()
-        .map(|n| {
-            let mut v = ValueInfoProto::new();
-            v.name = n.to_string();
-            v
-        })
-        .collect();
+    g.output = outputs;
     g.initializer = inits;
     m
 }

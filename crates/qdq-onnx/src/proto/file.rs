@@ -6,7 +6,29 @@ use std::path::Path;
 
 use onnx_ir::{Message, ModelProto};
 
-use crate::error::{Error, Result};
+/// Why [`read_model`] failed; both variants name the file. The crate's top error
+/// wraps them under the same names and messages.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not an ONNX model.
+    #[error(
+        "{path}: not a valid ONNX model ({message}); is the file complete and an .onnx protobuf?"
+    )]
+    Parse {
+        /// The file.
+        path: String,
+        /// The protobuf decoder's message.
+        message: String,
+    },
+}
 
 /// Largest `.onnx` file read: 2 GiB, protobuf's own limit for one message (bigger
 /// models keep their weights in external data, which qdq does not read).
@@ -15,12 +37,12 @@ pub const MAX_MODEL_BYTES: u64 = 2 << 30;
 /// Reads and parses the ONNX model at `path`.
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be read, is not a regular file (a FIFO or a
-/// device would never end) or is over [`MAX_MODEL_BYTES`]; [`Error::Parse`] when it is
+/// [`ReadError::Io`] when the file cannot be read, is not a regular file (a FIFO or a
+/// device would never end) or is over [`MAX_MODEL_BYTES`]; [`ReadError::Parse`] when it is
 /// not an ONNX model (e.g. truncated). All name the file.
-pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto> {
+pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto, ReadError> {
     let path = path.as_ref();
-    let io = |source| Error::Io {
+    let io = |source| ReadError::Io {
         path: path.display().to_string(),
         source,
     };
@@ -52,7 +74,7 @@ pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto> {
     if bytes.len() as u64 > MAX_MODEL_BYTES {
         return Err(too_big());
     }
-    ModelProto::parse_from_bytes(&bytes).map_err(|e| Error::Parse {
+    ModelProto::parse_from_bytes(&bytes).map_err(|e| ReadError::Parse {
         path: path.display().to_string(),
         message: e.to_string(),
     })
@@ -71,7 +93,7 @@ mod tests {
             let err = read_model(&path).unwrap_err();
             let text = err.to_string();
             assert!(
-                matches!(&err, Error::Io { .. }) && text.contains("not a regular file"),
+                matches!(&err, ReadError::Io { .. }) && text.contains("not a regular file"),
                 "{text}"
             );
             assert!(text.starts_with(&path.display().to_string()), "{text}");

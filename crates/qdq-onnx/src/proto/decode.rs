@@ -1,0 +1,342 @@
+//! Reading the values of constant tensors (initializers and `Constant` nodes): the
+//! crate's one TensorProto decoder. [`decode`] is the strict reader the runtime loads
+//! weights with; `floats` the lenient one the linter and the tools read scales with.
+
+use std::collections::HashMap;
+
+use onnx_ir::{GraphProto, TensorProto};
+
+use super::elem;
+
+/// Every constant of a graph by name: initializers and `Constant` node outputs.
+pub(crate) fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
+    let mut map: HashMap<&str, &TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    for node in graph.node.iter().filter(|n| n.op_type == "Constant") {
+        let value = node.attribute.iter().find(|a| a.name == "value");
+        if let (Some(out), Some(t)) = (node.output.first(), value.and_then(|a| a.t.as_ref())) {
+            map.insert(out.as_str(), t);
+        }
+    }
+    map
+}
+
+/// Number of elements (1 for a scalar), saturating at `usize::MAX` for dims whose
+/// product overflows (a hostile file; found by the `onnx_model` fuzz target after
+/// 5.3 million runs).
+pub(crate) fn numel(t: &TensorProto) -> usize {
+    t.dims
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(0))
+        .fold(1usize, usize::saturating_mul)
+}
+
+/// Float values of a FLOAT tensor (typed or raw little-endian storage).
+pub(crate) fn floats(t: &TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != elem::FLOAT {
+        return None;
+    }
+    if !t.float_data.is_empty() {
+        return Some(t.float_data.clone());
+    }
+    Some(le_values(&t.raw_data))
+}
+
+/// Values of an INT64 tensor (typed or raw storage), lenient like [`floats`].
+pub(crate) fn int64s(t: &TensorProto) -> Option<Vec<i64>> {
+    if t.data_type != elem::INT64 {
+        return None;
+    }
+    if !t.int64_data.is_empty() {
+        return Some(t.int64_data.clone());
+    }
+    Some(le_values(&t.raw_data))
+}
+
+/// A number stored little-endian in `raw_data`.
+pub(crate) trait LeBytes: Sized {
+    /// Bytes per value.
+    const WIDTH: usize;
+    /// The value of exactly `WIDTH` bytes.
+    fn from_le(b: &[u8]) -> Self;
+}
+
+macro_rules! le_bytes {
+    ($($ty:ty),*) => {$(
+        impl LeBytes for $ty {
+            const WIDTH: usize = std::mem::size_of::<$ty>();
+            fn from_le(b: &[u8]) -> Self {
+                <$ty>::from_le_bytes(b.try_into().unwrap_or([0; std::mem::size_of::<$ty>()]))
+            }
+        }
+    )*};
+}
+le_bytes!(f32, i64, i32, i16, u16, i8, u8, u32, u64);
+
+/// The little-endian values in `raw` (a trailing partial value is ignored).
+pub(crate) fn le_values<T: LeBytes>(raw: &[u8]) -> Vec<T> {
+    raw.chunks_exact(T::WIDTH).map(T::from_le).collect()
+}
+
+/// The values of a decoded tensor, widened to the three host types the runtime holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostData {
+    /// float32 values.
+    F32(Vec<f32>),
+    /// Integer values (and FP8 bit patterns), widened to int64.
+    I64(Vec<i64>),
+    /// bool values.
+    Bool(Vec<bool>),
+}
+
+/// A tensor decoded by [`decode`]: its shape (`[]` for a scalar), element type and values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    /// Logical shape.
+    pub shape: Vec<usize>,
+    /// ONNX element type code of the stored tensor.
+    pub elem_type: i32,
+    /// The values, `shape`'s element count of them.
+    pub data: HostData,
+}
+
+/// Why [`decode`] refused a tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The values live in an external file, which qdq does not read.
+    #[error(
+        "tensor `{name}` keeps its values in the external file `{location}`; qdq reads only models with their weights inside the .onnx file (re-save it with onnx.save_model(m, path, save_as_external_data=False))"
+    )]
+    External {
+        /// The tensor.
+        name: String,
+        /// The external file named by the tensor (`?` when absent).
+        location: String,
+    },
+    /// A dimension is negative.
+    #[error("tensor `{name}` has a negative dim")]
+    NegativeDim {
+        /// The tensor.
+        name: String,
+    },
+    /// The element count overflows or is over the caller's limit.
+    #[error("tensor `{name}` of shape {dims:?} would hold more than {limit} elements")]
+    TooLarge {
+        /// The tensor.
+        name: String,
+        /// Its dims (saturated to `u64::MAX` where negative).
+        dims: Vec<u64>,
+        /// The limit asked for.
+        limit: u64,
+    },
+    /// The storage holds a different number of values than the shape says.
+    #[error("tensor `{name}` of shape {shape:?}: {field} holds the wrong number of values")]
+    Length {
+        /// The tensor.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The storage field at fault (`raw_data`, `float_data`, `typed data`).
+        field: &'static str,
+    },
+    /// An element type the decoder does not read (strings, float16, FP4...).
+    #[error(
+        "tensor `{name}` has element type {} ({code}); the runtime handles float32, integer, bool and float8e4m3fn tensors",
+        elem::dtype_name(*code)
+    )]
+    Dtype {
+        /// The tensor.
+        name: String,
+        /// Its element type code.
+        code: i32,
+    },
+}
+
+/// Reads a serialized tensor (raw little-endian or typed storage) into host values,
+/// checking shape against storage and refusing more than `max_elements` values before
+/// allocating.
+///
+/// # Errors
+/// [`DecodeError`]: external data, a negative dim, too many elements, storage of the
+/// wrong length, or an element type other than float32, the integers, bool and
+/// float8e4m3fn (kept as its bit pattern).
+pub fn decode(t: &TensorProto, max_elements: usize) -> Result<Decoded, DecodeError> {
+    let name = || t.name.clone();
+    if !t.external_data.is_empty() {
+        let location = t
+            .external_data
+            .iter()
+            .find(|e| e.key == "location")
+            .map_or("?", |e| e.value.as_str());
+        return Err(DecodeError::External {
+            name: name(),
+            location: location.to_string(),
+        });
+    }
+    let shape: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| DecodeError::NegativeDim { name: name() })?;
+    let limit = max_elements as u64;
+    let n = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .filter(|&n| n <= limit)
+        .ok_or_else(|| DecodeError::TooLarge {
+            name: name(),
+            dims: shape.iter().map(|&d| d as u64).collect(),
+            limit,
+        })? as usize;
+    let bad = |field| DecodeError::Length {
+        name: name(),
+        shape: shape.clone(),
+        field,
+    };
+    let raw = &t.raw_data;
+    // Raw storage is checked by length before anything is allocated.
+    let raw_vals = |width: usize| {
+        if raw.len() == n.saturating_mul(width) {
+            Ok(())
+        } else {
+            Err(bad("raw_data"))
+        }
+    };
+    let ints = |v: Vec<i64>| {
+        if v.len() == n {
+            Ok(v)
+        } else {
+            Err(bad("typed data"))
+        }
+    };
+    fn widen<T: LeBytes + Into<i64>>(raw: &[u8]) -> Vec<i64> {
+        le_values::<T>(raw).into_iter().map(Into::into).collect()
+    }
+    let code = t.data_type;
+    let data = match code {
+        elem::FLOAT => {
+            let v = if !raw.is_empty() {
+                raw_vals(4)?;
+                le_values(raw)
+            } else {
+                t.float_data.clone()
+            };
+            if v.len() != n {
+                return Err(bad("float_data"));
+            }
+            HostData::F32(v)
+        }
+        elem::INT64 => HostData::I64(if !raw.is_empty() {
+            raw_vals(8)?;
+            le_values(raw)
+        } else {
+            ints(t.int64_data.clone())?
+        }),
+        elem::INT32
+        | elem::INT16
+        | elem::UINT16
+        | elem::INT8
+        | elem::UINT8
+        | elem::FLOAT8E4M3FN => HostData::I64(if !raw.is_empty() {
+            match code {
+                elem::INT32 => raw_vals(4).map(|_| widen::<i32>(raw))?,
+                elem::INT16 => raw_vals(2).map(|_| widen::<i16>(raw))?,
+                elem::UINT16 => raw_vals(2).map(|_| widen::<u16>(raw))?,
+                elem::INT8 => raw_vals(1).map(|_| widen::<i8>(raw))?,
+                _ => raw_vals(1).map(|_| widen::<u8>(raw))?,
+            }
+        } else {
+            ints(t.int32_data.iter().map(|&x| i64::from(x)).collect())?
+        }),
+        elem::UINT32 | elem::UINT64 => HostData::I64(if !raw.is_empty() {
+            if code == elem::UINT32 {
+                raw_vals(4).map(|_| widen::<u32>(raw))?
+            } else {
+                raw_vals(8)?;
+                le_values::<u64>(raw)
+                    .into_iter()
+                    .map(|x| x as i64)
+                    .collect()
+            }
+        } else {
+            ints(t.uint64_data.iter().map(|&x| x as i64).collect())?
+        }),
+        elem::BOOL => HostData::Bool(if !raw.is_empty() {
+            raw_vals(1)?;
+            raw.iter().map(|&b| b != 0).collect()
+        } else {
+            ints(t.int32_data.iter().map(|&x| i64::from(x)).collect())?
+                .into_iter()
+                .map(|b| b != 0)
+                .collect()
+        }),
+        other => {
+            return Err(DecodeError::Dtype {
+                name: name(),
+                code: other,
+            });
+        }
+    };
+    Ok(Decoded {
+        shape,
+        elem_type: code,
+        data,
+    })
+}
+
+/// Whether every element of an integer or FP8 tensor is zero (typed or raw storage).
+pub(crate) fn all_zero(t: &TensorProto) -> bool {
+    t.int32_data.iter().all(|&v| v == 0)
+        && t.int64_data.iter().all(|&v| v == 0)
+        && t.float_data.iter().all(|&v| v == 0.0)
+        && t.raw_data.iter().all(|&b| b == 0)
+}
+
+/// Total element count of a graph's initializers (what `qdq inspect` reports), summed
+/// without overflow: dims from a hostile file saturate at `u64::MAX`, negative dims
+/// count as 0.
+pub fn initializer_elements(graph: &GraphProto) -> u64 {
+    graph
+        .initializer
+        .iter()
+        .map(|t| {
+            t.dims.iter().try_fold(1u64, |acc, &d| {
+                acc.checked_mul(u64::try_from(d).unwrap_or(0))
+            })
+        })
+        .fold(0u64, |acc, n| acc.saturating_add(n.unwrap_or(u64::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numel_saturates_instead_of_overflowing() {
+        let mut t = TensorProto::new();
+        t.dims = vec![1 << 32, 1 << 32, 3];
+        assert_eq!(numel(&t), usize::MAX);
+        t.dims = vec![2, -1, 3];
+        assert_eq!(numel(&t), 0);
+    }
+
+    #[test]
+    fn initializer_elements_saturates_instead_of_overflowing() {
+        let mut g = GraphProto::new();
+        for dims in [vec![2, 3], vec![], vec![-4, 5]] {
+            let mut t = TensorProto::new();
+            t.dims = dims;
+            g.initializer.push(t);
+        }
+        assert_eq!(initializer_elements(&g), 6 + 1);
+        let mut huge = TensorProto::new();
+        huge.dims = vec![1 << 32, 1 << 32];
+        g.initializer.push(huge.clone());
+        g.initializer.push(huge);
+        assert_eq!(initializer_elements(&g), u64::MAX);
+    }
+}

@@ -1,0 +1,18 @@
+//! The proto floor: ONNX messages read ([`file`](mod@file)), decoded ([`decode`]) and built
+//! (`build`), the element types ([`elem`]) and the opset and IR versions
+//! ([`version`]). It imports nothing from the crate; every other floor builds on it.
+
+pub(crate) mod build;
+pub mod decode;
+pub mod elem;
+pub mod file;
+pub mod version;
+
+pub(crate) use build::{
+    attr_float, attr_int, attr_ints, node, raw_tensor, tensor_f32, tensor_i64, value_info,
+    value_info_named,
+};
+#[cfg(test)]
+pub(crate) use build::{model, model_io};
+pub use decode::initializer_elements;
+pub use file::{MAX_MODEL_BYTES, ReadError, read_model};
