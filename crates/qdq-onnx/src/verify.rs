@@ -62,7 +62,11 @@ pub enum VerifyError {
     },
 }
 
-/// The first NaN or Inf in a float initializer of `model`, in file order.
+/// The first float initializer of `model`, in file order, holding a value no written
+/// model may have: NaN anywhere (a diverged fine-tuning, a damaged file), ±Inf in a
+/// tensor that is quantized or is a Q/DQ scale. ±Inf elsewhere is a legitimate
+/// constant (Clip's open bound, an attention mask's -inf) and stays as the user's
+/// model had it.
 ///
 /// # Errors
 /// [`VerifyError::NonFiniteWeight`] naming it; an initializer that cannot be decoded.
@@ -70,6 +74,17 @@ pub fn check_weights_finite(model: &ModelProto, device: &Device) -> Result<(), V
     let Some(graph) = model.graph.as_ref() else {
         return Ok(());
     };
+    // Inputs of Q/DQ nodes (any domain: TRT_FP8QuantizeLinear too) that must be finite:
+    // a QuantizeLinear's input and the scale of either.
+    let mut quantized = std::collections::HashSet::new();
+    for n in &graph.node {
+        if n.op_type.ends_with("QuantizeLinear") {
+            if !n.op_type.ends_with("DequantizeLinear") {
+                quantized.extend(n.input.first());
+            }
+            quantized.extend(n.input.get(1));
+        }
+    }
     for t in &graph.initializer {
         if !matches!(
             t.data_type,
@@ -77,9 +92,10 @@ pub fn check_weights_finite(model: &ModelProto, device: &Device) -> Result<(), V
         ) {
             continue;
         }
+        let strict = quantized.contains(&t.name);
+        let bad = |x: &f32| x.is_nan() || (strict && x.is_infinite());
         let v = Value::from_tensor_proto(t, device)?;
-        if let Some((index, &value)) = v.to_f32()?.iter().enumerate().find(|(_, x)| !x.is_finite())
-        {
+        if let Some((index, &value)) = v.to_f32()?.iter().enumerate().find(|(_, x)| bad(x)) {
             return Err(VerifyError::NonFiniteWeight {
                 initializer: t.name.clone(),
                 index,
@@ -149,4 +165,47 @@ pub fn probe_inputs(
         bool_value: false,
     };
     Ok(probe_values(inputs, &fill, device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::build::{model, node, tensor_f32, tensor_i64};
+
+    fn check(weight: f32, bound: f32) -> Result<(), VerifyError> {
+        // y = DQ(Q(w)) + Clip(x, -inf..bound): w quantized, the Clip bound not.
+        let m = model(
+            vec![
+                node("QuantizeLinear", "q", &["w", "s"], &["wq"]),
+                node("DequantizeLinear", "dq", &["wq", "s"], &["wd"]),
+                node("Clip", "clip", &["wd", "lo", "hi"], &["y"]),
+            ],
+            vec![],
+            &["y"],
+            vec![
+                tensor_f32("w", &[2], &[0.5, weight]),
+                tensor_f32("s", &[], &[0.01]),
+                tensor_f32("lo", &[], &[f32::NEG_INFINITY]),
+                tensor_f32("hi", &[], &[bound]),
+                tensor_i64("unused", &[1], &[0]),
+            ],
+            17,
+        );
+        check_weights_finite(&m, &Device::flex())
+    }
+
+    #[test]
+    fn infinite_clip_bounds_are_kept_and_non_finite_quantized_weights_refused() {
+        check(1.0, f32::INFINITY).unwrap();
+        let e = check(f32::INFINITY, 6.0).unwrap_err();
+        assert!(
+            matches!(&e, VerifyError::NonFiniteWeight { initializer, index: 1, .. } if initializer == "w"),
+            "{e}"
+        );
+        let e = check(1.0, f32::NAN).unwrap_err();
+        assert!(
+            matches!(&e, VerifyError::NonFiniteWeight { initializer, index: 0, .. } if initializer == "hi"),
+            "{e}"
+        );
+    }
 }
