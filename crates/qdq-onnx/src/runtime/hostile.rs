@@ -495,3 +495,20 @@ fn convolutions_of_empty_tensors_do_not_panic() {
         }
     }
 }
+
+/// Found by the `runtime_graph` fuzz target: LRN with an integral `beta` past i64's
+/// range reached burn's `powf_scalar`, which unwraps its conversion to i64.
+#[test]
+fn lrn_with_a_huge_beta_runs() {
+    let x = &[1usize, 3, 1, 1];
+    let mut n = node("LRN", "lrn", &["x"], &["y"]);
+    n.attribute.push(attr_int("size", 3));
+    n.attribute
+        .push(crate::proto::build::attr_float("beta", 1.157_835_7e27));
+    let g = OnnxGraph::from_model(&one(n, vec![], x), &dev()).unwrap();
+    let v = Value::from_f32(vec![0.0, 1.0, 2.0], x, &dev());
+    let y = g.run(vec![("x".into(), v)]).unwrap()[0].1.to_f32().unwrap();
+    // Every window holds a non-zero square, so (1 + alpha/size * sum)^beta is infinite
+    // and y = x / den is 0.
+    assert_eq!(y, [0.0, 0.0, 0.0]);
+}

@@ -204,10 +204,14 @@ pub(crate) fn lrn(ctx: &Ctx) -> RunResult<Vec<Value>> {
         return Err(op_err("internal"));
     };
     let a = alpha / size as f32;
-    let den = dyn_map!(s.t, |v, R| v
-        .mul_scalar(a)
-        .add_scalar(bias)
-        .powf_scalar(beta));
+    // A tensor exponent, not powf_scalar: burn turns an integral scalar exponent into
+    // an i64 and unwraps, a panic for a beta past i64's range (found by the
+    // `runtime_graph` fuzz target).
+    let den = dyn_map!(s.t, |v, R| {
+        let base = v.mul_scalar(a).add_scalar(bias);
+        let exponent = base.zeros_like().add_scalar(beta);
+        base.powf(exponent)
+    });
     let y = binary(
         Value::Float(x),
         Value::Float(DynTensor::with(den, s.shape)),
