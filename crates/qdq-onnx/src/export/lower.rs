@@ -25,7 +25,7 @@ use super::trace::{QuantSite, Trace};
 use super::{ExportOptions, Fp8Style, UnsupportedOp};
 use crate::error::{Error, Result};
 use crate::proto::{attr_float, attr_int, attr_ints, node, tensor_f32, tensor_i64};
-use crate::qdq::{QdqFormat, insert_qdq};
+use crate::qdq::{QdqFormat, insert_qdq_scaled};
 use crate::tensor::dtype;
 
 /// A weight quantizer held back until its consumer is known.
@@ -244,11 +244,12 @@ impl<'a> Lowerer<'a> {
         } else {
             format!("{}.{}", site.name, *uses - 1)
         };
-        Ok(insert_qdq(
+        // The record's own scales: qdq defines them, for the format it recorded.
+        Ok(insert_qdq_scaled(
             &mut self.graph,
             input,
             &prefix,
-            &l.amax,
+            &l.scales(),
             l.axis.map(|a| a as i64),
             format,
         ))
