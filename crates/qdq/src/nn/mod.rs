@@ -1,5 +1,11 @@
 //! Quantized modules for burn: `TensorQuantizer`, the `Quant*` layers, and walks over
 //! a model's quantizers (`nn/` of the reference).
+//!
+//! Layering, bottom up (no module imports one above it): `handle` (a quantizer's
+//! shared switches) → `scope` (the thread's walk or pass mode) → `walk` (paths,
+//! `named_quantizers`) → `tensor_quantizer` → `modules` (the `Quant*` layers) →
+//! `dropin` (float-or-quantized layers) → `calibration`, `checkpoint` (model-wide
+//! workflows); `crate::quant_modules` sits on top.
 
 mod calibration;
 mod checkpoint;
@@ -7,7 +13,9 @@ pub mod dropin;
 mod handle;
 pub mod lowering;
 pub mod modules;
+pub(crate) mod scope;
 mod tensor_quantizer;
+pub mod walk;
 
 pub use calibration::{
     check_quantizers, collect_stats, compute_amax, disable_calibration, enable_calibration,
@@ -24,6 +32,7 @@ pub use dropin::{
     LinearConfig, MaxPool1d, MaxPool1dConfig, MaxPool2d, MaxPool2dConfig, MaxPool3d,
     MaxPool3dConfig, Replaceable,
 };
-pub use handle::{NamedQuantizer, QuantizerConfig, QuantizerHandle, named_quantizers};
+pub use handle::{QuantizerConfig, QuantizerHandle, QuantizerId};
 pub use modules::*;
 pub use tensor_quantizer::{LearnableClip, TensorQuantizer};
+pub use walk::{NamedQuantizer, named_quantizers};

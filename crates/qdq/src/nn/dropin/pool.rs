@@ -10,7 +10,7 @@ use burn::nn::pool;
 
 use super::dropin_types;
 use crate::nn::modules::pool3d;
-use crate::nn::{
+use crate::nn::modules::{
     QuantAdaptiveAvgPool1d, QuantAdaptiveAvgPool2d, QuantAdaptiveAvgPool3d, QuantAvgPool1d,
     QuantAvgPool2d, QuantAvgPool3d, QuantMaxPool1d, QuantMaxPool2d, QuantMaxPool3d,
 };
