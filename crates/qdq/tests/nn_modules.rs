@@ -522,6 +522,16 @@ fn same_pairs(size: [usize; 3], k: [usize; 3], s: [usize; 3]) -> [(usize, usize)
 type PoolCase = ([usize; 3], [usize; 3], PaddingConfig3d, [usize; 3], bool);
 
 #[test]
+fn float_3d_pools_keep_their_pytorch_names_in_print() {
+    use burn::module::{DisplaySettings, ModuleDisplay};
+    let avg = AvgPool3dConfig::new([2, 2, 2]).init();
+    let max = FloatMaxPool3dConfig::new([2, 2, 2]).init();
+    let shown = |m: &dyn Fn(DisplaySettings) -> String| m(DisplaySettings::default());
+    assert!(shown(&|s| avg.format(s)).starts_with("AvgPool3d {"));
+    assert!(shown(&|s| max.format(s)).starts_with("MaxPool3d {"));
+}
+
+#[test]
 fn pool3d_equals_direct_definition() {
     let d = dev();
     let shape = [2, 3, 5, 6, 7];

@@ -22,7 +22,8 @@ pub use calibration::{
     load_amaxes, quantizer_summary,
 };
 pub use checkpoint::{load_safetensors, save_safetensors};
-// Explicit, so they take precedence over `modules::*`'s float 3-D pools of the same names.
+// Explicit, so they take precedence over `modules::*`'s former names of the float
+// 3-D pools (`FloatAvgPool3d`, `FloatMaxPool3d`).
 pub use dropin::{
     AdaptiveAvgPool1d, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig,
     AdaptiveAvgPool3d, AdaptiveAvgPool3dConfig, AvgPool1d, AvgPool1dConfig, AvgPool2d,

@@ -9,7 +9,7 @@ use burn::nn::pool::{
 };
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 
-use super::pool3d::{AvgPool3d, AvgPool3dConfig, MaxPool3d, MaxPool3dConfig};
+use super::pool3d::{FloatAvgPool3d, FloatAvgPool3dConfig, FloatMaxPool3d, FloatMaxPool3dConfig};
 
 /// Declares one quantized pool: the module (`pool`, `_input_quantizer`), its
 /// config wrapping the float pool's, `from_float`, `forward`, and the mixin.
@@ -132,7 +132,7 @@ quant_pool!(
     /// # Shapes (`forward`)
     /// - input: `[batch_size, channels, depth_in, height_in, width_in]`
     /// - output: `[batch_size, channels, depth_out, height_out, width_out]`
-    QuantMaxPool3d(MaxPool3d) rank 5; config QuantMaxPool3dConfig(MaxPool3dConfig) {
+    QuantMaxPool3d(FloatMaxPool3d) rank 5; config QuantMaxPool3dConfig(FloatMaxPool3dConfig) {
     new(kernel_size: [usize; 3]);
     setters { with_strides(strides: [usize; 3]), with_padding(padding: PaddingConfig3d), with_dilation(dilation: [usize; 3]), with_ceil_mode(ceil_mode: bool) }
 });
@@ -165,7 +165,7 @@ quant_pool!(
     /// # Shapes (`forward`)
     /// - input: `[batch_size, channels, depth_in, height_in, width_in]`
     /// - output: `[batch_size, channels, depth_out, height_out, width_out]`
-    QuantAvgPool3d(AvgPool3d) rank 5; config QuantAvgPool3dConfig(AvgPool3dConfig) {
+    QuantAvgPool3d(FloatAvgPool3d) rank 5; config QuantAvgPool3dConfig(FloatAvgPool3dConfig) {
     new(kernel_size: [usize; 3]);
     setters { with_strides(strides: [usize; 3]), with_padding(padding: PaddingConfig3d), with_count_include_pad(count_include_pad: bool), with_ceil_mode(ceil_mode: bool) }
 });
