@@ -414,6 +414,29 @@ fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
 }
 
 #[test]
+fn scopes_nest_a_walk_inside_an_export_pass_keeps_the_pass() {
+    use qdq::nn::lowering::record_quantizers;
+    let d = dev();
+    let x = tensor(Lcg(5).vec(8, -1.0, 1.0), [8], &d);
+    let mut q = quantizer(QuantDescriptor::default());
+    q.set_amax(&Amax::scalar(1.0)).unwrap();
+    // A walk (its own scope) inside the pass, then a forward: the pass records it.
+    let (names, rec) = record_quantizers(|| {
+        let names = named_quantizers(&q);
+        q.forward(x.clone());
+        names
+    });
+    assert_eq!(names.len(), 1);
+    assert_eq!(rec.records.len(), 1);
+    // A panic inside a pass ends the pass: the next forward quantizes again.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        record_quantizers(|| panic!("inside the pass"))
+    }));
+    assert!(caught.is_err());
+    assert_ne!(bits(&values(q.forward(x.clone()))), bits(&values(x)));
+}
+
+#[test]
 fn lowering_scales_are_amax_over_the_bound() {
     use qdq::nn::lowering::QuantLowering;
     use qdq::tensor_quant::NumBits;
