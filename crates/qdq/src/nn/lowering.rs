@@ -5,7 +5,8 @@
 //! capture device and turns each marker into that pair, so a fake quant never lowers
 //! to Round/Clip.
 //!
-//! The pass is a mode of [`super::scope`]; this module names its public parts.
+//! The pass is a mode of `nn::scope` (the one home of quantizer modes); this module
+//! names its public parts.
 
 pub use super::scope::{QuantRecord, Recording, record_quantizers};
 pub use crate::tensor_quant::QuantLowering;

@@ -31,7 +31,7 @@ pub enum Grid {
     /// that more than `num_bins` (and at most twice as many, rounded up to a power of
     /// two) bins span `[0, max]`; a growing range merges whole groups of bins. The
     /// counts depend only on the data, not on its order or split, and histograms of
-    /// shards [`merge`](HistogramCalibrator::merge) exactly. See [`dyadic`].
+    /// shards [`merge`](HistogramCalibrator::merge) exactly (see the `dyadic` grid's notes).
     Dyadic,
 }
 

@@ -35,7 +35,7 @@ pub enum HistogramMethod {
     /// The left edge of the bin where the cumulative distribution of |x| reaches
     /// this percentile (0 to 100).
     Percentile(f64),
-    /// The largest |x| collected, exactly as a [`super::MaxCalibrator`] would give it,
+    /// The largest |x| collected, exactly as a [`MaxCalibrator`](crate::calib::MaxCalibrator) would give it,
     /// so one collection serves max calibration too (the reference needs a second
     /// pass with a max calibrator).
     Max,
@@ -63,7 +63,7 @@ impl HistogramMethod {
         }
     }
 
-    /// Percentile `p` (checked by [`HistogramCalibrator::compute_amax`]).
+    /// Percentile `p` (checked by [`HistogramCalibrator::compute_amax`](super::HistogramCalibrator::compute_amax)).
     pub fn percentile(p: f64) -> Self {
         Self::Percentile(p)
     }

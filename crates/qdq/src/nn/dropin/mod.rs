@@ -1,5 +1,5 @@
 //! Drop-in layers: burn's layer names, constructor arguments and setters, built
-//! float or quantized as [`quant_modules`] says at `init`.
+//! float or quantized as [`quant_modules`](crate::quant_modules) says at `init`.
 //!
 //! `qdq::nn::Conv2dConfig::new([3, 8], [3, 3]).with_stride([2, 2]).init(&device)`
 //! reads exactly as burn's; it returns a [`Conv2d`], which is
@@ -42,7 +42,7 @@
 //! `[d_input, d_output]`, `QuantLinear` as PyTorch's `[d_output, d_input]`, under the
 //! same key; burn's shape check refuses the float record (and a square weight would
 //! load transposed), so load the checkpoint into the float build and convert it with
-//! [`quant_modules::quantize`], which works for every kind.
+//! [`quant_modules::quantize`](crate::quant_modules::quantize), which works for every kind.
 //!
 //! The drop-in configs are burn's configs wrapped ([`DropInConfig::layer`]); their
 //! `new` and setters are generated from the same declarations as the `Quant*`
@@ -84,7 +84,7 @@ pub use pool::{
 pub trait Replaceable: Module + ModuleDisplay {
     /// The float layer it replaces (burn's, or qdq's 3-D pools burn lacks).
     type Float: Module + ModuleDisplay;
-    /// The kind [`quant_modules`] knows it by.
+    /// The kind [`quant_modules`](crate::quant_modules) knows it by.
     const KIND: LayerKind;
 
     /// Quantizes a float layer with `replacement`'s descriptors (the class's
@@ -170,7 +170,7 @@ impl<Q: Replaceable> DropIn<Q> {
     }
 
     /// This layer quantized with `replacement`'s descriptors, whatever the global
-    /// [`quant_modules`] state (a layer already quantized is kept as it is). For model
+    /// [`quant_modules`](crate::quant_modules) state (a layer already quantized is kept as it is). For model
     /// code that quantizes on request, like the seed's ResNet with `quantize=True`.
     ///
     /// # Errors
@@ -268,7 +268,7 @@ impl<Q: Replaceable> fmt::Display for DropIn<Q> {
 /// The configuration of a drop-in layer: burn's float-layer config, and nothing
 /// else. Use it through its aliases ([`Conv2dConfig`], [`LinearConfig`], ...), which
 /// have burn's `new` arguments and `with_*` setters; `init` builds the float or the
-/// quantized layer as [`quant_modules`] says at that moment.
+/// quantized layer as [`quant_modules`](crate::quant_modules) says at that moment.
 ///
 /// The quantized layer takes its descriptors from the replacement (by default the
 /// class defaults); a config converts from burn's with `From`.
@@ -286,7 +286,7 @@ impl<C> From<C> for DropInConfig<C> {
     }
 }
 
-/// The layer [`quant_modules::quantize`] makes of `float`: its quantized layer if
+/// The layer [`quant_modules::quantize`](crate::quant_modules::quantize) makes of `float`: its quantized layer if
 /// its kind is replaced now (a failure is reported by `quantize`, the layer stays
 /// float), else `float` itself.
 fn quantize_layer<Q: Replaceable>(float: Q::Float) -> DropIn<Q> {
