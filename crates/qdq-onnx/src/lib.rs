@@ -38,11 +38,6 @@ pub mod verify;
 #[cfg(test)]
 mod test_models;
 
-/// The element-type table under the name `qdq.rs` imports it by.
-mod tensor {
-    pub(crate) use crate::proto::elem as dtype;
-}
-
 pub use error::{Error, Result};
 pub use export::{ExportOptions, Fp8Style, export, export_to_file};
 pub use lint::{LintOptions, Rule, Violation, lint, lint_file, lint_with};

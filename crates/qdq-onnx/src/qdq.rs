@@ -6,9 +6,10 @@
 //! 1; zero points are 0 of type INT8 (UINT8 unsigned, FLOAT8E4M3FN for FP8).
 
 use onnx_ir::GraphProto;
+use qdq::tensor_quant::NumBits;
 
 use crate::proto;
-use crate::tensor::dtype;
+use crate::proto::elem as dtype;
 
 /// The format a pair quantizes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,13 +27,20 @@ pub enum QdqFormat {
 }
 
 impl QdqFormat {
-    /// The largest grid value amax maps to.
-    pub fn bound(self) -> f32 {
+    /// The grid this format holds, as qdq names it: (bits, unsigned).
+    pub fn grid(self) -> (NumBits, bool) {
         match self {
-            QdqFormat::Int8 => 127.0,
-            QdqFormat::Uint8 => 255.0,
-            QdqFormat::Fp8E4M3 | QdqFormat::TrtFp8E4M3 => 448.0,
+            QdqFormat::Int8 => (NumBits::Int(8), false),
+            QdqFormat::Uint8 => (NumBits::Int(8), true),
+            QdqFormat::Fp8E4M3 | QdqFormat::TrtFp8E4M3 => (NumBits::FP8_E4M3, false),
         }
+    }
+
+    /// The largest grid value amax maps to: 127, 255 or 448 ([`NumBits::max_bound`],
+    /// qdq's one definition).
+    pub fn bound(self) -> f32 {
+        let (bits, unsigned) = self.grid();
+        bits.max_bound(unsigned)
     }
 
     /// Lowest opset whose Q/DQ can hold this format (and an `axis`, when `per_axis`).
@@ -67,9 +75,8 @@ impl QdqFormat {
 /// `amax / bound` per entry in float32, 1 where amax is 0 (the reference's rule, so
 /// an uncalibrated channel never gets a zero scale).
 pub fn scales(amax: &[f32], format: QdqFormat) -> Vec<f32> {
-    amax.iter()
-        .map(|&a| if a == 0.0 { 1.0 } else { a / format.bound() })
-        .collect()
+    let (bits, unsigned) = format.grid();
+    amax.iter().map(|&a| bits.qdq_scale(unsigned, a)).collect()
 }
 
 /// Adds a Q/DQ pair on tensor `input` to `graph`: scale and zero-point initializers
@@ -86,17 +93,31 @@ pub fn insert_qdq(
     axis: Option<i64>,
     format: QdqFormat,
 ) -> String {
-    let per_axis = amax.len() > 1;
-    let dims: &[usize] = if per_axis { &[amax.len()] } else { &[] };
+    insert_qdq_scaled(graph, input, prefix, &scales(amax, format), axis, format)
+}
+
+/// [`insert_qdq`] with the scales already computed (one per channel, or one), e.g.
+/// by [`qdq::nn::lowering::QuantLowering::scales`]: the writer then computes no
+/// quantization parameter itself.
+pub fn insert_qdq_scaled(
+    graph: &mut GraphProto,
+    input: &str,
+    prefix: &str,
+    scales: &[f32],
+    axis: Option<i64>,
+    format: QdqFormat,
+) -> String {
+    let per_axis = scales.len() > 1;
+    let dims: &[usize] = if per_axis { &[scales.len()] } else { &[] };
     let scale_name = format!("{prefix}_scale");
     let zp_name = format!("{prefix}_zero_point");
     graph
         .initializer
-        .push(proto::tensor_f32(&scale_name, dims, &scales(amax, format)));
+        .push(proto::tensor_f32(&scale_name, dims, scales));
     let mut params = vec![scale_name.as_str()];
     if let Some(zp_type) = format.zero_point_type() {
         // One zero byte per element: 0 in INT8, UINT8 and FLOAT8E4M3FN alike.
-        let zeros = vec![0u8; amax.len()];
+        let zeros = vec![0u8; scales.len()];
         graph
             .initializer
             .push(proto::raw_tensor(&zp_name, dims, zp_type, zeros));

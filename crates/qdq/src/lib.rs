@@ -24,6 +24,8 @@
 //! assert_eq!(format!("{:.4}", v[1]), "0.8828");
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod calib;
 mod device;
 pub mod error;

@@ -1,68 +1,47 @@
-//! Quantized modules: each equals the float op on manually fake-quantized input and
-//! weight bit for bit; STE gradients; per-class defaults; real quant rejected;
-//! `from_float`; records; the separable 3-D pools against a direct definition.
+//! `quant_modules` and the drop-in layers: replacement on and off, the skip list,
+//! custom replacements, `deactivate`; a model written once against the drop-ins
+//! builds float and quantized with the plain layers' names, computes the float
+//! output with its quantizers disabled, and takes a float checkpoint.
 
 mod common;
 
-use burn::module::Module;
-use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
-use burn::nn::pool::{
-    AdaptiveAvgPool1dConfig, AdaptiveAvgPool2dConfig, AdaptiveAvgPool3dConfig, AvgPool1dConfig,
-    AvgPool2dConfig, MaxPool1dConfig, MaxPool2dConfig,
-};
-use burn::nn::{LinearConfig, PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
+use std::sync::{Mutex, MutexGuard};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::{PaddingConfig2d, Relu};
 use burn::prelude::*;
-use burn::tensor::module::{
-    conv_transpose1d, conv_transpose2d, conv_transpose3d, conv1d, conv2d, conv3d, linear,
-};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, PadMode};
 use common::{Lcg, bits, desc, dev, tensor, values};
-use qdq::nn::modules::pool3d::{AvgPool3dConfig, MaxPool3dConfig};
+use qdq::Error;
 use qdq::nn::*;
-use qdq::tensor_quant::{
-    NumBits, QUANT_DESC_8BIT_CONV2D_WEIGHT_PER_CHANNEL,
-    QUANT_DESC_8BIT_CONVTRANSPOSE3D_WEIGHT_PER_CHANNEL, QUANT_DESC_8BIT_PER_TENSOR,
-    QuantDescriptor, fake_tensor_quant,
+use qdq::quant_modules::{
+    self, LayerKind, QuantModulesGuard, Replacement, ReplacementOptions, deactivate, initialize,
+    initialize_with,
 };
-use qdq::{Amax, Error};
+use qdq::tensor_quant::{NumBits, QuantDescriptor};
 
 // ---------------------------------------------------------------- helpers
 
-/// Fake quantization as the descriptors configure it (signed, full range).
-fn fq<const D: usize>(x: Tensor<D>, amax: Tensor<D>, num_bits: u32) -> Tensor<D> {
-    fake_tensor_quant(x, amax, num_bits, false, false).unwrap()
+/// The replacement state is process-wide and tests run on parallel threads: every
+/// test here holds this lock, and starts (and ends) with replacement off.
+static STATE: Mutex<()> = Mutex::new(());
+
+struct Serial {
+    _guard: QuantModulesGuard,
+    _lock: MutexGuard<'static, ()>,
 }
 
-/// The dynamic per-tensor amax: max |x|.
-fn tensor_amax<const D: usize>(x: &Tensor<D>) -> Tensor<D> {
-    x.clone().abs().max().reshape([1; D])
+fn serial() -> Serial {
+    // A test that panicked while holding the lock has restored the state on unwind.
+    let lock = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    Serial {
+        _guard: QuantModulesGuard::deactivated(),
+        _lock: lock,
+    }
 }
 
-/// The dynamic per-channel amax on `axis`, keepdims.
-fn axis_amax<const D: usize>(x: &Tensor<D>, axis: usize) -> Tensor<D> {
-    let dims = x.dims();
-    let c = dims[axis];
-    let rest = dims.iter().product::<usize>() / c;
-    let per = x
-        .clone()
-        .abs()
-        .swap_dims(0, axis)
-        .reshape([c, rest])
-        .max_dim(1);
-    let mut shape = [1; D];
-    shape[axis] = c;
-    per.reshape(shape)
-}
-
-fn rand<const D: usize>(
-    seed: u64,
-    shape: [usize; D],
-    lo: f32,
-    hi: f32,
-    device: &Device,
-) -> Tensor<D> {
+fn rand<const D: usize>(seed: u64, shape: [usize; D], lo: f32, hi: f32, d: &Device) -> Tensor<D> {
     let n = shape.iter().product();
-    tensor(Lcg(seed).vec(n, lo, hi), shape, device)
+    tensor(Lcg(seed).vec(n, lo, hi), shape, d)
 }
 
 fn assert_bits<const D: usize>(got: Tensor<D>, want: Tensor<D>) {
@@ -70,949 +49,781 @@ fn assert_bits<const D: usize>(got: Tensor<D>, want: Tensor<D>) {
     assert_eq!(bits(&values(got)), bits(&values(want)));
 }
 
-fn bias_of(b: &Option<burn::module::Param<Tensor<1>>>) -> Option<Tensor<1>> {
-    b.as_ref().map(|b| b.val())
-}
-
-// ------------------------------------------------------- convolutions
-
-#[test]
-fn conv1d_per_tensor_4bit_static_amax_no_bias() {
-    let d = dev();
-    let mut m = QuantConv1dConfig::new(4, 6, 3)
-        .with_stride(2)
-        .with_padding(PaddingConfig1d::Explicit(1, 2))
-        .with_bias(false)
-        .with_quant_desc_input(desc(4, None))
-        .with_quant_desc_weight(desc(4, None))
-        .init(&d)
-        .unwrap();
-    m._input_quantizer.set_amax(&Amax::scalar(1.5)).unwrap();
-    m._weight_quantizer.set_amax(&Amax::scalar(0.3)).unwrap();
-    let x = rand(1, [2, 4, 11], -2.0, 2.0, &d);
-    let w = m.weight.val();
-    let want = conv1d(
-        fq(x.clone(), tensor(vec![1.5], [1, 1, 1], &d), 4),
-        fq(w, tensor(vec![0.3], [1, 1, 1], &d), 4),
-        None,
-        ConvOptions::new_with_padding([2], [(1, 2)], [1], 1),
-    );
-    assert!(m.bias.is_none());
-    assert_bits(m.forward(x), want);
-}
-
-#[test]
-fn conv2d_default_per_channel_groups_same_padding() {
-    let d = dev();
-    let m = QuantConv2dConfig::new([4, 6], [3, 2])
-        .with_stride([2, 1])
-        .with_groups(2)
-        .with_padding(PaddingConfig2d::Same)
-        .init(&d)
-        .unwrap();
-    let x = rand(2, [2, 4, 7, 6], -3.0, 3.0, &d);
-    let w = m.weight.val();
-    assert_eq!(w.dims(), [6, 2, 3, 2]);
-    // Same: H 7 stride 2 -> pads (1, 1); W 6 kernel 2 -> (0, 1).
-    let want = conv2d(
-        fq(x.clone(), tensor_amax(&x), 8),
-        fq(w.clone(), axis_amax(&w, 0), 8),
-        bias_of(&m.bias),
-        ConvOptions::new_with_padding([2, 1], [(1, 1), (0, 1)], [1, 1], 2),
-    );
-    assert_bits(m.forward(x), want);
-    assert_eq!(m.weight_quantizer().config().axis, Some(vec![0]));
-    // One unset amax per output channel, so a calibrated record loads.
-    assert_eq!(m._weight_quantizer._amax.dims(), [6]);
-}
-
-#[test]
-fn conv3d_per_channel_4bit_static_amax_dilation() {
-    let d = dev();
-    let mut m = QuantConv3dConfig::new([2, 3], [2, 3, 2])
-        .with_dilation([1, 2, 1])
-        .with_padding(PaddingConfig3d::Explicit(1, 0, 1))
-        .with_quant_desc_weight(desc(4, Some(0)))
-        .init(&d)
-        .unwrap();
-    let amax_w = vec![0.1, 0.25, 0.05];
-    m._weight_quantizer
-        .set_amax(&Amax::new(amax_w.clone(), vec![3, 1, 1, 1, 1]).unwrap())
-        .unwrap();
-    let x = rand(3, [1, 2, 4, 7, 5], -1.0, 1.0, &d);
-    let w = m.weight.val();
-    let want = conv3d(
-        fq(x.clone(), tensor_amax(&x), 8),
-        fq(w, tensor(amax_w, [3, 1, 1, 1, 1], &d), 4),
-        bias_of(&m.bias),
-        ConvOptions::new([1, 1, 1], [1, 0, 1], [1, 2, 1], 1),
-    );
-    assert_bits(m.forward(x), want);
-}
-
-#[test]
-fn conv3d_same_padding_with_even_kernel_pads_the_input() {
-    let d = dev();
-    // burn's Conv3d refuses this configuration; the quantized layer zero-pads first.
-    let m = QuantConv3dConfig::new([2, 2], [2, 3, 2])
-        .with_padding(PaddingConfig3d::Same)
-        .init(&d)
-        .unwrap();
-    let x = rand(4, [1, 2, 3, 4, 5], -1.0, 1.0, &d);
-    let w = m.weight.val();
-    let padded =
-        fq(x.clone(), tensor_amax(&x), 8).pad([(0, 1), (1, 1), (0, 1)], PadMode::Constant(0.0));
-    let want = conv3d(
-        padded,
-        fq(w.clone(), axis_amax(&w, 0), 8),
-        bias_of(&m.bias),
-        ConvOptions::new([1; 3], [0; 3], [1; 3], 1),
-    );
-    let got = m.forward(x);
-    assert_eq!(got.dims(), [1, 2, 3, 4, 5]);
-    assert_bits(got, want);
-}
-
-#[test]
-fn conv_groups_error_instead_of_panic() {
-    let err = QuantConv2dConfig::new([3, 4], [3, 3])
-        .with_groups(2)
-        .init(&dev())
-        .unwrap_err();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    assert!(err.to_string().contains("groups = 2"), "{err}");
-}
-
-// ------------------------------------------------- transposed convolutions
-
-#[test]
-fn conv_transpose1d_default_axis0_is_per_input_channel() {
-    let d = dev();
-    let m = QuantConvTranspose1dConfig::new([3, 4], 3)
-        .with_stride(2)
-        .with_padding(1)
-        .with_padding_out(1)
-        .init(&d)
-        .unwrap();
-    let x = rand(5, [2, 3, 6], -2.0, 2.0, &d);
-    let w = m.weight.val();
-    assert_eq!(w.dims(), [3, 4, 3]);
-    assert_eq!(m._weight_quantizer._amax.dims(), [3]);
-    let want = conv_transpose1d(
-        fq(x.clone(), tensor_amax(&x), 8),
-        fq(w.clone(), axis_amax(&w, 0), 8),
-        bias_of(&m.bias),
-        ConvTransposeOptions::new([2], [1], [1], [1], 1),
-    );
-    assert_bits(m.forward(x), want);
-}
-
-#[test]
-fn conv_transpose2d_axis1_per_output_channel_groups_no_bias() {
-    let d = dev();
-    let m = QuantConvTranspose2dConfig::new([4, 6], [2, 3])
-        .with_groups(2)
-        .with_stride([2, 1])
-        .with_dilation([1, 2])
-        .with_bias(false)
-        .with_quant_desc_weight(desc(8, Some(1)))
-        .init(&d)
-        .unwrap();
-    let x = rand(6, [1, 4, 3, 4], -1.0, 1.0, &d);
-    let w = m.weight.val();
-    assert_eq!(w.dims(), [4, 3, 2, 3]);
-    assert_eq!(m._weight_quantizer._amax.dims(), [3]);
-    let want = conv_transpose2d(
-        fq(x.clone(), tensor_amax(&x), 8),
-        fq(w.clone(), axis_amax(&w, 1), 8),
-        None,
-        ConvTransposeOptions::new([2, 1], [0, 0], [0, 0], [1, 2], 2),
-    );
-    assert_bits(m.forward(x), want);
-}
-
-#[test]
-fn conv_transpose3d_per_tensor_4bit() {
-    let d = dev();
-    let m = QuantConvTranspose3dConfig::new([2, 3], [2, 2, 3])
-        .with_padding([1, 0, 1])
-        .with_quant_desc_input(desc(4, None))
-        .with_quant_desc_weight(desc(4, None))
-        .init(&d)
-        .unwrap();
-    let x = rand(7, [2, 2, 3, 3, 4], -1.0, 1.0, &d);
-    let w = m.weight.val();
-    let want = conv_transpose3d(
-        fq(x.clone(), tensor_amax(&x), 4),
-        fq(w.clone(), tensor_amax(&w), 4),
-        bias_of(&m.bias),
-        ConvTransposeOptions::new([1; 3], [1, 0, 1], [0; 3], [1; 3], 1),
-    );
-    assert_bits(m.forward(x), want);
-}
-
-// ----------------------------------------------------------------- linear
-
-#[test]
-fn linear_per_row_default_rank3_input() {
-    let d = dev();
-    let m = QuantLinearConfig::new(5, 4).init(&d).unwrap();
-    let x = rand(8, [2, 3, 5], -2.0, 2.0, &d);
-    let w = m.weight.val();
-    assert_eq!(w.dims(), [4, 5]);
-    assert_eq!(m._weight_quantizer._amax.dims(), [4]);
-    let wq = fq(w.clone(), axis_amax(&w, 0), 8);
-    let want = linear(
-        fq(x.clone(), tensor_amax(&x), 8),
-        wq.transpose(),
-        bias_of(&m.bias),
-    );
-    assert_bits(m.forward(x), want);
-}
-
-#[test]
-fn linear_per_tensor_4bit_no_bias_static_amax() {
-    let d = dev();
-    let mut m = QuantLinearConfig::new(6, 3)
-        .with_bias(false)
-        .with_quant_desc_input(desc(4, None))
-        .with_quant_desc_weight(desc(4, None))
-        .init(&d)
-        .unwrap();
-    m._input_quantizer.set_amax(&Amax::scalar(1.0)).unwrap();
-    m._weight_quantizer.set_amax(&Amax::scalar(0.2)).unwrap();
-    let x = rand(9, [4, 6], -2.0, 2.0, &d);
-    let w = m.weight.val();
-    let want = fq(x.clone(), tensor(vec![1.0], [1, 1], &d), 4)
-        .matmul(fq(w, tensor(vec![0.2], [1, 1], &d), 4).transpose());
-    assert_bits(m.forward(x), want);
-}
-
-// ---------------------------------------------------------------- pooling
-
-#[test]
-fn pools_equal_float_pools_on_quantized_input() {
-    let d = dev();
-    let x3 = rand(10, [2, 3, 9], -2.0, 2.0, &d);
-    let x4 = rand(11, [2, 3, 7, 8], -2.0, 2.0, &d);
-    let x5 = rand(12, [1, 2, 5, 6, 7], -2.0, 2.0, &d);
-    let q3 = fq(x3.clone(), tensor_amax(&x3), 8);
-    let q4 = fq(x4.clone(), tensor_amax(&x4), 8);
-    let q5 = fq(x5.clone(), tensor_amax(&x5), 8);
-
-    let m = QuantMaxPool1dConfig::new(3)
-        .with_stride(2)
-        .with_padding(PaddingConfig1d::Explicit(1, 1))
-        .init(&d)
-        .unwrap();
-    let f = MaxPool1dConfig::new(3)
-        .with_stride(2)
-        .with_padding(PaddingConfig1d::Explicit(1, 1))
-        .init();
-    assert_bits(m.forward(x3.clone()), f.forward(q3.clone()));
-
-    let m = QuantMaxPool2dConfig::new([3, 2])
-        .with_dilation([2, 1])
-        .with_ceil_mode(true)
-        .init(&d)
-        .unwrap();
-    let f = MaxPool2dConfig::new([3, 2])
-        .with_dilation([2, 1])
-        .with_ceil_mode(true)
-        .init();
-    assert_bits(m.forward(x4.clone()), f.forward(q4.clone()));
-
-    let m = QuantMaxPool3dConfig::new([2, 3, 2])
-        .with_strides([1, 2, 2])
-        .init(&d)
-        .unwrap();
-    let f = MaxPool3dConfig::new([2, 3, 2])
-        .with_strides([1, 2, 2])
-        .init();
-    assert_bits(m.forward(x5.clone()), f.forward(q5.clone()));
-
-    // An explicit input descriptor: `QuantAvgPool1d`'s default is changed by another test.
-    let m = QuantAvgPool1dConfig::new(2)
-        .with_count_include_pad(false)
-        .with_padding(PaddingConfig1d::Explicit(1, 0))
-        .with_quant_desc_input(QUANT_DESC_8BIT_PER_TENSOR.clone())
-        .init(&d)
-        .unwrap();
-    let f = AvgPool1dConfig::new(2)
-        .with_count_include_pad(false)
-        .with_padding(PaddingConfig1d::Explicit(1, 0))
-        .init();
-    assert_bits(m.forward(x3.clone()), f.forward(q3.clone()));
-
-    let m = QuantAvgPool2dConfig::new([2, 3])
-        .with_strides([1, 2])
-        .init(&d)
-        .unwrap();
-    let f = AvgPool2dConfig::new([2, 3]).with_strides([1, 2]).init();
-    assert_bits(m.forward(x4.clone()), f.forward(q4.clone()));
-
-    let m = QuantAvgPool3dConfig::new([3, 2, 2])
-        .with_padding(PaddingConfig3d::Explicit(1, 1, 0))
-        .init(&d)
-        .unwrap();
-    let f = AvgPool3dConfig::new([3, 2, 2])
-        .with_padding(PaddingConfig3d::Explicit(1, 1, 0))
-        .init();
-    assert_bits(m.forward(x5.clone()), f.forward(q5.clone()));
-
-    let m = QuantAdaptiveAvgPool1dConfig::new(4).init(&d).unwrap();
-    assert_bits(
-        m.forward(x3),
-        AdaptiveAvgPool1dConfig::new(4).init().forward(q3),
-    );
-    let m = QuantAdaptiveAvgPool2dConfig::new([3, 3]).init(&d).unwrap();
-    assert_bits(
-        m.forward(x4),
-        AdaptiveAvgPool2dConfig::new([3, 3]).init().forward(q4),
-    );
-    let m = QuantAdaptiveAvgPool3dConfig::new([2, 3, 3])
-        .init(&d)
-        .unwrap();
-    assert_bits(
-        m.forward(x5),
-        AdaptiveAvgPool3dConfig::new([2, 3, 3]).init().forward(q5),
-    );
-}
-
-#[test]
-fn pool_with_static_4bit_amax_clips() {
-    let d = dev();
-    let mut m = QuantMaxPool2dConfig::new([2, 2])
-        .with_quant_desc_input(desc(4, None))
-        .init(&d)
-        .unwrap();
-    m.input_quantizer_mut()
-        .set_amax(&Amax::scalar(0.7))
-        .unwrap();
-    let x = rand(13, [1, 2, 4, 4], -2.0, 2.0, &d);
-    let want = MaxPool2dConfig::new([2, 2]).init().forward(fq(
-        x.clone(),
-        tensor(vec![0.7], [1, 1, 1, 1], &d),
-        4,
-    ));
-    let got = m.forward(x);
-    assert!(values(got.clone()).iter().all(|v| v.abs() <= 0.7 + 1e-6));
-    assert_bits(got, want);
-}
-
-// ---------------------------------------------------- 3-D pools vs definition
-
-#[derive(Clone, Copy)]
-enum Mode {
-    Max,
-    Avg { include_pad: bool },
-}
-
-/// PyTorch's output size (`pooling_output_shape`) with begin/end padding.
-fn out_size(
-    len: usize,
-    k: usize,
-    s: usize,
-    (pb, pe): (usize, usize),
-    dil: usize,
-    ceil: bool,
-) -> usize {
-    let num = len + pb + pe - dil * (k - 1) - 1;
-    let mut o = if ceil {
-        num.div_ceil(s) + 1
-    } else {
-        num / s + 1
-    };
-    if ceil && (o - 1) * s >= len + pb {
-        o -= 1;
+/// Record keys: the dotted path of every float parameter, as burn's record uses.
+fn param_paths<M: Module>(model: &M) -> Vec<String> {
+    #[derive(Default)]
+    struct Paths {
+        path: Vec<String>,
+        found: Vec<String>,
     }
-    o
-}
-
-/// Direct 3-D pooling with loops (PyTorch's CPU kernels' definition).
-#[allow(clippy::too_many_arguments)]
-fn naive_pool3d(
-    x: &[f32],
-    [n, c, dd, hh, ww]: [usize; 5],
-    k: [usize; 3],
-    s: [usize; 3],
-    pads: [(usize, usize); 3],
-    dil: [usize; 3],
-    ceil: bool,
-    mode: Mode,
-) -> (Vec<f32>, [usize; 5]) {
-    let size = [dd, hh, ww];
-    let o: [usize; 3] =
-        std::array::from_fn(|i| out_size(size[i], k[i], s[i], pads[i], dil[i], ceil));
-    let mut out = Vec::new();
-    for b in 0..n * c {
-        let plane = &x[b * dd * hh * ww..(b + 1) * dd * hh * ww];
-        for od in 0..o[0] {
-            for oh in 0..o[1] {
-                for ow in 0..o[2] {
-                    let idx = [od, oh, ow];
-                    // Per-dim window [start, end) in input coordinates (may be negative).
-                    let start: [isize; 3] =
-                        std::array::from_fn(|i| (idx[i] * s[i]) as isize - pads[i].0 as isize);
-                    let value = match mode {
-                        Mode::Max => {
-                            let mut m = f32::NEG_INFINITY;
-                            for i in 0..k[0] {
-                                for j in 0..k[1] {
-                                    for l in 0..k[2] {
-                                        let p = [i, j, l];
-                                        let pos: [isize; 3] = std::array::from_fn(|a| {
-                                            start[a] + (p[a] * dil[a]) as isize
-                                        });
-                                        if (0..3)
-                                            .all(|a| pos[a] >= 0 && (pos[a] as usize) < size[a])
-                                        {
-                                            let v = plane[(pos[0] as usize * hh + pos[1] as usize)
-                                                * ww
-                                                + pos[2] as usize];
-                                            m = m.max(v);
-                                        }
-                                    }
-                                }
-                            }
-                            m
-                        }
-                        Mode::Avg { include_pad } => {
-                            let end: [isize; 3] = std::array::from_fn(|a| {
-                                (start[a] + k[a] as isize).min((size[a] + pads[a].1) as isize)
-                            });
-                            let pool_size: isize = (0..3).map(|a| end[a] - start[a]).product();
-                            let lo: [usize; 3] = std::array::from_fn(|a| start[a].max(0) as usize);
-                            let hi: [usize; 3] =
-                                std::array::from_fn(|a| (end[a].min(size[a] as isize)) as usize);
-                            let mut sum = 0.0f64;
-                            for i in lo[0]..hi[0] {
-                                for j in lo[1]..hi[1] {
-                                    for l in lo[2]..hi[2] {
-                                        sum += plane[(i * hh + j) * ww + l] as f64;
-                                    }
-                                }
-                            }
-                            let valid: usize = (0..3).map(|a| hi[a] - lo[a]).product();
-                            let divisor = if include_pad {
-                                pool_size as f64
-                            } else {
-                                valid as f64
-                            };
-                            (sum / divisor) as f32
-                        }
-                    };
-                    out.push(value);
-                }
-            }
+    impl ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<D>>) {
+            self.found.push(self.path.join("."));
         }
     }
-    (out, [n, c, o[0], o[1], o[2]])
+    let mut paths = Paths::default();
+    model.visit(&mut paths);
+    paths.found
 }
 
-fn same_pairs(size: [usize; 3], k: [usize; 3], s: [usize; 3]) -> [(usize, usize); 3] {
-    std::array::from_fn(|i| {
-        let out = size[i].div_ceil(s[i]);
-        let total = ((out - 1) * s[i] + k[i]).saturating_sub(size[i]);
-        (total / 2, total - total / 2)
-    })
-}
-
-/// (kernel, stride, padding, dilation, ceil mode)
-type PoolCase = ([usize; 3], [usize; 3], PaddingConfig3d, [usize; 3], bool);
-
-#[test]
-fn pool3d_equals_direct_definition() {
-    let d = dev();
-    let shape = [2, 3, 5, 6, 7];
-    let data = Lcg(14).vec(shape.iter().product(), -2.0, 2.0);
-    let x = tensor(data.clone(), shape, &d);
-    let spatial = [5, 6, 7];
-    let cases: Vec<PoolCase> = vec![
-        (
-            [2, 3, 2],
-            [1, 2, 2],
-            PaddingConfig3d::Explicit(1, 1, 0),
-            [1, 1, 1],
-            false,
-        ),
-        (
-            [3, 3, 3],
-            [2, 2, 2],
-            PaddingConfig3d::Explicit(1, 1, 1),
-            [1, 1, 1],
-            true,
-        ),
-        (
-            [2, 2, 3],
-            [2, 1, 2],
-            PaddingConfig3d::Same,
-            [1, 1, 1],
-            false,
-        ),
-        (
-            [3, 2, 2],
-            [3, 2, 2],
-            PaddingConfig3d::Valid,
-            [1, 1, 1],
-            true,
-        ),
-        (
-            [3, 3, 2],
-            [2, 2, 1],
-            PaddingConfig3d::Explicit(1, 1, 1),
-            [2, 1, 2],
-            true,
-        ),
-    ];
-    for (k, s, padding, dil, ceil) in cases {
-        let pads = match padding {
-            PaddingConfig3d::Explicit(a, b, c) => [(a, a), (b, b), (c, c)],
-            PaddingConfig3d::Same => same_pairs(spatial, k, s),
-            PaddingConfig3d::Valid => [(0, 0); 3],
-        };
-        let label = format!("k={k:?} s={s:?} pads={pads:?} dil={dil:?} ceil={ceil}");
-        let max = MaxPool3dConfig::new(k)
-            .with_strides(s)
-            .with_padding(padding.clone())
-            .with_dilation(dil)
-            .with_ceil_mode(ceil)
-            .init();
-        let (want, want_shape) = naive_pool3d(&data, shape, k, s, pads, dil, ceil, Mode::Max);
-        let got = max.forward(x.clone());
-        assert_eq!(got.dims(), want_shape, "max {label}");
-        assert_eq!(bits(&values(got)), bits(&want), "max {label}");
-        if dil != [1, 1, 1] {
-            continue; // average pooling has no dilation
-        }
-        for include_pad in [true, false] {
-            let avg = AvgPool3dConfig::new(k)
-                .with_strides(s)
-                .with_padding(padding.clone())
-                .with_count_include_pad(include_pad)
-                .with_ceil_mode(ceil)
-                .init();
-            let (want, want_shape) = naive_pool3d(
-                &data,
-                shape,
-                k,
-                s,
-                pads,
-                dil,
-                ceil,
-                Mode::Avg { include_pad },
-            );
-            let got = avg.forward(x.clone());
-            assert_eq!(
-                got.dims(),
-                want_shape,
-                "avg {label} include_pad={include_pad}"
-            );
-            for (g, w) in values(got).iter().zip(&want) {
-                // Summation order differs from the direct sum: a few ulps.
-                assert!(
-                    (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                    "avg {label} include_pad={include_pad}: {g} vs {w}"
-                );
-            }
-        }
-    }
-}
-
-// -------------------------------------------------------------- gradients
-
-#[test]
-fn conv2d_gradients_are_straight_through_and_masked() {
-    let ad = dev().autodiff();
-    let mut m = QuantConv2dConfig::new([2, 3], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .with_quant_desc_weight(desc(8, None))
-        .init(&ad)
-        .unwrap();
-    m._input_quantizer.set_amax(&Amax::scalar(1.0)).unwrap();
-    m._weight_quantizer.set_amax(&Amax::scalar(0.2)).unwrap();
-    let x = rand(15, [2, 2, 5, 5], -2.0, 2.0, &ad).require_grad();
-    let g = m.forward(x.clone()).sum().backward();
-    let gx = values(x.grad(&g).unwrap());
-    let gw = values(m.weight.grad(&g).unwrap());
-    let gb = values(m.bias.as_ref().unwrap().grad(&g).unwrap());
-
-    // Reference: the float op on leaves holding the quantized values.
-    // (`detach` keeps `require_grad`, so fresh tensors are built from the data.)
-    let leaf = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &ad).require_grad();
-    let xq = leaf(fq(x.clone(), tensor(vec![1.0], [1; 4], &ad), 8));
-    let wq = leaf(fq(m.weight.val(), tensor(vec![0.2], [1; 4], &ad), 8));
-    let b = Tensor::<1>::from_data(m.bias.as_ref().unwrap().val().into_data(), &ad).require_grad();
-    let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-    let gr = conv2d(xq.clone(), wq.clone(), Some(b.clone()), opts)
-        .sum()
-        .backward();
-    let mask = |v: &[f32], amax: f32| {
-        v.iter()
-            .map(|x| if x.abs() <= amax { 1.0 } else { 0.0 })
-            .collect::<Vec<f32>>()
-    };
-    let masked =
-        |g: Vec<f32>, m: Vec<f32>| g.iter().zip(&m).map(|(g, m)| g * m).collect::<Vec<f32>>();
-    let xv = values(x.detach());
-    let wv = values(m.weight.val().detach());
-    assert_eq!(gx, masked(values(xq.grad(&gr).unwrap()), mask(&xv, 1.0)));
-    assert_eq!(gw, masked(values(wq.grad(&gr).unwrap()), mask(&wv, 0.2)));
-    assert_eq!(gb, values(b.grad(&gr).unwrap()));
-    // Both regions occur: clipped entries get zero, the others a gradient.
-    assert!(xv.iter().zip(&gx).any(|(x, g)| x.abs() > 1.0 && *g == 0.0));
-    assert!(xv.iter().zip(&gx).any(|(x, g)| x.abs() <= 1.0 && *g != 0.0));
-    assert!(wv.iter().zip(&gw).any(|(w, g)| w.abs() > 0.2 && *g == 0.0));
-    assert!(wv.iter().zip(&gw).any(|(w, g)| w.abs() <= 0.2 && *g != 0.0));
-}
-
-#[test]
-fn linear_and_pool_gradients_reach_input_weight_and_bias() {
-    let ad = dev().autodiff();
-    let mut fc = QuantLinearConfig::new(4, 3).init(&ad).unwrap();
-    fc._input_quantizer.set_amax(&Amax::scalar(0.5)).unwrap();
-    let pool = QuantAvgPool2dConfig::new([2, 2]).init(&ad).unwrap();
-    let x = tensor(
-        vec![0.1, -0.4, 0.9, 0.3, -0.7, 0.2, 0.05, -0.5],
-        [2, 4],
-        &ad,
-    )
-    .require_grad();
-    let g = fc.forward(x.clone()).sum().backward();
-    let gx = values(x.grad(&g).unwrap());
-    // Clipped inputs (|x| > 0.5) get no gradient; the others sum a weight column
-    // of the quantized weight.
-    let w = values(fc.weight.val().detach());
-    let wq_t = fq(
-        fc.weight.val().detach(),
-        axis_amax(&fc.weight.val().detach(), 0),
-        8,
-    );
-    let col_sums = values(wq_t.sum_dim(0));
-    for (i, x) in [0.1f32, -0.4, 0.9, 0.3, -0.7, 0.2, 0.05, -0.5]
-        .iter()
-        .enumerate()
-    {
-        let want = if x.abs() <= 0.5 { col_sums[i % 4] } else { 0.0 };
-        assert_eq!(gx[i], want, "x[{i}] = {x}");
-    }
-    assert_eq!(
-        values(fc.bias.as_ref().unwrap().grad(&g).unwrap()),
-        vec![2.0; 3]
-    );
-    assert!(
-        values(fc.weight.grad(&g).unwrap())
-            .iter()
-            .any(|v| *v != 0.0)
-    );
-    assert_eq!(w.len(), 12);
-
-    // A float layer quantized on an autodiff device stays trainable.
-    let fc = QuantLinear::from_float(LinearConfig::new(4, 3).init(&ad), None, None).unwrap();
-    let g = fc
-        .forward(rand(17, [2, 4], -1.0, 1.0, &ad))
-        .sum()
-        .backward();
-    assert_eq!(fc.weight.grad(&g).unwrap().dims(), [3, 4]);
-    assert!(fc.bias.as_ref().unwrap().grad(&g).is_some());
-
-    let y = rand(16, [1, 1, 4, 4], -1.0, 1.0, &ad).require_grad();
-    let g = pool.forward(y.clone()).sum().backward();
-    assert_eq!(values(y.grad(&g).unwrap()), vec![0.25; 16]);
-}
-
-// ------------------------------------------------ defaults and validation
-
-#[test]
-fn default_descriptors_are_per_class() {
-    let d = dev();
-    // Classes no other test initializes with default descriptors.
-    let custom = QuantDescriptor::builder()
-        .num_bits(4)
-        .name("conv_t3d_w")
-        .build()
-        .unwrap();
-    assert_eq!(
-        QuantConvTranspose3d::default_quant_desc_weight(),
-        *QUANT_DESC_8BIT_CONVTRANSPOSE3D_WEIGHT_PER_CHANNEL
-    );
-    QuantConvTranspose3d::set_default_quant_desc_weight(custom.clone());
-    assert_eq!(QuantConvTranspose3d::default_quant_desc_weight(), custom);
-    assert_eq!(
-        QuantConvTranspose2d::default_quant_desc_weight().axis(),
-        Some(&[0][..])
-    );
-    assert_eq!(
-        QuantConv3d::default_quant_desc_weight(),
-        QuantConv2d::default_quant_desc_weight()
-    );
-    let m = QuantConvTranspose3dConfig::new([2, 2], [1, 1, 1])
-        .init(&d)
-        .unwrap();
-    assert_eq!(m.weight_quantizer().config().num_bits, NumBits::Int(4));
-    assert_eq!(m.weight_quantizer().config().axis, None);
-    // An explicit descriptor wins over the class default.
-    let m = QuantConvTranspose3dConfig::new([2, 2], [1, 1, 1])
-        .with_quant_desc_weight(desc(8, Some(0)))
-        .init(&d)
-        .unwrap();
-    assert_eq!(m.weight_quantizer().config().num_bits, NumBits::Int(8));
-    QuantConvTranspose3d::weight_default().reset();
-    assert_eq!(
-        QuantConvTranspose3d::default_quant_desc_weight(),
-        *QUANT_DESC_8BIT_CONVTRANSPOSE3D_WEIGHT_PER_CHANNEL
-    );
-
-    let unsigned = QuantDescriptor::builder().unsigned(true).build().unwrap();
-    QuantAvgPool1d::set_default_quant_desc_input(unsigned.clone());
-    assert!(
-        QuantAvgPool1dConfig::new(2)
-            .init(&d)
-            .unwrap()
-            .input_quantizer()
-            .config()
-            .unsigned
-    );
-    assert!(!QuantAvgPool2d::default_quant_desc_input().unsigned());
-    assert!(!QuantMaxPool1d::default_quant_desc_input().unsigned());
-    QuantAvgPool1d::input_default().reset();
-    assert_eq!(
-        QuantAvgPool1d::default_quant_desc_input(),
-        *QUANT_DESC_8BIT_PER_TENSOR
-    );
-    assert_eq!(
-        pop_quant_desc_in_kwargs::<QuantConv2d>(None, Some(unsigned.clone())),
-        (QUANT_DESC_8BIT_PER_TENSOR.clone(), unsigned)
-    );
-    assert_eq!(
-        QuantConv2d::default_quant_desc_weight(),
-        *QUANT_DESC_8BIT_CONV2D_WEIGHT_PER_CHANNEL
-    );
-}
-
-#[test]
-fn real_quantization_is_rejected() {
-    let d = dev();
-    let real = QuantDescriptor::builder()
-        .fake_quant(false)
-        .name("real")
-        .build()
-        .unwrap();
-    let errs = [
-        QuantConv2dConfig::new([2, 2], [1, 1])
-            .with_quant_desc_weight(real.clone())
-            .init(&d)
-            .err(),
-        QuantConvTranspose1dConfig::new([2, 2], 1)
-            .with_quant_desc_input(real.clone())
-            .init(&d)
-            .err(),
-        QuantLinearConfig::new(2, 2)
-            .with_quant_desc_input(real.clone())
-            .init(&d)
-            .err(),
-        QuantMaxPool2dConfig::new([2, 2])
-            .with_quant_desc_input(real.clone())
-            .init(&d)
-            .err(),
-        QuantLinear::from_float(LinearConfig::new(2, 2).init(&d), None, real.clone()).err(),
-    ];
-    for err in errs {
-        let err = err.expect("real quantization must be rejected");
-        assert!(matches!(err, Error::Descriptor { .. }), "{err}");
-        assert!(
-            err.to_string()
-                .contains("Only fake quantization is supported"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("`real`"), "{err}");
-    }
-}
-
-#[test]
-fn bad_axis_and_forward_errors() {
-    let d = dev();
-    let err = QuantLinearConfig::new(2, 2)
-        .with_quant_desc_weight(desc(8, Some(2)))
-        .init(&d)
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::AxisOutOfRange { axis: 2, rank: 2 }),
-        "{err}"
-    );
-    // Negative axes count from the end: -1 of a conv weight is the kernel's last dim.
-    let m = QuantConv2dConfig::new([2, 2], [1, 3])
-        .with_quant_desc_weight(desc(8, Some(-1)))
-        .init(&d)
-        .unwrap();
-    assert_eq!(m._weight_quantizer._amax.dims(), [3]);
-    // An unsigned input quantizer fed negative values: try_forward reports it,
-    // forward passes the input through and records the error.
-    let m = QuantLinearConfig::new(2, 1)
-        .with_quant_desc_input(QuantDescriptor::builder().unsigned(true).build().unwrap())
-        .init(&d)
-        .unwrap();
-    let x = tensor(vec![0.5, -0.5], [1, 2], &d);
-    assert!(matches!(
-        m.try_forward(x.clone()),
-        Err(Error::NegativeInputUnsigned { .. })
-    ));
-    let w = m.weight.val();
-    let want = linear(
-        x.clone(),
-        fq(w.clone(), axis_amax(&w, 0), 8).transpose(),
-        bias_of(&m.bias),
-    );
-    assert_bits(m.forward(x), want);
-    assert!(matches!(
-        m.input_quantizer().handle.take_error(),
-        Some(Error::NegativeInputUnsigned { .. })
-    ));
-}
-
-// ------------------------------------------------- from_float and records
-
-#[test]
-fn from_float_keeps_weights_and_matches_burn_when_disabled() {
-    let d = dev();
-    let float = Conv2dConfig::new([3, 4], [3, 2])
-        .with_stride([2, 1])
-        .with_padding(PaddingConfig2d::Same)
-        .init(&d);
-    let x = rand(17, [1, 3, 6, 5], -1.0, 1.0, &d);
-    let want = float.forward(x.clone());
-    let id = float.weight.id;
-    let w = values(float.weight.val());
-    let q = QuantConv2d::from_float(float, None, None).unwrap();
-    assert_eq!(q.weight.id, id);
-    assert_eq!(values(q.weight.val()), w);
-    q.input_quantizer().disable();
-    q.weight_quantizer().disable();
-    assert_bits(q.forward(x.clone()), want);
-    q.input_quantizer().enable();
-    q.weight_quantizer().enable();
-    let wt = q.weight.val();
-    let quantized = conv2d(
-        fq(x.clone(), tensor_amax(&x), 8),
-        fq(wt.clone(), axis_amax(&wt, 0), 8),
-        bias_of(&q.bias),
-        // Same on [6, 5] with kernel [3, 2], stride [2, 1]: (0, 1) on both dims.
-        ConvOptions::new_with_padding([2, 1], [(0, 1), (0, 1)], [1, 1], 1),
-    );
-    assert_bits(q.forward(x), quantized);
-
-    // Transposed convolution: a move, options included.
-    let float = ConvTranspose2dConfig::new([2, 3], [2, 2])
-        .with_stride([2, 2])
-        .init(&d);
-    let x = rand(18, [1, 2, 3, 3], -1.0, 1.0, &d);
-    let want = float.forward(x.clone());
-    let q = QuantConvTranspose2d::from_float(float, None, None).unwrap();
-    assert_eq!(q.stride, [2, 2]);
-    q.input_quantizer().disable();
-    q.weight_quantizer().disable();
-    assert_bits(q.forward(x), want);
-
-    // Linear: burn's [d_input, d_output] weight becomes [d_output, d_input].
-    let float = LinearConfig::new(5, 3).init(&d);
-    let x = rand(19, [4, 5], -1.0, 1.0, &d);
-    let want = float.forward(x.clone());
-    let w = float.weight.val();
-    let q = QuantLinear::from_float(float, None, None).unwrap();
-    assert_eq!(values(q.weight.val()), values(w.transpose()));
-    q.input_quantizer().disable();
-    q.weight_quantizer().disable();
-    assert_bits(q.forward(x), want);
-}
-
-#[derive(Module, Debug)]
-struct Net {
-    conv1: QuantConv2d,
-    pool: QuantMaxPool2d,
-    fc: QuantLinear,
-}
-
-fn net(device: &Device) -> Net {
-    Net {
-        conv1: QuantConv2dConfig::new([2, 4], [3, 3]).init(device).unwrap(),
-        pool: QuantMaxPool2dConfig::new([2, 2]).init(device).unwrap(),
-        fc: QuantLinearConfig::new(4, 2).init(device).unwrap(),
-    }
-}
-
-#[test]
-fn calibrated_record_round_trip_with_reference_names() {
-    let d = dev();
-    let mut model = net(&d);
-    let names: Vec<String> = named_quantizers(&model)
+fn quantizer_names<M: Module>(model: &M) -> Vec<String> {
+    named_quantizers(model)
         .into_iter()
         .map(|q| q.name)
+        .collect()
+}
+
+fn disable_quantizers<M: Module>(model: &M) {
+    for q in named_quantizers(model) {
+        q.handle.disable();
+    }
+}
+
+/// One layer of every kind, built by the drop-ins; `true` where it came out quantized.
+fn build_every_kind(d: &Device) -> Vec<(LayerKind, bool)> {
+    vec![
+        (
+            LayerKind::Conv1d,
+            Conv1dConfig::new(2, 3, 3).init(d).is_quantized(),
+        ),
+        (
+            LayerKind::Conv2d,
+            Conv2dConfig::new([2, 3], [3, 3]).init(d).is_quantized(),
+        ),
+        (
+            LayerKind::Conv3d,
+            Conv3dConfig::new([2, 3], [1, 2, 2]).init(d).is_quantized(),
+        ),
+        (
+            LayerKind::ConvTranspose1d,
+            ConvTranspose1dConfig::new([2, 3], 3).init(d).is_quantized(),
+        ),
+        (
+            LayerKind::ConvTranspose2d,
+            ConvTranspose2dConfig::new([2, 3], [3, 3])
+                .init(d)
+                .is_quantized(),
+        ),
+        (
+            LayerKind::ConvTranspose3d,
+            ConvTranspose3dConfig::new([2, 3], [1, 2, 2])
+                .init(d)
+                .is_quantized(),
+        ),
+        (
+            LayerKind::Linear,
+            LinearConfig::new(4, 3).init(d).is_quantized(),
+        ),
+        (
+            LayerKind::AvgPool1d,
+            AvgPool1dConfig::new(2).init().is_quantized(),
+        ),
+        (
+            LayerKind::AvgPool2d,
+            AvgPool2dConfig::new([2, 2]).init().is_quantized(),
+        ),
+        (
+            LayerKind::AvgPool3d,
+            AvgPool3dConfig::new([2, 2, 2]).init().is_quantized(),
+        ),
+        (
+            LayerKind::AdaptiveAvgPool1d,
+            AdaptiveAvgPool1dConfig::new(2).init().is_quantized(),
+        ),
+        (
+            LayerKind::AdaptiveAvgPool2d,
+            AdaptiveAvgPool2dConfig::new([2, 2]).init().is_quantized(),
+        ),
+        (
+            LayerKind::AdaptiveAvgPool3d,
+            AdaptiveAvgPool3dConfig::new([2, 2, 2])
+                .init()
+                .is_quantized(),
+        ),
+        (
+            LayerKind::MaxPool1d,
+            MaxPool1dConfig::new(2).init().is_quantized(),
+        ),
+        (
+            LayerKind::MaxPool2d,
+            MaxPool2dConfig::new([2, 2]).init().is_quantized(),
+        ),
+        (
+            LayerKind::MaxPool3d,
+            MaxPool3dConfig::new([2, 2, 2]).init().is_quantized(),
+        ),
+    ]
+}
+
+fn quantized_kinds(d: &Device) -> Vec<LayerKind> {
+    build_every_kind(d)
+        .into_iter()
+        .filter(|(_, q)| *q)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+// ---------------------------------------------------------------- the state
+
+#[test]
+fn layer_kinds_use_the_reference_names() {
+    for &kind in LayerKind::ALL {
+        assert_eq!(kind.to_string().parse::<LayerKind>().unwrap(), kind);
+    }
+    assert_eq!(
+        "ConvTranspose2d".parse::<LayerKind>().unwrap(),
+        LayerKind::ConvTranspose2d
+    );
+    assert_eq!(
+        LayerKind::AdaptiveAvgPool3d.to_string(),
+        "AdaptiveAvgPool3d"
+    );
+    // The reference's default map has 15 entries; qdq has no LSTM / LSTMCell.
+    for missing in ["LSTM", "LSTMCell", "conv2d", "Conv4d"] {
+        let err = missing.parse::<LayerKind>().unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{missing}: {err}");
+        assert!(err.to_string().contains(missing), "{err}");
+    }
+    let default: Vec<_> = LayerKind::ALL
+        .iter()
+        .filter(|k| k.in_default_map())
+        .map(|k| k.name())
         .collect();
     assert_eq!(
-        names,
+        default,
         [
-            "conv1._input_quantizer",
-            "conv1._weight_quantizer",
+            "Conv1d",
+            "Conv2d",
+            "Conv3d",
+            "ConvTranspose1d",
+            "ConvTranspose2d",
+            "ConvTranspose3d",
+            "Linear",
+            "AvgPool1d",
+            "AvgPool2d",
+            "AvgPool3d",
+            "AdaptiveAvgPool1d",
+            "AdaptiveAvgPool2d",
+            "AdaptiveAvgPool3d"
+        ]
+    );
+}
+
+#[test]
+fn replacement_on_and_off_gives_quant_and_float_variants() {
+    let _s = serial();
+    let d = dev();
+    assert!(!quant_modules::is_active());
+    assert_eq!(quantized_kinds(&d), []);
+
+    initialize();
+    assert!(quant_modules::is_active());
+    let default: Vec<_> = LayerKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| k.in_default_map())
+        .collect();
+    assert_eq!(quant_modules::replaced_kinds(), default);
+    // Every kind of the default map, max pooling not (as in the reference).
+    assert_eq!(quantized_kinds(&d), default);
+    assert_eq!(
+        quant_modules::replacement_for(LayerKind::Conv2d),
+        Some(Replacement::default())
+    );
+    assert_eq!(quant_modules::replacement_for(LayerKind::MaxPool2d), None);
+
+    deactivate();
+    assert!(!quant_modules::is_active());
+    assert_eq!(quant_modules::replaced_kinds(), []);
+    assert_eq!(quantized_kinds(&d), []);
+}
+
+#[test]
+fn variants_hold_the_float_and_the_quantized_layer() {
+    let _s = serial();
+    let d = dev();
+    let float = Conv2dConfig::new([2, 3], [3, 3])
+        .with_stride([2, 2])
+        .init(&d);
+    assert_eq!(float.kind(), LayerKind::Conv2d);
+    assert!(float.as_quant().is_none());
+    assert_eq!(float.as_float().unwrap().stride, [2, 2]);
+    assert!(matches!(float, Conv2d::Float(_)));
+
+    initialize();
+    let mut quant = Conv2dConfig::new([2, 3], [3, 3])
+        .with_stride([2, 2])
+        .init(&d);
+    deactivate();
+    assert!(quant.as_float().is_none());
+    let q: &mut QuantConv2d = quant.as_quant_mut().unwrap();
+    assert_eq!(q.stride, [2, 2]);
+    q.input_quantizer().disable();
+    assert!(
+        quant
+            .as_quant()
+            .unwrap()
+            ._input_quantizer
+            .handle
+            .is_disabled()
+    );
+    // Same parameter count (the quantizers' amax is a parameter too: 1 + 3 per channel).
+    assert_eq!(quant.num_params(), float.num_params() + 1 + 3);
+    // Shown as the layer it holds, without a variant name.
+    assert!(float.to_string().starts_with("Conv2d"), "{float}");
+    assert!(quant.to_string().starts_with("QuantConv2d"), "{quant}");
+    assert!(!quant.to_string().contains("Quant("), "{quant}");
+}
+
+#[test]
+fn skip_list_keeps_linear_float() {
+    let _s = serial();
+    let d = dev();
+    initialize_with(ReplacementOptions::new().with_float_module_list([LayerKind::Linear])).unwrap();
+    assert!(!LinearConfig::new(4, 3).init(&d).is_quantized());
+    assert!(Conv2dConfig::new([2, 3], [3, 3]).init(&d).is_quantized());
+    let quantized = quantized_kinds(&d);
+    assert!(!quantized.contains(&LayerKind::Linear));
+    assert_eq!(quantized.len(), 12);
+    // Names, as the reference's `float_module_list` strings.
+    deactivate();
+    let skip: Vec<LayerKind> = ["Linear", "Conv2d"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    initialize_with(ReplacementOptions::new().with_float_module_list(skip)).unwrap();
+    assert!(!LinearConfig::new(4, 3).init(&d).is_quantized());
+    assert!(!Conv2dConfig::new([2, 3], [3, 3]).init(&d).is_quantized());
+    assert!(Conv1dConfig::new(2, 3, 3).init(&d).is_quantized());
+}
+
+#[test]
+fn custom_replacement_applies_even_to_a_skipped_kind() {
+    let _s = serial();
+    let d = dev();
+    let input = desc(4, None);
+    let weight = desc(6, None); // per tensor instead of per row
+    initialize_with(ReplacementOptions {
+        float_module_list: vec![LayerKind::Linear, LayerKind::Conv2d],
+        custom_quant_modules: vec![
+            (
+                LayerKind::Linear,
+                Replacement::new()
+                    .with_quant_desc_input(input.clone())
+                    .with_quant_desc_weight(weight.clone()),
+            ),
+            // Outside the default map: only as a custom replacement.
+            (
+                LayerKind::MaxPool2d,
+                Replacement::new().with_quant_desc_input(desc(5, None)),
+            ),
+        ],
+    })
+    .unwrap();
+    let fc = LinearConfig::new(4, 3).init(&d);
+    let q = fc
+        .as_quant()
+        .expect("custom replacement applies to a skipped kind");
+    assert_eq!(q.input_quantizer().config().num_bits, NumBits::Int(4));
+    assert_eq!(q.weight_quantizer().config().num_bits, NumBits::Int(6));
+    assert_eq!(q.weight_quantizer().config().axis, None);
+    assert!(!Conv2dConfig::new([2, 3], [3, 3]).init(&d).is_quantized());
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    assert_eq!(
+        pool.as_quant().unwrap().input_quantizer().config().num_bits,
+        NumBits::Int(5)
+    );
+    // Kinds in neither list keep the class defaults.
+    let conv1 = Conv1dConfig::new(2, 3, 3).init(&d);
+    let conv1 = conv1.as_quant().unwrap();
+    assert_eq!(conv1.weight_quantizer().config().axis, Some(vec![0]));
+    assert_eq!(
+        quant_modules::replacement_for(LayerKind::Linear),
+        Some(Replacement {
+            quant_desc_input: Some(input),
+            quant_desc_weight: Some(weight),
+        })
+    );
+}
+
+#[test]
+fn a_bad_custom_replacement_is_refused_up_front() {
+    let _s = serial();
+    let weight_for_pool = ReplacementOptions::new().with_custom_quant_module(
+        LayerKind::AvgPool2d,
+        Replacement::new().with_quant_desc_weight(desc(8, None)),
+    );
+    let err = initialize_with(weight_for_pool).unwrap_err();
+    assert!(err.to_string().contains("AvgPool2d"), "{err}");
+    let real = QuantDescriptor::builder()
+        .fake_quant(false)
+        .build()
+        .unwrap();
+    let real_quant = ReplacementOptions::new().with_custom_quant_module(
+        LayerKind::Conv2d,
+        Replacement::new().with_quant_desc_input(real),
+    );
+    assert!(matches!(
+        initialize_with(real_quant.clone()),
+        Err(Error::Descriptor { .. })
+    ));
+    assert!(QuantModulesGuard::with_options(real_quant).is_err());
+    // Nothing changed.
+    assert!(!quant_modules::is_active());
+    assert_eq!(quant_modules::replaced_kinds(), []);
+}
+
+#[test]
+fn calls_accumulate_until_deactivate() {
+    let _s = serial();
+    let d = dev();
+    let skip_linear = || ReplacementOptions::new().with_float_module_list([LayerKind::Linear]);
+    initialize_with(skip_linear()).unwrap();
+    assert!(!LinearConfig::new(4, 3).init(&d).is_quantized());
+    // A second call adds Linear; a later skip list does not take it away (as the reference).
+    initialize();
+    assert!(LinearConfig::new(4, 3).init(&d).is_quantized());
+    initialize_with(skip_linear()).unwrap();
+    assert!(LinearConfig::new(4, 3).init(&d).is_quantized());
+    // A plain call does not undo a custom replacement.
+    initialize_with(ReplacementOptions::new().with_custom_quant_module(
+        LayerKind::Conv1d,
+        Replacement::new().with_quant_desc_input(desc(4, None)),
+    ))
+    .unwrap();
+    initialize();
+    let c = Conv1dConfig::new(2, 3, 3).init(&d);
+    assert_eq!(
+        c.as_quant().unwrap().input_quantizer().config().num_bits,
+        NumBits::Int(4)
+    );
+    // deactivate forgets everything (the reference would re-apply Linear here).
+    deactivate();
+    initialize_with(skip_linear()).unwrap();
+    assert!(!LinearConfig::new(4, 3).init(&d).is_quantized());
+    assert_eq!(
+        quant_modules::replacement_for(LayerKind::Conv1d),
+        Some(Replacement::default())
+    );
+}
+
+#[test]
+fn deactivate_restores_float_and_keeps_built_layers() {
+    let _s = serial();
+    let d = dev();
+    initialize();
+    let quant = Conv2dConfig::new([2, 3], [3, 3]).init(&d);
+    deactivate();
+    let float = Conv2dConfig::new([2, 3], [3, 3]).init(&d);
+    assert!(quant.is_quantized());
+    assert!(!float.is_quantized());
+}
+
+#[test]
+fn guard_puts_back_the_state_it_found() {
+    let _s = serial();
+    let d = dev();
+    {
+        let _on = QuantModulesGuard::new();
+        assert!(LinearConfig::new(4, 3).init(&d).is_quantized());
+        {
+            let _off = QuantModulesGuard::deactivated();
+            assert!(!LinearConfig::new(4, 3).init(&d).is_quantized());
+        }
+        assert!(LinearConfig::new(4, 3).init(&d).is_quantized());
+        {
+            let _custom = QuantModulesGuard::with_options(
+                ReplacementOptions::new()
+                    .with_custom_quant_module(LayerKind::MaxPool1d, Replacement::default()),
+            )
+            .unwrap();
+            assert!(MaxPool1dConfig::new(2).init().is_quantized());
+        }
+        assert!(!MaxPool1dConfig::new(2).init().is_quantized());
+    }
+    assert!(!quant_modules::is_active());
+}
+
+// ---------------------------------------------------------------- the drop-in configs
+
+#[test]
+fn drop_in_configs_read_and_build_as_burns() {
+    let _s = serial();
+    let d = dev();
+    let config = Conv2dConfig::new([2, 4], [3, 3])
+        .with_stride([2, 1])
+        .with_dilation([1, 2])
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(false);
+    // The wrapped config is burn's, field for field.
+    let burn_config = burn::nn::conv::Conv2dConfig::new([2, 4], [3, 3])
+        .with_stride([2, 1])
+        .with_dilation([1, 2])
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(false);
+    assert_eq!(format!("{:?}", config.layer), format!("{burn_config:?}"));
+    assert_eq!(
+        format!("{:?}", Conv2dConfig::from(burn_config)),
+        format!("{config:?}")
+    );
+    let x = rand(1, [1, 2, 7, 6], -1.0, 1.0, &d);
+    let float = config.init(&d);
+    let f = float.as_float().unwrap();
+    assert_eq!(
+        (f.stride, f.dilation, f.bias.is_none()),
+        ([2, 1], [1, 2], true)
+    );
+    assert_bits(float.forward(x.clone()), f.forward(x.clone()));
+
+    initialize();
+    let quant = config.init(&d);
+    deactivate();
+    let q = quant.as_quant().unwrap();
+    assert_eq!(
+        (q.stride, q.dilation, q.bias.is_none()),
+        ([2, 1], [1, 2], true)
+    );
+    // Quantizers off: burn's float conv on the same weight, padding resolved alike.
+    quant.as_quant().unwrap().input_quantizer().disable();
+    quant.as_quant().unwrap().weight_quantizer().disable();
+    let float = Conv2d::Float(burn::nn::conv::Conv2d {
+        weight: q.weight.clone(),
+        ..f.clone()
+    });
+    assert_bits(quant.forward(x.clone()), float.forward(x));
+
+    // Pools and Linear too.
+    let pool = AvgPool2dConfig::new([2, 2])
+        .with_strides([1, 1])
+        .with_count_include_pad(false)
+        .init();
+    assert_eq!(pool.as_float().unwrap().stride, [1, 1]);
+    let fc = LinearConfig::new(3, 2)
+        .with_bias(false)
+        .with_layout(burn::nn::LinearLayout::Col)
+        .init(&d);
+    assert!(fc.as_float().unwrap().bias.is_none());
+    assert_eq!(
+        fc.forward(Tensor::<3>::ones([2, 5, 3], &d)).dims(),
+        [2, 5, 2]
+    );
+}
+
+#[test]
+fn groups_not_dividing_channels_fail_in_both_variants() {
+    let _s = serial();
+    let d = dev();
+    let config = Conv1dConfig::new(3, 4, 3).with_groups(2);
+    assert!(matches!(
+        config.try_init(&d),
+        Err(Error::Unsupported { .. })
+    ));
+    initialize();
+    assert!(matches!(
+        config.try_init(&d),
+        Err(Error::Unsupported { .. })
+    ));
+}
+
+#[test]
+#[should_panic(expected = "qdq::nn::Conv2dConfig::init: channel counts not divisible by groups")]
+fn init_panics_where_burns_would() {
+    let _s = serial();
+    let _ = Conv2dConfig::new([3, 4], [3, 3])
+        .with_groups(2)
+        .init(&dev());
+}
+
+#[test]
+fn try_init_reports_a_replacement_the_layer_cannot_use() {
+    let _s = serial();
+    let d = dev();
+    // Axis 3 exists for Conv2d's weight but not for Conv1d's (rank 3) or Linear's.
+    let axis3 = Replacement::new().with_quant_desc_weight(desc(8, Some(3)));
+    initialize_with(
+        ReplacementOptions::new()
+            .with_custom_quant_module(LayerKind::Conv1d, axis3.clone())
+            .with_custom_quant_module(LayerKind::Conv2d, axis3),
+    )
+    .unwrap();
+    assert!(
+        Conv2dConfig::new([2, 3], [3, 3])
+            .try_init(&d)
+            .unwrap()
+            .is_quantized()
+    );
+    assert!(matches!(
+        Conv1dConfig::new(2, 3, 3).try_init(&d),
+        Err(Error::AxisOutOfRange { .. })
+    ));
+}
+
+// ---------------------------------------------------------------- a model
+
+/// Written once against the drop-ins: conv → relu → adaptive avg pool → flatten → linear.
+#[derive(Module, Debug)]
+struct Net {
+    conv: Conv2d,
+    relu: Relu,
+    pool: AdaptiveAvgPool2d,
+    fc: Linear,
+}
+
+impl Net {
+    fn new(device: &Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([2, 4], [3, 3])
+                .with_padding(PaddingConfig2d::Same)
+                .init(device),
+            relu: Relu::new(),
+            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            fc: LinearConfig::new(4, 3).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.pool.forward(self.relu.forward(self.conv.forward(x)));
+        self.fc.forward(x.flatten(1, 3))
+    }
+}
+
+/// The same without the linear layer, whose weight layouts differ.
+#[derive(Module, Debug)]
+struct ConvNet {
+    conv: Conv2d,
+    relu: Relu,
+    pool: AdaptiveAvgPool2d,
+}
+
+impl ConvNet {
+    fn new(device: &Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([2, 4], [3, 3]).init(device),
+            relu: Relu::new(),
+            pool: AdaptiveAvgPool2dConfig::new([2, 2]).init(),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.pool.forward(self.relu.forward(self.conv.forward(x)))
+    }
+}
+
+#[test]
+fn one_model_builds_float_and_quantized_with_the_plain_names() {
+    let _s = serial();
+    let d = dev();
+    let float = Net::new(&d);
+    initialize();
+    let quant = Net::new(&d);
+    deactivate();
+    assert!(!float.conv.is_quantized() && !float.pool.is_quantized() && !float.fc.is_quantized());
+    assert!(quant.conv.is_quantized() && quant.pool.is_quantized() && quant.fc.is_quantized());
+
+    assert_eq!(quantizer_names(&float), Vec::<String>::new());
+    assert_eq!(
+        quantizer_names(&quant),
+        [
+            "conv._input_quantizer",
+            "conv._weight_quantizer",
             "pool._input_quantizer",
             "fc._input_quantizer",
             "fc._weight_quantizer"
         ]
     );
-    // Calibrate conv1 with max calibration on full-precision data.
-    let x = rand(20, [2, 2, 6, 6], -3.0, 3.0, &d);
-    for q in [
-        &model.conv1._input_quantizer,
-        &model.conv1._weight_quantizer,
-    ] {
-        q.disable_quant();
-        q.enable_calib();
-    }
-    let _ = model.conv1.forward(x.clone());
-    for q in [
-        &mut model.conv1._input_quantizer,
-        &mut model.conv1._weight_quantizer,
-    ] {
-        q.load_calib_amax().unwrap();
-        q.disable_calib();
-        q.enable_quant();
-    }
-    let w = model.conv1.weight.val();
+    // Record keys: the float layers' keys, plus the quantizers' amax.
     assert_eq!(
-        model.conv1._input_quantizer.amax(),
-        Some(values(tensor_amax(&x)))
+        param_paths(&float),
+        ["conv.weight", "conv.bias", "fc.weight", "fc.bias"]
     );
     assert_eq!(
-        model.conv1._weight_quantizer.amax(),
-        Some(values(axis_amax(&w, 0)))
+        param_paths(&quant),
+        [
+            "conv.weight",
+            "conv.bias",
+            "conv._input_quantizer._amax",
+            "conv._weight_quantizer._amax",
+            "pool._input_quantizer._amax",
+            "fc.weight",
+            "fc.bias",
+            "fc._input_quantizer._amax",
+            "fc._weight_quantizer._amax"
+        ]
     );
-    let want = model.conv1.forward(x.clone());
-
-    let fresh = net(&d).load_record(model.clone().into_record());
+    let x = rand(2, [3, 2, 5, 5], -2.0, 2.0, &d);
+    assert_eq!(float.forward(x.clone()).dims(), [3, 3]);
+    assert_eq!(quant.forward(x).dims(), [3, 3]);
+    // Each model round-trips its own record (amax entries included).
+    let fresh = {
+        let _on = QuantModulesGuard::new();
+        Net::new(&d)
+    };
+    let loaded = fresh.load_record(quant.clone().into_record());
     assert_eq!(
-        fresh.conv1._input_quantizer.amax(),
-        model.conv1._input_quantizer.amax()
+        values(loaded.fc.as_quant().unwrap().weight.val()),
+        values(quant.fc.as_quant().unwrap().weight.val())
     );
-    assert_eq!(
-        fresh.conv1._weight_quantizer.amax(),
-        model.conv1._weight_quantizer.amax()
-    );
-    assert_eq!(fresh.fc._weight_quantizer.amax(), None);
-    assert_bits(fresh.conv1.forward(x), want);
 }
 
 #[test]
-fn configs_serialize_with_descriptors() {
-    use burn::config::Config;
-    let cfg = QuantConv2dConfig::new([3, 8], [3, 3])
-        .with_stride([2, 2])
-        .with_quant_desc_weight(desc(4, Some(0)));
-    let json = serde_json::to_string(&cfg).unwrap();
-    let back: QuantConv2dConfig = serde_json::from_str(&json).unwrap();
-    assert_eq!(back.layer.stride, [2, 2]);
-    assert_eq!(back.quant_desc_weight, Some(desc(4, Some(0))));
-    assert_eq!(back.quant_desc_input, None);
-    // The configs are burn `Config`s (save/load as JSON files).
-    fn is_config<C: Config>(_: &C) {}
-    is_config(&QuantLinearConfig::new(2, 3));
-    is_config(&QuantAdaptiveAvgPool2dConfig::new([3, 3]));
+fn quantize_turns_a_float_model_into_the_quantized_one() {
+    let _s = serial();
+    let d = dev();
+    let float = Net::new(&d);
+    let x = rand(3, [2, 2, 6, 5], -2.0, 2.0, &d);
+    let want = float.forward(x.clone());
+
+    // Off: nothing is replaced.
+    let same = quant_modules::quantize(float.clone()).unwrap();
+    assert!(!same.conv.is_quantized() && !same.fc.is_quantized());
+
+    initialize_with(
+        ReplacementOptions::new().with_float_module_list([LayerKind::AdaptiveAvgPool2d]),
+    )
+    .unwrap();
+    let quant = quant_modules::quantize(float.clone()).unwrap();
+    deactivate();
+    assert!(quant.conv.is_quantized() && quant.fc.is_quantized());
+    assert!(!quant.pool.is_quantized());
+    assert_eq!(
+        quantizer_names(&quant),
+        [
+            "conv._input_quantizer",
+            "conv._weight_quantizer",
+            "fc._input_quantizer",
+            "fc._weight_quantizer"
+        ]
+    );
+    // Same parameters (ids too); Linear's weight transposed into PyTorch's layout.
+    let (fc_f, fc_q) = (float.fc.as_float().unwrap(), quant.fc.as_quant().unwrap());
+    assert_eq!(fc_q.weight.id, fc_f.weight.id);
+    assert_eq!(
+        values(fc_q.weight.val()),
+        values(fc_f.weight.val().transpose())
+    );
+    assert_eq!(
+        quant.conv.as_quant().unwrap().weight.id,
+        float.conv.as_float().unwrap().weight.id
+    );
+    // Quantizers disabled: the float output, bit for bit.
+    disable_quantizers(&quant);
+    assert_bits(quant.forward(x.clone()), want.clone());
+    // Enabled they quantize (8 bits, dynamic amax): close, not equal.
+    for q in named_quantizers(&quant) {
+        q.handle.enable();
+    }
+    let got = values(quant.forward(x));
+    assert_ne!(bits(&got), bits(&values(want.clone())));
+    for (g, w) in got.iter().zip(values(want)) {
+        assert!((g - w).abs() < 0.1, "{g} vs {w}");
+    }
+}
+
+#[test]
+fn quantize_reports_a_layer_it_cannot_quantize() {
+    let _s = serial();
+    let d = dev();
+    let float = Net::new(&d);
+    let float2 = Net::new(&d);
+    initialize_with(ReplacementOptions::new().with_custom_quant_module(
+        LayerKind::Linear,
+        Replacement::new().with_quant_desc_weight(desc(8, Some(2))),
+    ))
+    .unwrap();
+    assert!(matches!(
+        quant_modules::quantize(float),
+        Err(Error::AxisOutOfRange { axis: 2, rank: 2 })
+    ));
+    // The walk is over: a later map converts nothing, though replacement is on.
+    let mapped = float2.map(&mut NoChange);
+    assert!(!mapped.conv.is_quantized());
+}
+
+struct NoChange;
+impl burn::module::ModuleMapper for NoChange {}
+
+#[test]
+fn disabled_quantizers_give_the_float_output_with_the_float_weights() {
+    let _s = serial();
+    let d = dev();
+    let float = ConvNet::new(&d);
+    let quant = {
+        let _on = QuantModulesGuard::new();
+        ConvNet::new(&d)
+    };
+    // The float checkpoint lacks only the quantizers' `_amax`.
+    let record = float.clone().into_record();
+    assert!(quant.clone().try_load_record(record.clone()).is_err());
+    let quant = quant
+        .try_load_record(record.allow_partial(true))
+        .expect("a float checkpoint loads with allow_partial");
+    let (wf, wq) = (
+        float.conv.as_float().unwrap().weight.val(),
+        quant.conv.as_quant().unwrap().weight.val(),
+    );
+    assert_eq!(values(wq), values(wf));
+    // Amax stays unset: dynamic until calibrated.
+    assert_eq!(
+        quant.conv.as_quant().unwrap().input_quantizer().amax(),
+        None
+    );
+
+    let x = rand(4, [2, 2, 7, 7], -3.0, 3.0, &d);
+    disable_quantizers(&quant);
+    assert_bits(quant.forward(x.clone()), float.forward(x));
+}
+
+#[test]
+fn a_float_linear_record_does_not_load_into_a_quantized_linear() {
+    let _s = serial();
+    let d = dev();
+    // burn's [d_input, d_output] against QuantLinear's [d_output, d_input]: refused,
+    // not transposed silently (the documented way is `quantize`).
+    let float = Net::new(&d);
+    let quant = {
+        let _on = QuantModulesGuard::new();
+        Net::new(&d)
+    };
+    let err = quant
+        .try_load_record(float.into_record().allow_partial(true))
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("fc.weight"), "{err:?}");
+}
+
+#[test]
+fn float_checkpoint_files_into_the_quantized_model_as_the_readme_shows() {
+    let _s = serial();
+    let d = dev();
+    let dir = std::env::temp_dir().join(format!("qdq-replacement-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = rand(5, [2, 2, 6, 6], -2.0, 2.0, &d);
+
+    // Convolutions and pools: the record straight into the quantized build.
+    let float = ConvNet::new(&d);
+    float.clone().save_file(dir.join("convnet.bpk")).unwrap();
+    initialize();
+    let record = burn::store::ModuleRecord::load(dir.join("convnet.bpk")).unwrap();
+    let quant = ConvNet::new(&d).load_record(record.allow_partial(true));
+    deactivate();
+    assert!(quant.conv.is_quantized() && quant.pool.is_quantized());
+    disable_quantizers(&quant);
+    assert_bits(quant.forward(x.clone()), float.forward(x.clone()));
+
+    // Any layers: into the float build, then `quantize`.
+    let float = Net::new(&d);
+    float.clone().save_file(dir.join("net.bpk")).unwrap();
+    let loaded = Net::new(&d).load_file(dir.join("net.bpk"));
+    initialize();
+    let quant = quant_modules::quantize(loaded).unwrap();
+    deactivate();
+    assert!(quant.fc.is_quantized());
+    disable_quantizers(&quant);
+    assert_bits(quant.forward(x.clone()), float.forward(x));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -212,13 +212,7 @@ fn ste_gradient_is_inclusive_mask_and_forward_is_unchanged() {
     let out = fake_tensor_quant(x.clone(), amax.clone(), 8, false, true).unwrap();
     let plain = fake_tensor_quant(x.clone().detach(), amax, 8, false, true).unwrap();
     assert_eq!(bits(&values(out.clone())), bits(&values(plain)));
-    let g = out
-        .mul(Tensor::from_floats(
-            [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
-            &d,
-        ))
-        .sum()
-        .backward();
+    let g = backward_weighted(out, &d);
     assert_eq!(
         values(x.grad(&g).unwrap()),
         vec![0.0, 2.0, 3.0, 4.0, 5.0, 0.0, 0.0]
@@ -248,13 +242,7 @@ fn clip_matches_spec_example_gradients() {
         values(out.clone()),
         vec![-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0]
     );
-    let g = out
-        .mul(Tensor::from_floats(
-            [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
-            &d,
-        ))
-        .sum()
-        .backward();
+    let g = backward_weighted(out, &d);
     assert_eq!(
         values(x.grad(&g).unwrap()),
         vec![0.0, 0.0, 3.0, 4.0, 5.0, 0.0, 0.0]
@@ -307,4 +295,14 @@ fn e4m3_tiny_inputs_zero_amax_and_gradient() {
     let out = scaled_e4m3(x.clone(), Some(Tensor::from_floats([2.0f32], &a))).unwrap();
     let g = out.sum().backward();
     assert_eq!(values(x.grad(&g).unwrap()), vec![0.0, 1.0, 1.0, 0.0]);
+}
+
+/// Backward of `sum(out · [1, 2, ..., n])`: the distinct weights show which element
+/// each gradient entry comes from.
+fn backward_weighted(out: Tensor<1>, d: &Device) -> burn::tensor::Gradients {
+    let n = out.dims()[0];
+    let weights: Vec<f32> = (1..=n).map(|i| i as f32).collect();
+    out.mul(Tensor::from_floats(weights.as_slice(), d))
+        .sum()
+        .backward()
 }

@@ -390,4 +390,71 @@ fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
     assert!(rec.failures[0].0.same(&bare.handle));
     assert!(matches!(rec.failures[0].1, Error::Uncalibrated));
     assert!(bare.handle.take_error().is_none());
+
+    // A signed narrow grid cannot lower (QuantizeLinear saturates to [-128, 127]); an
+    // unsigned one can, since unsigned wins over narrow_range.
+    let narrow = |unsigned: bool| {
+        let desc = QuantDescriptor::builder()
+            .narrow_range(true)
+            .unsigned(unsigned)
+            .amax(Amax::scalar(2.0))
+            .build()
+            .unwrap();
+        quantizer(desc)
+    };
+    let signed = narrow(false);
+    let (_, rec) = record_quantizers(|| signed.forward(x.clone()));
+    assert!(rec.records.is_empty());
+    assert!(matches!(rec.failures[0].1, Error::Unsupported { .. }));
+    let unsigned = narrow(true);
+    let positive = x.clone().abs();
+    let (_, rec) = record_quantizers(|| unsigned.forward(positive));
+    assert!(rec.failures.is_empty());
+    assert_eq!(rec.records[0].lowering.bound(), 255.0);
+}
+
+#[test]
+fn scopes_nest_a_walk_inside_an_export_pass_keeps_the_pass() {
+    use qdq::nn::lowering::record_quantizers;
+    let d = dev();
+    let x = tensor(Lcg(5).vec(8, -1.0, 1.0), [8], &d);
+    let mut q = quantizer(QuantDescriptor::default());
+    q.set_amax(&Amax::scalar(1.0)).unwrap();
+    // A walk (its own scope) inside the pass, then a forward: the pass records it.
+    let (names, rec) = record_quantizers(|| {
+        let names = named_quantizers(&q);
+        q.forward(x.clone());
+        names
+    });
+    assert_eq!(names.len(), 1);
+    assert_eq!(rec.records.len(), 1);
+    // A panic inside a pass ends the pass: the next forward quantizes again.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        record_quantizers(|| panic!("inside the pass"))
+    }));
+    assert!(caught.is_err());
+    assert_ne!(bits(&values(q.forward(x.clone()))), bits(&values(x)));
+}
+
+#[test]
+fn lowering_scales_are_amax_over_the_bound() {
+    use qdq::nn::lowering::QuantLowering;
+    use qdq::tensor_quant::NumBits;
+    let l = |amax: Vec<f32>, num_bits, unsigned| QuantLowering {
+        amax,
+        axis: None,
+        num_bits,
+        unsigned,
+        narrow_range: false,
+    };
+    // Spec §6: input amax 2.435065 -> 2.435065/127; an amax of 0 gives scale 1.
+    let int8 = l(vec![2.435065, 0.0], NumBits::Int(8), false);
+    assert_eq!(
+        (int8.bound(), int8.scales()),
+        (127.0, vec![2.435065f32 / 127.0, 1.0])
+    );
+    assert_eq!(l(vec![255.0], NumBits::Int(8), true).scales(), vec![1.0]);
+    // modelopt's FP8 example: amax 2 -> 0.004464286.
+    let fp8 = l(vec![2.0], NumBits::FP8_E4M3, false);
+    assert_eq!(format!("{:.9}", fp8.scales()[0]), "0.004464286");
 }

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::backend::capture::{CaptureBackend, TensorId};
 use burn::backend::ir::OperationIr;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::{DispatchTensor, TensorData};
 use qdq::nn::lowering::{QuantLowering, record_quantizers};
 use qdq::nn::named_quantizers;
+use qdq::nn::walk::{ModulePath, PathVisitor, visit_paths};
 
 use crate::error::{Error, Result};
 
@@ -84,13 +85,18 @@ where
             let x = sample.to_device(&device);
             let in_dims = x.dims().to_vec();
             let mut visitor = ParamNames::default();
-            captured_model.visit(&mut visitor);
+            visit_paths(&captured_model, &mut visitor);
             let (y, recording) = record_quantizers(|| forward(&captured_model, x.clone()));
+            // Records name their quantizer by handle; `names` holds every handle alive.
+            let by_id: HashMap<_, &str> = names
+                .iter()
+                .rev() // the first of several paths to one quantizer wins, as before
+                .map(|q| (q.handle.id(), q.name.as_str()))
+                .collect();
             let name_of = |h: &qdq::nn::QuantizerHandle| {
-                names
-                    .iter()
-                    .find(|q| q.handle.same(h))
-                    .map_or_else(|| "TensorQuantizer".to_string(), |q| q.name.clone())
+                by_id
+                    .get(&h.id())
+                    .map_or_else(|| "TensorQuantizer".to_string(), |n| n.to_string())
             };
             let failure = recording.failures.into_iter().next().map(|(h, e)| {
                 Error::Quantizer(qdq::Error::Quantizer {
@@ -163,22 +169,13 @@ where
 /// Maps each float parameter's capture id to its dotted path.
 #[derive(Default)]
 struct ParamNames {
-    path: Vec<String>,
     names: HashMap<TensorId, String>,
 }
 
-impl ModuleVisitor for ParamNames {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.into());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+impl PathVisitor for ParamNames {
+    fn visit_float<const D: usize>(&mut self, path: &ModulePath, param: &Param<Tensor<D>>) {
         if let Ok(id) = id_of(param.val().into_dispatch()) {
-            self.names.entry(id).or_insert_with(|| self.path.join("."));
+            self.names.entry(id).or_insert_with(|| path.dotted());
         }
     }
 }

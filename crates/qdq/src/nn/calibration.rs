@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use super::handle::{NamedQuantizer, named_quantizers};
+use super::walk::{ModulePath, NamedQuantizer, PathMapper, map_paths, named_quantizers};
 use crate::calib::HistogramMethod;
 use crate::error::{Error, Result};
 use crate::tensor_quant::Amax;
@@ -92,11 +92,7 @@ pub fn load_amaxes<M: Module>(model: M, amaxes: &HashMap<String, Amax>) -> M {
 }
 
 fn set_amaxes<M: Module>(model: M, table: HashMap<String, Amax>) -> M {
-    let mut mapper = AmaxMapper {
-        path: Vec::new(),
-        table,
-    };
-    model.map(&mut mapper)
+    map_paths(model, &mut AmaxMapper { table })
 }
 
 /// One line per quantizer, `name: TensorQuantizer(...)`, as the seed prints them.
@@ -124,22 +120,18 @@ fn named(q: &NamedQuantizer, e: Error) -> Error {
     }
 }
 
+/// Sets the `_amax` parameters named in `table` (by dotted path).
 struct AmaxMapper {
-    path: Vec<String>,
     table: HashMap<String, Amax>,
 }
 
-impl ModuleMapper for AmaxMapper {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.table.get(&self.path.join(".")) {
+impl PathMapper for AmaxMapper {
+    fn map_float<const D: usize>(
+        &mut self,
+        path: &ModulePath,
+        param: Param<Tensor<D>>,
+    ) -> Param<Tensor<D>> {
+        match self.table.get(&path.dotted()) {
             Some(amax) if D == 1 => {
                 let device = param.lazy_device();
                 let data = TensorData::new(amax.values().to_vec(), vec![amax.numel()]);

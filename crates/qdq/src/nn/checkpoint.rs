@@ -8,13 +8,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use super::handle::named_quantizers;
+use super::walk::{ModulePath, PathMapper, PathVisitor, map_paths, named_quantizers, visit_paths};
 use crate::error::{Error, Result};
+use crate::tensor_quant::{amax_is_set, host_values};
 
 /// Writes every float parameter of `model` to a safetensors file, named by its path.
 /// Quantizer amaxes take the keepdims shape they were calibrated or used with
@@ -31,11 +32,11 @@ pub fn save_safetensors<M: Module>(model: &M, path: impl AsRef<Path>) -> Result<
         .filter_map(|q| Some((format!("{}._amax", q.name), q.handle.amax_shape()?)))
         .collect();
     let mut collector = Collector::default();
-    model.visit(&mut collector);
+    visit_paths(model, &mut collector);
     let mut entries = Vec::new();
     for (name, values, mut shape) in collector.tensors {
         if name.ends_with("._amax") {
-            if !super::tensor_quantizer::amax_is_set(&values) {
+            if !amax_is_set(&values) {
                 continue;
             }
             shape = match shapes.get(&name) {
@@ -88,12 +89,11 @@ pub fn load_safetensors<M: Module>(model: M, path: impl AsRef<Path>) -> Result<M
         tensors.insert(name, (values, view.shape().to_vec()));
     }
     let mut loader = Loader {
-        path: Vec::new(),
         tensors,
         error: None,
         file: path.display().to_string(),
     };
-    let model = model.map(&mut loader);
+    let model = map_paths(model, &mut loader);
     match loader.error {
         Some(e) => Err(e),
         None => Ok(model),
@@ -107,48 +107,36 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Every float parameter: (dotted path, values, shape).
 #[derive(Default)]
 struct Collector {
-    path: Vec<String>,
     tensors: Vec<(String, Vec<f32>, Vec<usize>)>,
 }
 
-impl ModuleVisitor for Collector {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+impl PathVisitor for Collector {
+    fn visit_float<const D: usize>(&mut self, path: &ModulePath, param: &Param<Tensor<D>>) {
         let t = param.val();
         let shape = t.dims().to_vec();
-        if let Ok(values) = crate::tensor_quant::host_values(&t) {
-            self.tensors.push((self.path.join("."), values, shape));
+        if let Ok(values) = host_values(&t) {
+            self.tensors.push((path.dotted(), values, shape));
         }
     }
 }
 
+/// Replaces each float parameter by the file's tensor of the same path.
 struct Loader {
-    path: Vec<String>,
     tensors: HashMap<String, (Vec<f32>, Vec<usize>)>,
     error: Option<Error>,
     file: String,
 }
 
-impl ModuleMapper for Loader {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join(".");
+impl PathMapper for Loader {
+    fn map_float<const D: usize>(
+        &mut self,
+        path: &ModulePath,
+        param: Param<Tensor<D>>,
+    ) -> Param<Tensor<D>> {
+        let name = path.dotted();
         let Some((values, shape)) = self.tensors.remove(&name) else {
             return param;
         };

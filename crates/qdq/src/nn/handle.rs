@@ -1,15 +1,7 @@
 //! The runtime state of a quantizer (switches, calibrator), shared by the module and
-//! the handles a model walk returns, and the walk itself.
+//! the handles a model walk returns, with the switches of the reference.
 
-use std::cell::RefCell;
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use burn::module::{
-    Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor,
-    Param,
-};
-use burn::prelude::*;
 
 use crate::calib::{Calibrator, HistogramMethod};
 use crate::error::{Error, Result};
@@ -75,11 +67,15 @@ struct Shared {
     runtime: Mutex<Runtime>,
 }
 
+/// The identity of a quantizer ([`QuantizerHandle::id`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QuantizerId(usize);
+
 /// A shared reference to a quantizer's switches and calibrator.
 ///
 /// Every clone of a [`super::TensorQuantizer`] (and so of a model holding it) shares
 /// this state, the way a PyTorch module is one object: toggling a switch through a
-/// handle from [`named_quantizers`] changes the model's behaviour. Records do not
+/// handle from [`super::named_quantizers`] changes the model's behaviour. Records do not
 /// store it (only `_amax` and the clip bounds are model state).
 #[derive(Clone, Debug)]
 pub struct QuantizerHandle(Arc<Shared>);
@@ -100,6 +96,13 @@ impl QuantizerHandle {
     /// Whether `self` and `other` are the same quantizer (clones of one module).
     pub fn same(&self, other: &QuantizerHandle) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The quantizer's identity, equal for clones of one module: a key to find
+    /// handles by (e.g. records of an export pass by name) without a linear search.
+    /// Valid while the handle lives.
+    pub fn id(&self) -> QuantizerId {
+        QuantizerId(Arc::as_ptr(&self.0) as usize)
     }
 
     /// The configuration.
@@ -255,141 +258,34 @@ impl QuantizerHandle {
     }
 }
 
-// The handle is a module with no parameters. Its `visit` reports it to an active
-// `named_quantizers` walk, which is how a walk finds quantizers inside any model.
-impl Module for QuantizerHandle {
-    fn visit<V: ModuleVisitor>(&self, _visitor: &mut V) {
-        WALK.with(|w| {
-            if let Some(walk) = w.borrow_mut().as_mut() {
-                walk.found.push((walk.path.clone(), self.clone()));
+/// The reference's switches, one method each on the handle (and so on every clone of
+/// the quantizer); [`super::TensorQuantizer`] forwards its own to them.
+macro_rules! switches {
+    ($($(#[$doc:meta])* $name:ident => $field:ident = $value:literal;)*) => {
+        impl QuantizerHandle {$(
+            $(#[$doc])*
+            pub fn $name(&self) {
+                self.runtime().$field = $value;
             }
-        });
-    }
-
-    fn map<M: ModuleMapper>(self, _mapper: &mut M) -> Self {
-        self
-    }
-
-    fn to_device(self, _: &Device) -> Self {
-        self
-    }
-
-    fn fork(self, _: &Device) -> Self {
-        self
-    }
-
-    fn collect_devices(&self, devices: Devices) -> Devices {
-        devices
-    }
-
-    fn materialize(self) -> Self {
-        self
-    }
-
-    fn valid(&self) -> Self {
-        self.clone()
-    }
-
-    fn train(self) -> Self {
-        self
-    }
+        )*}
+    };
 }
 
-impl ModuleDisplayDefault for QuantizerHandle {
-    fn content(&self, content: Content) -> Option<Content> {
-        content.add_formatted(&"QuantizerHandle").optional()
-    }
-}
-
-impl ModuleDisplay for QuantizerHandle {}
-
-struct Walk {
-    path: Vec<String>,
-    /// (path of the handle field, handle)
-    found: Vec<(Vec<String>, QuantizerHandle)>,
-    /// (path of every float parameter, its values) for `_amax`
-    amaxes: Vec<(Vec<String>, Option<Vec<f32>>)>,
-}
-
-thread_local! {
-    static WALK: RefCell<Option<Walk>> = const { RefCell::new(None) };
-}
-
-struct PathVisitor;
-
-impl ModuleVisitor for PathVisitor {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        WALK.with(|w| {
-            w.borrow_mut()
-                .as_mut()
-                .map(|walk| walk.path.push(name.to_string()))
-        });
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        WALK.with(|w| w.borrow_mut().as_mut().map(|walk| walk.path.pop()));
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        WALK.with(|w| {
-            if let Some(walk) = w.borrow_mut().as_mut()
-                && D == 1
-                && walk.path.last().is_some_and(|p| p == "_amax")
-            {
-                let values = crate::tensor_quant::host_values(&param.val()).ok();
-                let values = values.filter(|v| super::tensor_quantizer::amax_is_set(v));
-                walk.amaxes.push((walk.path.clone(), values));
-            }
-        });
-    }
-}
-
-/// One quantizer found in a model: its name (`layer1.0.conv1._input_quantizer`),
-/// its shared state, and its amax when the walk ran.
-#[derive(Clone, Debug)]
-pub struct NamedQuantizer {
-    /// Dotted path of the quantizer in the model.
-    pub name: String,
-    /// Switches and calibrator.
-    pub handle: QuantizerHandle,
-    /// Amax at the time of the walk (`None`: dynamic).
-    pub amax: Option<Vec<f32>>,
-}
-
-impl fmt::Display for NamedQuantizer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.handle.describe(self.amax.as_deref()))
-    }
-}
-
-/// Every [`super::TensorQuantizer`] in `model`, by name, in field order — the
-/// analogue of filtering `model.named_modules()` for `TensorQuantizer`.
-pub fn named_quantizers<M: Module>(model: &M) -> Vec<NamedQuantizer> {
-    WALK.with(|w| {
-        *w.borrow_mut() = Some(Walk {
-            path: Vec::new(),
-            found: Vec::new(),
-            amaxes: Vec::new(),
-        })
-    });
-    model.visit(&mut PathVisitor);
-    let walk = WALK
-        .with(|w| w.borrow_mut().take())
-        .expect("walk state was set above");
-    walk.found
-        .into_iter()
-        .map(|(mut path, handle)| {
-            path.pop(); // the `handle` field itself
-            let amax = walk
-                .amaxes
-                .iter()
-                .find(|(p, _)| p.len() == path.len() + 1 && p.starts_with(&path))
-                .and_then(|(_, v)| v.clone());
-            NamedQuantizer {
-                name: path.join("."),
-                handle,
-                amax,
-            }
-        })
-        .collect()
+switches! {
+    /// Pass inputs through untouched.
+    disable => disabled = true;
+    /// Undo [`QuantizerHandle::disable`].
+    enable => disabled = false;
+    /// Quantize in forward.
+    enable_quant => if_quant = true;
+    /// Do not quantize in forward (e.g. while calibrating on full-precision data).
+    disable_quant => if_quant = false;
+    /// Feed inputs to the calibrator in forward.
+    enable_calib => if_calib = true;
+    /// Stop calibrating.
+    disable_calib => if_calib = false;
+    /// Clip to the learnable range in forward (learn_amax quantizers).
+    enable_clip => if_clip = true;
+    /// Do not clip.
+    disable_clip => if_clip = false;
 }

@@ -6,12 +6,13 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use super::handle::{QuantizerConfig, QuantizerHandle, Runtime};
-use super::lowering::{self, QuantLowering};
+use super::scope::{self, Mode};
 use crate::calib::{Calibrator, HistogramMethod};
 use crate::error::{Error, Result};
 use crate::tensor_quant::reduce::{kept_shape, normalize_axis};
 use crate::tensor_quant::{
-    self as tq, Amax, NumBits, QuantDescriptor, fake_tensor_quant, scaled_e4m3, tensor_quant,
+    self as tq, Amax, NumBits, QuantDescriptor, QuantLowering, fake_tensor_quant, scaled_e4m3,
+    tensor_quant,
 };
 
 /// The learnable range of a `learn_amax` quantizer (`clip` of the reference).
@@ -257,7 +258,7 @@ impl TensorQuantizer {
             Ok(y) => y,
             Err(e) => {
                 // During an export the error goes to the export, not the model.
-                if let Some(e) = lowering::note_failure(&self.handle, e) {
+                if let Some(e) = scope::note_failure(&self.handle, e) {
                     self.handle.record_error(e);
                 }
                 x
@@ -275,7 +276,7 @@ impl TensorQuantizer {
         if disabled {
             return Ok(x);
         }
-        if lowering::lowering_active() {
+        if scope::mode() == Mode::Lowering {
             if if_calib {
                 return Err(Error::Unsupported {
                     what: "export",
@@ -284,7 +285,7 @@ impl TensorQuantizer {
                 });
             }
             if if_quant {
-                return lowering::lower(x.clone(), self.lowering(&x.dims())?, &self.handle);
+                return scope::lower(x.clone(), self.lowering(&x.dims())?, &self.handle);
             }
         }
         if if_calib {
@@ -324,6 +325,16 @@ impl TensorQuantizer {
     /// The Q/DQ parameters for an input of shape `dims` (export).
     fn lowering(&self, dims: &[usize]) -> Result<QuantLowering> {
         let cfg = self.handle.config();
+        if cfg.narrow_range && !cfg.unsigned && !cfg.num_bits.is_e4m3() {
+            // QuantizeLinear clamps to [-128, 127]: the pair would not reproduce the
+            // quantizer's [-127, 127] (the reference's export refuses it too).
+            return Err(Error::Unsupported {
+                what: "export",
+                format: "a signed narrow_range quantizer; Q/DQ pairs use the full range \
+                         [-128, 127]"
+                    .into(),
+            });
+        }
         let mut amax = if let Some(clip) = &self.clip {
             let lo = tq::host_values(&clip.clip_value_min.val())?;
             let hi = tq::host_values(&clip.clip_value_max.val())?;
@@ -429,42 +440,47 @@ impl TensorQuantizer {
     }
 }
 
-macro_rules! switches {
-    ($($(#[$doc:meta])* $name:ident => $body:expr;)*) => {
-        impl TensorQuantizer {$(
-            $(#[$doc])*
-            pub fn $name(&self) {
-                #[allow(clippy::redundant_closure_call)]
-                ($body)(&mut *self.handle.runtime());
-            }
-        )*}
-        impl QuantizerHandle {$(
-            $(#[$doc])*
-            pub fn $name(&self) {
-                #[allow(clippy::redundant_closure_call)]
-                ($body)(&mut *self.runtime());
-            }
-        )*}
-    };
-}
-
-switches! {
+// The switches live on the handle, shared by every clone of the quantizer.
+impl TensorQuantizer {
     /// Pass inputs through untouched.
-    disable => |rt: &mut Runtime| rt.disabled = true;
+    pub fn disable(&self) {
+        self.handle.disable();
+    }
+
     /// Undo [`TensorQuantizer::disable`].
-    enable => |rt: &mut Runtime| rt.disabled = false;
+    pub fn enable(&self) {
+        self.handle.enable();
+    }
+
     /// Quantize in forward.
-    enable_quant => |rt: &mut Runtime| rt.if_quant = true;
+    pub fn enable_quant(&self) {
+        self.handle.enable_quant();
+    }
+
     /// Do not quantize in forward (e.g. while calibrating on full-precision data).
-    disable_quant => |rt: &mut Runtime| rt.if_quant = false;
+    pub fn disable_quant(&self) {
+        self.handle.disable_quant();
+    }
+
     /// Feed inputs to the calibrator in forward.
-    enable_calib => |rt: &mut Runtime| rt.if_calib = true;
+    pub fn enable_calib(&self) {
+        self.handle.enable_calib();
+    }
+
     /// Stop calibrating.
-    disable_calib => |rt: &mut Runtime| rt.if_calib = false;
+    pub fn disable_calib(&self) {
+        self.handle.disable_calib();
+    }
+
     /// Clip to the learnable range in forward (learn_amax quantizers).
-    enable_clip => |rt: &mut Runtime| rt.if_clip = true;
+    pub fn enable_clip(&self) {
+        self.handle.enable_clip();
+    }
+
     /// Do not clip.
-    disable_clip => |rt: &mut Runtime| rt.if_clip = false;
+    pub fn disable_clip(&self) {
+        self.handle.disable_clip();
+    }
 }
 
 impl ModuleDisplay for TensorQuantizer {
@@ -486,14 +502,10 @@ fn amax_tensor(values: Vec<f32>, device: &Device) -> Tensor<1> {
 }
 
 /// The values of an amax parameter, `None` when empty or unset (NaN).
-pub(crate) fn amax_of_param(p: &Param<Tensor<1>>) -> Option<Vec<f32>> {
-    tq::host_values(&p.val()).ok().filter(|v| amax_is_set(v))
-}
-
-/// Whether `_amax` values hold a real amax: not empty (an unsized per-channel amax)
-/// and no NaN (the "not set" marker).
-pub(crate) fn amax_is_set(values: &[f32]) -> bool {
-    !values.is_empty() && !values.iter().any(|x| x.is_nan())
+fn amax_of_param(p: &Param<Tensor<1>>) -> Option<Vec<f32>> {
+    tq::host_values(&p.val())
+        .ok()
+        .filter(|v| tq::amax_is_set(v))
 }
 
 /// `require_grad` only where autodiff is on (a plain device cannot track gradients).

@@ -132,3 +132,9 @@ impl From<Amax> for AmaxRepr {
         }
     }
 }
+
+/// Whether `_amax` values hold a real amax: not empty (an unsized per-channel amax)
+/// and no NaN (the "not set" marker).
+pub(crate) fn amax_is_set(values: &[f32]) -> bool {
+    !values.is_empty() && !values.iter().any(|x| x.is_nan())
+}

@@ -413,3 +413,20 @@ predefined! {
     /// 8-bit ConvTranspose3d weight, per input channel (axis 0), as TensorRT expects.
     QUANT_DESC_8BIT_CONVTRANSPOSE3D_WEIGHT_PER_CHANNEL = QuantDescriptor::builder().axis([0]);
 }
+
+/// Quantized modules compute in floating point, so their quantizers must fake
+/// quantize (the reference raises "Only fake quantization is supported!").
+///
+/// # Errors
+/// [`Error::Descriptor`] when `desc.fake_quant()` is false.
+pub fn check_fake_quant(desc: &QuantDescriptor) -> Result<()> {
+    if desc.fake_quant() {
+        return Ok(());
+    }
+    Err(Error::Descriptor {
+        name: desc.name().map(str::to_string),
+        message: "Only fake quantization is supported in quantized modules (fake_quant = false); \
+                  use a TensorQuantizer directly for real quantization"
+            .into(),
+    })
+}

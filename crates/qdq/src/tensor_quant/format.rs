@@ -63,6 +63,18 @@ impl NumBits {
             NumBits::E4M3(_) => E4M3_MAX,
         }
     }
+
+    /// The scale of a `QuantizeLinear → DequantizeLinear` pair for `amax`, as
+    /// pytorch-quantization exports it (spec §6): `amax / max_bound` in float32, and
+    /// 1 where amax is 0, so that an uncalibrated channel never gets a zero scale.
+    /// The one definition every exporter uses.
+    pub fn qdq_scale(self, unsigned: bool, amax: f32) -> f32 {
+        if amax == 0.0 {
+            1.0
+        } else {
+            amax / self.max_bound(unsigned)
+        }
+    }
 }
 
 impl From<u32> for NumBits {

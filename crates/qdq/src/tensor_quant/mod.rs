@@ -18,6 +18,7 @@ mod clip;
 #[cfg(feature = "gpu")]
 pub(crate) mod cuda;
 mod descriptor;
+mod export;
 mod format;
 pub mod kernel;
 pub mod layout;
@@ -25,9 +26,11 @@ pub mod ops;
 pub mod reduce;
 
 pub use amax::Amax;
+pub(crate) use amax::amax_is_set;
 pub use clip::clip;
 pub use descriptor::fmt_axis as descriptor_fmt_axis;
 pub use descriptor::*;
+pub use export::QuantLowering;
 pub use format::{AMAX_EPS, E4M3_MAX, E4M3Tag, IntRange, NumBits};
 
 use burn::prelude::*;

@@ -28,7 +28,7 @@ use super::{ExportOptions, Fp8Style, UnsupportedOp};
 use crate::error::{Error, Result};
 use crate::proto::elem as dtype;
 use crate::proto::{attr_float, attr_int, attr_ints, node, tensor_f32, tensor_i64};
-use crate::qdq::{QdqFormat, insert_qdq};
+use crate::qdq::{QdqFormat, insert_qdq_scaled};
 
 mod conv;
 mod elementwise;

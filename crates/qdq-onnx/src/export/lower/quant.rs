@@ -79,11 +79,12 @@ impl Lowerer<'_> {
         } else {
             format!("{}.{}", site.name, *uses - 1)
         };
-        Ok(insert_qdq(
+        // The record's own scales: qdq defines them, for the format it recorded.
+        Ok(insert_qdq_scaled(
             &mut self.graph,
             input,
             &prefix,
-            &l.amax,
+            &l.scales(),
             l.axis.map(|a| a as i64),
             format,
         ))

@@ -18,6 +18,7 @@
 
 use rayon::prelude::*;
 
+use super::{Ties, argmin};
 use crate::error::{Error, Result};
 use crate::tensor_quant::NumBits;
 
@@ -71,21 +72,7 @@ pub(super) fn amax(
         .with_min_len(32)
         .map(|&i| kl.of(i))
         .collect();
-    Ok(edges[candidates[last_argmin(&divergences)]])
-}
-
-/// Index of the last minimum, or of the last NaN if there is one.
-fn last_argmin(values: &[f64]) -> usize {
-    if let Some(k) = values.iter().rposition(|v| v.is_nan()) {
-        return k;
-    }
-    let mut best = 0;
-    for (k, &v) in values.iter().enumerate() {
-        if v <= values[best] {
-            best = k;
-        }
-    }
-    best
+    Ok(edges[candidates[argmin(&divergences, Ties::Last)]])
 }
 
 /// Per-bin tables shared by all candidates.
@@ -282,7 +269,11 @@ mod tests {
                     (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 1e-12 + 1e-9 * w.abs();
                 assert!(ok, "case {n} candidate {k}: {g} vs {w}");
             }
-            assert_eq!(last_argmin(&got), last_argmin(&want), "case {n}");
+            assert_eq!(
+                argmin(&got, Ties::Last),
+                argmin(&want, Ties::Last),
+                "case {n}"
+            );
         }
     }
 
@@ -330,7 +321,7 @@ mod tests {
         let got = amax(&counts, &e, INT8, false, 130, 7).unwrap();
         assert_eq!((got as usize - 130) % 7, 0);
         let want = reference_divergences(&counts, 128, 130, 7);
-        assert_eq!(got as usize, 130 + 7 * last_argmin(&want));
+        assert_eq!(got as usize, 130 + 7 * argmin(&want, Ties::Last));
     }
 
     #[test]
@@ -347,7 +338,7 @@ mod tests {
             let want = reference_divergences(&counts, levels, 128, 1);
             assert_eq!(
                 got as usize,
-                128 + last_argmin(&want),
+                128 + argmin(&want, Ties::Last),
                 "{bits} bits unsigned={unsigned}"
             );
         }

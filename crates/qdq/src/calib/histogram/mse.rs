@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::{Ties, argmin};
 use crate::error::{Error, Result};
 use crate::tensor_quant::kernel::{E4M3Params, IntParams};
 use crate::tensor_quant::{IntRange, NumBits};
@@ -67,21 +68,7 @@ pub(super) fn amax(
             })
             .collect(),
     };
-    Ok(centers[candidates[first_argmin(&errors)]])
-}
-
-/// Index of the first minimum, or of the first NaN (`np.argmin`).
-fn first_argmin(values: &[f64]) -> usize {
-    if let Some(k) = values.iter().position(|v| v.is_nan()) {
-        return k;
-    }
-    let mut best = 0;
-    for (k, &v) in values.iter().enumerate() {
-        if v < values[best] {
-            best = k;
-        }
-    }
-    best
+    Ok(centers[candidates[argmin(&errors, Ties::First)]])
 }
 
 /// `Σ fl32(fl32((fake(c) - c)^2) * w)`, accumulated in f64.
@@ -185,8 +172,10 @@ mod tests {
 
     #[test]
     fn first_minimum_wins() {
-        assert_eq!(first_argmin(&[3.0, 1.0, 2.0, 1.0]), 1);
-        assert_eq!(first_argmin(&[3.0, f64::NAN, 0.0, f64::NAN]), 1);
+        assert_eq!(argmin(&[3.0, 1.0, 2.0, 1.0], Ties::First), 1);
+        assert_eq!(argmin(&[3.0, f64::NAN, 0.0, f64::NAN], Ties::First), 1);
+        assert_eq!(argmin(&[3.0, 1.0, 2.0, 1.0], Ties::Last), 3);
+        assert_eq!(argmin(&[3.0, f64::NAN, 0.0, f64::NAN], Ties::Last), 3);
         // Data only in bin 0 (center 0.5): every candidate rounds it to 0, an equal
         // error for all, so the first candidate is the answer.
         let mut counts = vec![0u64; 300];

@@ -6,7 +6,7 @@
 use burn::nn::conv;
 
 use super::dropin_types;
-use crate::nn::{QuantConv1d, QuantConv2d, QuantConv3d};
+use crate::nn::modules::{QuantConv1d, QuantConv2d, QuantConv3d};
 
 dropin_types! {
     weighted:

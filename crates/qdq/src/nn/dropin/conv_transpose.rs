@@ -7,7 +7,7 @@
 use burn::nn::conv;
 
 use super::dropin_types;
-use crate::nn::{QuantConvTranspose1d, QuantConvTranspose2d, QuantConvTranspose3d};
+use crate::nn::modules::{QuantConvTranspose1d, QuantConvTranspose2d, QuantConvTranspose3d};
 
 dropin_types! {
     weighted:

@@ -14,10 +14,10 @@
 use burn::nn::{Initializer, LinearLayout};
 use burn::tensor::{Device, Tensor};
 
+use super::registry::{LayerKind, replacement_for};
 use super::{DropIn, Replaceable, dropin_types, expect_init};
 use crate::error::Result;
-use crate::nn::QuantLinear;
-use crate::quant_modules::{LayerKind, replacement_for};
+use crate::nn::modules::QuantLinear;
 
 dropin_types! {
     weighted:

@@ -1,5 +1,5 @@
 //! Drop-in layers: burn's layer names, constructor arguments and setters, built
-//! float or quantized as [`quant_modules`] says at `init`.
+//! float or quantized as [`quant_modules`](crate::quant_modules) says at `init`.
 //!
 //! `qdq::nn::Conv2dConfig::new([3, 8], [3, 3]).with_stride([2, 2]).init(&device)`
 //! reads exactly as burn's; it returns a [`Conv2d`], which is
@@ -42,7 +42,7 @@
 //! `[d_input, d_output]`, `QuantLinear` as PyTorch's `[d_output, d_input]`, under the
 //! same key; burn's shape check refuses the float record (and a square weight would
 //! load transposed), so load the checkpoint into the float build and convert it with
-//! [`quant_modules::quantize`], which works for every kind.
+//! [`quant_modules::quantize`](crate::quant_modules::quantize), which works for every kind.
 //!
 //! The drop-in configs are burn's configs wrapped ([`DropInConfig::layer`]); their
 //! `new` and setters are generated from the same declarations as the `Quant*`
@@ -52,6 +52,7 @@ mod conv;
 mod conv_transpose;
 mod linear;
 mod pool;
+pub(crate) mod registry;
 
 use std::fmt;
 
@@ -63,7 +64,8 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::quant_modules::{self, LayerKind, Replacement};
+use crate::nn::scope::{self, Mode};
+use registry::{LayerKind, Replacement};
 
 pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Conv3d, Conv3dConfig};
 pub use conv_transpose::{
@@ -82,7 +84,7 @@ pub use pool::{
 pub trait Replaceable: Module + ModuleDisplay {
     /// The float layer it replaces (burn's, or qdq's 3-D pools burn lacks).
     type Float: Module + ModuleDisplay;
-    /// The kind [`quant_modules`] knows it by.
+    /// The kind [`quant_modules`](crate::quant_modules) knows it by.
     const KIND: LayerKind;
 
     /// Quantizes a float layer with `replacement`'s descriptors (the class's
@@ -168,7 +170,7 @@ impl<Q: Replaceable> DropIn<Q> {
     }
 
     /// This layer quantized with `replacement`'s descriptors, whatever the global
-    /// [`quant_modules`] state (a layer already quantized is kept as it is). For model
+    /// [`quant_modules`](crate::quant_modules) state (a layer already quantized is kept as it is). For model
     /// code that quantizes on request, like the seed's ResNet with `quantize=True`.
     ///
     /// # Errors
@@ -225,7 +227,7 @@ impl<Q: Replaceable> Module for DropIn<Q> {
         // `quant_modules::quantize` walks the model with `map`: that is when a float
         // layer whose kind is replaced turns into its quantized layer.
         let this = match self {
-            DropIn::Float(float) if quant_modules::quantizing() => quantize_layer::<Q>(float),
+            DropIn::Float(float) if scope::mode() == Mode::Quantizing => quantize_layer::<Q>(float),
             this => this,
         };
         rewrap!(this, m => m.map(mapper))
@@ -266,7 +268,7 @@ impl<Q: Replaceable> fmt::Display for DropIn<Q> {
 /// The configuration of a drop-in layer: burn's float-layer config, and nothing
 /// else. Use it through its aliases ([`Conv2dConfig`], [`LinearConfig`], ...), which
 /// have burn's `new` arguments and `with_*` setters; `init` builds the float or the
-/// quantized layer as [`quant_modules`] says at that moment.
+/// quantized layer as [`quant_modules`](crate::quant_modules) says at that moment.
 ///
 /// The quantized layer takes its descriptors from the replacement (by default the
 /// class defaults); a config converts from burn's with `From`.
@@ -284,18 +286,18 @@ impl<C> From<C> for DropInConfig<C> {
     }
 }
 
-/// The layer [`quant_modules::quantize`] makes of `float`: its quantized layer if
+/// The layer [`quant_modules::quantize`](crate::quant_modules::quantize) makes of `float`: its quantized layer if
 /// its kind is replaced now (a failure is reported by `quantize`, the layer stays
 /// float), else `float` itself.
 fn quantize_layer<Q: Replaceable>(float: Q::Float) -> DropIn<Q> {
-    let Some(replacement) = quant_modules::replacement_for(Q::KIND) else {
+    let Some(replacement) = registry::replacement_for(Q::KIND) else {
         return DropIn::Float(float);
     };
     // A clone shares the parameters; it is what stays if quantizing fails.
     match Q::from_float(float.clone(), replacement) {
         Ok(quant) => DropIn::Quant(quant),
         Err(e) => {
-            quant_modules::quantize_failed(e);
+            scope::quantize_failed(e);
             DropIn::Float(float)
         }
     }
@@ -344,7 +346,7 @@ macro_rules! dropin_weighted {
                 let $c = &self.layer;
                 $check?;
                 let kind = <$name as $crate::nn::dropin::Replaceable>::KIND;
-                Ok(match $crate::quant_modules::replacement_for(kind) {
+                Ok(match $crate::nn::dropin::registry::replacement_for(kind) {
                     None => $crate::nn::dropin::DropIn::Float(self.layer.init(device)),
                     Some(r) => $crate::nn::dropin::DropIn::Quant(
                         $config {
@@ -422,7 +424,7 @@ macro_rules! dropin_pool {
             /// What the quantized config's `init` reports.
             pub fn try_init(&self) -> $crate::Result<$crate::nn::dropin::DropIn<$name>> {
                 let kind = <$name as $crate::nn::dropin::Replaceable>::KIND;
-                Ok(match $crate::quant_modules::replacement_for(kind) {
+                Ok(match $crate::nn::dropin::registry::replacement_for(kind) {
                     None => $crate::nn::dropin::DropIn::Float(self.layer.init()),
                     Some(r) => $crate::nn::dropin::DropIn::Quant(
                         $config { pool: self.layer.clone(), quant_desc_input: r.quant_desc_input }
@@ -479,11 +481,11 @@ macro_rules! dropin_types {
 
         impl $crate::nn::dropin::Replaceable for $quant {
             type Float = $float;
-            const KIND: $crate::quant_modules::LayerKind = $crate::quant_modules::LayerKind::$kind;
+            const KIND: $crate::nn::dropin::registry::LayerKind = $crate::nn::dropin::registry::LayerKind::$kind;
 
             fn from_float(
                 float: $float,
-                replacement: $crate::quant_modules::Replacement,
+                replacement: $crate::nn::dropin::registry::Replacement,
             ) -> $crate::Result<Self> {
                 replacement.check(Self::KIND)?;
                 $crate::nn::dropin::dropin_types!(@from_float $family $quant(float, replacement))

@@ -10,7 +10,7 @@ use burn::nn::pool;
 
 use super::dropin_types;
 use crate::nn::modules::pool3d;
-use crate::nn::{
+use crate::nn::modules::{
     QuantAdaptiveAvgPool1d, QuantAdaptiveAvgPool2d, QuantAdaptiveAvgPool3d, QuantAvgPool1d,
     QuantAvgPool2d, QuantAvgPool3d, QuantMaxPool1d, QuantMaxPool2d, QuantMaxPool3d,
 };
@@ -19,7 +19,7 @@ dropin_types! {
     pool:
     AvgPool1d(AvgPool1dConfig) = QuantAvgPool1d(pool::AvgPool1d, pool::AvgPool1dConfig);
     AvgPool2d(AvgPool2dConfig) = QuantAvgPool2d(pool::AvgPool2d, pool::AvgPool2dConfig);
-    AvgPool3d(AvgPool3dConfig) = QuantAvgPool3d(pool3d::AvgPool3d, pool3d::AvgPool3dConfig);
+    AvgPool3d(AvgPool3dConfig) = QuantAvgPool3d(pool3d::FloatAvgPool3d, pool3d::FloatAvgPool3dConfig);
     AdaptiveAvgPool1d(AdaptiveAvgPool1dConfig) =
         QuantAdaptiveAvgPool1d(pool::AdaptiveAvgPool1d, pool::AdaptiveAvgPool1dConfig);
     AdaptiveAvgPool2d(AdaptiveAvgPool2dConfig) =
@@ -28,5 +28,5 @@ dropin_types! {
         QuantAdaptiveAvgPool3d(pool::AdaptiveAvgPool3d, pool::AdaptiveAvgPool3dConfig);
     MaxPool1d(MaxPool1dConfig) = QuantMaxPool1d(pool::MaxPool1d, pool::MaxPool1dConfig);
     MaxPool2d(MaxPool2dConfig) = QuantMaxPool2d(pool::MaxPool2d, pool::MaxPool2dConfig);
-    MaxPool3d(MaxPool3dConfig) = QuantMaxPool3d(pool3d::MaxPool3d, pool3d::MaxPool3dConfig);
+    MaxPool3d(MaxPool3dConfig) = QuantMaxPool3d(pool3d::FloatMaxPool3d, pool3d::FloatMaxPool3dConfig);
 }

@@ -52,11 +52,13 @@ macro_rules! impl_input_mixin {
                 &SLOT
             }
 
-            fn input_quantizer(&self) -> &$crate::nn::TensorQuantizer {
+            fn input_quantizer(&self) -> &$crate::nn::tensor_quantizer::TensorQuantizer {
                 &self._input_quantizer
             }
 
-            fn input_quantizer_mut(&mut self) -> &mut $crate::nn::TensorQuantizer {
+            fn input_quantizer_mut(
+                &mut self,
+            ) -> &mut $crate::nn::tensor_quantizer::TensorQuantizer {
                 &mut self._input_quantizer
             }
         }
@@ -73,11 +75,13 @@ macro_rules! impl_weight_mixin {
                 &SLOT
             }
 
-            fn weight_quantizer(&self) -> &$crate::nn::TensorQuantizer {
+            fn weight_quantizer(&self) -> &$crate::nn::tensor_quantizer::TensorQuantizer {
                 &self._weight_quantizer
             }
 
-            fn weight_quantizer_mut(&mut self) -> &mut $crate::nn::TensorQuantizer {
+            fn weight_quantizer_mut(
+                &mut self,
+            ) -> &mut $crate::nn::tensor_quantizer::TensorQuantizer {
                 &mut self._weight_quantizer
             }
         }
@@ -115,9 +119,9 @@ macro_rules! quant_weighted_layer {
             pub bias: Option<burn::module::Param<burn::tensor::Tensor<1>>>,
             $($(#[$fattr])* pub $field: $fty,)*
             /// Quantizes the input (record name `_input_quantizer`, as the reference's state dict).
-            pub _input_quantizer: $crate::nn::TensorQuantizer,
+            pub _input_quantizer: $crate::nn::tensor_quantizer::TensorQuantizer,
             /// Quantizes the weight (record name `_weight_quantizer`).
-            pub _weight_quantizer: $crate::nn::TensorQuantizer,
+            pub _weight_quantizer: $crate::nn::tensor_quantizer::TensorQuantizer,
         }
 
         $(#[$cdoc])*
@@ -197,7 +201,7 @@ macro_rules! quant_weighted_layer {
             }
 
             /// The float op on the quantized input and weight; the bias is added as is.
-            /// Never panics on a quantizer error (see [`TensorQuantizer::forward`](crate::nn::TensorQuantizer::forward)).
+            /// Never panics on a quantizer error (see [`TensorQuantizer::forward`](crate::nn::tensor_quantizer::TensorQuantizer::forward)).
             pub fn forward(&self, input: burn::tensor::Tensor<$rank>) -> burn::tensor::Tensor<$rank> {
                 let input = self._input_quantizer.forward(input);
                 let weight = self._weight_quantizer.forward(self.weight.val());

@@ -11,9 +11,12 @@ use std::sync::{LazyLock, RwLock};
 
 use burn::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::nn::TensorQuantizer;
+use crate::error::Result;
+use crate::nn::tensor_quantizer::TensorQuantizer;
 use crate::tensor_quant::QuantDescriptor;
+// Defined beside the descriptor, so that `quant_modules` can check descriptors
+// without importing `nn`; kept here under its old name.
+pub use crate::tensor_quant::check_fake_quant;
 use crate::tensor_quant::reduce::normalize_axis;
 
 /// A class's process-wide default descriptor (the reference's class attributes
@@ -133,23 +136,6 @@ pub fn pop_quant_desc_in_kwargs<M: QuantMixin>(
         pop_quant_desc_input::<M>(input),
         weight.unwrap_or_else(M::default_quant_desc_weight),
     )
-}
-
-/// Quantized modules compute in floating point, so their quantizers must fake
-/// quantize (the reference raises "Only fake quantization is supported!").
-///
-/// # Errors
-/// [`Error::Descriptor`] when `desc.fake_quant()` is false.
-pub fn check_fake_quant(desc: &QuantDescriptor) -> Result<()> {
-    if desc.fake_quant() {
-        return Ok(());
-    }
-    Err(Error::Descriptor {
-        name: desc.name().map(str::to_string),
-        message: "Only fake quantization is supported in quantized modules (fake_quant = false); \
-                  use a TensorQuantizer directly for real quantization"
-            .into(),
-    })
 }
 
 /// The input quantizer of a quantized module (`init_quantizer` for inputs).

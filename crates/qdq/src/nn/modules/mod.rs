@@ -30,6 +30,10 @@ pub use mixin::{
     DefaultQuantDesc, QuantInputMixin, QuantMixin, check_fake_quant, init_input_quantizer,
     init_quantizers, init_weight_quantizer, pop_quant_desc_in_kwargs, pop_quant_desc_input,
 };
+pub use pool3d::{FloatAvgPool3d, FloatAvgPool3dConfig, FloatMaxPool3d, FloatMaxPool3dConfig};
+// Former names of the float 3-D pools, at their old paths (`qdq::nn::AvgPool3d` is the
+// drop-in, which `nn` re-exports explicitly over these).
+#[doc(hidden)]
 pub use pool3d::{AvgPool3d, AvgPool3dConfig, MaxPool3d, MaxPool3dConfig};
 pub use quant_conv::{
     QuantConv1d, QuantConv1dConfig, QuantConv2d, QuantConv2dConfig, QuantConv3d, QuantConv3dConfig,

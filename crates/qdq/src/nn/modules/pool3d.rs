@@ -9,6 +9,7 @@
 //! equal the direct definition exactly for max, and up to summation order for
 //! average.
 
+use burn::module::{Content, ModuleDisplay, ModuleDisplayDefault};
 use burn::nn::PaddingConfig3d;
 use burn::prelude::*;
 use burn::tensor::module::{avg_pool2d, max_pool2d};
@@ -16,9 +17,9 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 use super::padding::pairs_3d;
 
-/// Configuration of an [`AvgPool3d`] (fields and defaults as burn's `AvgPool2dConfig`).
+/// Configuration of a [`FloatAvgPool3d`] (fields and defaults as burn's `AvgPool2dConfig`).
 #[derive(Config, Debug)]
-pub struct AvgPool3dConfig {
+pub struct FloatAvgPool3dConfig {
     /// Window `[k_d, k_h, k_w]`.
     pub kernel_size: [usize; 3],
     /// Strides (default: the kernel size).
@@ -38,7 +39,8 @@ pub struct AvgPool3dConfig {
 /// 3-D average pooling over `[batch, channels, d, h, w]` (PyTorch's `AvgPool3d`
 /// without `divisor_override`).
 #[derive(Module, Debug)]
-pub struct AvgPool3d {
+#[module(custom_display)]
+pub struct FloatAvgPool3d {
     /// Strides.
     pub stride: [usize; 3],
     /// Window.
@@ -52,10 +54,10 @@ pub struct AvgPool3d {
     pub ceil_mode: bool,
 }
 
-impl AvgPool3dConfig {
+impl FloatAvgPool3dConfig {
     /// The pool.
-    pub fn init(&self) -> AvgPool3d {
-        AvgPool3d {
+    pub fn init(&self) -> FloatAvgPool3d {
+        FloatAvgPool3d {
             stride: self.strides,
             kernel_size: self.kernel_size,
             padding: self.padding.clone(),
@@ -65,7 +67,7 @@ impl AvgPool3dConfig {
     }
 }
 
-impl AvgPool3d {
+impl FloatAvgPool3d {
     /// Pools `input` (`[batch, channels, d, h, w]`).
     pub fn forward(&self, input: Tensor<5>) -> Tensor<5> {
         let [k, s] = [self.kernel_size, self.stride];
@@ -87,9 +89,9 @@ impl AvgPool3d {
     }
 }
 
-/// Configuration of a [`MaxPool3d`] (fields and defaults as burn's `MaxPool2dConfig`).
+/// Configuration of a [`FloatMaxPool3d`] (fields and defaults as burn's `MaxPool2dConfig`).
 #[derive(Config, Debug)]
-pub struct MaxPool3dConfig {
+pub struct FloatMaxPool3dConfig {
     /// Window `[k_d, k_h, k_w]`.
     pub kernel_size: [usize; 3],
     /// Strides (default: the kernel size).
@@ -109,7 +111,8 @@ pub struct MaxPool3dConfig {
 /// 3-D max pooling over `[batch, channels, d, h, w]` (PyTorch's `MaxPool3d`
 /// without indices).
 #[derive(Module, Debug)]
-pub struct MaxPool3d {
+#[module(custom_display)]
+pub struct FloatMaxPool3d {
     /// Strides.
     pub stride: [usize; 3],
     /// Window.
@@ -123,10 +126,10 @@ pub struct MaxPool3d {
     pub ceil_mode: bool,
 }
 
-impl MaxPool3dConfig {
+impl FloatMaxPool3dConfig {
     /// The pool.
-    pub fn init(&self) -> MaxPool3d {
-        MaxPool3d {
+    pub fn init(&self) -> FloatMaxPool3d {
+        FloatMaxPool3d {
             stride: self.strides,
             kernel_size: self.kernel_size,
             padding: self.padding.clone(),
@@ -136,7 +139,7 @@ impl MaxPool3dConfig {
     }
 }
 
-impl MaxPool3d {
+impl FloatMaxPool3d {
     /// Pools `input` (`[batch, channels, d, h, w]`).
     pub fn forward(&self, input: Tensor<5>) -> Tensor<5> {
         let [k, s, dl] = [self.kernel_size, self.stride, self.dilation];
@@ -176,3 +179,28 @@ fn separable(
     let d_out = out.dims()[2];
     out.reshape([n, c, d_out, h_out, w_out])
 }
+
+// Named `Float*` in Rust so that `qdq::nn::AvgPool3d` (the drop-in) is the only
+// `AvgPool3d`; printed under PyTorch's name, as model summaries always showed them.
+impl ModuleDisplay for FloatAvgPool3d {
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        self.content(content)
+            .map(|c| c.set_top_level_type("AvgPool3d"))
+    }
+}
+
+impl ModuleDisplay for FloatMaxPool3d {
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        self.content(content)
+            .map(|c| c.set_top_level_type("MaxPool3d"))
+    }
+}
+
+/// The former name of [`FloatAvgPool3d`], kept so that existing paths build.
+pub type AvgPool3d = FloatAvgPool3d;
+/// The former name of [`FloatAvgPool3dConfig`], kept so that existing paths build.
+pub type AvgPool3dConfig = FloatAvgPool3dConfig;
+/// The former name of [`FloatMaxPool3d`], kept so that existing paths build.
+pub type MaxPool3d = FloatMaxPool3d;
+/// The former name of [`FloatMaxPool3dConfig`], kept so that existing paths build.
+pub type MaxPool3dConfig = FloatMaxPool3dConfig;

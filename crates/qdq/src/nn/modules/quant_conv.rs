@@ -23,12 +23,28 @@ pub(crate) fn check_groups(class: &str, channels: [usize; 2], groups: usize) -> 
 }
 
 quant_weighted_layer! {
-    /// A 1-D convolution with quantized input and weight (`QuantConv1d`).
+    /// Applies a 1-D convolution to a fake-quantized input with a fake-quantized
+    /// weight (`QuantConv1d` of the reference): `conv1d(q_in(x), q_w(weight)) + bias`,
+    /// burn's `Conv1d` arithmetic bit for bit.
     ///
-    /// Weight `[C_out, C_in/groups, k]`, quantized per output channel (axis 0) by
-    /// default.
+    /// Should be created with [`QuantConv1dConfig`] or [`QuantConv1d::from_float`].
+    ///
+    /// # Fields
+    /// - `weight`: `[channels_out, channels_in / groups, kernel_size]`, quantized per output channel (axis 0) by default
+    ///   (`QUANT_DESC_8BIT_CONV1D_WEIGHT_PER_CHANNEL`)
+    /// - `bias`: `[channels_out]`, added unquantized (present by default)
+    /// - `stride`, `kernel_size`, `dilation`, `groups`, `padding`: as burn's
+    ///   `Conv1d` (defaults stride 1, dilation 1, groups 1, `Valid` padding)
+    /// - `_input_quantizer`: 8-bit per tensor by default, dynamic amax until calibrated
+    /// - `_weight_quantizer`: see `weight`
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels_in, length_in]`
+    /// - output: `[batch_size, channels_out, length_out]`
     QuantConv1d(Conv1d) rank 3;
-    /// Configuration of a [`QuantConv1d`]: burn's [`Conv1dConfig`] plus descriptors.
+    /// Configuration to create a [`QuantConv1d`] with [`init`](QuantConv1dConfig::init):
+    /// burn's [`Conv1dConfig`] (`new(channels_in, channels_out, kernel_size)`, same `with_*` setters and
+    /// defaults) plus the input and weight descriptors (`None`: the class defaults).
     config QuantConv1dConfig(Conv1dConfig) {
         new(channels_in: usize, channels_out: usize, kernel_size: usize);
         setters {
@@ -73,10 +89,24 @@ impl QuantConv1d {
 }
 
 quant_weighted_layer! {
-    /// A 2-D convolution with quantized input and weight (`QuantConv2d`).
+    /// Applies a 2-D convolution to a fake-quantized input with a fake-quantized
+    /// weight (`QuantConv2d` of the reference): `conv2d(q_in(x), q_w(weight)) + bias`,
+    /// burn's `Conv2d` arithmetic bit for bit.
     ///
-    /// Weight `[C_out, C_in/groups, kh, kw]`, quantized per output channel (axis 0)
-    /// by default.
+    /// Should be created with [`QuantConv2dConfig`] or [`QuantConv2d::from_float`].
+    ///
+    /// # Fields
+    /// - `weight`: `[channels_out, channels_in / groups, kernel_h, kernel_w]`, quantized per output channel (axis 0) by default
+    ///   (`QUANT_DESC_8BIT_CONV2D_WEIGHT_PER_CHANNEL`)
+    /// - `bias`: `[channels_out]`, added unquantized (present by default)
+    /// - `stride`, `kernel_size`, `dilation`, `groups`, `padding`: as burn's
+    ///   `Conv2d` (defaults stride 1, dilation 1, groups 1, `Valid` padding)
+    /// - `_input_quantizer`: 8-bit per tensor by default, dynamic amax until calibrated
+    /// - `_weight_quantizer`: see `weight`
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels_in, height_in, width_in]`
+    /// - output: `[batch_size, channels_out, height_out, width_out]`
     ///
     /// ```
     /// use burn::prelude::*;
@@ -89,7 +119,9 @@ quant_weighted_layer! {
     /// assert_eq!(conv.weight_quantizer().amax(), None); // per channel, dynamic until calibrated
     /// ```
     QuantConv2d(Conv2d) rank 4;
-    /// Configuration of a [`QuantConv2d`]: burn's [`Conv2dConfig`] plus descriptors.
+    /// Configuration to create a [`QuantConv2d`] with [`init`](QuantConv2dConfig::init):
+    /// burn's [`Conv2dConfig`] (`new([channels_in, channels_out], kernel_size)`, same `with_*` setters and
+    /// defaults) plus the input and weight descriptors (`None`: the class defaults).
     config QuantConv2dConfig(Conv2dConfig) {
         new(channels: [usize; 2], kernel_size: [usize; 2]);
         setters {
@@ -129,13 +161,31 @@ impl QuantConv2d {
 }
 
 quant_weighted_layer! {
-    /// A 3-D convolution with quantized input and weight (`QuantConv3d`).
+    /// Applies a 3-D convolution to a fake-quantized input with a fake-quantized
+    /// weight (`QuantConv3d` of the reference): `conv3d(q_in(x), q_w(weight)) + bias`,
+    /// burn's `Conv3d` arithmetic bit for bit.
     ///
-    /// Weight `[C_out, C_in/groups, kd, kh, kw]`, quantized per output channel
-    /// (axis 0) by default. Unlike burn's `Conv3d`, `Same` padding that comes out
-    /// asymmetric (even kernels, strides) works: the input is zero-padded first.
+    /// Should be created with [`QuantConv3dConfig`] or [`QuantConv3d::from_float`].
+    ///
+    /// # Fields
+    /// - `weight`: `[channels_out, channels_in / groups, kernel_d, kernel_h, kernel_w]`, quantized per output channel (axis 0) by default
+    ///   (`QUANT_DESC_8BIT_CONV3D_WEIGHT_PER_CHANNEL`)
+    /// - `bias`: `[channels_out]`, added unquantized (present by default)
+    /// - `stride`, `kernel_size`, `dilation`, `groups`, `padding`: as burn's
+    ///   `Conv3d` (defaults stride 1, dilation 1, groups 1, `Valid` padding)
+    /// - `_input_quantizer`: 8-bit per tensor by default, dynamic amax until calibrated
+    /// - `_weight_quantizer`: see `weight`
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels_in, depth_in, height_in, width_in]`
+    /// - output: `[batch_size, channels_out, depth_out, height_out, width_out]`
+    ///
+    /// Unlike burn's `Conv3d`, `Same` padding that comes out asymmetric (even
+    /// kernels, strides) works: the input is zero-padded first.
     QuantConv3d(Conv3d) rank 5;
-    /// Configuration of a [`QuantConv3d`]: burn's [`Conv3dConfig`] plus descriptors.
+    /// Configuration to create a [`QuantConv3d`] with [`init`](QuantConv3dConfig::init):
+    /// burn's [`Conv3dConfig`] (`new([channels_in, channels_out], kernel_size)`, same `with_*` setters and
+    /// defaults) plus the input and weight descriptors (`None`: the class defaults).
     config QuantConv3dConfig(Conv3dConfig) {
         new(channels: [usize; 2], kernel_size: [usize; 3]);
         setters {

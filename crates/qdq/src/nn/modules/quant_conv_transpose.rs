@@ -23,12 +23,28 @@ macro_rules! quant_conv_transpose {
     ($name:ident($float:ident, $config:ident($float_config:ident)) rank $rank:literal, k = $k:ty,
      new($($arg:ident: $arg_ty:ty),*), default = $wdefault:path, op = $op:ident, wrap = $wrap:tt) => {
         quant_weighted_layer! {
-            #[doc = concat!("A transposed convolution with quantized input and weight (`", stringify!($name), "`).")]
+            #[doc = concat!("Applies a transposed convolution to a fake-quantized input with a fake-quantized weight (`", stringify!($name), "`): `", stringify!($op), "(q_in(x), q_w(weight)) + bias`, burn's `", stringify!($float), "` arithmetic bit for bit.")]
             ///
-            /// Weight `[C_in, C_out/groups, k...]`, quantized per input channel
-            /// (axis 0) by default.
+            #[doc = concat!("Should be created with [`", stringify!($config), "`] or [`", stringify!($name), "::from_float`].")]
+            ///
+            /// # Fields
+            /// - `weight`: `[channels_in, channels_out / groups, kernel...]`, quantized
+            ///   per input channel (axis 0) by default (TensorRT's deconvolution scales)
+            /// - `bias`: `[channels_out]`, added unquantized (present by default)
+            /// - `stride`, `kernel_size`, `dilation`, `groups`, `padding`,
+            ///   `padding_out`, `channels`: as burn's (defaults stride 1, dilation 1,
+            ///   groups 1, padding 0, padding_out 0)
+            /// - `_input_quantizer`: 8-bit per tensor by default, dynamic amax until
+            ///   calibrated
+            /// - `_weight_quantizer`: see `weight`
+            ///
+            /// # Shapes (`forward`)
+            /// - input: `[batch_size, channels_in, spatial_in...]` (one spatial dim per
+            ///   kernel dim)
+            /// - output: `[batch_size, channels_out, spatial_out...]`, each
+            ///   `(in - 1)·stride - 2·padding + dilation·(kernel - 1) + padding_out + 1`
             $name($float) rank $rank;
-            #[doc = concat!("Configuration of a [`", stringify!($name), "`]: burn's [`", stringify!($float_config), "`] plus descriptors.")]
+            #[doc = concat!("Configuration to create a [`", stringify!($name), "`] with `init`: burn's [`", stringify!($float_config), "`] (same `new`, `with_*` setters and defaults) plus the input and weight descriptors (`None`: the class defaults).")]
             config $config($float_config) {
                 new($($arg: $arg_ty),*);
                 setters {

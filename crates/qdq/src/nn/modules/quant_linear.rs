@@ -14,13 +14,26 @@ use serde::{Deserialize, Serialize};
 use super::macros::{impl_input_mixin, impl_weight_mixin, quant_desc_setters};
 use super::mixin::{check_fake_quant, init_quantizers, pop_quant_desc_in_kwargs};
 use crate::error::Result;
-use crate::nn::TensorQuantizer;
+use crate::nn::tensor_quantizer::TensorQuantizer;
 use crate::tensor_quant::{
     QUANT_DESC_8BIT_LINEAR_WEIGHT_PER_ROW, QUANT_DESC_8BIT_PER_TENSOR, QuantDescriptor,
 };
 
-/// A linear layer with quantized input and weight (`QuantLinear`):
-/// `y = q(x) · q(W)ᵀ + b`.
+/// Applies a linear transformation to a fake-quantized input with a fake-quantized
+/// weight (`QuantLinear` of the reference): `y = q_in(x) · q_w(W)ᵀ + b`.
+///
+/// Should be created with [`QuantLinearConfig`] or [`QuantLinear::from_float`].
+///
+/// # Fields
+/// - `weight`: `[d_output, d_input]` (PyTorch's layout), quantized per row (per
+///   output feature, axis 0) by default (`QUANT_DESC_8BIT_LINEAR_WEIGHT_PER_ROW`)
+/// - `bias`: `[d_output]`, added unquantized (present by default)
+/// - `_input_quantizer`: 8-bit per tensor by default, dynamic amax until calibrated
+/// - `_weight_quantizer`: see `weight`
+///
+/// # Shapes (`forward`)
+/// - input: `[..., d_input]` (any rank `D`)
+/// - output: `[..., d_output]`
 ///
 /// ```
 /// use burn::prelude::*;

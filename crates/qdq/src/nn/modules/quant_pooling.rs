@@ -9,26 +9,33 @@ use burn::nn::pool::{
 };
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 
-use super::pool3d::{AvgPool3d, AvgPool3dConfig, MaxPool3d, MaxPool3dConfig};
+use super::pool3d::{FloatAvgPool3d, FloatAvgPool3dConfig, FloatMaxPool3d, FloatMaxPool3dConfig};
 
 /// Declares one quantized pool: the module (`pool`, `_input_quantizer`), its
 /// config wrapping the float pool's, `from_float`, `forward`, and the mixin.
 macro_rules! quant_pool {
-    ($name:ident($pool:ty) rank $rank:literal;
+    ($(#[$doc:meta])* $name:ident($pool:ty) rank $rank:literal;
      config $config:ident($pool_config:ty) {
          new($($arg:ident: $arg_ty:ty),*);
          setters { $($setter:ident($sfield:ident: $sty:ty)),* $(,)? }
      }) => {
-        #[doc = concat!("`", stringify!($pool), "` on the quantized input (`", stringify!($name), "`).")]
+        $(#[$doc])*
+        ///
+        #[doc = concat!("Should be created with [`", stringify!($config), "`] or [`", stringify!($name), "::from_float`].")]
+        ///
+        /// # Fields
+        /// - `pool`: the float pool (its options as the float pool's config set them)
+        /// - `_input_quantizer`: 8-bit per tensor by default
+        ///   (`QUANT_DESC_8BIT_PER_TENSOR`), dynamic amax until calibrated
         #[derive(burn::module::Module, Debug)]
         pub struct $name {
             /// The float pool.
             pub pool: $pool,
             /// Quantizes the input (per tensor by default).
-            pub _input_quantizer: $crate::nn::TensorQuantizer,
+            pub _input_quantizer: $crate::nn::tensor_quantizer::TensorQuantizer,
         }
 
-        #[doc = concat!("Configuration of a [`", stringify!($name), "`]: the float pool's config plus a descriptor.")]
+        #[doc = concat!("Configuration to create a [`", stringify!($name), "`] with `init`: the float pool's config (same `new`, `with_*` setters and defaults) plus the input descriptor (`None`: the class default).")]
         #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
         pub struct $config {
             /// The float pool's configuration.
@@ -72,7 +79,7 @@ macro_rules! quant_pool {
             }
 
             /// The float pool on the quantized input. Never panics on a quantizer
-            /// error (see [`TensorQuantizer::forward`](crate::nn::TensorQuantizer::forward)).
+            /// error (see [`TensorQuantizer::forward`](crate::nn::tensor_quantizer::TensorQuantizer::forward)).
             pub fn forward(&self, input: burn::tensor::Tensor<$rank>) -> burn::tensor::Tensor<$rank> {
                 self.pool.forward(self._input_quantizer.forward(input))
             }
@@ -96,39 +103,102 @@ macro_rules! quant_pool {
     };
 }
 
-quant_pool!(QuantMaxPool1d(MaxPool1d) rank 3; config QuantMaxPool1dConfig(MaxPool1dConfig) {
+quant_pool!(
+    /// Applies 1-D max pooling to a fake-quantized input (`QuantMaxPool1d` of the reference):
+    /// the float pool (burn's) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, length_in]`
+    /// - output: `[batch_size, channels, length_out]`
+    QuantMaxPool1d(MaxPool1d) rank 3; config QuantMaxPool1dConfig(MaxPool1dConfig) {
     new(kernel_size: usize);
     setters { with_stride(stride: usize), with_padding(padding: PaddingConfig1d), with_dilation(dilation: usize), with_ceil_mode(ceil_mode: bool) }
 });
-quant_pool!(QuantMaxPool2d(MaxPool2d) rank 4; config QuantMaxPool2dConfig(MaxPool2dConfig) {
+quant_pool!(
+    /// Applies 2-D max pooling to a fake-quantized input (`QuantMaxPool2d` of the reference):
+    /// the float pool (burn's) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, height_in, width_in]`
+    /// - output: `[batch_size, channels, height_out, width_out]`
+    QuantMaxPool2d(MaxPool2d) rank 4; config QuantMaxPool2dConfig(MaxPool2dConfig) {
     new(kernel_size: [usize; 2]);
     setters { with_strides(strides: [usize; 2]), with_padding(padding: PaddingConfig2d), with_dilation(dilation: [usize; 2]), with_ceil_mode(ceil_mode: bool) }
 });
-quant_pool!(QuantMaxPool3d(MaxPool3d) rank 5; config QuantMaxPool3dConfig(MaxPool3dConfig) {
+quant_pool!(
+    /// Applies 3-D max pooling to a fake-quantized input (`QuantMaxPool3d` of the reference):
+    /// the float pool (qdq's [`pool3d`](super::pool3d), burn 0.22 having none) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, depth_in, height_in, width_in]`
+    /// - output: `[batch_size, channels, depth_out, height_out, width_out]`
+    QuantMaxPool3d(FloatMaxPool3d) rank 5; config QuantMaxPool3dConfig(FloatMaxPool3dConfig) {
     new(kernel_size: [usize; 3]);
     setters { with_strides(strides: [usize; 3]), with_padding(padding: PaddingConfig3d), with_dilation(dilation: [usize; 3]), with_ceil_mode(ceil_mode: bool) }
 });
-quant_pool!(QuantAvgPool1d(AvgPool1d) rank 3; config QuantAvgPool1dConfig(AvgPool1dConfig) {
+quant_pool!(
+    /// Applies 1-D average pooling to a fake-quantized input (`QuantAvgPool1d` of the reference):
+    /// the float pool (burn's) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, length_in]`
+    /// - output: `[batch_size, channels, length_out]`
+    QuantAvgPool1d(AvgPool1d) rank 3; config QuantAvgPool1dConfig(AvgPool1dConfig) {
     new(kernel_size: usize);
     setters { with_stride(stride: usize), with_padding(padding: PaddingConfig1d), with_count_include_pad(count_include_pad: bool), with_ceil_mode(ceil_mode: bool) }
 });
-quant_pool!(QuantAvgPool2d(AvgPool2d) rank 4; config QuantAvgPool2dConfig(AvgPool2dConfig) {
+quant_pool!(
+    /// Applies 2-D average pooling to a fake-quantized input (`QuantAvgPool2d` of the reference):
+    /// the float pool (burn's) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, height_in, width_in]`
+    /// - output: `[batch_size, channels, height_out, width_out]`
+    QuantAvgPool2d(AvgPool2d) rank 4; config QuantAvgPool2dConfig(AvgPool2dConfig) {
     new(kernel_size: [usize; 2]);
     setters { with_strides(strides: [usize; 2]), with_padding(padding: PaddingConfig2d), with_count_include_pad(count_include_pad: bool), with_ceil_mode(ceil_mode: bool) }
 });
-quant_pool!(QuantAvgPool3d(AvgPool3d) rank 5; config QuantAvgPool3dConfig(AvgPool3dConfig) {
+quant_pool!(
+    /// Applies 3-D average pooling to a fake-quantized input (`QuantAvgPool3d` of the reference):
+    /// the float pool (qdq's [`pool3d`](super::pool3d), burn 0.22 having none) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, depth_in, height_in, width_in]`
+    /// - output: `[batch_size, channels, depth_out, height_out, width_out]`
+    QuantAvgPool3d(FloatAvgPool3d) rank 5; config QuantAvgPool3dConfig(FloatAvgPool3dConfig) {
     new(kernel_size: [usize; 3]);
     setters { with_strides(strides: [usize; 3]), with_padding(padding: PaddingConfig3d), with_count_include_pad(count_include_pad: bool), with_ceil_mode(ceil_mode: bool) }
 });
-quant_pool!(QuantAdaptiveAvgPool1d(AdaptiveAvgPool1d) rank 3; config QuantAdaptiveAvgPool1dConfig(AdaptiveAvgPool1dConfig) {
+quant_pool!(
+    /// Applies 1-D adaptive average pooling to a fake-quantized input (`QuantAdaptiveAvgPool1d` of the reference):
+    /// the float pool (burn's) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, length_in]`
+    /// - output: `[batch_size, channels, length_out]` (`output_size`)
+    QuantAdaptiveAvgPool1d(AdaptiveAvgPool1d) rank 3; config QuantAdaptiveAvgPool1dConfig(AdaptiveAvgPool1dConfig) {
     new(output_size: usize);
     setters {}
 });
-quant_pool!(QuantAdaptiveAvgPool2d(AdaptiveAvgPool2d) rank 4; config QuantAdaptiveAvgPool2dConfig(AdaptiveAvgPool2dConfig) {
+quant_pool!(
+    /// Applies 2-D adaptive average pooling to a fake-quantized input (`QuantAdaptiveAvgPool2d` of the reference):
+    /// the float pool (burn's) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, height_in, width_in]`
+    /// - output: `[batch_size, channels, height_out, width_out]` (`output_size`)
+    QuantAdaptiveAvgPool2d(AdaptiveAvgPool2d) rank 4; config QuantAdaptiveAvgPool2dConfig(AdaptiveAvgPool2dConfig) {
     new(output_size: [usize; 2]);
     setters {}
 });
-quant_pool!(QuantAdaptiveAvgPool3d(AdaptiveAvgPool3d) rank 5; config QuantAdaptiveAvgPool3dConfig(AdaptiveAvgPool3dConfig) {
+quant_pool!(
+    /// Applies 3-D adaptive average pooling to a fake-quantized input (`QuantAdaptiveAvgPool3d` of the reference):
+    /// the float pool (burn's) on `q_in(x)`.
+    ///
+    /// # Shapes (`forward`)
+    /// - input: `[batch_size, channels, depth_in, height_in, width_in]`
+    /// - output: `[batch_size, channels, depth_out, height_out, width_out]` (`output_size`)
+    QuantAdaptiveAvgPool3d(AdaptiveAvgPool3d) rank 5; config QuantAdaptiveAvgPool3dConfig(AdaptiveAvgPool3dConfig) {
     new(output_size: [usize; 3]);
     setters {}
 });
