@@ -8,7 +8,7 @@ use burn::tensor::module::{
 };
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
-use super::super::error::{RunResult, checked_numel, op_err};
+use super::super::error::{RunError, RunResult, checked_numel, op_err};
 use super::super::value::{DynTensor, Value, arr};
 use super::Ctx;
 use super::elementwise::{Bin, binary};
@@ -204,21 +204,28 @@ fn conv_inputs(ctx: &Ctx, op: &str) -> RunResult<ConvInputs> {
     Ok((x, w, bias, group))
 }
 
+fn group_mismatch(w: &[usize], x: &[usize], group: usize) -> RunError {
+    op_err(format!(
+        "weight {w:?} with group {group} does not match input {x:?}"
+    ))
+}
+
+/// A bias must be `[m]`, one value per output channel.
+fn check_bias(bias: Option<&DynTensor<Float>>, m: usize) -> RunResult<()> {
+    match bias {
+        Some(b) if b.shape != [m] => Err(op_err(format!("bias {:?} should be [{m}]", b.shape))),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let (x, w, bias, group) = conv_inputs(ctx, "Conv")?;
     let r = x.rank();
     let (c, m) = (x.shape[1], w.shape[0]);
     if w.shape[1].checked_mul(group) != Some(c) || m % group != 0 {
-        return Err(op_err(format!(
-            "weight {:?} with group {group} does not match input {:?}",
-            w.shape, x.shape
-        )));
+        return Err(group_mismatch(&w.shape, &x.shape, group));
     }
-    if let Some(b) = &bias
-        && b.shape != [m]
-    {
-        return Err(op_err(format!("bias {:?} should be [{m}]", b.shape)));
-    }
+    check_bias(bias.as_ref(), m)?;
     let spatial = x.shape[2..].to_vec();
     let kernel = w.shape[2..].to_vec();
     if let Some(k) = ctx.ints_attr("kernel_shape").filter(|k| !k.is_empty())
@@ -288,16 +295,9 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let c = x.shape[1];
     let m = w.shape[1].checked_mul(group);
     let Some(m) = m.filter(|_| w.shape[0] == c && c % group == 0) else {
-        return Err(op_err(format!(
-            "weight {:?} with group {group} does not match input {:?}",
-            w.shape, x.shape
-        )));
+        return Err(group_mismatch(&w.shape, &x.shape, group));
     };
-    if let Some(b) = &bias
-        && b.shape != [m]
-    {
-        return Err(op_err(format!("bias {:?} should be [{m}]", b.shape)));
-    }
+    check_bias(bias.as_ref(), m)?;
     let n = r - 2;
     let spatial = x.shape[2..].to_vec();
     let kernel = w.shape[2..].to_vec();
