@@ -512,3 +512,16 @@ fn lrn_with_a_huge_beta_runs() {
     // and y = x / den is 0.
     assert_eq!(y, [0.0, 0.0, 0.0]);
 }
+
+/// Found by the `runtime_graph` fuzz target: a MaxPool with a window of 2^31 - 1 over
+/// an empty axis padded to fit it passed the output check (one element), and burn
+/// asked for a 32 GiB buffer. The work (outputs times window) is bounded now.
+#[test]
+fn pools_with_huge_windows_are_refused_before_allocating() {
+    let x = &[1usize, 1, 4];
+    let k = (1i64 << 31) - 1;
+    let mut n = node("MaxPool", "pool", &["x"], &["y"]);
+    n.attribute.push(attr_ints("kernel_shape", [k]));
+    n.attribute.push(attr_ints("pads", [k / 2, k / 2]));
+    too_large(&fails(&one(n, vec![], x), x), "pool", "y");
+}

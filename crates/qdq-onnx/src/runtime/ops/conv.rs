@@ -163,18 +163,42 @@ pub(crate) fn window_out(
         .collect()
 }
 
-/// Refuses a window op whose padded input or output would exceed the size limit.
+/// Refuses a window op whose padded input, output or work (every output element
+/// times its window) would exceed the size limit: burn's kernels allocate buffers of
+/// those sizes (a MaxPool with a 2^31 window asked for 32 GiB: found by the
+/// `runtime_graph` fuzz target).
 fn check_sizes(x: &[usize], channels_out: usize, g: &Geo) -> RunResult<()> {
+    check_window_sizes(
+        x,
+        channels_out,
+        &g.kernel,
+        &g.strides,
+        &g.dil,
+        &g.pads,
+        false,
+    )
+}
+
+/// [`check_sizes`] for any window op (pools too).
+pub(crate) fn check_window_sizes(
+    x: &[usize],
+    channels_out: usize,
+    kernel: &[usize],
+    strides: &[usize],
+    dil: &[usize],
+    pads: &[(i64, i64)],
+    ceil_mode: bool,
+) -> RunResult<()> {
     let spatial = &x[2..];
     let mut padded = x.to_vec();
     for (i, p) in padded[2..].iter_mut().enumerate() {
-        *p = padded_len(spatial[i], g.pads[i].0, g.pads[i].1)?;
+        *p = padded_len(spatial[i], pads[i].0, pads[i].1)?;
     }
     checked_numel("", "", &padded)?;
     let mut out = vec![x[0], channels_out];
-    out.extend(window_out(
-        spatial, &g.kernel, &g.strides, &g.dil, &g.pads, false,
-    )?);
+    out.extend(window_out(spatial, kernel, strides, dil, pads, ceil_mode)?);
+    checked_numel("", "", &out)?;
+    out.extend(kernel);
     checked_numel("", "", &out)?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use super::super::error::{RunResult, op_err};
 use super::super::value::{DynTensor, Value, arr, dyn_map};
 use super::Ctx;
-use super::conv::{effective, geometry, pad_axis, window_out};
+use super::conv::{check_window_sizes, effective, geometry, pad_axis};
 use super::elementwise::{Bin, binary};
 use super::shape::{narrow, permute};
 use burn::tensor::Float;
@@ -96,7 +96,7 @@ pub(crate) fn pool(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let spatial = x.shape[2..].to_vec();
     let ceil = ctx.int_attr("ceil_mode", 0) != 0;
     let (strides, dil, pads) = geometry(ctx, &spatial, kernel.clone(), ceil)?;
-    window_out(&spatial, &kernel, &strides, &dil, &pads, ceil)?;
+    check_window_sizes(&x.shape, x.shape[1], &kernel, &strides, &dil, &pads, ceil)?;
     for i in 0..n {
         let eff = effective(kernel[i], dil[i])?;
         if pads[i].0 as usize >= eff || pads[i].1 as usize >= eff {
