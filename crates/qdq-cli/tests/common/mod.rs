@@ -1,7 +1,7 @@
 //! What the CLI's integration tests share: running the binary, a scratch folder, paths
 //! as arguments.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs the `qdq` binary with `args`.
@@ -12,12 +12,30 @@ pub fn qdq(args: &[&str]) -> Output {
         .expect("the qdq binary runs")
 }
 
-/// An empty folder for test `name`, unique to this process.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("qdq-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch folder for test `name`, removed when the value is dropped (also
+/// when the test fails), so no run leaves models behind in the temp folder.
+pub fn scratch(name: &str) -> Scratch {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("qdq-cli-{name}-"))
+        .tempdir()
+        .unwrap();
+    Scratch(dir)
+}
+
+/// A temporary folder that derefs to its path.
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
 }
 
 /// `p` as a command-line argument.
