@@ -16,6 +16,8 @@
 //! at run time, so this crate builds on machines without CUDA, where [`Gpu::get`]
 //! returns [`Error::Unavailable`].
 
+#![deny(missing_docs)]
+
 use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{
@@ -29,15 +31,31 @@ pub enum Error {
     #[error(
         "CUDA is not available for device {ordinal}: {reason} (qdq's GPU kernels need the NVIDIA driver's libcuda and NVRTC's libnvrtc; put the folder holding libnvrtc.so, e.g. the CUDA toolkit's lib64 or pip's nvidia/cu13/lib, on LD_LIBRARY_PATH, or set QDQ_NVRTC to the file)"
     )]
-    Unavailable { ordinal: usize, reason: String },
+    Unavailable {
+        /// The CUDA device ordinal asked for.
+        ordinal: usize,
+        /// Why loading or opening failed.
+        reason: String,
+    },
     /// NVRTC rejected the kernels (a toolkit older than the driver's GPU).
     #[error("NVRTC could not compile qdq's kernels for device {ordinal}: {reason}")]
-    Compile { ordinal: usize, reason: String },
+    Compile {
+        /// The CUDA device ordinal.
+        ordinal: usize,
+        /// NVRTC's log.
+        reason: String,
+    },
     /// A CUDA call failed (out of memory, a bad pointer, a sticky earlier error).
     #[error("CUDA call failed in {what}: {reason}")]
-    Driver { what: &'static str, reason: String },
+    Driver {
+        /// The operation that failed (a launch, a copy, an allocation).
+        what: &'static str,
+        /// The driver's error.
+        reason: String,
+    },
 }
 
+/// Result alias of qdq-cuda.
 pub type Result<T> = std::result::Result<T, Error>;
 
 fn driver(what: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> Error {
@@ -61,7 +79,12 @@ pub enum Scales {
     /// One entry for the whole tensor.
     Tensor(Entry),
     /// One entry per block of `inner` contiguous elements, repeating every `entries.len()` blocks.
-    Blocks { entries: Vec<Entry>, inner: u64 },
+    Blocks {
+        /// One entry per block, in order; repeats every `entries.len()` blocks.
+        entries: Vec<Entry>,
+        /// Contiguous elements per block.
+        inner: u64,
+    },
 }
 
 /// The constants of one amax entry (as qdq's CPU `IntParams`).

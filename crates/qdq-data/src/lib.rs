@@ -10,6 +10,8 @@
 //! decompressed once into an anonymous temporary file. Every size read from a file goes
 //! through checked arithmetic before anything is allocated.
 
+#![deny(missing_docs)]
+
 mod array;
 mod dataset;
 pub mod dtype;

@@ -7,6 +7,8 @@
 //! and deterministic mutations of them (`RELIABILITY.md` has both commands and the
 //! counts).
 
+#![deny(missing_docs)]
+
 use std::io::Write;
 
 use arbitrary::{Arbitrary, Unstructured};

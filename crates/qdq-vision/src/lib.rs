@@ -5,6 +5,8 @@
 //! every method from one collection), fine-tune (QAT, fixed and learned amax),
 //! export to QDQ ONNX and score the file with ONNX Runtime ([`ort`]).
 
+#![deny(missing_docs)]
+
 pub mod chapter;
 pub mod data;
 pub mod ort;
