@@ -5,7 +5,7 @@
 
 use burn::nn::conv;
 
-use super::dropin_types;
+use super::layer::dropin_types;
 use crate::nn::modules::{QuantConv1d, QuantConv2d, QuantConv3d};
 
 dropin_types! {

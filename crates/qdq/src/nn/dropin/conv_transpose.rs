@@ -6,7 +6,7 @@
 
 use burn::nn::conv;
 
-use super::dropin_types;
+use super::layer::dropin_types;
 use crate::nn::modules::{QuantConvTranspose1d, QuantConvTranspose2d, QuantConvTranspose3d};
 
 dropin_types! {

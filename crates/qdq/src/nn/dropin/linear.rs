@@ -14,8 +14,8 @@
 use burn::nn::{Initializer, LinearLayout};
 use burn::tensor::{Device, Tensor};
 
+use super::layer::{DropIn, Replaceable, dropin_types, expect_init};
 use super::registry::{LayerKind, replacement_for};
-use super::{DropIn, Replaceable, dropin_types, expect_init};
 use crate::error::Result;
 use crate::nn::modules::QuantLinear;
 

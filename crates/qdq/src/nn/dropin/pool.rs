@@ -8,7 +8,7 @@
 
 use burn::nn::pool;
 
-use super::dropin_types;
+use super::layer::dropin_types;
 use crate::nn::modules::pool3d;
 use crate::nn::modules::{
     QuantAdaptiveAvgPool1d, QuantAdaptiveAvgPool2d, QuantAdaptiveAvgPool3d, QuantAvgPool1d,

@@ -1,18 +1,5 @@
-//! Boilerplate shared by the `Quant*` classes: config setters that forward to the
-//! wrapped burn config, the mixin impls with a per-class default slot, and the
+//! Boilerplate shared by the `Quant*` classes: the mixin impls with a per-class default slot, and the
 //! weighted-layer skeleton (struct, config, `init`, `from_float`, `forward`).
-
-/// `with_*` setters forwarding to the burn config held in field `$inner`, so a
-/// quantized config reads like burn's (`.with_stride([2, 2])`).
-macro_rules! forward_setters {
-    ($inner:ident; $($setter:ident($field:ident: $ty:ty)),* $(,)?) => {$(
-        #[doc = concat!("Sets `", stringify!($field), "` (as burn's float config does).")]
-        pub fn $setter(mut self, $field: $ty) -> Self {
-            self.$inner = self.$inner.$setter($field);
-            self
-        }
-    )*};
-}
 
 /// `with_quant_desc_input` (and `with_quant_desc_weight`) on a quantized config.
 macro_rules! quant_desc_setters {
@@ -147,7 +134,7 @@ macro_rules! quant_weighted_layer {
                 }
             }
 
-            $crate::nn::modules::macros::forward_setters!(layer; $($setter($sfield: $sty)),*);
+            $crate::nn::dropin::layer::forward_setters!(layer; $($setter($sfield: $sty)),*);
             $crate::nn::modules::macros::quant_desc_setters!(input, weight);
 
             #[doc = concat!("Initializes a [`", stringify!($name), "`]: burn's float initialization, then the quantizers.")]
@@ -221,7 +208,7 @@ macro_rules! quant_weighted_layer {
         $crate::nn::modules::macros::impl_weight_mixin!($name, $wdefault);
 
         // The drop-in (`qdq::nn::Conv2dConfig` ...), from the same declaration.
-        $crate::nn::dropin::dropin_weighted! {
+        $crate::nn::dropin::layer::dropin_weighted! {
             $name($float) rank $rank;
             config $config($float_config) {
                 new($($arg: $arg_ty),*);
@@ -232,6 +219,4 @@ macro_rules! quant_weighted_layer {
     };
 }
 
-pub(crate) use {
-    forward_setters, impl_input_mixin, impl_weight_mixin, quant_desc_setters, quant_weighted_layer,
-};
+pub(crate) use {impl_input_mixin, impl_weight_mixin, quant_desc_setters, quant_weighted_layer};

@@ -52,7 +52,7 @@ macro_rules! quant_pool {
                 Self { pool: <$pool_config>::new($($arg),*), quant_desc_input: None }
             }
 
-            super::macros::forward_setters!(pool; $($setter($sfield: $sty)),*);
+            $crate::nn::dropin::layer::forward_setters!(pool; $($setter($sfield: $sty)),*);
             super::macros::quant_desc_setters!(input);
 
             #[doc = concat!("Initializes a [`", stringify!($name), "`] with its quantizer on `device`.")]
@@ -93,7 +93,7 @@ macro_rules! quant_pool {
         super::macros::impl_input_mixin!($name, $crate::tensor_quant::QUANT_DESC_8BIT_PER_TENSOR);
 
         // The drop-in (`qdq::nn::AvgPool2dConfig` ...), from the same declaration.
-        $crate::nn::dropin::dropin_pool! {
+        $crate::nn::dropin::layer::dropin_pool! {
             $name($pool) rank $rank;
             config $config($pool_config) {
                 new($($arg: $arg_ty),*);
