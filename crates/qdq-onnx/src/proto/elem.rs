@@ -77,3 +77,16 @@ pub fn dtype_name(code: i32) -> &'static str {
         _ => "other",
     }
 }
+
+/// The integer range `(min, max)` of a quantized integer type (what `QuantizeLinear`
+/// saturates to), or `None` for a type that is not one.
+pub fn integer_range(code: i32) -> Option<(f32, f32)> {
+    Some(match code {
+        UINT8 => (0.0, 255.0),
+        INT8 => (-128.0, 127.0),
+        UINT16 => (0.0, 65535.0),
+        INT16 => (-32768.0, 32767.0),
+        INT32 => (i32::MIN as f32, i32::MAX as f32),
+        _ => return None,
+    })
+}

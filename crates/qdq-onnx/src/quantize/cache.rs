@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use qdq::tensor_quant::NumBits;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -90,7 +91,8 @@ impl CalibrationCache {
             entries.insert(
                 name.trim().to_string(),
                 Entry {
-                    amax: vec![scale * 127.0],
+                    // TensorRT's tables are INT8 scales: amax = scale * 127.
+                    amax: vec![scale * NumBits::Int(8).max_bound(false)],
                     method: format!("tensorrt:{calibrator}"),
                 },
             );

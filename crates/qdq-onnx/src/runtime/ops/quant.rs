@@ -2,6 +2,7 @@
 //! per-axis (round half to even, saturation) as burn ops, and FP8 E4M3FN through the
 //! `qdq` crate's E4M3 rounding (values kept as their bit patterns).
 
+use qdq::tensor_quant::E4M3_MAX;
 use qdq::tensor_quant::kernel::e4m3_round;
 
 use super::super::error::{RunResult, op_err};
@@ -11,20 +12,13 @@ use super::{Ctx, as_float, float_to_int, norm_axis};
 use crate::proto::elem::{self as dt, dtype_name};
 use burn::tensor::Float;
 
-/// Integer range of a quantized type.
+/// Integer range of a quantized type ([`dt::integer_range`]), or an error naming it.
 fn range(code: i32) -> RunResult<(f32, f32)> {
-    Ok(match code {
-        dt::UINT8 => (0.0, 255.0),
-        dt::INT8 => (-128.0, 127.0),
-        dt::UINT16 => (0.0, 65535.0),
-        dt::INT16 => (-32768.0, 32767.0),
-        dt::INT32 => (i32::MIN as f32, i32::MAX as f32),
-        o => {
-            return Err(op_err(format!(
-                "quantized type {} ({o}) is not supported",
-                dtype_name(o)
-            )));
-        }
+    dt::integer_range(code).ok_or_else(|| {
+        op_err(format!(
+            "quantized type {} ({code}) is not supported",
+            dtype_name(code)
+        ))
     })
 }
 
@@ -112,7 +106,7 @@ pub(crate) fn quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
         let bits: Vec<i64> = v
             .into_iter()
             .map(|s| {
-                let r = if !saturate && (s.is_infinite() || s.abs() > 448.0) {
+                let r = if !saturate && (s.is_infinite() || s.abs() > E4M3_MAX) {
                     f32::NAN
                 } else {
                     e4m3_round(s)
@@ -224,7 +218,7 @@ pub(crate) fn fake_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let detached = DynTensor::with(dyn_map!(x.t.clone(), |t, R| t.detach()), x.shape.clone());
     let q = quantize(&pair(Value::Float(detached)))?.remove(0);
     let qmax = match q.elem_type() {
-        dt::FLOAT8E4M3FN => 448.0,
+        dt::FLOAT8E4M3FN => E4M3_MAX,
         code => range(code)?.1,
     };
     let forward = dequantize(&pair(q))?.remove(0);
