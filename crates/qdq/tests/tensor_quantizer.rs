@@ -406,6 +406,12 @@ fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
     let (_, rec) = record_quantizers(|| signed.forward(x.clone()));
     assert!(rec.records.is_empty());
     assert!(matches!(rec.failures[0].1, Error::Unsupported { .. }));
+    assert!(
+        rec.failures[0]
+            .1
+            .to_string()
+            .contains(".narrow_range(false)")
+    );
     let unsigned = narrow(true);
     let positive = x.clone().abs();
     let (_, rec) = record_quantizers(|| unsigned.forward(positive));

@@ -330,8 +330,8 @@ impl TensorQuantizer {
             // quantizer's [-127, 127] (the reference's export refuses it too).
             return Err(Error::Unsupported {
                 what: "export",
-                format: "a signed narrow_range quantizer; Q/DQ pairs use the full range \
-                         [-128, 127]"
+                format: "a signed narrow_range quantizer (Q/DQ pairs use the full range \
+                         [-128, 127]); build its descriptor with .narrow_range(false)"
                     .into(),
             });
         }
