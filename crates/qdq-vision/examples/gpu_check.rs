@@ -65,6 +65,17 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The histogram methods every check runs, in report order.
+fn methods() -> [HistogramMethod; 5] {
+    [
+        HistogramMethod::Max,
+        HistogramMethod::entropy(),
+        HistogramMethod::mse(),
+        HistogramMethod::percentile(99.9),
+        HistogramMethod::percentile(99.99),
+    ]
+}
+
 fn host(t: Tensor<1>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
@@ -206,13 +217,7 @@ fn parity(gpu: &Device, cpu: &Device, p: &mut Parity) -> qdq::Result<()> {
         "parity",
         serde_json::json!({"case": "histogram counts", "values": hc.counts().len(), "differ": usize::from(!counts_equal)}),
     );
-    for method in [
-        HistogramMethod::Max,
-        HistogramMethod::entropy(),
-        HistogramMethod::mse(),
-        HistogramMethod::percentile(99.9),
-        HistogramMethod::percentile(99.99),
-    ] {
+    for method in methods() {
         let g = hg.compute_amax(method)?.values().to_vec();
         let c = hc.compute_amax(method)?.values().to_vec();
         p.check(&format!("histogram amax {method}"), &g, &c);
@@ -389,13 +394,7 @@ fn resnet50_calibration(gpu: &Device, quick: bool) -> qdq::Result<()> {
     );
     let mut total = data_pass;
     let mut methods = serde_json::Map::new();
-    for method in [
-        HistogramMethod::Max,
-        HistogramMethod::entropy(),
-        HistogramMethod::mse(),
-        HistogramMethod::percentile(99.9),
-        HistogramMethod::percentile(99.99),
-    ] {
+    for method in methods() {
         let start = Instant::now();
         let _ = compute_amax(model.clone(), method)?;
         let s = start.elapsed().as_secs_f64();
