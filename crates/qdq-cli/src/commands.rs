@@ -9,24 +9,26 @@ use qdq_onnx::quantize::{CalibrationCache, Method, QuantizeOptions, apply};
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_onnx::{Message, ModelProto};
 
+use burn::tensor::Device;
+
 use crate::pipeline::{
-    calibrate, device, load_data, model_input, options, prepare_graph, probe, read_model, setup,
+    calibrate, load_data, model_input, options, prepare_graph, probe, read_model, setup,
     write_model,
 };
 use crate::report::{evaluate, print_eval, report};
 use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
 
-pub(crate) fn run_demo(output: &Path, json: bool) -> Fallible<ExitCode> {
+pub(crate) fn run_demo(output: &Path, json: bool, device: &Device) -> Fallible<ExitCode> {
     let model = ModelProto::parse_from_bytes(demo::MODEL)?;
     let calib = demo::calibration_images()?;
     let test = demo::test_images()?;
     let opts = QuantizeOptions::default();
     let method = Method::entropy();
-    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let (prepared, float) = prepare_graph(&model, &opts, device)?;
     let cache = calibrate(&prepared, &float, &calib, 32, method, &HashMap::new(), json)?;
     let quantized = apply(&prepared, &cache, &opts)?;
-    write_model(&quantized, output, probe(&float, Some(&calib))?)?;
-    let qgraph = OnnxGraph::from_model(&quantized, &device())?;
+    write_model(&quantized, output, probe(&float, Some(&calib))?, device)?;
+    let qgraph = OnnxGraph::from_model(&quantized, device)?;
     let eval = evaluate(&float, &qgraph, &test, 100)?;
     let header = format!(
         "Fashion-MNIST CNN (bundled): {} quantizers, entropy calibration on {} images",
@@ -45,8 +47,9 @@ pub(crate) fn run_quantize(
     data: Option<&Path>,
     labels: Option<&Path>,
     json: bool,
+    device: &Device,
 ) -> Fallible<ExitCode> {
-    let s = setup(c)?;
+    let s = setup(c, device)?;
     let calib_data = load_data(&c.calib, None, &c.pre, &s.input)?;
     // Evaluation data is read before the long calibration, so that an error in it
     // comes at once.
@@ -60,12 +63,12 @@ pub(crate) fn run_quantize(
     let quantized = apply(&s.prepared, &cache, &s.opts)?;
     let eval = match &test {
         Some(test) => {
-            let q = OnnxGraph::from_model(&quantized, &device())?;
+            let q = OnnxGraph::from_model(&quantized, device)?;
             Some(evaluate(&s.float, &q, test, c.batch)?)
         }
         None => None,
     };
-    write_model(&quantized, output, probe_input)?;
+    write_model(&quantized, output, probe_input, device)?;
     // After the model, which is verified before it is kept: a refused model leaves
     // no cache behind either.
     if let Some(p) = cache_path {
@@ -75,8 +78,13 @@ pub(crate) fn run_quantize(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn run_calibrate(c: &CalibArgs, output: &Path, json: bool) -> Fallible<ExitCode> {
-    let s = setup(c)?;
+pub(crate) fn run_calibrate(
+    c: &CalibArgs,
+    output: &Path,
+    json: bool,
+    device: &Device,
+) -> Fallible<ExitCode> {
+    let s = setup(c, device)?;
     let data = load_data(&c.calib, None, &c.pre, &s.input)?;
     let cache = s.calibrate(c, &data, json)?;
     cache.save(output)?;
@@ -89,13 +97,14 @@ pub(crate) fn run_export(
     cache: &Path,
     output: &Path,
     json: bool,
+    device: &Device,
 ) -> Fallible<ExitCode> {
     let model = read_model(&m.model)?;
     let opts = options(m)?;
     let cache = CalibrationCache::load(cache)?;
-    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let (prepared, float) = prepare_graph(&model, &opts, device)?;
     let quantized = apply(&prepared, &cache, &opts)?;
-    write_model(&quantized, output, probe(&float, None)?)?;
+    write_model(&quantized, output, probe(&float, None)?, device)?;
     report(output, (&prepared, &cache), None, None, json);
     Ok(ExitCode::SUCCESS)
 }
@@ -103,14 +112,14 @@ pub(crate) fn run_export(
 pub(crate) fn run_eval(
     float: &Path,
     quantized: &Path,
-    data: &Path,
-    labels: Option<&Path>,
+    (data, labels): (&Path, Option<&Path>),
     pre: &PreArgs,
     batch: usize,
     json: bool,
+    device: &Device,
 ) -> Fallible<ExitCode> {
-    let f = OnnxGraph::from_model(&read_model(float)?, &device())?;
-    let q = OnnxGraph::from_model(&read_model(quantized)?, &device())?;
+    let f = OnnxGraph::from_model(&read_model(float)?, device)?;
+    let q = OnnxGraph::from_model(&read_model(quantized)?, device)?;
     let d = load_data(data, labels, pre, &model_input(&f)?)?;
     let v = evaluate(&f, &q, &d, batch)?;
     if json {

@@ -9,7 +9,7 @@ use qdq_onnx::quantize::apply;
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_vision::train::{TrainConfig, fit};
 
-use crate::pipeline::{device, load_data, probe, setup, write_model};
+use crate::pipeline::{load_data, probe, setup, write_model};
 use crate::report::{evaluate, report_with};
 use crate::{CalibArgs, Fallible};
 
@@ -23,8 +23,9 @@ pub(crate) fn run_finetune(
     eval_data: Option<(&Path, Option<&Path>)>,
     output: &Path,
     json: bool,
+    device: &Device,
 ) -> Fallible<ExitCode> {
-    let s = setup(c)?;
+    let s = setup(c, device)?;
     // Every data file is read before the long steps, so that an error comes at once.
     let calib_data = load_data(&c.calib, None, &c.pre, &s.input)?;
     let train = load_data(train_path, labels, &c.pre, &s.input)?;
@@ -54,10 +55,10 @@ pub(crate) fn run_finetune(
     let quantized = apply(&s.prepared, &cache, &s.opts)?;
 
     // One checked forward pass first: the training loop has no error path.
-    let trainable = TrainableGraph::new(&quantized, &device())?;
+    let trainable = TrainableGraph::new(&quantized, device)?;
     let probe = (0..train.len().min(2)).collect::<Vec<_>>();
     let classes = trainable
-        .classify(qdq_vision::data::batch(&train, &probe, None, &device())?.0)?
+        .classify(qdq_vision::data::batch(&train, &probe, None, device)?.0)?
         .dims()[1];
     if let Some(bad) = train_labels
         .iter()
@@ -69,7 +70,7 @@ pub(crate) fn run_finetune(
         )
         .into());
     }
-    let ad = device().autodiff();
+    let ad = device.clone().autodiff();
     ad.seed(recipe.seed);
     let (tuned, timing) = fit(trainable.fork(&ad).train(), &train, recipe, "fine-tuning")?;
     if let Some(d) = timing.diverged {
@@ -87,8 +88,8 @@ pub(crate) fn run_finetune(
     }
     let (ptq_eval, eval) = match &test {
         Some(test) => {
-            let ptq = OnnxGraph::from_model(&quantized, &device())?;
-            let tuned = OnnxGraph::from_model(&finetuned, &device())?;
+            let ptq = OnnxGraph::from_model(&quantized, device)?;
+            let tuned = OnnxGraph::from_model(&finetuned, device)?;
             (
                 Some(evaluate(&s.float, &ptq, test, c.batch)?),
                 Some(evaluate(&s.float, &tuned, test, c.batch)?),
@@ -96,7 +97,7 @@ pub(crate) fn run_finetune(
         }
         None => (None, None),
     };
-    write_model(&finetuned, output, probe_input)?;
+    write_model(&finetuned, output, probe_input, device)?;
     let summary = serde_json::json!({
         "epochs": recipe.epochs,
         "lr": recipe.lr,

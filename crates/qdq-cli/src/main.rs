@@ -385,10 +385,13 @@ fn main() -> ExitCode {
         eprintln!("error: cannot install the signal handler that removes partial files: {e}");
         return ExitCode::from(1);
     }
-    if let Err(e) = qdq::device(&cli.device).map(pipeline::set_device) {
-        eprintln!("error: --device: {e}");
-        return ExitCode::from(1);
-    }
+    let device = match qdq::device(&cli.device) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("error: --device: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let command = cli.command.unwrap_or(Command::Demo {
         output: "qdq-demo-int8.onnx".into(),
     });
@@ -410,7 +413,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match command {
-        Command::Demo { output } => run_demo(&output, json),
+        Command::Demo { output } => run_demo(&output, json, &device),
         Command::Quantize {
             common,
             output,
@@ -424,6 +427,7 @@ fn main() -> ExitCode {
             data.as_deref(),
             labels.as_deref(),
             json,
+            &device,
         ),
         Command::Finetune {
             common,
@@ -452,14 +456,15 @@ fn main() -> ExitCode {
                 data.as_deref().map(|d| (d, data_labels.as_deref())),
                 &output,
                 json,
+                &device,
             )
         }
-        Command::Calibrate { common, output } => run_calibrate(&common, &output, json),
+        Command::Calibrate { common, output } => run_calibrate(&common, &output, json, &device),
         Command::Export {
             model,
             cache,
             output,
-        } => run_export(&model, &cache, &output, json),
+        } => run_export(&model, &cache, &output, json, &device),
         Command::Eval {
             float,
             quantized,
@@ -470,11 +475,11 @@ fn main() -> ExitCode {
         } => run_eval(
             &float,
             &quantized,
-            &data,
-            labels.as_deref(),
+            (&data, labels.as_deref()),
             &pre,
             batch,
             json,
+            &device,
         ),
         Command::Lint { file } => run_lint(&file, json),
         Command::Inspect { file } => run_inspect(&file, json),

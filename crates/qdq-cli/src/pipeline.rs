@@ -17,18 +17,6 @@ use qdq_onnx::{Message, ModelProto, QdqFormat};
 
 use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
 
-static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-
-/// Sets the device every command computes on (`--device`), once, before it runs.
-pub(crate) fn set_device(device: Device) {
-    let _ = DEVICE.set(device);
-}
-
-/// The `--device` device; the CPU (Flex) unless set.
-pub(crate) fn device() -> Device {
-    DEVICE.get().cloned().unwrap_or_else(Device::flex)
-}
-
 pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
     Ok(qdq_onnx::read_model(path)?)
 }
@@ -82,6 +70,8 @@ pub(crate) struct Batches<'a> {
     /// The input's batch is fixed: a ragged tail is dropped.
     fixed: bool,
     from: usize,
+    /// The graph's device, where each batch is put.
+    device: Device,
 }
 
 impl Batches<'_> {
@@ -108,7 +98,7 @@ impl Iterator for Batches<'_> {
         let mut shape = vec![n];
         shape.extend(&self.item_dims);
         let tensor: Fallible<Value> = match self.data.read(from, n) {
-            Ok(values) => Value::try_from_f32(values, &shape, &device()).map_err(Into::into),
+            Ok(values) => Value::try_from_f32(values, &shape, &self.device).map_err(Into::into),
             Err(e) => Err(e.into()),
         };
         Some(tensor.map(|t| vec![(self.name.clone(), t)]))
@@ -145,6 +135,7 @@ pub(crate) fn batches<'a>(
         batch: fixed_batch.unwrap_or(batch.max(1)),
         fixed: fixed_batch.is_some(),
         from: 0,
+        device: graph.device().clone(),
     })
 }
 
@@ -176,12 +167,13 @@ pub(crate) struct Setup {
     pub input: Input,
 }
 
-/// Reads `c`'s model and methods and places its quantizers.
-pub(crate) fn setup(c: &CalibArgs) -> Fallible<Setup> {
+/// Reads `c`'s model and methods and places its quantizers; the float graph lives on
+/// `device`.
+pub(crate) fn setup(c: &CalibArgs, device: &Device) -> Fallible<Setup> {
     let model = read_model(&c.model.model)?;
     let opts = options(&c.model)?;
     let (method, per) = parse_methods(c)?;
-    let (prepared, float) = prepare_graph(&model, &opts)?;
+    let (prepared, float) = prepare_graph(&model, &opts, device)?;
     check_methods_for(&per, &prepared)?;
     let input = model_input(&float)?;
     Ok(Setup {
@@ -300,10 +292,11 @@ impl Setup {
 pub(crate) fn prepare_graph(
     model: &ModelProto,
     opts: &QuantizeOptions,
+    device: &Device,
 ) -> Fallible<(Prepared, OnnxGraph)> {
     let prepared = prepare(model, opts)?;
     check_placement(model, opts, &prepared)?;
-    let graph = OnnxGraph::from_model(&prepared.model, &device())?;
+    let graph = OnnxGraph::from_model(&prepared.model, device)?;
     Ok((prepared, graph))
 }
 
@@ -356,12 +349,13 @@ pub(crate) fn write_model(
     model: &ModelProto,
     path: &Path,
     probe: Vec<(String, Value)>,
+    device: &Device,
 ) -> Fallible<()> {
-    qdq_onnx::verify::check_weights_finite(model, &device())?;
+    qdq_onnx::verify::check_weights_finite(model, device)?;
     let bytes = model.write_to_bytes()?;
     qdq::io::write_checked(path, &bytes, |tmp| {
         let written = qdq_onnx::read_model(tmp).map_err(std::io::Error::other)?;
-        qdq_onnx::verify::verify_model(&written, probe, &device()).map_err(std::io::Error::other)
+        qdq_onnx::verify::verify_model(&written, probe, device).map_err(std::io::Error::other)
     })
     .map_err(|e| format!("-o {}: {e}; nothing was written", path.display()))?;
     Ok(())
@@ -375,7 +369,10 @@ pub(crate) fn probe(graph: &OnnxGraph, data: Option<&Dataset>) -> Fallible<Vec<(
     {
         return first;
     }
-    Ok(qdq_onnx::verify::probe_inputs(graph.inputs(), &device())?)
+    Ok(qdq_onnx::verify::probe_inputs(
+        graph.inputs(),
+        graph.device(),
+    )?)
 }
 
 /// Loads `path` for the model input `input`: a folder of images (fitted to the input,

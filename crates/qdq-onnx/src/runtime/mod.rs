@@ -234,6 +234,11 @@ impl OnnxGraph {
         })
     }
 
+    /// The device the graph's weights live on and its runs compute on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Runtime inputs: graph inputs that are not initializers.
     pub fn inputs(&self) -> &[ValueSpec] {
         &self.inputs
