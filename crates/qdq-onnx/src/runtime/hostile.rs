@@ -525,3 +525,33 @@ fn pools_with_huge_windows_are_refused_before_allocating() {
     n.attribute.push(attr_ints("pads", [k / 2, k / 2]));
     too_large(&fails(&one(n, vec![], x), x), "pool", "y");
 }
+
+/// Found by the `runtime_graph` fuzz target: a Conv of an empty input with 2^31 - 1
+/// groups passed every shape check (0 channels divide by anything) and burn looped once
+/// per group. More groups than channels is refused at once.
+#[test]
+fn convolutions_with_more_groups_than_channels_are_refused() {
+    for op in ["Conv", "ConvTranspose"] {
+        let mut n = node(op, "conv", &["x", "w"], &["y"]);
+        n.attribute.push(attr_int("group", (1 << 31) - 1));
+        let m = model(
+            vec![n],
+            vec![],
+            &["y"],
+            vec![
+                tensor_f32("x", &[3, 0, 4, 4], &[]),
+                tensor_f32("w", &[0, 0, 3, 1], &[]),
+            ],
+            20,
+        );
+        let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+        let Err(e) = g.run(vec![]) else {
+            panic!("{op}: the run must fail");
+        };
+        assert!(
+            e.to_string()
+                .contains("group 2147483647 over 0 input channels"),
+            "{e}"
+        );
+    }
+}

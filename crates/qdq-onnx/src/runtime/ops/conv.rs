@@ -225,6 +225,15 @@ fn conv_inputs(ctx: &Ctx, op: &str) -> RunResult<ConvInputs> {
         )));
     }
     let group = usize::try_from(ctx.int_attr("group", 1).max(1)).unwrap_or(usize::MAX);
+    // More groups than input channels is no grouping ONNX defines; burn loops once per
+    // group, so 2^31 groups over an empty input ran for minutes (found by the
+    // `runtime_graph` fuzz target).
+    if group > x.shape[1].max(1) {
+        return Err(op_err(format!(
+            "{op} with group {group} over {} input channels",
+            x.shape[1]
+        )));
+    }
     Ok((x, w, bias, group))
 }
 
