@@ -391,8 +391,9 @@ fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
     assert!(matches!(rec.failures[0].1, Error::Uncalibrated));
     assert!(bare.handle.take_error().is_none());
 
-    // A signed narrow grid cannot lower (QuantizeLinear saturates to [-128, 127]); an
-    // unsigned one can, since unsigned wins over narrow_range.
+    // A signed narrow grid lowers with the full grid's scale (QuantizeLinear saturates
+    // at -128, a documented difference from the fake quant's -127); an unsigned one
+    // ignores narrow_range, since unsigned wins.
     let narrow = |unsigned: bool| {
         let desc = QuantDescriptor::builder()
             .narrow_range(true)
@@ -404,14 +405,10 @@ fn lowering_mode_records_the_qdq_parameters_instead_of_quantizing() {
     };
     let signed = narrow(false);
     let (_, rec) = record_quantizers(|| signed.forward(x.clone()));
-    assert!(rec.records.is_empty());
-    assert!(matches!(rec.failures[0].1, Error::Unsupported { .. }));
-    assert!(
-        rec.failures[0]
-            .1
-            .to_string()
-            .contains(".narrow_range(false)")
-    );
+    assert!(rec.failures.is_empty());
+    let l = &rec.records[0].lowering;
+    assert!(l.narrow_range);
+    assert_eq!((l.bound(), l.scales()), (127.0, vec![2.0 / 127.0]));
     let unsigned = narrow(true);
     let positive = x.clone().abs();
     let (_, rec) = record_quantizers(|| unsigned.forward(positive));

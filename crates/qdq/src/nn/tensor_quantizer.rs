@@ -325,16 +325,6 @@ impl TensorQuantizer {
     /// The Q/DQ parameters for an input of shape `dims` (export).
     fn lowering(&self, dims: &[usize]) -> Result<QuantLowering> {
         let cfg = self.handle.config();
-        if cfg.narrow_range && !cfg.unsigned && !cfg.num_bits.is_e4m3() {
-            // QuantizeLinear clamps to [-128, 127]: the pair would not reproduce the
-            // quantizer's [-127, 127] (the reference's export refuses it too).
-            return Err(Error::Unsupported {
-                what: "export",
-                format: "a signed narrow_range quantizer (Q/DQ pairs use the full range \
-                         [-128, 127]); build its descriptor with .narrow_range(false)"
-                    .into(),
-            });
-        }
         let mut amax = if let Some(clip) = &self.clip {
             let lo = tq::host_values(&clip.clip_value_min.val())?;
             let hi = tq::host_values(&clip.clip_value_max.val())?;

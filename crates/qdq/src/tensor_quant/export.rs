@@ -15,10 +15,12 @@ pub struct QuantLowering {
     pub num_bits: NumBits,
     /// Unsigned grid.
     pub unsigned: bool,
-    /// Narrow signed range (`[-127, 127]` for 8 bits). Always `false` for a signed
-    /// grid in a record: `QuantizeLinear` saturates to `[-128, 127]`, so a signed
-    /// narrow quantizer cannot lower to a pair and is refused, as the reference's
-    /// export refuses it (spec §6). Unsigned grids ignore it (unsigned wins).
+    /// Narrow signed range (`[-127, 127]` for 8 bits). The pair's scale is the same
+    /// (`amax / 127`); `QuantizeLinear` saturates at -128 where the fake quant clamps
+    /// at -127, which only inputs below `-amax · 127.5 / 127` reach (never a
+    /// max-calibrated weight). The reference's export refuses such quantizers; qdq
+    /// exports them (README, "Differences from pytorch-quantization"). Unsigned grids
+    /// ignore it (unsigned wins).
     pub narrow_range: bool,
 }
 
