@@ -12,30 +12,13 @@ pub fn qdq(args: &[&str]) -> Output {
         .expect("the qdq binary runs")
 }
 
-/// A fresh scratch folder for test `name`, removed when the value is dropped (also
-/// when the test fails), so no run leaves models behind in the temp folder.
+#[path = "../../../qdq-onnx/tests/common/scratch_dir.rs"]
+mod scratch_dir;
+pub use scratch_dir::Scratch;
+
+/// A fresh scratch folder for test `name` (see [`Scratch`]).
 pub fn scratch(name: &str) -> Scratch {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("qdq-cli-{name}-"))
-        .tempdir()
-        .unwrap();
-    Scratch(dir)
-}
-
-/// A temporary folder that derefs to its path.
-pub struct Scratch(tempfile::TempDir);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        self.0.path()
-    }
+    scratch_dir::scratch_in("qdq-cli", name)
 }
 
 /// `p` as a command-line argument.

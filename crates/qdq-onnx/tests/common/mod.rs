@@ -38,30 +38,12 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap()
 }
 
-/// A fresh scratch folder for test `name`, removed when the value is dropped (also
-/// when the test fails), so no run leaves models behind in the temp folder.
+mod scratch_dir;
+pub use scratch_dir::Scratch;
+
+/// A fresh scratch folder for test `name` (see [`Scratch`]).
 pub fn scratch(name: &str) -> Scratch {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("qdq-onnx-{name}-"))
-        .tempdir()
-        .unwrap();
-    Scratch(dir)
-}
-
-/// A temporary folder that derefs to its path.
-pub struct Scratch(tempfile::TempDir);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        self.0.path()
-    }
+    scratch_dir::scratch_in("qdq-onnx", name)
 }
 
 /// The Python with `onnx` and `onnxruntime`: `$QDQ_PYTHON`, else the workspace's
