@@ -265,6 +265,36 @@ mod calibrator {
         assert_ne!(reference(32).unwrap(), reference(x.len()).unwrap());
     }
 
+    /// The orders issue 17 names as adversarial: a tiny first item (1.75e-4, then
+    /// 0.74, as on a real detector's output), all zeros before any data, and a single
+    /// huge outlier first or last. Each gives the state of binning everything at once.
+    #[test]
+    fn adversarial_orders_give_the_state_of_all_the_data_at_once() {
+        let x = data();
+        let want = state(&in_batches(&x, x.len()));
+        let mut tiny_first = vec![1.75e-4f32, 0.74];
+        tiny_first.extend(&x);
+        let tiny_want = state(&in_batches(&tiny_first, tiny_first.len()));
+        assert_eq!(
+            state(&in_batches(&tiny_first, 1)),
+            tiny_want,
+            "tiny first item"
+        );
+        let mut zeros_first = vec![0.0f32; 512];
+        zeros_first.extend(&x);
+        let zeros_want = state(&in_batches(&zeros_first, zeros_first.len()));
+        assert_eq!(
+            state(&in_batches(&zeros_first, 64)),
+            zeros_want,
+            "zeros first"
+        );
+        // The outlier (250, last in `data`) first, then the rest.
+        let mut outlier_first = vec![x[2999]];
+        outlier_first.extend(&x[..2999]);
+        assert_eq!(state(&in_batches(&outlier_first, 1)), want, "outlier first");
+        assert_eq!(state(&in_batches(&x, 1)), want, "outlier last");
+    }
+
     #[test]
     fn skip_zeros_is_split_independent_too() {
         let x = data();
