@@ -316,6 +316,10 @@ pub(crate) fn calibrate(
         .as_ref()
         .ok_or("the model has no graph")?;
     let mut calib = Calibration::new(graph_proto, &prepared.sites, false)?;
+    if method == Method::Max && per.values().all(|m| *m == Method::Max) {
+        // Nothing asks for a histogram: collect the max alone, without binning.
+        calib = calib.max_only();
+    }
     let batches = batches(graph, data, batch)?;
     if batches.total() == 0 {
         return Err(

@@ -18,12 +18,20 @@ use crate::proto::decode::{constants, floats};
 use crate::runtime::value::dyn_apply;
 use crate::runtime::{OnnxGraph, RunError, Value};
 
+/// What one activation site collects.
+enum Stats {
+    /// A histogram on the dyadic grid, which also tracks the exact max: every method.
+    Histogram(HistogramCalibrator),
+    /// The running max |x| only ([`Calibration::max_only`]): the `max` method,
+    /// without binning.
+    Max(MaxCalibrator),
+}
+
 /// A calibration in progress over `sites`.
 pub struct Calibration {
     sites: Vec<Site>,
-    /// One histogram per activation tensor, on the dyadic grid; it also tracks the
-    /// exact max.
-    stats: HashMap<String, HistogramCalibrator>,
+    /// One collector per activation tensor.
+    stats: HashMap<String, Stats>,
     weights: BTreeMap<String, Vec<f32>>,
     batches: usize,
 }
@@ -48,7 +56,7 @@ impl Calibration {
                     let hist = HistogramCalibrator::new(8, None, unsigned)
                         .map_err(|e| qdq_err(&s.tensor, e))?
                         .with_grid(Grid::Dyadic);
-                    stats.insert(s.tensor.clone(), hist);
+                    stats.insert(s.tensor.clone(), Stats::Histogram(hist));
                 }
                 SiteKind::Weight { axis } => {
                     weights.insert(s.tensor.clone(), weight_amax(&consts, &s.tensor, axis)?);
@@ -68,8 +76,23 @@ impl Calibration {
     /// batching, and makes the cache depend on the batch size; for comparisons.
     #[must_use]
     pub fn with_grid(mut self, grid: Grid) -> Self {
-        for hist in self.stats.values_mut() {
-            *hist = hist.clone().with_grid(grid);
+        for stat in self.stats.values_mut() {
+            if let Stats::Histogram(hist) = stat {
+                *hist = hist.clone().with_grid(grid);
+            }
+        }
+        self
+    }
+
+    /// Collects only the max |x| of each activation (before any batch is fed): no
+    /// histogram is built, so calibration runs faster, and [`Calibration::cache`]
+    /// then gives the `max` method only (the same amaxes, bit for bit).
+    #[must_use]
+    pub fn max_only(mut self) -> Self {
+        for stat in self.stats.values_mut() {
+            if let Stats::Histogram(hist) = stat {
+                *stat = Stats::Max(MaxCalibrator::new(8, None, hist.unsigned()));
+            }
         }
         self
     }
@@ -109,14 +132,30 @@ impl Calibration {
     }
 
     fn observe(&mut self, name: &str, v: &Value) -> Result<()> {
-        let Some(hist) = self.stats.get_mut(name) else {
+        let Some(stat) = self.stats.get_mut(name) else {
             return Ok(());
         };
         // A float tensor goes to the calibrator as it is, so on a GPU only the
-        // histogram comes back to the host.
-        let collected = match v {
-            Value::Float(t) => dyn_apply!(&t.t, |x, R| hist.collect(x)),
-            _ => hist.collect_slice(&v.to_f32().map_err(Error::Run)?),
+        // histogram (or the max) comes back to the host.
+        let collected = match (stat, v) {
+            (Stats::Histogram(hist), Value::Float(t)) => dyn_apply!(&t.t, |x, R| hist.collect(x)),
+            (Stats::Histogram(hist), _) => hist.collect_slice(&v.to_f32().map_err(Error::Run)?),
+            (Stats::Max(max), v) => {
+                let collected = match v {
+                    Value::Float(t) => dyn_apply!(&t.t, |x, R| max.collect(x)),
+                    _ => {
+                        let data = v.to_f32().map_err(Error::Run)?;
+                        max.collect_slice(&data, &[data.len()])
+                    }
+                };
+                // The max propagates NaN and Inf; refuse them as the histogram does.
+                collected.and_then(|()| match max.compute_amax() {
+                    Some(a) if a.values().iter().any(|x| !x.is_finite()) => Err(qdq::Error::Data(
+                        "max calibration input contains NaN or Inf".into(),
+                    )),
+                    _ => Ok(()),
+                })
+            }
         };
         collected.map_err(|e| qdq_err(name, e))
     }
@@ -146,12 +185,31 @@ impl Calibration {
                 },
             );
         }
-        for (tensor, hist) in &self.stats {
+        for (tensor, stat) in &self.stats {
             let m = per_tensor.get(tensor).copied().unwrap_or(method);
-            let amax = hist
-                .compute_amax(m)
-                .map_err(|e| qdq_err(tensor, e))?
-                .values()[0];
+            let amax = match stat {
+                Stats::Histogram(hist) => hist
+                    .compute_amax(m)
+                    .map_err(|e| qdq_err(tensor, e))?
+                    .values()[0],
+                Stats::Max(_) if m != Method::Max => {
+                    return Err(Error::Graph(format!(
+                        "tensor `{tensor}`: method {m} needs histograms, but only the max was collected (max_only)"
+                    )));
+                }
+                // No value seen: the histogram's NoData error, for the same case.
+                Stats::Max(max) => {
+                    let amax = max.compute_amax().ok_or_else(|| {
+                        qdq_err(
+                            tensor,
+                            qdq::Error::NoData {
+                                calibrator: max.to_string(),
+                            },
+                        )
+                    })?;
+                    amax.values()[0]
+                }
+            };
             entries.insert(
                 tensor.clone(),
                 Entry {
@@ -272,6 +330,39 @@ mod tests {
         ["entropy", "mse", "percentile=99.9", "max"]
             .map(|m| json(&calib, m))
             .to_vec()
+    }
+
+    #[test]
+    fn max_only_gives_the_histograms_max_without_binning() {
+        let items = items();
+        let device = Device::flex();
+        let prepared = prepare(&float_model(), &QuantizeOptions::default()).unwrap();
+        let graph = OnnxGraph::from_model(&prepared.model, &device).unwrap();
+        let proto = prepared.model.graph.as_ref().unwrap();
+        let mut calib = Calibration::new(proto, &prepared.sites, false)
+            .unwrap()
+            .max_only();
+        for chunk in items.chunks(7) {
+            let x = Value::from_f32(chunk.concat(), &[chunk.len(), 1, 4, 4], &device);
+            calib.feed(&graph, vec![("x".into(), x)]).unwrap();
+        }
+        let max = calib.cache(Method::Max, &HashMap::new()).unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&max).unwrap(),
+            caches(&items, 32)[3]
+        );
+        // No histogram, so no other method.
+        let e = calib.cache(Method::entropy(), &HashMap::new()).unwrap_err();
+        assert!(e.to_string().contains("only the max was collected"), "{e}");
+        // NaN is refused, naming the tensor, as on histograms.
+        let mut bad = items[0].clone();
+        bad[3] = f32::NAN;
+        let x = Value::from_f32(bad, &[1, 1, 4, 4], &device);
+        let e = calib.feed(&graph, vec![("x".into(), x)]).unwrap_err();
+        assert!(
+            e.to_string().contains("`x`") && e.to_string().contains("NaN"),
+            "{e}"
+        );
     }
 
     #[test]
