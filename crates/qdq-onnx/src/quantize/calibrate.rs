@@ -296,20 +296,27 @@ mod tests {
             .collect()
     }
 
+    /// The test model's float graph and a calibration of its sites, set up by `setup`.
+    fn start(setup: impl FnOnce(Calibration) -> Calibration) -> (OnnxGraph, Calibration) {
+        let prepared = prepare(&float_model(), &QuantizeOptions::default()).unwrap();
+        let graph = OnnxGraph::from_model(&prepared.model, &Device::flex()).unwrap();
+        let proto = prepared.model.graph.as_ref().unwrap();
+        let calib = Calibration::new(proto, &prepared.sites, false).unwrap();
+        (graph, setup(calib))
+    }
+
+    /// Feeds `items` to `calib` in batches of `batch`.
+    fn feed(graph: &OnnxGraph, calib: &mut Calibration, items: &[Vec<f32>], batch: usize) {
+        for chunk in items.chunks(batch) {
+            let x = Value::from_f32(chunk.concat(), &[chunk.len(), 1, 4, 4], graph.device());
+            calib.feed(graph, vec![("x".into(), x)]).unwrap();
+        }
+    }
+
     /// `items` fed in batches of `batch` on `grid`.
     fn calibrate(items: &[Vec<f32>], batch: usize, grid: Grid) -> Calibration {
-        let device = Device::flex();
-        let prepared = prepare(&float_model(), &QuantizeOptions::default()).unwrap();
-        let graph = OnnxGraph::from_model(&prepared.model, &device).unwrap();
-        let proto = prepared.model.graph.as_ref().unwrap();
-        let mut calib = Calibration::new(proto, &prepared.sites, false)
-            .unwrap()
-            .with_grid(grid);
-        for chunk in items.chunks(batch) {
-            let values: Vec<f32> = chunk.concat();
-            let x = Value::from_f32(values, &[chunk.len(), 1, 4, 4], &device);
-            calib.feed(&graph, vec![("x".into(), x)]).unwrap();
-        }
+        let (graph, mut calib) = start(|c| c.with_grid(grid));
+        feed(&graph, &mut calib, items, batch);
         assert_eq!(calib.batches(), items.len().div_ceil(batch));
         calib
     }
@@ -335,17 +342,8 @@ mod tests {
     #[test]
     fn max_only_gives_the_histograms_max_without_binning() {
         let items = items();
-        let device = Device::flex();
-        let prepared = prepare(&float_model(), &QuantizeOptions::default()).unwrap();
-        let graph = OnnxGraph::from_model(&prepared.model, &device).unwrap();
-        let proto = prepared.model.graph.as_ref().unwrap();
-        let mut calib = Calibration::new(proto, &prepared.sites, false)
-            .unwrap()
-            .max_only();
-        for chunk in items.chunks(7) {
-            let x = Value::from_f32(chunk.concat(), &[chunk.len(), 1, 4, 4], &device);
-            calib.feed(&graph, vec![("x".into(), x)]).unwrap();
-        }
+        let (graph, mut calib) = start(Calibration::max_only);
+        feed(&graph, &mut calib, &items, 7);
         let max = calib.cache(Method::Max, &HashMap::new()).unwrap();
         assert_eq!(
             serde_json::to_string_pretty(&max).unwrap(),
@@ -357,7 +355,7 @@ mod tests {
         // NaN is refused, naming the tensor, as on histograms.
         let mut bad = items[0].clone();
         bad[3] = f32::NAN;
-        let x = Value::from_f32(bad, &[1, 1, 4, 4], &device);
+        let x = Value::from_f32(bad, &[1, 1, 4, 4], graph.device());
         let e = calib.feed(&graph, vec![("x".into(), x)]).unwrap_err();
         assert!(
             e.to_string().contains("`x`") && e.to_string().contains("NaN"),

@@ -163,23 +163,10 @@ pub(crate) fn window_out(
         .collect()
 }
 
-/// Refuses a window op whose padded input, output or work (every output element
-/// times its window) would exceed the size limit: burn's kernels allocate buffers of
-/// those sizes (a MaxPool with a 2^31 window asked for 32 GiB: found by the
-/// `runtime_graph` fuzz target).
-fn check_sizes(x: &[usize], channels_out: usize, g: &Geo) -> RunResult<()> {
-    check_window_sizes(
-        x,
-        channels_out,
-        &g.kernel,
-        &g.strides,
-        &g.dil,
-        &g.pads,
-        false,
-    )
-}
-
-/// [`check_sizes`] for any window op (pools too).
+/// Refuses a window op (a convolution or a pool) whose padded input, output or work
+/// (every output element times its window) would exceed the size limit: burn's
+/// kernels allocate buffers of those sizes (a MaxPool with a 2^31 window asked for
+/// 32 GiB: found by the `runtime_graph` fuzz target).
 pub(crate) fn check_window_sizes(
     x: &[usize],
     channels_out: usize,
@@ -275,7 +262,7 @@ pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
         kernel,
         pads,
     };
-    check_sizes(&x.shape, m, &g)?;
+    check_window_sizes(&x.shape, m, &g.kernel, &g.strides, &g.dil, &g.pads, false)?;
     let b1 = |b: Option<DynTensor<Float>>| b.map(|b| b.to_rank::<1>()).transpose();
     let pairs = |n: usize| -> Vec<(usize, usize)> {
         (0..n)
