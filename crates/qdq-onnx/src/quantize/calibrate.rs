@@ -11,6 +11,7 @@ use onnx_ir::GraphProto;
 use qdq::calib::{Grid, HistogramCalibrator, MaxCalibrator};
 
 use super::Method;
+use super::auto::Choice;
 use super::cache::{CalibrationCache, Entry};
 use crate::error::{Error, Result};
 use crate::passes::{Site, SiteKind};
@@ -160,6 +161,24 @@ impl Calibration {
         collected.map_err(|e| qdq_err(name, e))
     }
 
+    /// The amax of each of `methods` for activation `tensor`, from its histogram;
+    /// methods that fail on it (and tensors with no histogram) give none.
+    pub fn candidate_amaxes(&self, tensor: &str, methods: &[Method]) -> Vec<(Method, f32)> {
+        let Some(Stats::Histogram(hist)) = self.stats.get(tensor) else {
+            return Vec::new();
+        };
+        methods
+            .iter()
+            .filter_map(|&m| Some((m, hist.compute_amax(m).ok()?.values()[0])))
+            .filter(|(_, a)| a.is_finite() && *a > 0.0)
+            .collect()
+    }
+
+    /// The per-channel amax of weight `tensor`.
+    pub fn weight_amax(&self, tensor: &str) -> Option<Vec<f32>> {
+        self.weights.get(tensor).cloned()
+    }
+
     /// Amax of every site: activations by `method` (or `per_tensor[tensor]`), weights
     /// by max per channel; Concat groups share their largest amax.
     ///
@@ -169,6 +188,20 @@ impl Calibration {
         &self,
         method: Method,
         per_tensor: &HashMap<String, Method>,
+    ) -> Result<CalibrationCache> {
+        self.cache_with(method, per_tensor, &HashMap::new())
+    }
+
+    /// [`Calibration::cache`], with the tensors in `chosen` taking the amax `auto`
+    /// chose for them (their method recorded as `auto:METHOD`).
+    ///
+    /// # Errors
+    /// As [`Calibration::cache`].
+    pub fn cache_with(
+        &self,
+        method: Method,
+        per_tensor: &HashMap<String, Method>,
+        chosen: &HashMap<String, Choice>,
     ) -> Result<CalibrationCache> {
         if self.batches == 0 {
             return Err(Error::Graph(
@@ -186,6 +219,16 @@ impl Calibration {
             );
         }
         for (tensor, stat) in &self.stats {
+            if let Some(c) = chosen.get(tensor) {
+                entries.insert(
+                    tensor.clone(),
+                    Entry {
+                        amax: vec![c.amax],
+                        method: format!("auto:{}", c.method),
+                    },
+                );
+                continue;
+            }
             let m = per_tensor.get(tensor).copied().unwrap_or(method);
             let amax = match stat {
                 Stats::Histogram(hist) => hist

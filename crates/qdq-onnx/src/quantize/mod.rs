@@ -2,6 +2,7 @@
 //! calibrate in one streaming pass ([`Calibration`]), write the QDQ model with the
 //! opset it needs and lint it ([`apply`]).
 
+pub mod auto;
 mod cache;
 mod calibrate;
 pub mod report;
@@ -9,6 +10,7 @@ pub mod report;
 use onnx_ir::ModelProto;
 use qdq::calib::HistogramMethod;
 
+pub use auto::{AutoSelect, Choice};
 pub use cache::{CalibrationCache, Entry};
 pub use calibrate::Calibration;
 

@@ -1,0 +1,470 @@
+//! `--method auto`: for each activation quantizer, the amax among several methods (max,
+//! entropy, mse and percentiles, all read from the one histogram pass) whose quantization
+//! least changes what the quantizer's consumers compute.
+//!
+//! A quantizer's consumers (the Conv, MatMul, Gemm, pooling, Add or Concat it feeds) are
+//! cut out of the prepared graph into a small *probe* graph, once with every input in
+//! float and once per candidate amax with the quantizer and the consumers' weight
+//! quantizers inserted as in the written model. A second pass over a few batches runs the
+//! float graph; as soon as a probe's inputs have all been produced, each probe graph runs
+//! on them and the relative squared error of the consumers' outputs against float,
+//! `Σ (q - f)² / Σ f²`, is added up per candidate. The candidate with the least total error
+//! wins (ties go to the earlier candidate of [`candidates`]).
+//!
+//! Why the consumer's output rather than the tensor itself: clipping a few large values
+//! that a convolution then weights heavily costs more than rounding many small ones; the
+//! tensor-level criteria (entropy, mse) cannot see the weights, the consumer can.
+
+use std::collections::{HashMap, HashSet};
+
+use onnx_ir::{GraphProto, ModelProto, ValueInfoProto};
+
+use super::Method;
+use super::Prepared;
+use super::calibrate::Calibration;
+use crate::error::{Error, Result};
+use crate::passes::{Site, SiteKind, insert_sites};
+use crate::qdq::QdqFormat;
+use crate::runtime::{OnnxGraph, RunError, Value};
+
+/// The amaxes `auto` chooses among, in order of preference on a tie.
+pub fn candidates() -> Vec<Method> {
+    vec![
+        Method::Max,
+        Method::Percentile(99.999),
+        Method::Percentile(99.99),
+        Method::Percentile(99.9),
+        Method::mse(),
+        Method::entropy(),
+    ]
+}
+
+/// What `auto` chose for one quantizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// The winning method.
+    pub method: Method,
+    /// Its amax.
+    pub amax: f32,
+    /// Every candidate's method, amax and mean relative output error over the batches
+    /// seen (the winner's is the least).
+    pub errors: Vec<(Method, f32, f64)>,
+}
+
+/// One quantizer's probe: its consumers in float, and quantized with each candidate.
+struct Probe {
+    tensor: String,
+    /// Non-constant inputs the probe graphs take (the quantized tensor among them).
+    inputs: Vec<String>,
+    float: OnnxGraph,
+    quantized: Vec<(Method, f32, OnnxGraph)>,
+    /// Sum over batches of each candidate's relative error.
+    error: Vec<f64>,
+    batches: usize,
+}
+
+/// The second, measuring pass of `auto` over a few batches.
+pub struct AutoSelect {
+    probes: Vec<Probe>,
+}
+
+impl AutoSelect {
+    /// Builds a probe for every activation quantizer of `prepared` that `calib` has a
+    /// histogram for, with `calib`'s candidate amaxes and weight amaxes, in `format`.
+    ///
+    /// # Errors
+    /// A probe graph the runtime cannot load (named by tensor).
+    pub fn new(
+        prepared: &Prepared,
+        calib: &Calibration,
+        format: QdqFormat,
+        device: &burn::tensor::Device,
+    ) -> Result<Self> {
+        let graph = prepared
+            .model
+            .graph
+            .as_ref()
+            .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
+        let mut probes = Vec::new();
+        for site in prepared
+            .sites
+            .iter()
+            .filter(|s| s.kind == SiteKind::Activation)
+        {
+            let amaxes = calib.candidate_amaxes(&site.tensor, &candidates());
+            if amaxes.is_empty() {
+                continue;
+            }
+            let cut = Cut::new(&prepared.model, graph, site, &prepared.sites);
+            let load = |amax: Option<f32>| -> Result<OnnxGraph> {
+                let model = cut.model(amax, calib, format)?;
+                OnnxGraph::from_model(&model, device).map_err(|e| {
+                    Error::Graph(format!(
+                        "auto: probing the consumers of `{}`: {e}",
+                        site.tensor
+                    ))
+                })
+            };
+            let float = load(None)?;
+            let quantized = amaxes
+                .iter()
+                .map(|&(m, a)| Ok((m, a, load(Some(a))?)))
+                .collect::<Result<Vec<_>>>()?;
+            probes.push(Probe {
+                tensor: site.tensor.clone(),
+                inputs: cut.inputs.clone(),
+                float,
+                error: vec![0.0; quantized.len()],
+                quantized,
+                batches: 0,
+            });
+        }
+        Ok(Self { probes })
+    }
+
+    /// Runs one batch through the float `graph`, running each probe as soon as its
+    /// inputs exist (values are kept only until their last probe has run).
+    ///
+    /// # Errors
+    /// A run error (of the graph or of a probe, named).
+    pub fn feed(&mut self, graph: &OnnxGraph, inputs: Vec<(String, Value)>) -> Result<()> {
+        let needed: HashSet<String> = self
+            .probes
+            .iter()
+            .flat_map(|p| p.inputs.iter().cloned())
+            .collect();
+        let mut pending: Vec<usize> = (0..self.probes.len()).collect();
+        let mut held: HashMap<String, Value> = HashMap::new();
+        let mut failure = None;
+        let probes = &mut self.probes;
+        let mut on_value = |name: &str, v: &Value| -> Result<()> {
+            if !needed.contains(name) {
+                return Ok(());
+            }
+            held.insert(name.to_string(), v.clone());
+            let mut k = 0;
+            while k < pending.len() {
+                let p = &mut probes[pending[k]];
+                if p.inputs.iter().all(|i| held.contains_key(i)) {
+                    measure(p, &held)?;
+                    pending.swap_remove(k);
+                } else {
+                    k += 1;
+                }
+            }
+            held.retain(|n, _| pending.iter().any(|&i| probes[i].inputs.contains(n)));
+            Ok(())
+        };
+        for (name, v) in &inputs {
+            on_value(name, v)?;
+        }
+        let run = graph.run_with(inputs, &mut |name, v| {
+            on_value(name, v).map_err(|e| {
+                let msg = e.to_string();
+                failure = Some(e);
+                RunError::Observer(msg)
+            })
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        run.map_err(Error::Run)?;
+        Ok(())
+    }
+
+    /// The choice for every probed tensor (none before a batch was fed).
+    pub fn choices(&self) -> HashMap<String, Choice> {
+        let mut out = HashMap::new();
+        for p in self.probes.iter().filter(|p| p.batches > 0) {
+            let n = p.batches as f64;
+            let errors: Vec<(Method, f32, f64)> = p
+                .quantized
+                .iter()
+                .zip(&p.error)
+                .map(|((m, a, _), e)| (*m, *a, e / n))
+                .collect();
+            // The least error; NaN (a probe output that was NaN) never wins.
+            let best = errors
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !e.2.is_nan())
+                .fold(None::<(usize, f64)>, |best, (i, e)| match best {
+                    Some((_, b)) if b <= e.2 => best,
+                    _ => Some((i, e.2)),
+                });
+            if let Some((i, _)) = best {
+                out.insert(
+                    p.tensor.clone(),
+                    Choice {
+                        method: errors[i].0,
+                        amax: errors[i].1,
+                        errors,
+                    },
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Runs `p`'s graphs on the `held` values and adds each candidate's error.
+fn measure(p: &mut Probe, held: &HashMap<String, Value>) -> Result<()> {
+    let feed = || -> Vec<(String, Value)> {
+        p.inputs
+            .iter()
+            .map(|n| (n.clone(), held[n].clone()))
+            .collect()
+    };
+    let fail = |e: RunError| Error::Graph(format!("auto: probing `{}`: {e}", p.tensor));
+    let float = host(&p.float.run(feed()).map_err(fail)?).map_err(fail)?;
+    let energy: f64 = float.iter().flatten().map(|&f| f64::from(f).powi(2)).sum();
+    for (k, (_, _, g)) in p.quantized.iter().enumerate() {
+        let q = host(&g.run(feed()).map_err(fail)?).map_err(fail)?;
+        let diff: f64 = q
+            .iter()
+            .flatten()
+            .zip(float.iter().flatten())
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum();
+        // An all-zero float output: the absolute error (any change is a change).
+        p.error[k] += if energy > 0.0 { diff / energy } else { diff };
+    }
+    p.batches += 1;
+    Ok(())
+}
+
+/// Every output as f32 on the host.
+fn host(outputs: &[(String, Value)]) -> std::result::Result<Vec<Vec<f32>>, RunError> {
+    outputs.iter().map(|(_, v)| v.to_f32()).collect()
+}
+
+/// One quantizer's consumers cut out of the graph.
+struct Cut {
+    /// The consumer nodes, in graph order.
+    nodes: Vec<onnx_ir::NodeProto>,
+    /// Their non-constant inputs.
+    inputs: Vec<String>,
+    /// Their outputs.
+    outputs: Vec<String>,
+    /// The constants they read.
+    initializers: Vec<onnx_ir::TensorProto>,
+    /// The quantizer and the consumers' weight quantizers, with node indices into
+    /// `nodes`.
+    sites: Vec<Site>,
+    /// A model without graph holding the opsets of the cut one.
+    template: ModelProto,
+}
+
+impl Cut {
+    fn new(model: &ModelProto, graph: &GraphProto, site: &Site, all: &[Site]) -> Self {
+        let mut index: Vec<usize> = site.consumers.iter().map(|c| c.0).collect();
+        index.sort_unstable();
+        index.dedup();
+        let local = |i: usize| index.iter().position(|&j| j == i);
+        let nodes: Vec<_> = index.iter().map(|&i| graph.node[i].clone()).collect();
+        let consts: HashMap<&str, &onnx_ir::TensorProto> = graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        let mut inputs = Vec::new();
+        let mut initializers = Vec::new();
+        let mut seen = HashSet::new();
+        for name in nodes.iter().flat_map(|n| &n.input) {
+            if name.is_empty() || !seen.insert(name.clone()) {
+                continue;
+            }
+            match consts.get(name.as_str()) {
+                Some(t) => initializers.push((*t).clone()),
+                None => inputs.push(name.clone()),
+            }
+        }
+        let outputs = nodes
+            .iter()
+            .flat_map(|n| n.output.iter().filter(|o| !o.is_empty()).cloned())
+            .collect();
+        // The quantizer itself and every weight quantizer read only by these nodes.
+        let sites = all
+            .iter()
+            .filter(|s| {
+                s.name == site.name
+                    || (matches!(s.kind, SiteKind::Weight { .. })
+                        && s.consumers.iter().all(|c| local(c.0).is_some()))
+            })
+            .map(|s| Site {
+                consumers: s
+                    .consumers
+                    .iter()
+                    .filter_map(|&(n, slot)| local(n).map(|l| (l, slot)))
+                    .collect(),
+                group: None,
+                ..s.clone()
+            })
+            .collect();
+        let mut template = ModelProto::new();
+        template.ir_version = model.ir_version;
+        template.opset_import = model.opset_import.clone();
+        Self {
+            nodes,
+            inputs,
+            outputs,
+            initializers,
+            sites,
+            template,
+        }
+    }
+
+    /// The probe model: float (`amax` = `None`), or with the quantizer at `amax` and
+    /// the weight quantizers at `calib`'s amaxes.
+    fn model(
+        &self,
+        amax: Option<f32>,
+        calib: &Calibration,
+        format: QdqFormat,
+    ) -> Result<ModelProto> {
+        let mut graph = GraphProto::new();
+        graph.name = "auto_probe".into();
+        graph.node = self.nodes.clone();
+        graph.initializer = self.initializers.clone();
+        graph.input = self.inputs.iter().map(|n| value_info(n)).collect();
+        graph.output = self.outputs.iter().map(|n| value_info(n)).collect();
+        let mut model = self.template.clone();
+        if let Some(amax) = amax {
+            let mut amaxes = HashMap::new();
+            for s in &self.sites {
+                let a = match s.kind {
+                    SiteKind::Activation => vec![amax],
+                    SiteKind::Weight { .. } => calib.weight_amax(&s.tensor).ok_or_else(|| {
+                        Error::Graph(format!("auto: weight `{}` has no amax", s.tensor))
+                    })?,
+                };
+                amaxes.insert(s.name.clone(), a);
+            }
+            insert_sites(&mut graph, &self.sites, &amaxes, format)?;
+        }
+        model.graph = Some(graph).into();
+        Ok(model)
+    }
+}
+
+/// An input or output declared by name only (any type and shape).
+fn value_info(name: &str) -> ValueInfoProto {
+    let mut v = ValueInfoProto::new();
+    v.name = name.to_string();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::proto::elem as dtype;
+    use crate::proto::{model, node, tensor_f32, value_info_named};
+    use crate::quantize::{QuantizeOptions, prepare};
+
+    /// `x [batch, 8]` -> MatMul(ones [8, 1]) -> `y`: the consumer sums its input, so each
+    /// candidate's error can be computed by hand.
+    fn sum_model() -> ModelProto {
+        model(
+            vec![node("MatMul", "sum", &["x", "w"], &["y"])],
+            vec![value_info_named("x", dtype::FLOAT, &[1, 8], Some("batch"))],
+            &["y"],
+            vec![tensor_f32("w", &[8, 1], &[1.0; 8])],
+            13,
+        )
+    }
+
+    /// Rows of small values, one of them with an outlier: clipping the outlier (a low
+    /// percentile) costs more in the sum than coarse rounding (max) does, or the other
+    /// way round, depending on the data; the test checks the measured errors, not a
+    /// preferred method.
+    fn rows() -> Vec<[f32; 8]> {
+        let mut s = 11u64;
+        (0..160)
+            .map(|i| {
+                let mut r = [0f32; 8];
+                for v in &mut r {
+                    s = s
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    *v = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.8;
+                }
+                if i == 100 {
+                    r[2] = 9.0;
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// What the probe should measure for amax `a`: the relative squared error of the
+    /// sums, with `x` quantized at `a / 127` and the weights (all 1) at `1 / 127`.
+    fn expected_error(batches: &[Vec<[f32; 8]>], a: f32) -> f64 {
+        let s = a / 127.0;
+        let w = 127.0 * (1.0f32 / 127.0);
+        let fq = |v: f32| (v / s).round_ties_even().clamp(-128.0, 127.0) * s;
+        let mut total = 0.0;
+        for b in batches {
+            let (mut diff, mut energy) = (0.0f64, 0.0f64);
+            for r in b {
+                let f: f64 = r.iter().map(|&v| f64::from(v)).sum();
+                let q: f64 = r.iter().map(|&v| f64::from(fq(v) * w)).sum();
+                diff += (q - f).powi(2);
+                energy += f * f;
+            }
+            total += diff / energy;
+        }
+        total / batches.len() as f64
+    }
+
+    #[test]
+    fn auto_measures_each_candidate_on_the_consumer_and_takes_the_least_error() {
+        let device = Device::flex();
+        let prepared = prepare(&sum_model(), &QuantizeOptions::default()).unwrap();
+        let graph = OnnxGraph::from_model(&prepared.model, &device).unwrap();
+        let proto = prepared.model.graph.as_ref().unwrap();
+        let mut calib = Calibration::new(proto, &prepared.sites, false).unwrap();
+        let batches: Vec<Vec<[f32; 8]>> = rows().chunks(32).map(<[_]>::to_vec).collect();
+        let value = |b: &[[f32; 8]]| {
+            let flat: Vec<f32> = b.iter().flatten().copied().collect();
+            vec![(
+                "x".to_string(),
+                Value::from_f32(flat, &[b.len(), 8], &device),
+            )]
+        };
+        for b in &batches {
+            calib.feed(&graph, value(b)).unwrap();
+        }
+        let mut auto = AutoSelect::new(&prepared, &calib, QdqFormat::Int8, &device).unwrap();
+        assert!(auto.choices().is_empty(), "no batch seen, no choice");
+        for b in &batches {
+            auto.feed(&graph, value(b)).unwrap();
+        }
+        let choices = auto.choices();
+        let c = &choices["x"];
+        // Every candidate was measured, with the amax the histogram gives it.
+        let want = calib.candidate_amaxes("x", &candidates());
+        assert_eq!(c.errors.len(), candidates().len());
+        for ((m, a, e), (wm, wa)) in c.errors.iter().zip(&want) {
+            assert_eq!((m, a), (wm, wa));
+            let x = expected_error(&batches, *a);
+            assert!(
+                (e - x).abs() <= 1e-3 * x + 1e-12,
+                "{m}: amax {a}: measured {e}, expected {x}"
+            );
+        }
+        // The amaxes differ (the outlier separates max from the percentiles), so the
+        // choice is a real one, and it is the least error.
+        assert!(c.errors[0].1 > 8.9 && c.errors[3].1 < 1.0, "{:?}", c.errors);
+        let least = c.errors.iter().map(|e| e.2).fold(f64::INFINITY, f64::min);
+        assert_eq!(c.errors.iter().find(|e| e.2 == least).unwrap().0, c.method);
+        assert_eq!(c.amax, c.errors.iter().find(|e| e.0 == c.method).unwrap().1);
+        // The cache records the choice, as `auto:METHOD`.
+        let cache = calib
+            .cache_with(Method::Max, &HashMap::new(), &choices)
+            .unwrap();
+        assert_eq!(cache.entries["x"].amax, vec![c.amax]);
+        assert_eq!(cache.entries["x"].method, format!("auto:{}", c.method));
+    }
+}
