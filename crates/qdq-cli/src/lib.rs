@@ -7,4 +7,5 @@
 
 /// The data loaders, from `qdq-data`.
 pub use qdq_data as data;
+pub mod allocator;
 pub mod demo;

@@ -18,6 +18,11 @@ use commands::{
 };
 use finetune::run_finetune;
 
+/// See [`qdq_cli::allocator`]: freed tensor buffers are reused rather than returned to
+/// the kernel and faulted in again by the next node.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MANUAL: &str = "\
 qdq quantizes FP32 ONNX models into TensorRT-ready QDQ ONNX files, with no Python.
 
@@ -370,6 +375,7 @@ impl Command {
 }
 
 fn main() -> ExitCode {
+    qdq_cli::allocator::keep_freed_memory();
     // Printing to a closed pipe (`qdq inspect m.onnx | head -1`) ends the process
     // quietly, as in any Unix tool, instead of panicking in `println!`. Files are
     // written with `write`, not to pipes, so this never cuts a model short.

@@ -91,7 +91,15 @@ impl AutoSelect {
             .iter()
             .filter(|s| s.kind == SiteKind::Activation)
         {
-            let amaxes = calib.candidate_amaxes(&site.tensor, &candidates());
+            let mut amaxes = calib.candidate_amaxes(&site.tensor, &candidates());
+            // Methods that agree (percentiles often equal the max on small sets) are
+            // measured once, under the first of them.
+            let mut seen = Vec::new();
+            amaxes.retain(|&(_, a)| {
+                let new = !seen.contains(&a.to_bits());
+                seen.push(a.to_bits());
+                new
+            });
             if amaxes.is_empty() {
                 continue;
             }
@@ -443,9 +451,12 @@ mod tests {
         }
         let choices = auto.choices();
         let c = &choices["x"];
-        // Every candidate was measured, with the amax the histogram gives it.
-        let want = calib.candidate_amaxes("x", &candidates());
-        assert_eq!(c.errors.len(), candidates().len());
+        // Every candidate was measured, with the amax the histogram gives it (each
+        // distinct amax once).
+        let mut want = calib.candidate_amaxes("x", &candidates());
+        assert_eq!(want.len(), candidates().len());
+        want.dedup_by_key(|c| c.1.to_bits());
+        assert_eq!(c.errors.len(), want.len());
         for ((m, a, e), (wm, wa)) in c.errors.iter().zip(&want) {
             assert_eq!((m, a), (wm, wa));
             let x = expected_error(&batches, *a);
@@ -456,7 +467,11 @@ mod tests {
         }
         // The amaxes differ (the outlier separates max from the percentiles), so the
         // choice is a real one, and it is the least error.
-        assert!(c.errors[0].1 > 8.9 && c.errors[3].1 < 1.0, "{:?}", c.errors);
+        assert!(
+            c.errors[0].1 > 8.9 && c.errors.iter().any(|e| e.1 < 1.0),
+            "{:?}",
+            c.errors
+        );
         let least = c.errors.iter().map(|e| e.2).fold(f64::INFINITY, f64::min);
         assert_eq!(c.errors.iter().find(|e| e.2 == least).unwrap().0, c.method);
         assert_eq!(c.amax, c.errors.iter().find(|e| e.0 == c.method).unwrap().1);
