@@ -14,6 +14,7 @@
 //! ```
 
 mod error;
+mod half_cast;
 mod ops;
 mod probe;
 pub(crate) mod value;
@@ -224,7 +225,7 @@ impl OnnxGraph {
             last_use.remove(&o.name);
         }
         Ok(Self {
-            nodes: graph.node.to_vec(),
+            nodes: half_cast::resolve_cast_like(graph),
             opset,
             initializers,
             inputs,
@@ -421,7 +422,8 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
     let desc = |v: &Value| format!("{} {:?}", dtype_name(v.elem_type()), given);
     let v = match (spec.elem_type, v) {
         (0, v) => v,
-        (1, v @ Value::Float(_)) => v,
+        // Every float type is held as f32 (see `Value`).
+        (e, v @ Value::Float(_)) if is_float(e) => v,
         (9, v @ Value::Bool(_)) => v,
         (e, Value::Int(t, _)) if ops::is_int_type(e) => Value::Int(t, e),
         (_, v) => {
