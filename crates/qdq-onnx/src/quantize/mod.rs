@@ -115,13 +115,12 @@ pub fn apply(
         .iter()
         .any(|s| matches!(s.kind, SiteKind::Weight { .. }));
     let needed = options.format.min_opset(per_channel);
-    let target = options
-        .opset
-        .unwrap_or_else(|| model_opset(&model).max(needed));
-    crate::passes::check_opset(target, "quantize")?;
-    if target < needed {
+    let model_opset = model_opset(&model);
+    let base = options.opset.unwrap_or_else(|| model_opset.max(needed));
+    crate::passes::check_opset(base, "quantize")?;
+    if base < needed {
         return Err(Error::Graph(format!(
-            "opset {target} cannot hold {:?} Q/DQ{}; use opset {needed} or newer",
+            "opset {base} cannot hold {:?} Q/DQ{}; use opset {needed} or newer",
             options.format,
             if per_channel {
                 " with per-channel weights"
@@ -130,12 +129,54 @@ pub fn apply(
             }
         )));
     }
+    // Float16/bfloat16 scales need opset 19: a half-precision model is raised there when
+    // the upgrade can be done (so its Q/DQ run in float16, no Casts in the way of
+    // TensorRT's FP16 kernels), else written at its own opset with Casts to float32
+    // around each pair (pytorch-quantization's form).
+    let wants_19 = options.opset.is_none() && base < 19 && has_half_sites(prepared);
+    if wants_19 {
+        if write_pairs(&mut model, prepared, &amaxes, options.format, 19).is_ok() {
+            return lint_model(model);
+        }
+        model = prepared.model.clone();
+    }
+    write_pairs(&mut model, prepared, &amaxes, options.format, base)?;
+    lint_model(model)
+}
+
+/// Whether a quantizer's tensor is float16 or bfloat16.
+fn has_half_sites(prepared: &Prepared) -> bool {
+    let Some(graph) = prepared.model.graph.as_ref() else {
+        return false;
+    };
+    let types = crate::passes::types::elem_types(graph);
+    prepared.sites.iter().any(|s| {
+        matches!(
+            types.get(&s.tensor),
+            Some(&(crate::proto::elem::FLOAT16 | crate::proto::elem::BFLOAT16))
+        )
+    })
+}
+
+/// Inserts the pairs and raises the opset to `target`.
+fn write_pairs(
+    model: &mut ModelProto,
+    prepared: &Prepared,
+    amaxes: &std::collections::HashMap<String, Vec<f32>>,
+    format: QdqFormat,
+    target: i64,
+) -> Result<()> {
     let graph = model
         .graph
         .as_mut()
         .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
-    insert_sites(graph, &prepared.sites, &amaxes, options.format)?;
-    upgrade_opset(&mut model, target)?;
+    insert_sites(graph, &prepared.sites, amaxes, format, target >= 19)?;
+    upgrade_opset(model, target)?;
+    Ok(())
+}
+
+/// The TensorRT lint of a written model: the model, or its violations.
+fn lint_model(model: ModelProto) -> Result<ModelProto> {
     let violations = lint_with(&model, &LintOptions::default());
     if !violations.is_empty() {
         return Err(Error::Lint(violations));

@@ -1,0 +1,183 @@
+//! Models as users have them: an FP16 export quantizes with one `qdq quantize`, and the
+//! QDQ file keeps the model's float16 (scales, DQ outputs, inputs), passes the ONNX
+//! checker (full check), runs in ONNX Runtime and agrees with qdq's runtime.
+
+mod common;
+use common::{qdq, s, scratch};
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::tensor::Device;
+use qdq_onnx::runtime::{OnnxGraph, Value};
+use qdq_onnx::{Message, ModelProto};
+
+const FLOAT16: i32 = 10;
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
+}
+
+fn onnx_tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../qdq-onnx/tests")
+}
+
+/// The Python with `onnx` and `onnxruntime` (as `qdq-onnx`'s tests find it).
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("QDQ_PYTHON") {
+        return p.into();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+}
+
+fn py(args: &[&str]) -> String {
+    let out = Command::new(python()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "python {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn load(path: &Path) -> ModelProto {
+    ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A deterministic batch of 2 Fashion-MNIST-sized images in [0, 1).
+fn input() -> Vec<f32> {
+    (0..2 * 28 * 28)
+        .map(|i| ((i * 37 % 101) as f32) / 101.0)
+        .collect()
+}
+
+/// The model's output on `x` from ONNX Runtime (after the checker, full check).
+fn ort(model: &Path, dir: &Path, x: &[f32]) -> Vec<f32> {
+    let (input, output) = (dir.join("x.bin"), dir.join("y.bin"));
+    std::fs::write(
+        &input,
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let script = onnx_tests().join("ort_run.py");
+    py(&[s(&script), s(model), s(&input), "2,1,28,28", s(&output)]);
+    std::fs::read(&output)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The model's output on `x` from qdq's runtime.
+fn ours(model: &Path, x: &[f32]) -> Vec<f32> {
+    let device = Device::flex();
+    let g = OnnxGraph::load(model, &device).unwrap();
+    let v = Value::from_f32(x.to_vec(), &[2, 1, 28, 28], &device);
+    let outs = g.run(vec![(g.inputs()[0].name.clone(), v)]).unwrap();
+    outs[0].1.to_f32().unwrap()
+}
+
+/// Largest difference between two outputs, relative to the largest magnitude.
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let top = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / top
+}
+
+#[test]
+fn fp16_models_quantize_in_float16_and_run_in_onnx_runtime() {
+    let dir = scratch("fp16");
+    let (half, q19, q17) = (
+        dir.join("fp16.onnx"),
+        dir.join("q19.onnx"),
+        dir.join("q17.onnx"),
+    );
+    let to_half = onnx_tests().join("to_half.py");
+    let fp32 = data_dir().join("model.onnx");
+    py(&[s(&to_half), s(&fp32), s(&half), "float16"]);
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    for (out, opset) in [(&q19, None), (&q17, Some("17"))] {
+        let mut args = vec!["quantize", s(&half), "--calib", s(&calib), "-o", s(out)];
+        args.extend(opset.map(|o| ["--opset", o]).into_iter().flatten());
+        let run = qdq(&args);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    // Opset 17 model: raised to 19, Q/DQ in float16, no Cast, input still float16.
+    let m = load(&q19);
+    assert_eq!(m.opset_import[0].version, 19);
+    let g = m.graph.as_ref().unwrap();
+    let input_type = |g: &onnx_ir::GraphProto| g.input[0].type_.tensor_type().elem_type;
+    assert_eq!(input_type(g), FLOAT16);
+    let scales: Vec<_> = g
+        .initializer
+        .iter()
+        .filter(|t| t.name.ends_with("_scale"))
+        .collect();
+    assert!(scales.len() >= 8, "{}", scales.len());
+    assert!(scales.iter().all(|t| t.data_type == FLOAT16));
+    assert!(!g.node.iter().any(|n| n.op_type == "Cast"));
+    // Kept at opset 17 on request: float32 pairs, Cast back to float16.
+    let m = load(&q17);
+    assert_eq!(m.opset_import[0].version, 17);
+    let g = m.graph.as_ref().unwrap();
+    assert_eq!(input_type(g), FLOAT16);
+    let casts = g.node.iter().filter(|n| n.op_type == "Cast").count();
+    let pairs = g
+        .node
+        .iter()
+        .filter(|n| n.op_type == "QuantizeLinear")
+        .count();
+    // Activations: Cast → Q → DQ → Cast; weights: a float32 copy → Q → DQ → Cast
+    // (the float16 originals are gone).
+    let copies = g
+        .initializer
+        .iter()
+        .filter(|t| t.name.ends_with("_float32"))
+        .count();
+    assert_eq!(copies, 4);
+    assert_eq!(casts, 2 * pairs - copies);
+    for copy in g
+        .initializer
+        .iter()
+        .filter(|t| t.name.ends_with("_float32"))
+    {
+        let original = copy.name.trim_end_matches("_float32");
+        assert!(
+            !g.initializer.iter().any(|t| t.name == original),
+            "{original}"
+        );
+    }
+    assert!(
+        g.initializer
+            .iter()
+            .filter(|t| t.name.ends_with("_scale"))
+            .all(|t| t.data_type == 1)
+    );
+    // Both run in ONNX Runtime (which computes in float16) and agree with qdq's
+    // runtime (f32 inside) to float16's precision over a few layers.
+    let x = input();
+    for q in [&q19, &q17] {
+        let (a, b) = (ours(q, &x), ort(q, &dir, &x));
+        let d = rel_diff(&a, &b);
+        assert!(
+            d < 0.02,
+            "{}: qdq vs ONNX Runtime differ by {d}",
+            q.display()
+        );
+    }
+    // And the quantized FP16 model is close to the FP16 model itself.
+    let (fq, f) = (ours(&q19, &x), ours(&half, &x));
+    assert!(rel_diff(&fq, &f) < 0.1, "{}", rel_diff(&fq, &f));
+    // eval works on it too (the FP16 model against its QDQ file).
+    let test = data_dir().join("test-images-idx3-ubyte.gz");
+    let eval = qdq(&["eval", s(&half), s(&q19), "--data", s(&test)]);
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+}
