@@ -181,3 +181,58 @@ fn fp16_models_quantize_in_float16_and_run_in_onnx_runtime() {
         String::from_utf8_lossy(&eval.stderr)
     );
 }
+
+#[test]
+fn int8_weights_shrink_the_file_and_give_the_same_values() {
+    let dir = scratch("dq-only");
+    let (float_w, int8_w) = (dir.join("float.onnx"), dir.join("int8.onnx"));
+    let (model, calib) = (
+        data_dir().join("model.onnx"),
+        data_dir().join("calib-images-idx3-ubyte.gz"),
+    );
+    for (out, weights) in [(&float_w, "float"), (&int8_w, "int8")] {
+        let run = qdq(&[
+            "quantize",
+            s(&model),
+            "--calib",
+            s(&calib),
+            "--weights",
+            weights,
+            "-o",
+            s(out),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    // Weights are INT8 initializers read by a DequantizeLinear: no Q on them, and no
+    // float weight left; activations keep their pairs.
+    let m = load(&int8_w);
+    let g = m.graph.as_ref().unwrap();
+    let count =
+        |g: &onnx_ir::GraphProto, op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+    let f = load(&float_w);
+    let fg = f.graph.as_ref().unwrap();
+    assert_eq!(count(fg, "QuantizeLinear"), 10);
+    assert_eq!(count(g, "QuantizeLinear"), 10 - 4);
+    assert_eq!(count(g, "DequantizeLinear"), 10);
+    let int8_weights: Vec<_> = g
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == 3 && t.dims.len() >= 2)
+        .collect();
+    assert_eq!(int8_weights.len(), 4);
+    // The file shrinks about 4x.
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64;
+    let ratio = size(&int8_w) / size(&float_w);
+    assert!((0.24..0.3).contains(&ratio), "size ratio {ratio}");
+    // Bit for bit the same outputs, in ONNX Runtime and in qdq's runtime.
+    let x = input();
+    let (ort_f, ort_i) = (ort(&float_w, &dir, &x), ort(&int8_w, &dir, &x));
+    assert_eq!(ort_f, ort_i);
+    assert_eq!(ours(&float_w, &x), ours(&int8_w, &x));
+    // The linter (through the CLI) accepts the DQ-only weights.
+    assert!(qdq(&["lint", s(&int8_w)]).status.success());
+}

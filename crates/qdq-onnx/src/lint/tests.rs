@@ -420,6 +420,28 @@ fn scale_types_follow_the_tensor_and_the_opset() {
     );
 }
 
+#[test]
+fn dq_only_weights_pass_and_dq_only_activations_do_not() {
+    // The weight stored as INT8 values (`wq`, a constant) read by its DQ: accepted,
+    // with the per-channel axis still checked against the weight.
+    let (mut nodes, mut inits) = conv("Conv", &[2, 1, 1, 1], 0, &[0.1, 0.2]);
+    nodes.remove(2);
+    inits[2] = zp("wq", dtype::INT8, &[64, -127]);
+    inits[2].dims = vec![2, 1, 1, 1];
+    assert_eq!(lint(&model(13, nodes.clone(), inits.clone())), vec![]);
+    // The activation's DQ reading an int8 tensor computed at run time (no Q): refused.
+    nodes.remove(0);
+    nodes.insert(0, node("Cast", "x_cast", &["x"], &["xq"], &[("to", 3)]));
+    let v = lint(&model(13, nodes, inits));
+    assert_eq!(rules(&v), vec![(Rule::Pairing, "x_dq".into())]);
+    assert!(
+        v[0].message
+            .contains("neither a QuantizeLinear nor a constant"),
+        "{}",
+        v[0]
+    );
+}
+
 /// Found by the `onnx_model` fuzz target: the pairing rule read the first output
 /// of a Q node that has none.
 #[test]

@@ -35,6 +35,10 @@ pub struct QuantizeOptions {
     /// Opset of the output; `None`: the model's, raised to what per-channel (13) or
     /// FP8 (19) needs.
     pub opset: Option<i64>,
+    /// Store each quantized weight as its INT8 (FP8 with `Fp8E4M3`) values followed by
+    /// DequantizeLinear, no QuantizeLinear (ModelOpt's "dq_only"; about 4x smaller
+    /// files, the same DQ output). Default false: float weights with a Q/DQ pair.
+    pub dq_only_weights: bool,
 }
 
 impl Default for QuantizeOptions {
@@ -43,6 +47,7 @@ impl Default for QuantizeOptions {
             placement: PlacementOptions::default(),
             format: QdqFormat::Int8,
             opset: None,
+            dq_only_weights: false,
         }
     }
 }
@@ -136,12 +141,12 @@ pub fn apply(
     let wants_19 = options.opset.is_none() && base < 19 && has_half_sites(prepared);
     if wants_19 {
         if write_pairs(&mut model, prepared, &amaxes, options.format, 19).is_ok() {
-            return lint_model(model);
+            return finish(model, options);
         }
         model = prepared.model.clone();
     }
     write_pairs(&mut model, prepared, &amaxes, options.format, base)?;
-    lint_model(model)
+    finish(model, options)
 }
 
 /// Whether a quantizer's tensor is float16 or bfloat16.
@@ -175,8 +180,17 @@ fn write_pairs(
     Ok(())
 }
 
-/// The TensorRT lint of a written model: the model, or its violations.
-fn lint_model(model: ModelProto) -> Result<ModelProto> {
+/// Weights stored quantized when asked, then the TensorRT lint: the model, or its
+/// violations.
+fn finish(mut model: ModelProto, options: &QuantizeOptions) -> Result<ModelProto> {
+    if options.dq_only_weights {
+        if options.format == QdqFormat::TrtFp8E4M3 {
+            return Err(Error::Graph(
+                "weights stored quantized need standard DequantizeLinear; TensorRT's TRT_FP8 ops take float weights".into(),
+            ));
+        }
+        crate::passes::store_weights_quantized(&mut model)?;
+    }
     let violations = lint_with(&model, &LintOptions::default());
     if !violations.is_empty() {
         return Err(Error::Lint(violations));
