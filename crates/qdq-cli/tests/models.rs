@@ -236,3 +236,61 @@ fn int8_weights_shrink_the_file_and_give_the_same_values() {
     // The linter (through the CLI) accepts the DQ-only weights.
     assert!(qdq(&["lint", s(&int8_w)]).status.success());
 }
+
+#[test]
+fn external_data_models_quantize_like_their_inline_twins() {
+    let dir = scratch("external");
+    let ext_dir = dir.join("ext");
+    std::fs::create_dir(&ext_dir).unwrap();
+    let (ext, inline_q, ext_q) = (
+        ext_dir.join("model.onnx"),
+        dir.join("inline_q.onnx"),
+        dir.join("ext_q.onnx"),
+    );
+    let model = data_dir().join("model.onnx");
+    // onnx's own writer: every tensor in one file next to the model.
+    py(&[
+        "-c",
+        "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.save_model(m, sys.argv[2], \
+         save_as_external_data=True, all_tensors_to_one_file=True, \
+         location='model.onnx.data', size_threshold=0)",
+        s(&model),
+        s(&ext),
+    ]);
+    assert!(std::fs::metadata(&ext).unwrap().len() < 10_000);
+    assert!(ext_dir.join("model.onnx.data").is_file());
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    for (m, out) in [(&model, &inline_q), (&ext, &ext_q)] {
+        let run = qdq(&["quantize", s(m), "--calib", s(&calib), "-o", s(out)]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    // The same calibration and the same file, byte for byte.
+    assert_eq!(
+        std::fs::read(&inline_q).unwrap(),
+        std::fs::read(&ext_q).unwrap()
+    );
+    // A data file moved out of the model's folder, reached through `..`: refused by
+    // name, nothing written.
+    let bad = ext_dir.join("escape.onnx");
+    py(&[
+        "-c",
+        "import onnx, sys\nm = onnx.load(sys.argv[1], load_external_data=False)\n\
+         for t in m.graph.initializer:\n    for e in t.external_data:\n        \
+         e.value = '../model.onnx.data' if e.key == 'location' else e.value\n\
+         onnx.save(m, sys.argv[2])",
+        s(&ext),
+        s(&bad),
+    ]);
+    let out = dir.join("never.onnx");
+    let run = qdq(&["quantize", s(&bad), "--calib", s(&calib), "-o", s(&out)]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && !out.exists());
+    assert!(
+        err.contains("../model.onnx.data") && err.contains("no `..`"),
+        "{err}"
+    );
+}

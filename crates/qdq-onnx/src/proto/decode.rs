@@ -147,9 +147,10 @@ pub struct Decoded {
 /// Why [`decode`] refused a tensor.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// The values live in an external file, which qdq does not read.
+    /// The values live in an external file not read in (a model built in memory;
+    /// [`super::read_model`] reads external data).
     #[error(
-        "tensor `{name}` keeps its values in the external file `{location}`; qdq reads only models with their weights inside the .onnx file (re-save it with onnx.save_model(m, path, save_as_external_data=False))"
+        "tensor `{name}` keeps its values in the external file `{location}`, which was not read in; load the model from its file (qdq_onnx::read_model reads external data next to it)"
     )]
     External {
         /// The tensor.

@@ -142,6 +142,7 @@ impl OnnxGraph {
         let model = crate::proto::read_model(path).map_err(|e| match e {
             ReadError::Io { path, source } => RunError::Io { path, source },
             ReadError::Parse { path, message } => RunError::Parse { path, message },
+            e @ ReadError::External { .. } => RunError::Graph(e.to_string()),
         })?;
         Self::from_model(&model, device)
     }
