@@ -228,6 +228,11 @@ struct ModelArgs {
     /// for per-channel, 19 for FP8).
     #[arg(long, allow_negative_numbers = true, value_parser = flags::opset)]
     opset: Option<i64>,
+    /// Weight storage: `float` (float weights, Q/DQ pair) or `int8` (each weight
+    /// stored quantized, read by a DequantizeLinear: ~4x smaller, same values; FP8
+    /// values with --format fp8).
+    #[arg(long, default_value = "float")]
+    weights: String,
 }
 
 #[derive(Args, Clone)]

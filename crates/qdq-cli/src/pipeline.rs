@@ -35,6 +35,11 @@ pub(crate) fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {
         },
         format,
         opset: m.opset,
+        dq_only_weights: match m.weights.as_str() {
+            "float" => false,
+            "int8" => true,
+            other => return Err(format!("--weights {other}: expected float or int8").into()),
+        },
     })
 }
 

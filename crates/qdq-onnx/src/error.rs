@@ -92,6 +92,7 @@ impl From<ReadError> for Error {
         match e {
             ReadError::Io { path, source } => Error::Io { path, source },
             ReadError::Parse { path, message } => Error::Parse { path, message },
+            e @ ReadError::External { .. } => Error::Graph(e.to_string()),
         }
     }
 }

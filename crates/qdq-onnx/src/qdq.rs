@@ -5,6 +5,7 @@
 //! float32 with bound 127 (255 unsigned, 448 for FP8 E4M3), a zero amax giving scale
 //! 1; zero points are 0 of type INT8 (UINT8 unsigned, FLOAT8E4M3FN for FP8).
 
+use burn::tensor::{bf16, f16};
 use onnx_ir::GraphProto;
 use qdq::tensor_quant::NumBits;
 
@@ -107,13 +108,113 @@ pub fn insert_qdq_scaled(
     axis: Option<i64>,
     format: QdqFormat,
 ) -> String {
+    insert_qdq_as(
+        graph,
+        input,
+        prefix,
+        scales,
+        axis,
+        format,
+        FloatForm::default(),
+    )
+}
+
+/// How a pair holds a tensor of the model's own float type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloatForm {
+    /// The quantized tensor's element type: float32 (default), float16, bfloat16 or
+    /// double.
+    pub elem: i32,
+    /// The output opset takes float16/bfloat16 scales (19 and newer).
+    pub typed_scales: bool,
+}
+
+impl Default for FloatForm {
+    fn default() -> Self {
+        Self {
+            elem: dtype::FLOAT,
+            typed_scales: false,
+        }
+    }
+}
+
+impl FloatForm {
+    /// Whether the pair is written in the tensor's own type: float32 always; float16
+    /// and bfloat16 with typed scales and a standard Q/DQ. Otherwise (double, which no
+    /// Q/DQ takes; float16 below opset 19; TensorRT's FP8 ops) the pair is wrapped in
+    /// `Cast`s to float32 and back, as pytorch-quantization exports FP16 models.
+    pub fn native(self, format: QdqFormat) -> bool {
+        match self.elem {
+            dtype::FLOAT => true,
+            dtype::FLOAT16 | dtype::BFLOAT16 => {
+                self.typed_scales && format != QdqFormat::TrtFp8E4M3
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The scale initializer in float32, or rounded to float16/bfloat16 (`elem`); a scale
+/// that rounds to 0 (an amax under float16's smallest step times the bound) gets the
+/// smallest positive value of the type, so no scale is ever 0.
+fn scale_tensor(name: &str, dims: &[usize], scales: &[f32], elem: i32) -> onnx_ir::TensorProto {
+    let bits: Vec<u16> = match elem {
+        dtype::FLOAT16 => scales
+            .iter()
+            .map(|&s| f16::from_f32(s).to_bits().max(1))
+            .collect(),
+        dtype::BFLOAT16 => scales
+            .iter()
+            .map(|&s| bf16::from_f32(s).to_bits().max(1))
+            .collect(),
+        _ => return proto::tensor_f32(name, dims, scales),
+    };
+    let bytes = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+    proto::raw_tensor(name, dims, elem, bytes)
+}
+
+/// [`insert_qdq_scaled`] for a tensor of type `form.elem`: scale and DQ output in that
+/// type where the opset allows it, else `Cast → Q → DQ → Cast` through float32 (see
+/// [`FloatForm`]). The dequantized tensor has the input's type either way.
+pub fn insert_qdq_as(
+    graph: &mut GraphProto,
+    input: &str,
+    prefix: &str,
+    scales: &[f32],
+    axis: Option<i64>,
+    format: QdqFormat,
+    form: FloatForm,
+) -> String {
+    let native = form.native(format);
+    let output = format!("{prefix}_dequantized");
+    if !native {
+        let cast_in = format!("{prefix}_float32");
+        let mut n = proto::node("Cast", &format!("{prefix}_Cast"), &[input], &[&cast_in]);
+        n.attribute
+            .push(proto::attr_int("to", i64::from(dtype::FLOAT)));
+        graph.node.push(n);
+        let inner = insert_qdq_as(
+            graph,
+            &cast_in,
+            &format!("{prefix}_float32"),
+            scales,
+            axis,
+            format,
+            FloatForm::default(),
+        );
+        let mut n = proto::node("Cast", &format!("{prefix}_CastBack"), &[&inner], &[&output]);
+        n.attribute
+            .push(proto::attr_int("to", i64::from(form.elem)));
+        graph.node.push(n);
+        return output;
+    }
     let per_axis = scales.len() > 1;
     let dims: &[usize] = if per_axis { &[scales.len()] } else { &[] };
     let scale_name = format!("{prefix}_scale");
     let zp_name = format!("{prefix}_zero_point");
     graph
         .initializer
-        .push(proto::tensor_f32(&scale_name, dims, scales));
+        .push(scale_tensor(&scale_name, dims, scales, form.elem));
     let mut params = vec![scale_name.as_str()];
     if let Some(zp_type) = format.zero_point_type() {
         // One zero byte per element: 0 in INT8, UINT8 and FLOAT8E4M3FN alike.
@@ -124,7 +225,6 @@ pub fn insert_qdq_scaled(
         params.push(&zp_name);
     }
     let quantized = format!("{prefix}_quantized");
-    let output = format!("{prefix}_dequantized");
     let (domain, q_op, dq_op) = format.ops();
     for (op, from, to) in [(q_op, input, &quantized), (dq_op, &quantized, &output)] {
         let inputs: Vec<&str> = std::iter::once(from)

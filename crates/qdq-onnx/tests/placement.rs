@@ -211,7 +211,7 @@ fn inserted_pairs_precede_their_consumers_and_pass_the_linter() {
             (s.name.clone(), (1..=n).map(|k| k as f32 * 0.5).collect())
         })
         .collect();
-    insert_sites(&mut g, &sites, &amaxes, QdqFormat::Int8).unwrap();
+    insert_sites(&mut g, &sites, &amaxes, QdqFormat::Int8, false).unwrap();
     // Topological order: every input is produced before it is read.
     let mut known: Vec<String> = g.initializer.iter().map(|t| t.name.clone()).collect();
     known.push("x".into());
@@ -231,7 +231,7 @@ fn inserted_pairs_precede_their_consumers_and_pass_the_linter() {
     assert_eq!(lint(&m), vec![]);
     // A missing amax is a named error.
     let mut g = small_graph();
-    let err = insert_sites(&mut g, &sites, &HashMap::new(), QdqFormat::Int8).unwrap_err();
+    let err = insert_sites(&mut g, &sites, &HashMap::new(), QdqFormat::Int8, false).unwrap_err();
     assert!(err.to_string().contains("conv1._input_quantizer"), "{err}");
 }
 
@@ -319,7 +319,7 @@ fn quantized_resnet50_passes_checker_lint_and_runs() {
             (s.name.clone(), vec![4.0; n])
         })
         .collect();
-    insert_sites(g, &sites, &amaxes, QdqFormat::Int8).unwrap();
+    insert_sites(g, &sites, &amaxes, QdqFormat::Int8, false).unwrap();
     upgrade_opset(&mut model, 13).unwrap();
     // The IR version opset 13 shipped with (onnx.helper.VERSION_TABLE).
     assert_eq!((model.opset_import[0].version, model.ir_version), (13, 7));

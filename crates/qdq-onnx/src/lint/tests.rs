@@ -357,6 +357,91 @@ fn qdq_element_types_are_what_runtimes_accept() {
     assert_eq!(lint(&model(13, nodes, inits)), vec![]);
 }
 
+#[test]
+fn scale_types_follow_the_tensor_and_the_opset() {
+    // x (float16) -> Q -> DQ -> Relu -> y, the scale in `scale_type`.
+    let build = |opset: i64, scale_type: i32| {
+        let nodes = vec![
+            node("QuantizeLinear", "x_q", &["x", "sx", "zx"], &["xq"], &[]),
+            node(
+                "DequantizeLinear",
+                "x_dq",
+                &["xq", "sx", "zx"],
+                &["xd"],
+                &[],
+            ),
+            node("Relu", "relu", &["xd"], &["y"], &[]),
+        ];
+        let mut sx = TensorProto::new();
+        sx.name = "sx".into();
+        sx.data_type = scale_type;
+        match scale_type {
+            dtype::FLOAT => sx.float_data = vec![0.5],
+            dtype::DOUBLE => sx.double_data = vec![0.5],
+            _ => sx.int32_data = vec![0x3800], // 0.5 in float16
+        }
+        crate::proto::model_io(
+            nodes,
+            vec![crate::proto::value_info("x", dtype::FLOAT16, &[2])],
+            vec![crate::proto::value_info("y", scale_type, &[2])],
+            vec![sx, zp("zx", dtype::INT8, &[0])],
+            opset,
+        )
+    };
+    assert_eq!(lint(&build(19, dtype::FLOAT16)), vec![]);
+    let messages = |m| -> Vec<(Rule, String)> {
+        lint(&m)
+            .iter()
+            .map(|v| (v.rule, v.message.split(';').next().unwrap().to_string()))
+            .collect()
+    };
+    // float16 scales below opset 19, on both nodes.
+    let below = (Rule::QdqType, "scale `sx` is float16".to_string());
+    assert_eq!(
+        messages(build(17, dtype::FLOAT16)),
+        vec![below.clone(), below]
+    );
+    // A float32 scale on a float16 input: the Q's types differ.
+    assert_eq!(
+        messages(build(19, dtype::FLOAT)),
+        vec![(
+            Rule::QdqType,
+            "QuantizeLinear input `x` is float16 but its scale `sx` is float32".to_string()
+        )]
+    );
+    // No Q/DQ takes double scales.
+    let v = lint(&build(21, dtype::DOUBLE));
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(
+        v[0].message
+            .contains("no QuantizeLinear/DequantizeLinear takes double"),
+        "{}",
+        v[0]
+    );
+}
+
+#[test]
+fn dq_only_weights_pass_and_dq_only_activations_do_not() {
+    // The weight stored as INT8 values (`wq`, a constant) read by its DQ: accepted,
+    // with the per-channel axis still checked against the weight.
+    let (mut nodes, mut inits) = conv("Conv", &[2, 1, 1, 1], 0, &[0.1, 0.2]);
+    nodes.remove(2);
+    inits[2] = zp("wq", dtype::INT8, &[64, -127]);
+    inits[2].dims = vec![2, 1, 1, 1];
+    assert_eq!(lint(&model(13, nodes.clone(), inits.clone())), vec![]);
+    // The activation's DQ reading an int8 tensor computed at run time (no Q): refused.
+    nodes.remove(0);
+    nodes.insert(0, node("Cast", "x_cast", &["x"], &["xq"], &[("to", 3)]));
+    let v = lint(&model(13, nodes, inits));
+    assert_eq!(rules(&v), vec![(Rule::Pairing, "x_dq".into())]);
+    assert!(
+        v[0].message
+            .contains("neither a QuantizeLinear nor a constant"),
+        "{}",
+        v[0]
+    );
+}
+
 /// Found by the `onnx_model` fuzz target: the pairing rule read the first output
 /// of a Q node that has none.
 #[test]

@@ -2,6 +2,7 @@
 //! go ([`placement`]), writing them in ([`insert`]), the opset they need ([`opset`]),
 //! and the element type of every tensor ([`types`]).
 
+pub mod dq_only;
 mod error;
 pub mod fold;
 pub mod insert;
@@ -9,6 +10,7 @@ pub mod opset;
 pub mod placement;
 pub mod types;
 
+pub use dq_only::store_weights_quantized;
 pub use error::{PassError, PassResult};
 pub use fold::fold_constant_nodes;
 pub use insert::insert_sites;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use burn::tensor::{bf16, f16};
 use onnx_ir::{GraphProto, TensorProto};
 
 use super::elem;
@@ -34,15 +35,55 @@ pub(crate) fn numel(t: &TensorProto) -> usize {
         .fold(1usize, usize::saturating_mul)
 }
 
-/// Float values of a FLOAT tensor (typed or raw little-endian storage).
+/// Float values of a FLOAT, FLOAT16, BFLOAT16 or DOUBLE tensor (typed or raw
+/// little-endian storage), widened or rounded to f32.
 pub(crate) fn floats(t: &TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != elem::FLOAT {
-        return None;
+    let raw = &t.raw_data;
+    Some(match t.data_type {
+        elem::FLOAT if !t.float_data.is_empty() => t.float_data.clone(),
+        elem::FLOAT => le_values(raw),
+        elem::DOUBLE if !t.double_data.is_empty() => {
+            t.double_data.iter().map(|&v| v as f32).collect()
+        }
+        elem::DOUBLE => le_values::<f64>(raw)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        e @ (elem::FLOAT16 | elem::BFLOAT16) => {
+            let bits: Vec<u16> = if raw.is_empty() {
+                t.int32_data.iter().map(|&v| v as u16).collect()
+            } else {
+                le_values(raw)
+            };
+            half_to_f32(e, &bits)
+        }
+        _ => return None,
+    })
+}
+
+/// Each value rounded to float16 or bfloat16 (`code`; nearest, ties to even) and
+/// widened back: what a cast to that type and back to float32 gives.
+pub(crate) fn round_to_half(code: i32, values: Vec<f32>) -> Vec<f32> {
+    if code == elem::BFLOAT16 {
+        values
+            .into_iter()
+            .map(|v| bf16::from_f32(v).to_f32())
+            .collect()
+    } else {
+        values
+            .into_iter()
+            .map(|v| f16::from_f32(v).to_f32())
+            .collect()
     }
-    if !t.float_data.is_empty() {
-        return Some(t.float_data.clone());
+}
+
+/// f32 values of float16 or bfloat16 (`code`) bit patterns.
+fn half_to_f32(code: i32, bits: &[u16]) -> Vec<f32> {
+    if code == elem::BFLOAT16 {
+        bits.iter().map(|&b| bf16::from_bits(b).to_f32()).collect()
+    } else {
+        bits.iter().map(|&b| f16::from_bits(b).to_f32()).collect()
     }
-    Some(le_values(&t.raw_data))
 }
 
 /// Values of an INT64 tensor (typed or raw storage), lenient like [`floats`].
@@ -74,7 +115,7 @@ macro_rules! le_bytes {
         }
     )*};
 }
-le_bytes!(f32, i64, i32, i16, u16, i8, u8, u32, u64);
+le_bytes!(f32, f64, i64, i32, i16, u16, i8, u8, u32, u64);
 
 /// The little-endian values in `raw` (a trailing partial value is ignored).
 pub(crate) fn le_values<T: LeBytes>(raw: &[u8]) -> Vec<T> {
@@ -84,7 +125,7 @@ pub(crate) fn le_values<T: LeBytes>(raw: &[u8]) -> Vec<T> {
 /// The values of a decoded tensor, widened to the three host types the runtime holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostData {
-    /// float32 values.
+    /// float32 values (also float16, bfloat16 and double, converted to f32).
     F32(Vec<f32>),
     /// Integer values (and FP8 bit patterns), widened to int64.
     I64(Vec<i64>),
@@ -106,9 +147,10 @@ pub struct Decoded {
 /// Why [`decode`] refused a tensor.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// The values live in an external file, which qdq does not read.
+    /// The values live in an external file not read in (a model built in memory;
+    /// [`super::read_model`] reads external data).
     #[error(
-        "tensor `{name}` keeps its values in the external file `{location}`; qdq reads only models with their weights inside the .onnx file (re-save it with onnx.save_model(m, path, save_as_external_data=False))"
+        "tensor `{name}` keeps its values in the external file `{location}`, which was not read in; load the model from its file (qdq_onnx::read_model reads external data next to it)"
     )]
     External {
         /// The tensor.
@@ -142,9 +184,9 @@ pub enum DecodeError {
         /// The storage field at fault (`raw_data`, `float_data`, `typed data`).
         field: &'static str,
     },
-    /// An element type the decoder does not read (strings, float16, FP4...).
+    /// An element type the decoder does not read (strings, FP4, complex...).
     #[error(
-        "tensor `{name}` has element type {} ({code}); the runtime handles float32, integer, bool and float8e4m3fn tensors",
+        "tensor `{name}` has element type {} ({code}); the runtime handles float32, float16, bfloat16, double, integer, bool and float8e4m3fn tensors",
         elem::dtype_name(*code)
     )]
     Dtype {
@@ -161,8 +203,9 @@ pub enum DecodeError {
 ///
 /// # Errors
 /// [`DecodeError`]: external data, a negative dim, too many elements, storage of the
-/// wrong length, or an element type other than float32, the integers, bool and
-/// float8e4m3fn (kept as its bit pattern).
+/// wrong length, or an element type other than the floats (float32, float16, bfloat16
+/// and double, all read as f32), the integers, bool and float8e4m3fn (kept as its bit
+/// pattern).
 pub fn decode(t: &TensorProto, max_elements: usize) -> Result<Decoded, DecodeError> {
     let name = || t.name.clone();
     if !t.external_data.is_empty() {
@@ -229,6 +272,21 @@ pub fn decode(t: &TensorProto, max_elements: usize) -> Result<Decoded, DecodeErr
                 return Err(bad("float_data"));
             }
             HostData::F32(v)
+        }
+        // The runtime computes in f32: wider and narrower floats decode to it (float16
+        // and bfloat16 exactly; double rounded to nearest).
+        elem::FLOAT16 | elem::BFLOAT16 | elem::DOUBLE => {
+            let (width, typed) = match code {
+                elem::DOUBLE => (8, t.double_data.len()),
+                _ => (2, t.int32_data.len()),
+            };
+            if raw.is_empty() && typed != n {
+                return Err(bad("typed data"));
+            }
+            if !raw.is_empty() {
+                raw_vals(width)?;
+            }
+            HostData::F32(floats(t).unwrap_or_default())
         }
         elem::INT64 => HostData::I64(if !raw.is_empty() {
             raw_vals(8)?;
@@ -338,5 +396,76 @@ mod tests {
         g.initializer.push(huge.clone());
         g.initializer.push(huge);
         assert_eq!(initializer_elements(&g), u64::MAX);
+    }
+
+    #[test]
+    fn float16_bfloat16_and_double_decode_to_f32_from_raw_and_typed_storage() {
+        let tensor = |code: i32| {
+            let mut t = TensorProto::new();
+            t.name = "w".into();
+            t.data_type = code;
+            t.dims = vec![3];
+            t
+        };
+        // float16 1.5, -2, 65504 (max) and bfloat16 1.5, -2, 3.3895314e38 (max)
+        let cases = [
+            (
+                elem::FLOAT16,
+                [0x3e00u16, 0xc000, 0x7bff],
+                [1.5, -2.0, 65504.0],
+            ),
+            (
+                elem::BFLOAT16,
+                [0x3fc0, 0xc000, 0x7f7f],
+                [1.5, -2.0, 3.389_531_4e38],
+            ),
+        ];
+        for (code, bits, want) in cases {
+            let mut raw = tensor(code);
+            raw.raw_data = bits
+                .iter()
+                .flat_map(|b| b.to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into();
+            let mut typed = tensor(code);
+            typed.int32_data = bits.iter().map(|&b| i32::from(b)).collect();
+            for t in [raw, typed] {
+                let d = decode(&t, 100).unwrap();
+                assert_eq!((d.elem_type, d.data), (code, HostData::F32(want.to_vec())));
+                assert_eq!(floats(&t).unwrap(), want.to_vec());
+            }
+        }
+        let mut raw = tensor(elem::DOUBLE);
+        let doubles = [0.1f64, -1e300, 2.5];
+        raw.raw_data = doubles
+            .iter()
+            .flat_map(|b| b.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into();
+        let mut typed = tensor(elem::DOUBLE);
+        typed.double_data = doubles.to_vec();
+        for t in [raw, typed] {
+            let d = decode(&t, 100).unwrap();
+            assert_eq!(d.data, HostData::F32(vec![0.1f32, f32::NEG_INFINITY, 2.5]));
+        }
+        // Storage of the wrong length is refused by name, raw and typed.
+        let mut short = tensor(elem::FLOAT16);
+        short.raw_data = vec![0; 5].into();
+        assert!(matches!(
+            decode(&short, 100),
+            Err(DecodeError::Length {
+                field: "raw_data",
+                ..
+            })
+        ));
+        let mut short = tensor(elem::DOUBLE);
+        short.double_data = vec![1.0];
+        assert!(matches!(
+            decode(&short, 100),
+            Err(DecodeError::Length {
+                field: "typed data",
+                ..
+            })
+        ));
     }
 }

@@ -18,6 +18,14 @@ pub enum ReadError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A tensor's external data could not be read (tensor and location named).
+    #[error("{path}: {source}")]
+    External {
+        /// The model file.
+        path: String,
+        /// What is wrong, with the tensor and its location.
+        source: super::external::ExternalError,
+    },
     /// The bytes are not an ONNX model.
     #[error(
         "{path}: not a valid ONNX model ({message}); is the file complete and an .onnx protobuf?"
@@ -31,7 +39,7 @@ pub enum ReadError {
 }
 
 /// Largest `.onnx` file read: 2 GiB, protobuf's own limit for one message (bigger
-/// models keep their weights in external data, which qdq does not read).
+/// models keep their weights in external data files, which [`read_model`] reads).
 pub const MAX_MODEL_BYTES: u64 = 2 << 30;
 
 /// Reads and parses the ONNX model at `path`.
@@ -39,7 +47,8 @@ pub const MAX_MODEL_BYTES: u64 = 2 << 30;
 /// # Errors
 /// [`ReadError::Io`] when the file cannot be read, is not a regular file (a FIFO or a
 /// device would never end) or is over [`MAX_MODEL_BYTES`]; [`ReadError::Parse`] when it is
-/// not an ONNX model (e.g. truncated). All name the file.
+/// not an ONNX model (e.g. truncated); [`ReadError::External`] when a tensor's external
+/// data cannot be read. All name the file.
 pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto, ReadError> {
     let path = path.as_ref();
     let io = |source| ReadError::Io {
@@ -58,7 +67,7 @@ pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto, ReadError> {
         io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
-                "larger than {MAX_MODEL_BYTES} bytes, protobuf's limit for one ONNX file; models with external data are not supported"
+                "larger than {MAX_MODEL_BYTES} bytes, protobuf's limit for one ONNX file; save big models with their weights as external data (onnx.save_model(m, path, save_as_external_data=True))"
             ),
         ))
     };
@@ -74,10 +83,26 @@ pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto, ReadError> {
     if bytes.len() as u64 > MAX_MODEL_BYTES {
         return Err(too_big());
     }
-    ModelProto::parse_from_bytes(&bytes).map_err(|e| ReadError::Parse {
+    let mut model = ModelProto::parse_from_bytes(&bytes).map_err(|e| ReadError::Parse {
         path: path.display().to_string(),
         message: e.to_string(),
-    })
+    })?;
+    drop(bytes);
+    // Weights in external files next to the model are read in now, confined to its
+    // folder (see `external`).
+    if let Some(graph) = model.graph.as_mut()
+        && graph.initializer.iter().any(super::external::is_external)
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        super::external::load_external(graph, dir).map_err(|source| ReadError::External {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(model)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub(crate) mod build;
 pub mod decode;
 pub mod elem;
+pub mod external;
 pub mod file;
 pub mod version;
 

@@ -14,6 +14,7 @@
 //! ```
 
 mod error;
+mod half_cast;
 mod ops;
 mod probe;
 pub(crate) mod value;
@@ -141,6 +142,7 @@ impl OnnxGraph {
         let model = crate::proto::read_model(path).map_err(|e| match e {
             ReadError::Io { path, source } => RunError::Io { path, source },
             ReadError::Parse { path, message } => RunError::Parse { path, message },
+            e @ ReadError::External { .. } => RunError::Graph(e.to_string()),
         })?;
         Self::from_model(&model, device)
     }
@@ -224,7 +226,7 @@ impl OnnxGraph {
             last_use.remove(&o.name);
         }
         Ok(Self {
-            nodes: graph.node.to_vec(),
+            nodes: half_cast::resolve_cast_like(graph),
             opset,
             initializers,
             inputs,
@@ -421,7 +423,8 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
     let desc = |v: &Value| format!("{} {:?}", dtype_name(v.elem_type()), given);
     let v = match (spec.elem_type, v) {
         (0, v) => v,
-        (1, v @ Value::Float(_)) => v,
+        // Every float type is held as f32 (see `Value`).
+        (e, v @ Value::Float(_)) if is_float(e) => v,
         (9, v @ Value::Bool(_)) => v,
         (e, Value::Int(t, _)) if ops::is_int_type(e) => Value::Int(t, e),
         (_, v) => {

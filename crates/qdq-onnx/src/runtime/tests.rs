@@ -6,7 +6,9 @@ use onnx_ir::{ModelProto, TensorProto};
 
 use super::ops::quant::{e4m3_bits, e4m3_value};
 use super::*;
-use crate::proto::{attr_int, attr_ints, model, node, tensor_f32, tensor_i64, value_info};
+use crate::proto::{
+    attr_int, attr_ints, model, model_io, node, raw_tensor, tensor_f32, tensor_i64, value_info,
+};
 
 fn dev() -> Device {
     Device::flex()
@@ -283,4 +285,53 @@ fn runs_on_autodiff_device() {
     let x = Value::from_f32(vec![1.0, 3.0], &[2], &device);
     let y = g.run(vec![("x".into(), x)]).unwrap();
     assert_eq!(y[0].1.to_f32().unwrap(), vec![1.0, 9.0]);
+}
+
+#[test]
+fn float16_graphs_compute_in_f32_and_casts_round_through_the_type() {
+    use crate::proto::elem as dt;
+    // x: float16 input; h = Cast(x, FLOAT16) after an f32 Mul by an f16 weight; the
+    // CastLike to a float16-declared initializer rounds too; bfloat16 likewise.
+    let w = raw_tensor("w", &[], dt::FLOAT16, 0x3c01u16.to_le_bytes().to_vec()); // 1 + 2^-10
+    let like = raw_tensor("like", &[], dt::FLOAT16, vec![0, 0]);
+    let mut bf = node("Cast", "bf", &["y"], &["b"]);
+    bf.attribute.push(attr_int("to", i64::from(dt::BFLOAT16)));
+    let m = model_io(
+        vec![
+            node("Mul", "mul", &["x", "w"], &["y"]),
+            node("CastLike", "cl", &["y", "like"], &["h"]),
+            bf,
+        ],
+        vec![value_info("x", dt::FLOAT16, &[3])],
+        vec![
+            value_info("h", dt::FLOAT16, &[3]),
+            value_info("b", dt::BFLOAT16, &[3]),
+        ],
+        vec![w, like],
+        17,
+    );
+    let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+    let x = vec![1.0, 3.0, 65504.0];
+    let outs = g.run(vec![("x".into(), f32v(&x, &[3]))]).unwrap();
+    let w = 1.0 + 2f32.powi(-10);
+    let f16 = |v: f32| burn::tensor::f16::from_f32(v).to_f32();
+    let bf16 = |v: f32| burn::tensor::bf16::from_f32(v).to_f32();
+    let want_h: Vec<f32> = x.iter().map(|&v| f16(v * w)).collect();
+    let want_b: Vec<f32> = x.iter().map(|&v| bf16(v * w)).collect();
+    // 3 * w = 3 + 3 * 2^-10 is not a float16 (ulp 2^-9 at 2..4): rounds to 3 + 2^-8;
+    // 65504 * w overflows float16's max to inf.
+    assert_eq!(want_h, vec![w, 3.0 + 2f32.powi(-8), f32::INFINITY]);
+    assert_eq!(outs[0].1.to_f32().unwrap(), want_h);
+    assert_eq!(outs[1].1.to_f32().unwrap(), want_b);
+    // An int feed for the float16 input is refused by name.
+    let err = g
+        .run(vec![(
+            "x".into(),
+            Value::from_i64(vec![1, 2, 3], &[3], &dev()),
+        )])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("input `x`: expected float16"),
+        "{err}"
+    );
 }

@@ -367,13 +367,17 @@ impl DynTensor<Bool> {
     }
 }
 
-/// A runtime value: a float32, integer or bool tensor of any rank up to [`MAX_RANK`].
+/// A runtime value: a float, integer or bool tensor of any rank up to [`MAX_RANK`].
+///
+/// Floats are computed in f32 whatever their ONNX type: float16, bfloat16 and double
+/// tensors are read as f32 values, and `Cast` to float16/bfloat16 rounds through that
+/// type, so a value equals the real one wherever f32 holds it exactly.
 ///
 /// Integer tensors are stored as int64 and carry their ONNX element type (int64, int32,
 /// int8, uint8, ... and FLOAT8E4M3FN stored as its bit pattern).
 #[derive(Clone, Debug)]
 pub enum Value {
-    /// float32.
+    /// float32 (also float16, bfloat16 and double, held as f32).
     Float(DynTensor<Float>),
     /// Integer data with its ONNX element type code.
     Int(DynTensor<Int>, i32),

@@ -1,9 +1,8 @@
-//! Scales: positive, finite, float32 build-time constants.
+//! Scales: positive, finite build-time constants.
 
 use super::{Context, QdqNode};
 use crate::lint::{Rule, Violation};
 use crate::proto::decode::floats;
-use crate::proto::elem::{dtype_name, is_float};
 
 /// Pushes this rule's violations at one Q/DQ node.
 pub(super) fn check(cx: &Context, n: &QdqNode, out: &mut Vec<Violation>) {
@@ -33,15 +32,8 @@ pub(super) fn check(cx: &Context, n: &QdqNode, out: &mut Vec<Violation>) {
                     "recalibrate: every amax must be > 0 (an amax of 0 gets scale 1)",
                 );
             }
-            // A non-float scale is a QdqType violation (rules::types).
-            None if is_float(t.data_type) => push(
-                Rule::Scale,
-                format!(
-                    "scale is {}; TensorRT needs float32 scales",
-                    dtype_name(t.data_type)
-                ),
-                "store the scale as float32",
-            ),
+            // A non-float scale, or one whose float type the opset or the tensor
+            // does not take, is a QdqType violation (rules::types).
             None => {}
         },
     }

@@ -37,17 +37,29 @@ pub(super) fn check(cx: &Context, n: &QdqNode, out: &mut Vec<Violation>) {
             "give the DequantizeLinear a float32 scale (its output takes the scale's type)",
         );
     }
-    if let Some((sc, e)) = ty(node.input.get(1))
-        && !is_float(e)
-    {
-        push(
-            Rule::QdqType,
-            format!(
-                "scale `{sc}` is {}; scales are floating point",
-                dtype_name(e)
-            ),
-            "store the scale as float32",
-        );
+    if let Some((sc, e)) = ty(node.input.get(1)) {
+        if let Some(why) = scale_type_error(e, cx.opset) {
+            push(
+                Rule::QdqType,
+                format!("scale `{sc}` is {}; {why}", dtype_name(e)),
+                "store the scale as float32, or in the model's float16/bfloat16 with opset 19 or newer",
+            );
+        } else if kind == Kind::Q
+            && node.domain.is_empty()
+            && let Some((x, xe)) = ty(node.input.first())
+            && is_float(xe)
+            && xe != e
+        {
+            push(
+                Rule::QdqType,
+                format!(
+                    "QuantizeLinear input `{x}` is {} but its scale `{sc}` is {}; they must be the same type",
+                    dtype_name(xe),
+                    dtype_name(e)
+                ),
+                "store the scale in the input's type (opset 19+), or Cast the input to float32 before the pair",
+            );
+        }
     }
     if let Some((zp, e)) = ty(node.input.get(2))
         && !zero_point_type(e)
@@ -79,4 +91,19 @@ fn zero_point_type(e: i32) -> bool {
             | dtype::FLOAT8E5M2FNUZ
             | dtype::FLOAT4E2M1
     )
+}
+
+/// Why a scale of type `e` is refused at `opset` (ONNX's Q/DQ type constraints;
+/// TensorRT takes float32, float16 and bfloat16 scales), or `None` when it is fine.
+fn scale_type_error(e: i32, opset: i64) -> Option<String> {
+    match e {
+        dtype::FLOAT => None,
+        dtype::FLOAT16 | dtype::BFLOAT16 if opset >= 19 => None,
+        dtype::FLOAT16 | dtype::BFLOAT16 => Some(format!(
+            "QuantizeLinear/DequantizeLinear take {} scales from opset 19, and the model is opset {opset}",
+            dtype_name(e)
+        )),
+        dtype::DOUBLE => Some("no QuantizeLinear/DequantizeLinear takes double scales".to_string()),
+        _ => Some("scales are floating point".to_string()),
+    }
 }
