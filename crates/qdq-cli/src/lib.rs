@@ -8,3 +8,4 @@
 /// The data loaders, from `qdq-data`.
 pub use qdq_data as data;
 pub mod demo;
+pub mod feed;
