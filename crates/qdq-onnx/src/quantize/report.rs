@@ -184,7 +184,8 @@ pub fn compare_outputs(
                 q.to_f32().map_err(crate::Error::Run)?,
             );
             let n = shape.first().copied().unwrap_or(1);
-            let classes = (shape.len() == 2 && shape[1] > 1).then_some(shape[1]);
+            // Top-1 is for float scores; integer outputs are compared exactly instead.
+            let classes = (shape.len() == 2 && shape[1] > 1 && equal.is_none()).then_some(shape[1]);
             let s = match sums.iter_mut().find(|(k, _)| *k == name) {
                 Some((_, s)) => s,
                 None => {
@@ -364,7 +365,7 @@ mod tests {
         assert!((map.agreement.cosine - 1.0).abs() < 1e-12);
         assert_eq!((logits.exact, map.exact), (None, None));
         // Cast truncates: [1, 2, 3, 3, 2, 1] vs [1, 2, 1, 3, 2, 0]: 4 of 6 values equal.
-        assert_eq!(r[2].exact, Some(4.0 / 6.0));
+        assert_eq!((r[2].exact, r[2].classes), (Some(4.0 / 6.0), None));
     }
 
     #[test]
