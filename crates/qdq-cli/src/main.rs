@@ -258,24 +258,24 @@ struct ModelArgs {
 struct PreArgs {
     /// Float inputs: multiply raw values by this first (default 1/255 for IDX and
     /// images, 1 for .npy/.npz). `VALUE`, or `NAME=VALUE` for input NAME; repeatable.
-    #[arg(long, value_name = "[NAME=]S", allow_negative_numbers = true)]
+    #[arg(long, value_name = "[NAME=]S", allow_negative_numbers = true, value_parser = flags::named_finite)]
     scale: Vec<String>,
     /// Float inputs: then subtract this: one value, or one per channel (a,b,c).
     /// `VALUES`, or `NAME=VALUES` for input NAME; repeatable.
-    #[arg(long, value_name = "[NAME=]M", allow_negative_numbers = true)]
+    #[arg(long, value_name = "[NAME=]M", allow_negative_numbers = true, value_parser = flags::named_finites)]
     mean: Vec<String>,
     /// Float inputs: then divide by this: one value, or one per channel (a,b,c).
     /// `VALUES`, or `NAME=VALUES` for input NAME; repeatable.
-    #[arg(long, value_name = "[NAME=]S", allow_negative_numbers = true)]
+    #[arg(long, value_name = "[NAME=]S", allow_negative_numbers = true, value_parser = flags::named_divisors)]
     std: Vec<String>,
     /// Image folders: resize first, the shorter side to N pixels (aspect kept), or to
     /// exactly HxW (default: the shorter side to the crop's larger side); `NAME=...`
     /// for one input's folder.
-    #[arg(long, value_name = "[NAME=]N|HxW")]
+    #[arg(long, value_name = "[NAME=]N|HxW", value_parser = flags::named_resize)]
     resize: Vec<String>,
     /// Image folders: center crop to HxW (default: the model input's height and width,
     /// which a crop must equal where they are fixed); `NAME=HxW` for one input's folder.
-    #[arg(long, value_name = "[NAME=]HxW")]
+    #[arg(long, value_name = "[NAME=]HxW", value_parser = flags::named_hw)]
     crop: Vec<String>,
 }
 
