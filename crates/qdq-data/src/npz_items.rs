@@ -5,6 +5,7 @@
 //! file's headers are read when the folder is opened (its shapes group items into
 //! batches), its data when its item is reached.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::dataset::{Dataset, LABEL_KEYS};
@@ -147,12 +148,15 @@ impl ItemFolder {
     /// Items grouped by their shapes across all inputs, each group in file order,
     /// groups in the order of their first item.
     pub fn groups(&self) -> Vec<Vec<usize>> {
+        // Indexed by shape: linear in the items, however many shapes there are.
+        let mut index: HashMap<&[Vec<usize>], usize> = HashMap::new();
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for (i, s) in self.shapes.iter().enumerate() {
-            match groups.iter_mut().find(|g| self.shapes[g[0]] == *s) {
-                Some(g) => g.push(i),
-                None => groups.push(vec![i]),
-            }
+            let g = *index.entry(s.as_slice()).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
         }
         groups
     }
