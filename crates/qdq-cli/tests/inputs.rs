@@ -370,6 +370,27 @@ fn wrong_data_is_refused_naming_the_input() {
         "error: --mean: the model has 2 float inputs (x, state); say which one: --mean \
          NAME=VALUE\n"
     );
+    // Fine-tuning trains single-float-input models: refused with the inputs listed.
+    let whole = p("whole.npz");
+    let out = qdq(&[
+        "finetune",
+        s(&model),
+        "--calib",
+        &whole,
+        "--train",
+        &whole,
+        "-o",
+        &p("f.onnx"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: --train {whole}: fine-tuning trains a model with one float input, from one \
+             array or image folder; this model's inputs are `ids` int64 [batch, ?], `mask` bool \
+             [batch, ?], `x` [batch, ?, 4], `state` [2, batch, 3], `sr` int64 []\n"
+        )
+    );
     assert_eq!(
         run(&["--std", "ids=2"]),
         "error: --std ids=...: input `ids` is int64 [batch, ?]; preprocessing applies to \
