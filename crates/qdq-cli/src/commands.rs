@@ -11,20 +11,26 @@ use qdq_onnx::{Message, ModelProto};
 
 use burn::tensor::Device;
 
-use crate::pipeline::{
-    calibrate, load_data, model_input, options, prepare_graph, probe, read_model, setup,
-    write_model,
-};
+use crate::data_args;
+use crate::pipeline::{calibrate, options, prepare_graph, probe, read_model, setup, write_model};
 use crate::report::{evaluate, print_eval, report};
 use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
+use qdq_cli::data::ModelData;
+use qdq_cli::feed::model_inputs;
 
 pub(crate) fn run_demo(output: &Path, json: bool, device: &Device) -> Fallible<ExitCode> {
     let model = ModelProto::parse_from_bytes(demo::MODEL)?;
-    let calib = demo::calibration_images()?;
-    let test = demo::test_images()?;
     let opts = QuantizeOptions::default();
     let method = Method::entropy();
     let (prepared, float) = prepare_graph(&model, &opts, device)?;
+    let input = || -> Fallible<_> {
+        model_inputs(&float)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the demo model has no input".into())
+    };
+    let calib = ModelData::from_dataset(input()?, demo::calibration_images()?)?;
+    let test = ModelData::from_dataset(input()?, demo::test_images()?)?;
     let cache = calibrate(&prepared, &float, &calib, 32, method, &HashMap::new(), json)?;
     let quantized = apply(&prepared, &cache, &opts)?;
     write_model(&quantized, output, probe(&float, Some(&calib))?, device)?;
@@ -44,18 +50,18 @@ pub(crate) fn run_quantize(
     c: &CalibArgs,
     output: &Path,
     cache_path: Option<&Path>,
-    data: Option<&Path>,
+    data: &[String],
     labels: Option<&Path>,
     json: bool,
     device: &Device,
 ) -> Fallible<ExitCode> {
     let s = setup(c, device)?;
-    let calib_data = load_data(&c.calib, None, &c.pre, &s.input)?;
+    let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
     // Evaluation data is read before the long calibration, so that an error in it
     // comes at once.
     let test = match data {
-        Some(d) => Some(load_data(d, labels, &c.pre, &s.input)?),
-        None => None,
+        [] => None,
+        d => Some(data_args::load(&s.float, ("--data", d), labels, &c.pre)?),
     };
     let cache = s.calibrate(c, &calib_data, json)?;
     let probe_input = probe(&s.float, Some(&calib_data))?;
@@ -85,7 +91,7 @@ pub(crate) fn run_calibrate(
     device: &Device,
 ) -> Fallible<ExitCode> {
     let s = setup(c, device)?;
-    let data = load_data(&c.calib, None, &c.pre, &s.input)?;
+    let data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
     let cache = s.calibrate(c, &data, json)?;
     cache.save(output)?;
     report(output, (&s.prepared, &cache), None, None, json);
@@ -112,7 +118,7 @@ pub(crate) fn run_export(
 pub(crate) fn run_eval(
     float: &Path,
     quantized: &Path,
-    (data, labels): (&Path, Option<&Path>),
+    (data, labels): (&[String], Option<&Path>),
     pre: &PreArgs,
     batch: usize,
     json: bool,
@@ -120,7 +126,7 @@ pub(crate) fn run_eval(
 ) -> Fallible<ExitCode> {
     let f = OnnxGraph::from_model(&read_model(float)?, device)?;
     let q = OnnxGraph::from_model(&read_model(quantized)?, device)?;
-    let d = load_data(data, labels, pre, &model_input(&f)?)?;
+    let d = data_args::load(&f, ("--data", data), labels, pre)?;
     let v = evaluate(&f, &q, &d, batch)?;
     if json {
         println!("{v}");
@@ -168,31 +174,35 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
         .collect();
     let inits: std::collections::HashSet<&str> =
         graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let dims = |v: &onnx_ir::ValueInfoProto| -> Vec<String> {
-        v.type_
-            .tensor_type()
+    // `int64 [batch_size, sequence_length]`: the type and each dimension's size or name.
+    let typed = |v: &onnx_ir::ValueInfoProto| -> (String, Vec<String>) {
+        let t = v.type_.tensor_type();
+        let dims = t
             .shape
             .dim
             .iter()
             .map(|d| {
                 if d.has_dim_value() {
                     d.dim_value().to_string()
+                } else if d.dim_param().is_empty() {
+                    "?".to_string()
                 } else {
                     d.dim_param().to_string()
                 }
             })
-            .collect()
+            .collect();
+        (qdq_onnx::runtime::dtype_name(t.elem_type).to_string(), dims)
     };
     let inputs: Vec<_> = graph
         .input
         .iter()
         .filter(|i| !inits.contains(i.name.as_str()))
-        .map(|i| (i.name.clone(), dims(i)))
+        .map(|i| (i.name.clone(), typed(i)))
         .collect();
     let outputs: Vec<_> = graph
         .output
         .iter()
-        .map(|o| (o.name.clone(), dims(o)))
+        .map(|o| (o.name.clone(), typed(o)))
         .collect();
     let opset = qdq_onnx::passes::model_opset(&model);
     // Saturating: a hostile file may declare dims whose product overflows.
@@ -203,7 +213,9 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
             "{}",
             serde_json::json!({
                 "file": file, "opset": opset, "ir_version": model.ir_version, "producer": model.producer_name,
-                "inputs": inputs, "outputs": outputs, "ops": ops, "initializer_elements": params,
+                "inputs": inputs.iter().map(|(n, (t, d))| serde_json::json!({"name": n, "type": t, "shape": d})).collect::<Vec<_>>(),
+                "outputs": outputs.iter().map(|(n, (t, d))| serde_json::json!({"name": n, "type": t, "shape": d})).collect::<Vec<_>>(),
+                "ops": ops, "initializer_elements": params,
                 "quantize_linear": pairs, "unsupported_ops": unsupported,
             })
         );
@@ -214,11 +226,11 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
             model.ir_version,
             model.producer_name
         );
-        for (n, d) in &inputs {
-            println!("  input  {n} [{}]", d.join(", "));
+        for (n, (t, d)) in &inputs {
+            println!("  input  {n} {t} [{}]", d.join(", "));
         }
-        for (n, d) in &outputs {
-            println!("  output {n} [{}]", d.join(", "));
+        for (n, (t, d)) in &outputs {
+            println!("  output {n} {t} [{}]", d.join(", "));
         }
         println!(
             "  {} nodes, {params} weight elements, {pairs} QuantizeLinear",

@@ -9,7 +9,8 @@ use qdq_onnx::quantize::apply;
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_vision::train::{TrainConfig, fit};
 
-use crate::pipeline::{load_data, probe, setup, write_model};
+use crate::data_args;
+use crate::pipeline::{probe, setup, write_model};
 use crate::report::{evaluate, report_with};
 use crate::{CalibArgs, Fallible};
 
@@ -18,35 +19,47 @@ use crate::{CalibArgs, Fallible};
 /// fine-tuned model against FP32.
 pub(crate) fn run_finetune(
     c: &CalibArgs,
-    (train_path, labels): (&Path, Option<&Path>),
+    (train_path, labels): (&[String], Option<&Path>),
     recipe: &TrainConfig,
-    eval_data: Option<(&Path, Option<&Path>)>,
+    eval_data: Option<(&[String], Option<&Path>)>,
     output: &Path,
     json: bool,
     device: &Device,
 ) -> Fallible<ExitCode> {
     let s = setup(c, device)?;
     // Every data file is read before the long steps, so that an error comes at once.
-    let calib_data = load_data(&c.calib, None, &c.pre, &s.input)?;
-    let train = load_data(train_path, labels, &c.pre, &s.input)?;
-    let Some(train_labels) = train.labels() else {
+    let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
+    let train_data = data_args::load(&s.float, ("--train", train_path), labels, &c.pre)?;
+    let train_path = train_path.join(" ");
+    let Some(train) = train_data.single() else {
         return Err(format!(
-            "--train {}: fine-tuning needs labels; give --labels, a .npz holding `labels`, or class folders",
-            train_path.display()
+            "--train {train_path}: fine-tuning trains a model with one float input, from one array or image folder; this model's inputs are {}",
+            train_data
+                .inputs()
+                .iter()
+                .map(|i| format!("`{}` {}", i.name, i.describe()))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
         .into());
     };
+    let Some(train_labels) = train_data.labels() else {
+        return Err(format!(
+            "--train {train_path}: fine-tuning needs labels; give --labels, a .npz holding `labels`, or class folders"
+        )
+        .into());
+    };
+    let train = train.clone().with_label_values(train_labels.to_vec())?;
     if !(1..=3).contains(&train.item_shape().len()) || train.is_empty() {
         return Err(format!(
-            "--train {}: fine-tuning takes items of 1 to 3 dimensions ([F], [H, W], [C, H, W]), got {} items of {:?}",
-            train_path.display(),
+            "--train {train_path}: fine-tuning takes items of 1 to 3 dimensions ([F], [H, W], [C, H, W]), got {} items of {:?}",
             train.len(),
             train.item_shape()
         )
         .into());
     }
     let test = match eval_data {
-        Some((d, l)) => Some(load_data(d, l, &c.pre, &s.input)?),
+        Some((d, l)) => Some(data_args::load(&s.float, ("--data", d), l, &c.pre)?),
         None => None,
     };
     let cache = s.calibrate(c, &calib_data, json)?;
@@ -65,8 +78,7 @@ pub(crate) fn run_finetune(
         .find(|&&l| l < 0 || l as usize >= classes)
     {
         return Err(format!(
-            "--train {}: label {bad} is outside the model's {classes} classes",
-            train_path.display()
+            "--train {train_path}: label {bad} is outside the model's {classes} classes"
         )
         .into());
     }

@@ -9,3 +9,4 @@
 pub use qdq_data as data;
 pub mod allocator;
 pub mod demo;
+pub mod feed;

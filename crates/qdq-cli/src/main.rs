@@ -1,6 +1,7 @@
 //! `qdq`: quantize FP32 ONNX models for TensorRT from the command line.
 
 mod commands;
+mod data_args;
 mod finetune;
 mod flags;
 mod pipeline;
@@ -36,19 +37,38 @@ quantized outputs are from the float ones.
 With no command, `qdq` runs `qdq demo`: a small Fashion-MNIST CNN bundled in the
 binary, calibrated on 256 images and evaluated on 500, FP32 against INT8.
 
-Data (--calib, --data): items along the first dimension, or one per image file:
+Data (--calib, --data, --train; --input is another name for --calib, and for --data
+in `qdq eval`): items along the first dimension, or one per file:
   FILE.npy    a NumPy array, first dimension = items (float32/64, integer or bool).
-  FILE.npz    np.savez / np.savez_compressed: the array named like the model input,
-              else the only array besides `labels`/`y`; `labels` (or `y`) gives labels.
+  FILE.npz    np.savez / np.savez_compressed: one array per model input, named like
+              it (ModelOpt's convention), first dimension = items; for a single-input
+              model also its only array. `labels` (or `y`) gives labels.
   FILE[.gz]   an IDX file (MNIST-style); bytes are multiplied by 1/255 by default.
   FOLDER/     PNG/JPEG images, or class folders of them (FOLDER/cat/1.jpg; the sorted
               folder index is the label). Each image is resized (--resize), center
               cropped to the model input's height x width (or --crop), converted to
               its channels (1: grayscale, 3: RGB), bytes multiplied by 1/255.
-Then, for all of them: x * scale, minus --mean, divided by --std; --mean and --std take
-one value or one per channel (the item's first dimension): --mean 0.485,0.456,0.406
---std 0.229,0.224,0.225 is ImageNet's. Items must fit the model input: as many values
-as its fixed per-item dimensions hold, or the same rank where some are dynamic.
+  FOLDER/     of .npz files, one item each (sorted by name): one array per input,
+              without the batch axis (a leading axis of 1 is accepted), items may
+              differ along the inputs' dynamic dimensions; `labels` optional.
+  NAME=FILE   data for input NAME alone (any form above but .npz items); repeatable,
+              and combined with one unnamed source for the other inputs.
+  NAME=NUMBER every element of input NAME: a scalar input (silero-vad's `sr=16000`),
+              or an input whose item shape is fixed (`state=0`).
+Types: each input's data is converted to its type exactly: integer inputs (token ids,
+masks, sizes) take whole numbers in their range, bool inputs 0/1 or bool, float inputs
+any number (float16/bfloat16/float64 inputs are fed float32); anything else is an
+error naming the input, item and value. The batch axis is dimension 0, or where the
+batch dimension's name appears (a state [2, batch, 128]: axis 1); an input without one
+(a scalar) takes one value for every batch. Items of different shapes are batched by
+equal shape (groups in the order of their first item); a model that fixes its batch
+size gets exactly that many items a batch.
+Then, for float inputs: x * scale, minus --mean, divided by --std; --mean and --std
+take one value or one per channel (the item's first dimension): --mean
+0.485,0.456,0.406 --std 0.229,0.224,0.225 is ImageNet's. With several float inputs,
+name the one each applies to: --mean image=0.5 (--resize/--crop apply to every image
+folder unless named). Items must fit the model input: as many values as its fixed
+per-item dimensions hold, or the same rank where some are dynamic.
 
 Files: an output (-o, --cache) is written to a temporary file next to it and renamed
 over it only when complete; a model only after it has been read back, run on qdq's
@@ -68,6 +88,8 @@ Examples:
   qdq calibrate model.onnx --calib calib.npy -o cache.json
   qdq export model.onnx --cache cache.json -o q.onnx
   qdq eval model.onnx q.onnx --data test.npy --labels labels.npy
+  qdq quantize minilm.onnx --calib tokens.npz -o minilm.qdq.onnx        # input_ids, attention_mask
+  qdq quantize silero.onnx --calib input=audio.npy --calib state=0 --calib sr=16000 -o vad.qdq.onnx
   qdq finetune model.onnx --calib calib.npy --train train.npz --epochs 1 --lr 1e-3 \
       --data test.npy --data-labels test-labels.npy -o model.qat.onnx
   qdq quantize resnet50.onnx --calib imagenet-sample/ --resize 256 --mean 0.485,0.456,0.406 \
@@ -107,10 +129,10 @@ enum Command {
         /// Also save the calibration cache (JSON) here.
         #[arg(long)]
         cache: Option<PathBuf>,
-        /// Evaluate FP32 vs quantized on this data afterwards (same formats and
-        /// preprocessing as --calib).
-        #[arg(long)]
-        data: Option<PathBuf>,
+        /// Evaluate FP32 vs quantized on this data afterwards (same forms and
+        /// preprocessing as --calib; repeatable).
+        #[arg(long, value_name = "[NAME=]SOURCE")]
+        data: Vec<String>,
         /// Labels for --data (IDX or .npy), for accuracy.
         #[arg(long)]
         labels: Option<PathBuf>,
@@ -125,9 +147,10 @@ enum Command {
     Finetune {
         #[command(flatten)]
         common: CalibArgs,
-        /// Training data (same formats and preprocessing as --calib), with labels.
-        #[arg(long)]
-        train: PathBuf,
+        /// Training data (same forms and preprocessing as --calib), with labels; a
+        /// model with one float input.
+        #[arg(long, value_name = "[NAME=]SOURCE", required = true)]
+        train: Vec<String>,
         /// Labels for --train (IDX or .npy); .npz files with `labels` and class
         /// folders carry their own.
         #[arg(long)]
@@ -152,9 +175,9 @@ enum Command {
         /// Shuffling seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Evaluate FP32, PTQ and fine-tuned on this data afterwards.
-        #[arg(long)]
-        data: Option<PathBuf>,
+        /// Evaluate FP32, PTQ and fine-tuned on this data afterwards (repeatable).
+        #[arg(long, value_name = "[NAME=]SOURCE")]
+        data: Vec<String>,
         /// Labels for --data (IDX or .npy), for accuracy.
         #[arg(long)]
         data_labels: Option<PathBuf>,
@@ -187,9 +210,15 @@ enum Command {
         float: PathBuf,
         /// The quantized model.
         quantized: PathBuf,
-        /// Input data (.npy, .npz, IDX or a folder of images).
-        #[arg(long)]
-        data: PathBuf,
+        /// Input data: a file or folder, or NAME=FILE / NAME=NUMBER per input;
+        /// repeatable (as --calib; see `qdq --help`). Also spelled --input.
+        #[arg(
+            long,
+            visible_alias = "input",
+            value_name = "[NAME=]SOURCE",
+            required = true
+        )]
+        data: Vec<String>,
         /// Labels (IDX or .npy).
         #[arg(long)]
         labels: Option<PathBuf>,
@@ -237,40 +266,31 @@ struct ModelArgs {
 
 #[derive(Args, Clone)]
 struct PreArgs {
-    /// Multiply raw values by this first (default 1/255 for IDX and images, 1 for
-    /// .npy/.npz).
-    #[arg(long, allow_negative_numbers = true, value_parser = flags::finite)]
-    scale: Option<f32>,
-    /// Then subtract this: one value, or one per channel (a,b,c).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        allow_negative_numbers = true,
-        default_value = "0",
-        value_parser = flags::finite
-    )]
-    mean: Vec<f32>,
-    /// Then divide by this: one value, or one per channel (a,b,c).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        allow_negative_numbers = true,
-        default_value = "1",
-        value_parser = flags::divisor
-    )]
-    std: Vec<f32>,
+    /// Float inputs: multiply raw values by this first (default 1/255 for IDX and
+    /// images, 1 for .npy/.npz). `VALUE`, or `NAME=VALUE` for input NAME; repeatable.
+    #[arg(long, value_name = "[NAME=]S", allow_negative_numbers = true, value_parser = flags::named_finite)]
+    scale: Vec<String>,
+    /// Float inputs: then subtract this: one value, or one per channel (a,b,c).
+    /// `VALUES`, or `NAME=VALUES` for input NAME; repeatable.
+    #[arg(long, value_name = "[NAME=]M", allow_negative_numbers = true, value_parser = flags::named_finites)]
+    mean: Vec<String>,
+    /// Float inputs: then divide by this: one value, or one per channel (a,b,c).
+    /// `VALUES`, or `NAME=VALUES` for input NAME; repeatable.
+    #[arg(long, value_name = "[NAME=]S", allow_negative_numbers = true, value_parser = flags::named_divisors)]
+    std: Vec<String>,
     /// Image folders: resize first, the shorter side to N pixels (aspect kept), or to
-    /// exactly HxW (default: the shorter side to the crop's larger side).
-    #[arg(long, value_name = "N|HxW", value_parser = parse_resize)]
-    resize: Option<Resize>,
+    /// exactly HxW (default: the shorter side to the crop's larger side); `NAME=...`
+    /// for one input's folder.
+    #[arg(long, value_name = "[NAME=]N|HxW", value_parser = flags::named_resize)]
+    resize: Vec<String>,
     /// Image folders: center crop to HxW (default: the model input's height and width,
-    /// which a crop must equal where they are fixed).
-    #[arg(long, value_name = "HxW", value_parser = parse_hw)]
-    crop: Option<[u32; 2]>,
+    /// which a crop must equal where they are fixed); `NAME=HxW` for one input's folder.
+    #[arg(long, value_name = "[NAME=]HxW", value_parser = flags::named_hw)]
+    crop: Vec<String>,
 }
 
 /// `HxW` (height x width), both positive.
-fn parse_hw(s: &str) -> Result<[u32; 2], String> {
+pub(crate) fn parse_hw(s: &str) -> Result<[u32; 2], String> {
     let (h, w) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("`{s}`: expected HxW, e.g. 224x224"))?;
@@ -284,7 +304,7 @@ fn parse_hw(s: &str) -> Result<[u32; 2], String> {
 }
 
 /// `N` (the shorter side) or `HxW` (exact).
-fn parse_resize(s: &str) -> Result<Resize, String> {
+pub(crate) fn parse_resize(s: &str) -> Result<Resize, String> {
     match s.trim().parse::<u32>() {
         Ok(0) => Err(format!("`{s}`: the shorter side must be positive")),
         Ok(n) => Ok(Resize::Shorter(n)),
@@ -298,9 +318,16 @@ fn parse_resize(s: &str) -> Result<Resize, String> {
 struct CalibArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Calibration data: .npy, .npz, IDX or a folder of images (see `qdq --help`).
-    #[arg(long)]
-    calib: PathBuf,
+    /// Calibration data: a file or folder (.npy, .npz, IDX, images, .npz items), or
+    /// NAME=FILE / NAME=NUMBER for input NAME; repeatable (see `qdq --help`). Also
+    /// spelled --input.
+    #[arg(
+        long,
+        visible_alias = "input",
+        value_name = "[NAME=]SOURCE",
+        required = true
+    )]
+    calib: Vec<String>,
     /// Activation amax method: max, entropy, mse, percentile or percentile=P.
     #[arg(long, default_value = "entropy")]
     method: String,
@@ -327,7 +354,11 @@ impl Command {
         let mut outputs = Vec::new();
         fn calib<'a>(c: &'a CalibArgs, inputs: &mut NamedFiles<'a>) {
             inputs.push(("MODEL", c.model.model.as_path()));
-            inputs.push(("--calib", c.calib.as_path()));
+            inputs.extend(
+                data_args::source_paths(&c.calib)
+                    .into_iter()
+                    .map(|p| ("--calib", p)),
+            );
         }
         match self {
             Command::Demo { output } => outputs.push(("-o", output.as_path())),
@@ -339,7 +370,11 @@ impl Command {
                 labels,
             } => {
                 calib(common, &mut inputs);
-                inputs.extend(data.as_deref().map(|p| ("--data", p)));
+                inputs.extend(
+                    data_args::source_paths(data)
+                        .into_iter()
+                        .map(|p| ("--data", p)),
+                );
                 inputs.extend(labels.as_deref().map(|p| ("--labels", p)));
                 outputs.push(("-o", output.as_path()));
                 outputs.extend(cache.as_deref().map(|p| ("--cache", p)));
@@ -354,9 +389,17 @@ impl Command {
                 ..
             } => {
                 calib(common, &mut inputs);
-                inputs.push(("--train", train.as_path()));
+                inputs.extend(
+                    data_args::source_paths(train)
+                        .into_iter()
+                        .map(|p| ("--train", p)),
+                );
                 inputs.extend(labels.as_deref().map(|p| ("--labels", p)));
-                inputs.extend(data.as_deref().map(|p| ("--data", p)));
+                inputs.extend(
+                    data_args::source_paths(data)
+                        .into_iter()
+                        .map(|p| ("--data", p)),
+                );
                 inputs.extend(data_labels.as_deref().map(|p| ("--data-labels", p)));
                 outputs.push(("-o", output.as_path()));
             }
@@ -435,7 +478,7 @@ fn main() -> ExitCode {
             &common,
             &output,
             cache.as_deref(),
-            data.as_deref(),
+            &data,
             labels.as_deref(),
             json,
             &device,
@@ -462,9 +505,9 @@ fn main() -> ExitCode {
                 .with_seed(seed);
             run_finetune(
                 &common,
-                (&train, labels.as_deref()),
+                (train.as_slice(), labels.as_deref()),
                 &recipe,
-                data.as_deref().map(|d| (d, data_labels.as_deref())),
+                (!data.is_empty()).then_some((data.as_slice(), data_labels.as_deref())),
                 &output,
                 json,
                 &device,
@@ -486,7 +529,7 @@ fn main() -> ExitCode {
         } => run_eval(
             &float,
             &quantized,
-            (&data, labels.as_deref()),
+            (data.as_slice(), labels.as_deref()),
             &pre,
             batch,
             json,

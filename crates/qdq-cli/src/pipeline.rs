@@ -6,8 +6,8 @@ use std::path::Path;
 
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use qdq_cli::data::images::{self, ImageOptions};
-use qdq_cli::data::{DataError, Dataset, Input, Preprocess};
+use qdq_cli::data::ModelData;
+pub(crate) use qdq_cli::feed::batches;
 use qdq_onnx::passes::PlacementOptions;
 use qdq_onnx::quantize::{
     Calibration, CalibrationCache, Method, Prepared, QuantizeOptions, prepare,
@@ -15,7 +15,7 @@ use qdq_onnx::quantize::{
 use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_onnx::{Message, ModelProto, QdqFormat};
 
-use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
+use crate::{CalibArgs, Fallible, ModelArgs};
 
 pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
     Ok(qdq_onnx::read_model(path)?)
@@ -43,107 +43,6 @@ pub(crate) fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {
     })
 }
 
-/// The graph's (first) runtime input, which the data feeds.
-pub(crate) fn model_input(graph: &OnnxGraph) -> Fallible<Input> {
-    let input = graph
-        .inputs()
-        .first()
-        .ok_or("the model has no runtime input")?;
-    Ok(Input {
-        name: input.name.clone(),
-        dims: input
-            .dims
-            .iter()
-            .map(|d| match d {
-                qdq_onnx::runtime::Dim::Fixed(n) => Some(*n),
-                _ => None,
-            })
-            .collect(),
-    })
-}
-
-/// Batches of `data` shaped for the graph's single input, each read from the data
-/// when it is reached: memory is one batch.
-pub(crate) struct Batches<'a> {
-    data: &'a Dataset,
-    /// The input's name.
-    name: String,
-    /// A tensor's dimensions after the batch: the input's, where they are all fixed,
-    /// else the items' shape.
-    item_dims: Vec<usize>,
-    batch: usize,
-    /// The input's batch is fixed: a ragged tail is dropped.
-    fixed: bool,
-    from: usize,
-    /// The graph's device, where each batch is put.
-    device: Device,
-}
-
-impl Batches<'_> {
-    /// How many batches there are.
-    pub(crate) fn total(&self) -> usize {
-        if self.fixed {
-            self.data.len() / self.batch.max(1)
-        } else {
-            self.data.len().div_ceil(self.batch.max(1))
-        }
-    }
-}
-
-impl Iterator for Batches<'_> {
-    type Item = Fallible<Vec<(String, Value)>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let n = self.batch.min(self.data.len().saturating_sub(self.from));
-        if n == 0 || (self.fixed && n < self.batch) {
-            return None;
-        }
-        let from = self.from;
-        self.from += n;
-        let mut shape = vec![n];
-        shape.extend(&self.item_dims);
-        let tensor: Fallible<Value> = match self.data.read(from, n) {
-            Ok(values) => Value::try_from_f32(values, &shape, &self.device).map_err(Into::into),
-            Err(e) => Err(e.into()),
-        };
-        Some(tensor.map(|t| vec![(self.name.clone(), t)]))
-    }
-}
-
-/// [`Batches`] of `data` for the graph's single input, `batch` items each (the input's
-/// own batch size where it is fixed).
-///
-/// # Errors
-/// The graph has no input, or the items do not fit it.
-pub(crate) fn batches<'a>(
-    graph: &OnnxGraph,
-    data: &'a Dataset,
-    batch: usize,
-) -> Fallible<Batches<'a>> {
-    let input = model_input(graph)?;
-    input.check("the data", data.item_shape())?;
-    let fixed_batch = input.dims.first().copied().flatten();
-    let item_dims = match input
-        .dims
-        .iter()
-        .skip(1)
-        .copied()
-        .collect::<Option<Vec<_>>>()
-    {
-        Some(rest) => rest,
-        None => data.item_shape().to_vec(),
-    };
-    Ok(Batches {
-        data,
-        name: input.name,
-        item_dims,
-        batch: fixed_batch.unwrap_or(batch.max(1)),
-        fixed: fixed_batch.is_some(),
-        from: 0,
-        device: graph.device().clone(),
-    })
-}
-
 pub(crate) fn parse_methods(c: &CalibArgs) -> Fallible<(Method, HashMap<String, Method>)> {
     let method: Method = c.method.parse().map_err(|e| format!("--method: {e}"))?;
     let mut per = HashMap::new();
@@ -168,8 +67,6 @@ pub(crate) struct Setup {
     pub prepared: Prepared,
     /// The folded float graph.
     pub float: OnnxGraph,
-    /// Its input, which the data feeds.
-    pub input: Input,
 }
 
 /// Reads `c`'s model and methods and places its quantizers; the float graph lives on
@@ -180,14 +77,12 @@ pub(crate) fn setup(c: &CalibArgs, device: &Device) -> Fallible<Setup> {
     let (method, per) = parse_methods(c)?;
     let (prepared, float) = prepare_graph(&model, &opts, device)?;
     check_methods_for(&per, &prepared)?;
-    let input = model_input(&float)?;
     Ok(Setup {
         opts,
         method,
         per,
         prepared,
         float,
-        input,
     })
 }
 
@@ -277,7 +172,7 @@ impl Setup {
     pub(crate) fn calibrate(
         &self,
         c: &CalibArgs,
-        data: &Dataset,
+        data: &ModelData,
         json: bool,
     ) -> Fallible<CalibrationCache> {
         calibrate(
@@ -309,7 +204,7 @@ pub(crate) fn prepare_graph(
 pub(crate) fn calibrate(
     prepared: &Prepared,
     graph: &OnnxGraph,
-    data: &Dataset,
+    data: &ModelData,
     batch: usize,
     method: Method,
     per: &HashMap<String, Method>,
@@ -343,7 +238,7 @@ pub(crate) fn calibrate(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     for b in batches {
-        calib.feed(graph, b?)?;
+        calib.feed(graph, b?.1)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -372,64 +267,14 @@ pub(crate) fn write_model(
 
 /// The input the written model is checked on: the first batch of `data` as the
 /// float graph takes it, or, with no data, a fixed synthetic input.
-pub(crate) fn probe(graph: &OnnxGraph, data: Option<&Dataset>) -> Fallible<Vec<(String, Value)>> {
+pub(crate) fn probe(graph: &OnnxGraph, data: Option<&ModelData>) -> Fallible<Vec<(String, Value)>> {
     if let Some(d) = data
         && let Some(first) = batches(graph, d, 1)?.next()
     {
-        return first;
+        return Ok(first?.1);
     }
     Ok(qdq_onnx::verify::probe_inputs(
         graph.inputs(),
         graph.device(),
     )?)
-}
-
-/// Loads `path` for the model input `input`: a folder of images (fitted to the input,
-/// see [`ImageOptions::for_input`]), `.npz`, `.npy` or IDX; then --scale, --mean and
-/// --std, the check that items fit the input (naming `path`), and the labels.
-pub(crate) fn load_data(
-    path: &Path,
-    labels: Option<&Path>,
-    pre: &PreArgs,
-    input: &Input,
-) -> Fallible<Dataset> {
-    let source = path.display().to_string();
-    let mut d = if path.is_dir() {
-        let o = ImageOptions {
-            resize: pre.resize,
-            scale: pre.scale.unwrap_or(1.0 / 255.0),
-            mean: pre.mean.clone(),
-            std: pre.std.clone(),
-            ..ImageOptions::for_input(input, path, pre.crop)?
-        };
-        images::load(path, &o)?
-    } else {
-        if pre.resize.is_some() || pre.crop.is_some() {
-            return Err(DataError::Format {
-                path: source,
-                why: "--resize and --crop apply to folders of images, not to files".into(),
-            }
-            .into());
-        }
-        let scale = pre.scale.map(|scale| Preprocess {
-            scale,
-            ..Preprocess::default()
-        });
-        let mut d = if path.extension().is_some_and(|e| e == "npz") {
-            Dataset::load_npz(path, Some(&input.name), scale)?
-        } else {
-            Dataset::load(path, scale)?
-        };
-        d.normalize(&pre.mean, &pre.std)
-            .map_err(|why| DataError::Format {
-                path: source.clone(),
-                why,
-            })?;
-        d
-    };
-    input.check(&source, d.item_shape())?;
-    if let Some(l) = labels {
-        d = d.with_labels(l)?;
-    }
-    Ok(d)
 }

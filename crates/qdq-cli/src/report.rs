@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use qdq_cli::data::Dataset;
+use qdq_cli::data::ModelData;
 use qdq_onnx::quantize::{CalibrationCache, Prepared, report};
 use qdq_onnx::runtime::OnnxGraph;
 
@@ -57,7 +57,7 @@ pub(crate) fn print_table(rows: &[serde_json::Value]) {
 pub(crate) fn evaluate(
     float: &OnnxGraph,
     quant: &OnnxGraph,
-    data: &Dataset,
+    data: &ModelData,
     batch: usize,
 ) -> Fallible<serde_json::Value> {
     // Batches are read as the comparison reaches them; a read error stops it.
@@ -86,6 +86,9 @@ pub(crate) fn evaluate(
                 v["fp32_accuracy"] = serde_json::json!(f);
                 v["quantized_accuracy"] = serde_json::json!(q);
             }
+            if let Some(e) = o.exact {
+                v["exact"] = serde_json::json!(e);
+            }
             v
         })
         .collect();
@@ -104,7 +107,7 @@ pub(crate) fn evaluate(
     }
     // Where the error jumps, on the first few items: per-tensor SQNR, float vs quantized.
     if let Some(first) = batches(float, data, 8)?.next() {
-        let layers = report::layer_sqnr(float, quant, first?)?;
+        let layers = report::layer_sqnr(float, quant, first?.1)?;
         if let Some((tensor, drop)) = report::error_jump(&layers) {
             let sqnr = layers
                 .iter()
@@ -164,6 +167,8 @@ pub(crate) fn print_eval(v: &serde_json::Value) {
     for o in v["outputs"].as_array().into_iter().flatten() {
         let top1 = o["top1_agreement"].as_f64().map_or(String::new(), |t| {
             format!("top-1 agreement {:.2}%, ", t * 100.0)
+        }) + &o["exact"].as_f64().map_or(String::new(), |e| {
+            format!("exactly equal {:.2}%, ", e * 100.0)
         });
         let sqnr = o["sqnr_db"]
             .as_f64()

@@ -502,7 +502,7 @@ fn image_folders_give_what_the_same_images_as_idx_give() {
     // The manual documents the flags.
     let help = String::from_utf8(qdq(&["quantize", "--help"]).stdout).unwrap();
     assert!(
-        help.contains("--resize <N|HxW>") && help.contains("--crop <HxW>"),
+        help.contains("--resize <[NAME=]N|HxW>") && help.contains("--crop <[NAME=]HxW>"),
         "{help}"
     );
 }

@@ -52,6 +52,19 @@ impl FileArray {
         out: &mut Vec<f32>,
         path: &str,
     ) -> Result<(), DataError> {
+        let bytes = self.read_bytes(first, count, path)?;
+        out.reserve(count);
+        self.dtype.extend_f32(&bytes, out);
+        Ok(())
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// The raw bytes of elements `first..first + count`.
+    pub fn read_bytes(&self, first: usize, count: usize, path: &str) -> Result<Vec<u8>, DataError> {
         let width = self.dtype.width();
         let too_large = || DataError::Format {
             path: path.to_string(),
@@ -63,19 +76,15 @@ impl FileArray {
             .ok_or_else(too_large)?;
         let len = count.checked_mul(width).ok_or_else(too_large)?;
         let mut bytes = vec![0u8; len];
-        {
-            // A poisoned lock only means another reader panicked; the file is intact.
-            let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            file.seek(SeekFrom::Start(start))
-                .and_then(|_| file.read_exact(&mut bytes))
-                .map_err(|source| DataError::Io {
-                    path: path.to_string(),
-                    source,
-                })?;
-        }
-        out.reserve(count);
-        self.dtype.extend_f32(&bytes, out);
-        Ok(())
+        // A poisoned lock only means another reader panicked; the file is intact.
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|source| DataError::Io {
+                path: path.to_string(),
+                source,
+            })?;
+        Ok(bytes)
     }
 }
 

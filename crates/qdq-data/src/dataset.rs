@@ -7,11 +7,13 @@ use std::sync::Arc;
 use super::array::{FileArray, MAX_LABEL, read_labels};
 use super::dtype::Dtype;
 use super::images::Folder;
+use super::input::{ElemType, Input};
 use super::npy::checked_count;
+use super::values::Values;
 use super::{DataError, Preprocess, idx, npy, npz};
 
 /// Names of the label array in an `.npz` file, in order of preference.
-const LABEL_KEYS: [&str; 2] = ["labels", "y"];
+pub(crate) const LABEL_KEYS: [&str; 2] = ["labels", "y"];
 
 /// The most values (2^28, 1 GiB of f32) one item may hold: a batch is items times this.
 pub const MAX_ITEM_VALUES: usize = 1 << 28;
@@ -171,6 +173,62 @@ impl Dataset {
         Ok(out)
     }
 
+    /// Items `indices` (each in range) converted to `input`'s type: float32 inputs as
+    /// [`Dataset::gather`] reads them (preprocessed), integer and bool inputs exactly
+    /// as stored ([`Values::push`]).
+    ///
+    /// # Errors
+    /// As [`Dataset::gather`]; a value the input's type cannot hold
+    /// ([`DataError::Value`], naming the input, the item and the value); images for an
+    /// integer or bool input.
+    pub fn read_as(&self, indices: &[usize], input: &Input) -> Result<Values, DataError> {
+        if input.elem == ElemType::Float {
+            let contiguous = indices.windows(2).all(|w| w[1] == w[0] + 1);
+            return Ok(Values::F32(match (contiguous, indices.first()) {
+                (true, Some(&from)) if from + indices.len() <= self.len => {
+                    self.read(from, indices.len())?
+                }
+                _ => self.gather(indices)?,
+            }));
+        }
+        let mut out = Values::with_capacity(input.elem, self.values(indices.len())?);
+        for &i in indices {
+            if i >= self.len {
+                return Err(self.format(format!("item {i} asked for; there are {}", self.len)));
+            }
+            let (dtype, bytes) = match &self.source {
+                Source::File(a) => (
+                    a.dtype(),
+                    a.read_bytes(i * self.item, self.item, &self.name)?,
+                ),
+                Source::Memory(v) => {
+                    let item = &v[i * self.item..(i + 1) * self.item];
+                    (
+                        Dtype::F32,
+                        item.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    )
+                }
+                Source::Images(_) => {
+                    return Err(self.format(format!(
+                        "images feed float inputs; input `{}` is {}",
+                        input.name,
+                        input.describe()
+                    )));
+                }
+            };
+            out.push(dtype, &bytes, input.elem)
+                .map_err(|r| DataError::Value {
+                    path: self.name.clone(),
+                    input: input.name.clone(),
+                    item: i,
+                    position: r.position,
+                    value: r.value,
+                    why: r.why,
+                })?;
+        }
+        Ok(out)
+    }
+
     /// Values of `n` items, or an error when that overflows.
     fn values(&self, n: usize) -> Result<usize, DataError> {
         n.checked_mul(self.item).ok_or_else(|| {
@@ -305,19 +363,39 @@ impl Dataset {
                 }
             }
         };
-        let (header, array) = npz.array(&data_key)?;
-        let culprit = format!("{name}: array `{data_key}`");
-        let mut d = Self::new(
-            culprit.clone(),
-            &header.shape,
-            Source::File(array),
-            pre.unwrap_or_default(),
-        )
-        .map_err(|why| DataError::Format { path: culprit, why })?;
+        let mut d = Self::npz_array(&mut npz, &data_key, pre, None)?;
         if let Some(k) = label_key {
             d.labels = Some(npz.labels(k, d.len)?);
         }
         Ok(d)
+    }
+
+    /// Array `key` of `npz`, first dimension = items, or, with `item_shape` (the
+    /// array's shape), the array as one item.
+    pub(crate) fn npz_array(
+        npz: &mut npz::Npz,
+        key: &str,
+        pre: Option<Preprocess>,
+        one_item: Option<&[usize]>,
+    ) -> Result<Self, DataError> {
+        let (header, array) = npz.array(key)?;
+        let culprit = npz.culprit(key);
+        let shape = match one_item {
+            Some(item) => [&[1], item].concat(),
+            None => header.shape,
+        };
+        Self::new(
+            culprit.clone(),
+            &shape,
+            Source::File(array),
+            pre.unwrap_or_default(),
+        )
+        .map_err(|why| DataError::Format { path: culprit, why })
+    }
+
+    /// The file (and array) errors name.
+    pub fn source_name(&self) -> &str {
+        &self.name
     }
 
     /// Items from an IDX array of bytes, scaled by 1/255, held in memory.
@@ -377,6 +455,15 @@ impl Dataset {
     /// is not a whole number in `0..=MAX_LABEL` ([`DataError::Label`], naming the file
     /// and the index).
     pub fn with_labels(mut self, path: &Path) -> Result<Self, DataError> {
+        self.labels = Some(Self::read_labels(path, self.len)?);
+        Ok(self)
+    }
+
+    /// The `count` class labels of an IDX (`.gz` or not) or `.npy` file, streaming.
+    ///
+    /// # Errors
+    /// As [`Dataset::with_labels`].
+    pub fn read_labels(path: &Path, count: usize) -> Result<Vec<i64>, DataError> {
         let name = path.display().to_string();
         let format = |why: String| DataError::Format {
             path: name.clone(),
@@ -390,11 +477,10 @@ impl Dataset {
             (dims, Dtype::U8, body)
         };
         let n = checked_count(&shape).map_err(format)?;
-        if n != self.len {
-            return Err(format(format!("{n} labels for {} items", self.len)));
+        if n != count {
+            return Err(format(format!("{n} labels for {count} items")));
         }
-        self.labels = Some(read_labels(body, dtype, n, &name)?);
-        Ok(self)
+        read_labels(body, dtype, n, &name)
     }
 
     /// Normalises per channel (dimension 0 of an item, the C of CHW) as items are read:

@@ -356,10 +356,7 @@ mod tests {
     use super::*;
 
     fn input(dims: &[Option<usize>]) -> Input {
-        Input {
-            name: "x".into(),
-            dims: dims.to_vec(),
-        }
+        Input::new("x", dims.to_vec())
     }
 
     #[test]

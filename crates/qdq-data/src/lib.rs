@@ -1,8 +1,10 @@
 //! # qdq-data
 //!
-//! Calibration and evaluation data: `.npy` and `.npz` arrays, IDX (MNIST-style) files
-//! and folders of images, with the preprocessing that turns them into the model's float
-//! input, and the check that they fit it ([`Input`]).
+//! Calibration and evaluation data: `.npy` and `.npz` arrays, IDX (MNIST-style) files,
+//! folders of images and folders of `.npz` items, with the preprocessing that turns
+//! them into a model's float inputs, the exact conversion to its integer and bool
+//! inputs, and the check that they fit ([`Input`]). [`ModelData`] feeds every input of
+//! a model, in batches of items of equal shape.
 //!
 //! A [`Dataset`] holds no item data: items are read from their file when asked for
 //! ([`Dataset::read`], [`Dataset::gather`]), a batch at a time, so memory is one batch
@@ -17,13 +19,20 @@ mod dataset;
 pub mod dtype;
 pub mod idx;
 pub mod images;
+mod input;
+mod model_data;
 pub mod npy;
 pub mod npz;
+mod npz_items;
+mod values;
 
 use std::path::Path;
 
 pub use array::MAX_LABEL;
 pub use dataset::{Dataset, MAX_ITEM_VALUES};
+pub use input::{ElemType, Input};
+pub use model_data::{Batch, Batches, InputPrep, ModelData, Sources};
+pub use values::{HostTensor, Values};
 
 /// How raw values become model input: `(x * scale - mean) / std`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,72 +52,6 @@ impl Default for Preprocess {
             mean: 0.0,
             std: 1.0,
         }
-    }
-}
-
-/// The model input that data is fed to: its name and dimensions, `None` where dynamic
-/// (the first dimension is the batch).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Input {
-    /// The input's name.
-    pub name: String,
-    /// Its dimensions (empty when the model declares no shape).
-    pub dims: Vec<Option<usize>>,
-}
-
-impl Input {
-    /// The shape as text: `[batch, 1, 28, 28]`, `?` for a dynamic dimension after the
-    /// first.
-    pub fn describe(&self) -> String {
-        let dims: Vec<String> = self
-            .dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match (i, d) {
-                (_, Some(n)) => n.to_string(),
-                (0, None) => "batch".into(),
-                (_, None) => "?".into(),
-            })
-            .collect();
-        format!("[{}]", dims.join(", "))
-    }
-
-    /// Whether items of `item_shape` fit: as many values as the input's fixed per-item
-    /// dimensions hold (a flat item fills a `[C, H, W]` input), or, where some are
-    /// dynamic, the same rank with the fixed ones equal.
-    pub fn fits(&self, item_shape: &[usize]) -> bool {
-        let Some(per_item) = self.dims.get(1..) else {
-            return false;
-        };
-        match per_item.iter().copied().collect::<Option<Vec<usize>>>() {
-            Some(fixed) => {
-                let (a, b) = (npy::checked_count(&fixed), npy::checked_count(item_shape));
-                a.is_ok() && a == b
-            }
-            None => {
-                per_item.len() == item_shape.len()
-                    && per_item
-                        .iter()
-                        .zip(item_shape)
-                        .all(|(d, n)| d.is_none_or(|d| d == *n))
-            }
-        }
-    }
-
-    /// [`Input::fits`] as a result naming `source` (a file, a folder) and both shapes.
-    ///
-    /// # Errors
-    /// [`DataError::Shape`] when the items do not fit.
-    pub fn check(&self, source: &str, item_shape: &[usize]) -> Result<(), DataError> {
-        if self.fits(item_shape) {
-            return Ok(());
-        }
-        Err(DataError::Shape {
-            path: source.to_string(),
-            item: item_shape.to_vec(),
-            input: self.name.clone(),
-            expected: self.describe(),
-        })
     }
 }
 
@@ -161,6 +104,25 @@ pub enum DataError {
         /// The model input's shape ([`Input::describe`]).
         expected: String,
     },
+    /// A data value the model input's type cannot hold exactly.
+    #[error("{path}: input `{input}` item {item}, position {position}: value {value} {why}")]
+    Value {
+        /// The file (and array) it came from.
+        path: String,
+        /// The model input.
+        input: String,
+        /// The item's index.
+        item: usize,
+        /// The value's position in the item (row-major).
+        position: usize,
+        /// The value as read.
+        value: String,
+        /// Why it is refused, naming the input's type.
+        why: String,
+    },
+    /// The sources given do not match the model's inputs.
+    #[error("{0}")]
+    Inputs(String),
 }
 
 /// The element count of `shape` as text ("too many" where it overflows).
@@ -181,30 +143,4 @@ pub(crate) fn parse_file<T>(
         path: path.display().to_string(),
         why,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inputs_fit_by_count_or_by_rank() {
-        let input = |dims: &[Option<usize>]| Input {
-            name: "x".into(),
-            dims: dims.to_vec(),
-        };
-        let fixed = input(&[None, Some(1), Some(28), Some(28)]);
-        assert_eq!(fixed.describe(), "[batch, 1, 28, 28]");
-        assert!(fixed.fits(&[1, 28, 28]) && fixed.fits(&[784]) && !fixed.fits(&[3, 28, 28]));
-        let open = input(&[Some(4), Some(3), None, None]);
-        assert_eq!(open.describe(), "[4, 3, ?, ?]");
-        assert!(open.fits(&[3, 5, 7]) && !open.fits(&[1, 5, 7]) && !open.fits(&[105]));
-        assert!(!input(&[]).fits(&[1]));
-        let err = fixed.check("a.npy", &[3, 10]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "a.npy: data items of shape [3, 10] (30 values) do not fit model input `x` of \
-             shape [batch, 1, 28, 28]"
-        );
-    }
 }

@@ -71,7 +71,7 @@ impl Npz {
     }
 
     /// How errors about array `key` name it: the file and the key.
-    fn culprit(&self, key: &str) -> String {
+    pub(crate) fn culprit(&self, key: &str) -> String {
         format!("{}: array `{key}`", self.path.display())
     }
 
@@ -111,6 +111,14 @@ impl Npz {
         let body = Body::File { file, offset };
         let array = FileArray::new(body, bytes, header.dtype, &culprit)?;
         Ok((header, array))
+    }
+
+    /// Array `key`'s header (its element type and shape), read without its data.
+    ///
+    /// # Errors
+    /// No such key, a member that is not `.npy`.
+    pub(crate) fn header(&mut self, key: &str) -> Result<npy::Header, DataError> {
+        Ok(self.member(key)?.1)
     }
 
     /// Array `key` as `count` class labels, streaming.

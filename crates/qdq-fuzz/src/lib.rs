@@ -76,10 +76,7 @@ pub fn data_file(bytes: &[u8]) {
         return;
     }
     if kind % 5 == 4 {
-        let input = qdq_data::Input {
-            name: "x".into(),
-            dims: vec![None, Some(1), Some(8), Some(8)],
-        };
+        let input = qdq_data::Input::new("x", vec![None, Some(1), Some(8), Some(8)]);
         let images = qdq_data::images::ImageOptions::for_input(&input, dir.path(), None)
             .and_then(|o| qdq_data::images::load(&dir.path().join("images"), &o));
         if let Ok(d) = images {

@@ -111,6 +111,8 @@ pub struct OutputReport {
     /// Accuracy of the float and the quantized output against the labels, for a
     /// `[batch, classes]` output when labels were given.
     pub accuracy: Option<(f64, f64)>,
+    /// For an integer or bool output: the share of its values that are exactly equal.
+    pub exact: Option<f64>,
 }
 
 /// Per output: running sums, item count, the one-item shape and label hits.
@@ -120,31 +122,30 @@ struct OutputSums {
     item_shape: Vec<usize>,
     classes: Option<usize>,
     hits: (usize, usize),
+    /// Integer or bool outputs: `(equal values, values)`.
+    equal: Option<(usize, usize)>,
 }
 
 /// Runs `float` and `quantized` on every batch and compares each output of the float
 /// graph with the quantized graph's output of the same name: SQNR and cosine for every
 /// output, top-1 agreement (and accuracy, with `labels`, one per item in batch order)
-/// for `[batch, classes]` outputs. Outputs are reduced to sums as they come.
+/// for `[batch, classes]` outputs, and the share of exactly equal values for integer
+/// and bool outputs. Each batch comes with its item count (labels are taken in that
+/// order). Outputs are reduced to sums as they come.
 ///
 /// # Errors
-/// Either graph fails to run, returns a non-float output, or lacks an output of the
-/// other (named), or the two disagree on an output's shape.
+/// Either graph fails to run, or lacks an output of the other (named), or the two
+/// disagree on an output's shape or type.
 pub fn compare_outputs(
     float: &crate::runtime::OnnxGraph,
     quantized: &crate::runtime::OnnxGraph,
-    batches: impl IntoIterator<Item = Vec<(String, crate::runtime::Value)>>,
+    batches: impl IntoIterator<Item = (usize, Vec<(String, crate::runtime::Value)>)>,
     labels: Option<&[i64]>,
 ) -> crate::Result<Vec<OutputReport>> {
     let mismatch = |why: String| crate::Error::Graph(why);
     let mut sums: Vec<(String, OutputSums)> = Vec::new();
     let mut offset = 0;
-    for inputs in batches {
-        // Items in this batch: the first input's batch dimension.
-        let rows = inputs
-            .first()
-            .and_then(|(_, v)| v.shape().first().copied())
-            .unwrap_or(1);
+    for (rows, inputs) in batches {
         let yf = float.run(inputs.clone()).map_err(crate::Error::Run)?;
         let mut yq = quantized.run(inputs).map_err(crate::Error::Run)?;
         for (name, f) in yf {
@@ -160,12 +161,31 @@ pub fn compare_outputs(
                     q.shape()
                 )));
             }
+            if q.elem_type() != f.elem_type() {
+                return Err(mismatch(format!(
+                    "output `{name}`: float model's is {}, quantized model's {}",
+                    crate::runtime::dtype_name(f.elem_type()),
+                    crate::runtime::dtype_name(q.elem_type())
+                )));
+            }
+            // Integer and bool outputs (token ids, masks, sizes) are compared exactly.
+            let equal = match &f {
+                crate::runtime::Value::Float(_) => None,
+                _ => {
+                    let (a, b) = (
+                        f.to_i64().map_err(crate::Error::Run)?,
+                        q.to_i64().map_err(crate::Error::Run)?,
+                    );
+                    Some((a.iter().zip(&b).filter(|(x, y)| x == y).count(), a.len()))
+                }
+            };
             let (f, q) = (
                 f.to_f32().map_err(crate::Error::Run)?,
                 q.to_f32().map_err(crate::Error::Run)?,
             );
             let n = shape.first().copied().unwrap_or(1);
-            let classes = (shape.len() == 2 && shape[1] > 1).then_some(shape[1]);
+            // Top-1 is for float scores; integer outputs are compared exactly instead.
+            let classes = (shape.len() == 2 && shape[1] > 1 && equal.is_none()).then_some(shape[1]);
             let s = match sums.iter_mut().find(|(k, _)| *k == name) {
                 Some((_, s)) => s,
                 None => {
@@ -177,6 +197,7 @@ pub fn compare_outputs(
                             item_shape: shape.get(1..).unwrap_or_default().to_vec(),
                             classes,
                             hits: (0, 0),
+                            equal: None,
                         },
                     ));
                     &mut sums.last_mut().expect("just pushed").1
@@ -184,6 +205,10 @@ pub fn compare_outputs(
             };
             s.running.add(&f, &q, classes.unwrap_or(f.len().max(1)));
             s.items += n;
+            if let Some((e, t)) = equal {
+                let (e0, t0) = s.equal.unwrap_or_default();
+                s.equal = Some((e0 + e, t0 + t));
+            }
             if let (Some(c), Some(l)) = (classes, labels) {
                 let l = l.get(offset..offset + n).unwrap_or_default();
                 s.hits.0 += hits(&f, c, l);
@@ -204,6 +229,7 @@ pub fn compare_outputs(
                 classes: s.classes,
                 accuracy: (s.classes.is_some() && labels.is_some())
                     .then(|| (s.hits.0 as f64 / items, s.hits.1 as f64 / items)),
+                exact: s.equal.map(|(e, t)| e as f64 / t.max(1) as f64),
             }
         })
         .collect())
@@ -282,9 +308,10 @@ mod tests {
 
     #[test]
     fn every_output_is_compared_top1_only_for_classes() {
-        use crate::proto::{node, tensor_f32, tensor_i64, value_info_named};
+        use crate::proto::{attr_int, node, tensor_f32, tensor_i64, value_info_named};
         use crate::runtime::{OnnxGraph, Value};
-        // logits = x * k ([batch, 3]); map = Reshape(x, [0, 3, 1]) ([batch, 3, 1]).
+        // logits = x * k ([batch, 3]); map = Reshape(x, [0, 3, 1]) ([batch, 3, 1]);
+        // whole = Cast(logits, int64) ([batch, 3]).
         let graph = |k: [f32; 3]| {
             let mut m = onnx_ir::ModelProto::new();
             m.opset_import.push(Default::default());
@@ -295,11 +322,14 @@ mod tests {
             g.node = vec![
                 node("Mul", "mul", &["x", "k"], &["logits"]),
                 node("Reshape", "reshape", &["x", "shape"], &["map"]),
+                node("Cast", "cast", &["logits"], &["whole"]),
             ];
+            g.node[2].attribute.push(attr_int("to", 7));
             g.input = vec![value_info_named("x", 1, &[0, 3], Some("batch"))];
             g.output = vec![
                 value_info_named("logits", 1, &[0, 3], Some("batch")),
                 value_info_named("map", 1, &[0, 3, 1], Some("batch")),
+                value_info_named("whole", 7, &[0, 3], Some("batch")),
             ];
             g.initializer = vec![
                 tensor_f32("k", &[3], &k),
@@ -316,8 +346,8 @@ mod tests {
             )]
         };
         let labels = [2, 0, 2, 1];
-        let r = compare_outputs(&float, &quant, [x(), x()], Some(&labels)).unwrap();
-        assert_eq!(r.len(), 2);
+        let r = compare_outputs(&float, &quant, [(2, x()), (2, x())], Some(&labels)).unwrap();
+        assert_eq!(r.len(), 3);
         let (logits, map) = (&r[0], &r[1]);
         assert_eq!((logits.name.as_str(), map.name.as_str()), ("logits", "map"));
         assert_eq!((logits.items, logits.classes), (4, Some(3)));
@@ -333,6 +363,9 @@ mod tests {
         assert_eq!(map.item_shape, [3, 1]);
         assert_eq!(map.agreement.sqnr_db, f64::INFINITY);
         assert!((map.agreement.cosine - 1.0).abs() < 1e-12);
+        assert_eq!((logits.exact, map.exact), (None, None));
+        // Cast truncates: [1, 2, 3, 3, 2, 1] vs [1, 2, 1, 3, 2, 0]: 4 of 6 values equal.
+        assert_eq!((r[2].exact, r[2].classes), (Some(4.0 / 6.0), None));
     }
 
     #[test]
