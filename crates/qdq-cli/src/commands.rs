@@ -5,14 +5,16 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use qdq_cli::demo;
-use qdq_onnx::quantize::{CalibrationCache, Method, QuantizeOptions, apply};
+use qdq_onnx::quantize::{CalibrationCache, Method, MethodChoice, QuantizeOptions, apply};
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_onnx::{Message, ModelProto};
 
 use burn::tensor::Device;
 
 use crate::data_args;
-use crate::pipeline::{calibrate, options, prepare_graph, probe, read_model, setup, write_model};
+use crate::pipeline::{
+    Methods, calibrate, options, prepare_graph, probe, read_model, setup, write_model,
+};
 use crate::report::{evaluate, print_eval, report};
 use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
 use qdq_cli::data::ModelData;
@@ -21,7 +23,12 @@ use qdq_cli::feed::model_inputs;
 pub(crate) fn run_demo(output: &Path, json: bool, device: &Device) -> Fallible<ExitCode> {
     let model = ModelProto::parse_from_bytes(demo::MODEL)?;
     let opts = QuantizeOptions::default();
-    let method = Method::entropy();
+    let methods = Methods {
+        method: MethodChoice::Fixed(Method::entropy()),
+        per: &HashMap::new(),
+        auto_items: 8,
+        format: opts.format,
+    };
     let (prepared, float) = prepare_graph(&model, &opts, device)?;
     let input = || -> Fallible<_> {
         model_inputs(&float)?
@@ -31,7 +38,7 @@ pub(crate) fn run_demo(output: &Path, json: bool, device: &Device) -> Fallible<E
     };
     let calib = ModelData::from_dataset(input()?, demo::calibration_images()?)?;
     let test = ModelData::from_dataset(input()?, demo::test_images()?)?;
-    let cache = calibrate(&prepared, &float, &calib, 32, method, &HashMap::new(), json)?;
+    let cache = calibrate(&prepared, &float, &calib, 32, &methods, json)?;
     let quantized = apply(&prepared, &cache, &opts)?;
     write_model(&quantized, output, probe(&float, Some(&calib))?, device)?;
     let qgraph = OnnxGraph::from_model(&quantized, device)?;

@@ -328,7 +328,10 @@ struct CalibArgs {
         required = true
     )]
     calib: Vec<String>,
-    /// Activation amax method: max, entropy, mse, percentile or percentile=P.
+    /// Activation amax method: max, entropy, mse, percentile, percentile=P, or auto
+    /// (per quantizer, the candidate among max, percentiles 99.999/99.99/99.9, mse and
+    /// entropy whose quantization least changes its consumers' output, measured on the
+    /// first --auto-items items).
     #[arg(long, default_value = "entropy")]
     method: String,
     /// Per-tensor method override, TENSOR=METHOD; repeatable.
@@ -337,6 +340,9 @@ struct CalibArgs {
     /// Batch size of the calibration pass (at least 1; the result does not depend on it).
     #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = flags::positive)]
     batch: usize,
+    /// Items `auto` measures its candidates on (the first ones of the calibration set).
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = flags::positive)]
+    auto_items: usize,
     #[command(flatten)]
     pre: PreArgs,
 }

@@ -10,7 +10,8 @@ use qdq_cli::data::ModelData;
 pub(crate) use qdq_cli::feed::batches;
 use qdq_onnx::passes::PlacementOptions;
 use qdq_onnx::quantize::{
-    Calibration, CalibrationCache, Method, Prepared, QuantizeOptions, prepare,
+    AutoSelect, Calibration, CalibrationCache, Method, MethodChoice, Prepared, QuantizeOptions,
+    prepare,
 };
 use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_onnx::{Message, ModelProto, QdqFormat};
@@ -43,8 +44,10 @@ pub(crate) fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {
     })
 }
 
-pub(crate) fn parse_methods(c: &CalibArgs) -> Fallible<(Method, HashMap<String, Method>)> {
-    let method: Method = c.method.parse().map_err(|e| format!("--method: {e}"))?;
+pub(crate) fn parse_methods(
+    c: &CalibArgs,
+) -> Fallible<(MethodChoice, HashMap<String, MethodChoice>)> {
+    let method: MethodChoice = c.method.parse().map_err(|e| format!("--method: {e}"))?;
     let mut per = HashMap::new();
     for m in &c.method_for {
         let (t, v) = m
@@ -62,8 +65,8 @@ pub(crate) fn parse_methods(c: &CalibArgs) -> Fallible<(Method, HashMap<String, 
 /// (`quantize`, `calibrate`, `finetune`) start.
 pub(crate) struct Setup {
     pub opts: QuantizeOptions,
-    pub method: Method,
-    pub per: HashMap<String, Method>,
+    pub method: MethodChoice,
+    pub per: HashMap<String, MethodChoice>,
     pub prepared: Prepared,
     /// The folded float graph.
     pub float: OnnxGraph,
@@ -144,7 +147,7 @@ fn check_placement(
 }
 
 /// Refuses `--method-for TENSOR=...` naming no calibrated tensor.
-fn check_methods_for(per: &HashMap<String, Method>, prepared: &Prepared) -> Fallible<()> {
+fn check_methods_for(per: &HashMap<String, MethodChoice>, prepared: &Prepared) -> Fallible<()> {
     let activations: Vec<&str> = prepared
         .sites
         .iter()
@@ -175,15 +178,59 @@ impl Setup {
         data: &ModelData,
         json: bool,
     ) -> Fallible<CalibrationCache> {
-        calibrate(
-            &self.prepared,
-            &self.float,
-            data,
-            c.batch,
-            self.method,
-            &self.per,
-            json,
-        )
+        let methods = Methods {
+            method: self.method,
+            per: &self.per,
+            auto_items: c.auto_items,
+            format: self.opts.format,
+        };
+        calibrate(&self.prepared, &self.float, data, c.batch, &methods, json)
+    }
+}
+
+/// The amax methods of a calibration: `method` for every activation, `per` overriding
+/// it by tensor; `auto` measures its choices on the first `auto_items` items, for
+/// quantizers in `format`.
+pub(crate) struct Methods<'a> {
+    pub method: MethodChoice,
+    pub per: &'a HashMap<String, MethodChoice>,
+    pub auto_items: usize,
+    pub format: qdq_onnx::QdqFormat,
+}
+
+impl Methods<'_> {
+    /// Whether any tensor is `auto`.
+    fn auto(&self) -> bool {
+        self.method == MethodChoice::Auto || self.per.values().any(|m| *m == MethodChoice::Auto)
+    }
+
+    /// Whether every tensor is `max` (then no histogram is needed).
+    fn max_only(&self) -> bool {
+        let max = MethodChoice::Fixed(Method::Max);
+        self.method == max && self.per.values().all(|m| *m == max)
+    }
+
+    /// Whether tensor `t` is `auto`.
+    fn is_auto(&self, t: &str) -> bool {
+        *self.per.get(t).unwrap_or(&self.method) == MethodChoice::Auto
+    }
+
+    /// The fixed methods: the global one (`max` for the tensors `auto` could not
+    /// measure, e.g. all zeros) and the per-tensor ones.
+    fn fixed(&self) -> (Method, HashMap<String, Method>) {
+        let global = match self.method {
+            MethodChoice::Fixed(m) => m,
+            MethodChoice::Auto => Method::Max,
+        };
+        let per = self
+            .per
+            .iter()
+            .filter_map(|(t, m)| match m {
+                MethodChoice::Fixed(m) => Some((t.clone(), *m)),
+                MethodChoice::Auto => None,
+            })
+            .collect();
+        (global, per)
     }
 }
 
@@ -200,14 +247,31 @@ pub(crate) fn prepare_graph(
     Ok((prepared, graph))
 }
 
-/// Calibrates the prepared model's quantizers on `data`, run through its float `graph`.
+/// A progress bar of `total` steps, hidden for `--json`.
+fn progress(total: usize, what: &str, json: bool) -> ProgressBar {
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:30}} {{pos}}/{{len}} batches, {{elapsed}} (ETA {{eta}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Calibrates the prepared model's quantizers on `data`, run through its float `graph`:
+/// one pass collecting histograms (or maxima), then, for `auto`, a second pass over the
+/// first `methods.auto_items` items measuring each candidate amax on the consumers.
 pub(crate) fn calibrate(
     prepared: &Prepared,
     graph: &OnnxGraph,
     data: &ModelData,
     batch: usize,
-    method: Method,
-    per: &HashMap<String, Method>,
+    methods: &Methods,
     json: bool,
 ) -> Fallible<CalibrationCache> {
     let graph_proto = prepared
@@ -216,33 +280,51 @@ pub(crate) fn calibrate(
         .as_ref()
         .ok_or("the model has no graph")?;
     let mut calib = Calibration::new(graph_proto, &prepared.sites, false)?;
-    if method == Method::Max && per.values().all(|m| *m == Method::Max) {
+    if methods.max_only() {
         // Nothing asks for a histogram: collect the max alone, without binning.
         calib = calib.max_only();
     }
-    let batches = batches(graph, data, batch)?;
-    if batches.total() == 0 {
+    let pass = batches(graph, data, batch)?;
+    if pass.total() == 0 {
         return Err(
             "the calibration set is empty (or smaller than the model's fixed batch)".into(),
         );
     }
-    let bar = if json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(batches.total() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "calibrating {bar:30} {pos}/{len} batches, {elapsed} (ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    for b in batches {
+    let bar = progress(pass.total(), "calibrating", json);
+    for b in pass {
         calib.feed(graph, b?.1)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(calib.cache(method, per)?)
+    let (method, per) = methods.fixed();
+    if !methods.auto() {
+        return Ok(calib.cache(method, &per)?);
+    }
+    let mut auto = AutoSelect::new(prepared, &calib, methods.format, graph.device())?;
+    // The first items, in batches of at most `auto_items` (memory stays one batch).
+    let pass = batches(graph, data, batch.min(methods.auto_items))?;
+    let bar = progress(
+        methods.auto_items.div_ceil(batch.min(methods.auto_items)),
+        "choosing amaxes (auto)",
+        json,
+    );
+    let mut seen = 0;
+    for b in pass {
+        let (items, inputs) = b?;
+        auto.feed(graph, inputs)?;
+        bar.inc(1);
+        seen += items;
+        if seen >= methods.auto_items {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let chosen = auto
+        .choices()
+        .into_iter()
+        .filter(|(t, _)| methods.is_auto(t))
+        .collect();
+    Ok(calib.cache_with(method, &per, &chosen)?)
 }
 
 /// Writes a model qdq made, or nothing: a model with a non-finite weight is refused

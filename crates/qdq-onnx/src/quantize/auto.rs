@@ -348,7 +348,8 @@ impl Cut {
                 };
                 amaxes.insert(s.name.clone(), a);
             }
-            insert_sites(&mut graph, &self.sites, &amaxes, format)?;
+            // The probe runs on the runtime, in f32 whatever the model's float type.
+            insert_sites(&mut graph, &self.sites, &amaxes, format, false)?;
         }
         model.graph = Some(graph).into();
         Ok(model)

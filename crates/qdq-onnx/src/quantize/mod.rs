@@ -27,6 +27,43 @@ use crate::qdq::QdqFormat;
 /// `percentile` or `percentile=99.9`).
 pub type Method = HistogramMethod;
 
+/// A method as the commands take it: one of [`Method`], or `auto` (per quantizer, the
+/// candidate amax whose quantization least changes the consumers' output; see
+/// [`auto`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MethodChoice {
+    /// This method for every tensor it applies to.
+    Fixed(Method),
+    /// Chosen per tensor by [`AutoSelect`].
+    Auto,
+}
+
+impl std::str::FromStr for MethodChoice {
+    type Err = String;
+
+    /// `auto`, or what [`Method`] parses.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            other => other.parse().map(Self::Fixed).map_err(|e| match e {
+                qdq::Error::UnknownCalibMethod(m) => format!(
+                    "unknown calibration method `{m}`; expected one of auto, max, entropy, mse, percentile, percentile=P"
+                ),
+                e => e.to_string(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for MethodChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(m) => m.fmt(f),
+            Self::Auto => f.write_str("auto"),
+        }
+    }
+}
+
 /// Settings of a quantization.
 #[derive(Clone, Debug)]
 pub struct QuantizeOptions {
