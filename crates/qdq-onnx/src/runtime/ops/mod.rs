@@ -15,6 +15,7 @@ pub(crate) mod linalg;
 pub(crate) mod norm;
 pub(crate) mod pool;
 pub(crate) mod quant;
+pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod resize;
 pub(crate) mod shape;
@@ -303,6 +304,10 @@ pub const SUPPORTED: &[&str] = &[
     // quantization
     "DequantizeLinear",
     "QuantizeLinear",
+    // recurrent layers, control flow, selection (issue 17)
+    "GRU",
+    "LSTM",
+    "RNN",
 ];
 
 /// Ops of [`quant::INTERNAL_DOMAIN`] (made by the runtime's users, never written out).
@@ -337,6 +342,10 @@ pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
         "QuantizeLinear" => quant::quantize(ctx),
         "DequantizeLinear" => quant::dequantize(ctx),
         "FakeQuantizeLinear" => quant::fake_quantize(ctx),
+        // recurrent layers, control flow, selection (issue 17)
+        "LSTM" => recurrent::run(ctx, recurrent::Kind::Lstm),
+        "GRU" => recurrent::run(ctx, recurrent::Kind::Gru),
+        "RNN" => recurrent::run(ctx, recurrent::Kind::Rnn),
         "Cast" | "CastLike" | "Concat" | "Constant" | "ConstantOfShape" | "Dropout" | "Expand"
         | "Flatten" | "Gather" | "Identity" | "Pad" | "Range" | "Reshape" | "Shape" | "Size"
         | "Slice" | "Split" | "Squeeze" | "Tile" | "Transpose" | "Unsqueeze" => shape::run(ctx, op),
