@@ -44,6 +44,18 @@ const KNOWN: &[(&str, &str)] = &[
     ("test_identity_opt", "optional types are not supported"),
     ("test_identity_sequence", "sequence types are not supported"),
     (
+        "test_if_opt",
+        "optional and sequence types are not supported (in the If's branches)",
+    ),
+    (
+        "test_if_seq",
+        "sequence types are not supported (in the If's branches)",
+    ),
+    (
+        "test_loop1*_seq*",
+        "sequence and optional types are not supported (in the Loop's body)",
+    ),
+    (
         "test_maxpool_with_argmax_*",
         "MaxPool's Indices output is not supported",
     ),

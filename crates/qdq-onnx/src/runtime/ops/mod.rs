@@ -306,8 +306,11 @@ pub const SUPPORTED: &[&str] = &[
     "QuantizeLinear",
     // recurrent layers, control flow, selection (issue 17)
     "GRU",
+    "If",
     "LSTM",
+    "Loop",
     "RNN",
+    "Scan",
 ];
 
 /// Ops of [`quant::INTERNAL_DOMAIN`] (made by the runtime's users, never written out).
@@ -346,6 +349,8 @@ pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
         "LSTM" => recurrent::run(ctx, recurrent::Kind::Lstm),
         "GRU" => recurrent::run(ctx, recurrent::Kind::Gru),
         "RNN" => recurrent::run(ctx, recurrent::Kind::Rnn),
+        // the executor runs these with their subgraphs (runtime/control.rs)
+        "If" | "Loop" | "Scan" => Err(super::error::op_err(format!("{op} has no subgraph"))),
         "Cast" | "CastLike" | "Concat" | "Constant" | "ConstantOfShape" | "Dropout" | "Expand"
         | "Flatten" | "Gather" | "Identity" | "Pad" | "Range" | "Reshape" | "Shape" | "Size"
         | "Slice" | "Split" | "Squeeze" | "Tile" | "Transpose" | "Unsqueeze" => shape::run(ctx, op),
