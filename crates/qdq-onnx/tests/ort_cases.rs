@@ -1,7 +1,8 @@
-//! Recurrent layers inside control flow, against ONNX Runtime: small models built by
-//! `control_flow_cases.py` (If branches running a bidirectional LSTM and a reverse GRU
-//! on main-graph weights; a Loop stepping an RNN cell with scan outputs feeding a
-//! reversed Scan), the pattern of silero-vad and akiki-vad in miniature.
+//! Small models against ONNX Runtime, built by `ort_cases.py`: recurrent layers inside
+//! control flow (If branches running a bidirectional LSTM and a reverse GRU on
+//! main-graph weights; a Loop stepping an RNN cell with scan outputs feeding a
+//! reversed Scan: the pattern of silero-vad and akiki-vad in miniature), and Einsum
+//! in float32.
 
 mod common;
 
@@ -12,10 +13,9 @@ use common::node_case::max_abs_diffs;
 use common::{python, scratch};
 
 #[test]
-fn recurrent_control_flow_matches_onnx_runtime() {
-    let dir = scratch("control_flow");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control_flow_cases.py");
+fn small_models_match_onnx_runtime() {
+    let dir = scratch("ort_cases");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort_cases.py");
     let out = Command::new(python())
         .arg(script)
         .arg(&*dir)
@@ -23,11 +23,24 @@ fn recurrent_control_flow_matches_onnx_runtime() {
         .unwrap();
     assert!(
         out.status.success(),
-        "control_flow_cases.py: {}",
+        "ort_cases.py: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let device = Device::flex();
-    for case in ["if_lstm", "if_gru", "loop_rnn_scan"] {
+    let cases = [
+        "if_lstm",
+        "if_gru",
+        "loop_rnn_scan",
+        "einsum_batch_diag",
+        "einsum_bmm",
+        "einsum_ellipsis_bcast",
+        "einsum_implicit",
+        "einsum_sum",
+        "einsum_outer",
+        "einsum_chain",
+        "einsum_trace_t",
+    ];
+    for case in cases {
         let diffs =
             max_abs_diffs(&dir.join(case), &device).unwrap_or_else(|e| panic!("{case}: {e}"));
         assert!(!diffs.is_empty(), "{case}: no outputs");
@@ -41,7 +54,7 @@ fn recurrent_control_flow_matches_onnx_runtime() {
     }
 }
 
-/// Every case under `$QDQ_CASES_DIR` (written by `control_flow_cases.py --real`),
+/// Every case under `$QDQ_CASES_DIR` (written by `ort_cases.py --real`),
 /// with the largest difference per output; how the real models are measured.
 #[test]
 #[ignore = "needs QDQ_CASES_DIR"]

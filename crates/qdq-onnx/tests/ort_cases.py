@@ -1,9 +1,10 @@
-"""Writes small recurrent and control-flow models with ONNX Runtime's outputs, in the
-layout of ONNX's node test data (DIR/CASE/model.onnx, DIR/CASE/test_data_set_0/
-input_N.pb and output_N.pb), for tests/control_flow.rs.
+"""Writes small models with ONNX Runtime's outputs, in the layout of ONNX's node test
+data (DIR/CASE/model.onnx, DIR/CASE/test_data_set_0/input_N.pb and output_N.pb), for
+tests/ort_cases.rs: recurrent layers inside control flow, and Einsum in float32 (the
+node tests' Einsum cases are float64).
 
-usage: control_flow_cases.py DIR
-       control_flow_cases.py --real MODEL.onnx DIR NAME=DIMS[:int64=VALUE] ...
+usage: ort_cases.py DIR
+       ort_cases.py --real MODEL.onnx DIR NAME=DIMS[:KIND=VALUE] ...
 The second form writes deterministic inputs for a real model (float inputs of DIMS,
 comma-separated, values sin(0.37 i) * 0.5; `DIMS:int64=V` a constant, `DIMS:int64mod=N`
 token ids 1 + 7i mod N, `DIMS:bool=1` all true) and ORT's outputs.
@@ -159,6 +160,27 @@ def loop_scan(root):
     write_case(root, "loop_rnn_scan", m, {"h0": f32(B, H)})
 
 
+def einsum(root):
+    """Einsum: diagonals, batched products, broadcast ellipses, implicit outputs,
+    three operands."""
+    cases = [
+        ("einsum_batch_diag", "...ii->...i", [(2, 3, 3)]),
+        ("einsum_bmm", "bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+        ("einsum_ellipsis_bcast", "...ij,...jk", [(2, 1, 3, 4), (1, 3, 4, 2)]),
+        ("einsum_implicit", "kj,ji", [(3, 4), (4, 2)]),
+        ("einsum_sum", "ij->", [(3, 4)]),
+        ("einsum_outer", "i,j->ij", [(3,), (4,)]),
+        ("einsum_chain", "ij, jk ,kl->li", [(2, 3), (3, 4), (4, 5)]),
+        ("einsum_trace_t", "iij->j", [(3, 3, 2)]),
+    ]
+    for name, eq, shapes in cases:
+        names = [f"x{i}" for i in range(len(shapes))]
+        node = helper.make_node("Einsum", names, ["y"], equation=eq)
+        m = model([node], [vi(n, shape=list(s)) for n, s in zip(names, shapes)],
+                  [vi("y")], [], opset=12)
+        write_case(root, name, m, {n: f32(*s) for n, s in zip(names, shapes)})
+
+
 def real(path, d, specs):
     feeds = {}
     for s in specs:
@@ -186,4 +208,5 @@ if __name__ == "__main__":
     else:
         if_recurrent(sys.argv[1])
         loop_scan(sys.argv[1])
+        einsum(sys.argv[1])
         print("ok")
