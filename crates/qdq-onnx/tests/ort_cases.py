@@ -5,6 +5,7 @@ node tests' Einsum cases are float64).
 
 usage: ort_cases.py DIR
        ort_cases.py --real MODEL.onnx DIR NAME=DIMS[:KIND=VALUE] ...
+       ort_cases.py --judge CASE_DIR  (ORT's outputs for the case's model and inputs)
 The second form writes deterministic inputs for a real model (float inputs of DIMS,
 comma-separated, values sin(0.37 i) * 0.5; `DIMS:int64=V` a constant, `DIMS:int64mod=N`
 token ids 1 + 7i mod N, `DIMS:bool=1` all true) and ORT's outputs.
@@ -181,6 +182,41 @@ def einsum(root):
         write_case(root, name, m, {n: f32(*s) for n, s in zip(names, shapes)})
 
 
+def quantize_if(root):
+    """Opset 12: a MatMul in the main graph (quantized by qdq) whose output an If's
+    branches read by name; the then-branch's Squeeze/Unsqueeze carry opset-12 `axes`
+    attributes, which an upgrade to opset 13 must rewrite inside the branch."""
+    then = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["y"], ["y1"], axes=[0]),
+         helper.make_node("Squeeze", ["y1"], ["y2"], axes=[0]),
+         helper.make_node("Relu", ["y2"], ["t_out"])],
+        "then", [], [vi("t_out")])
+    els = helper.make_graph([helper.make_node("Neg", ["y"], ["e_out"])], "else", [],
+                            [vi("e_out")])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["y"]),
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+        helper.make_node("Greater", ["s", "thr"], ["cond"]),
+        helper.make_node("If", ["cond"], ["out"], then_branch=then, else_branch=els),
+    ]
+    inits = [numpy_helper.from_array(f32(8, 6), "w"),
+             numpy_helper.from_array(np.array(0, np.float32), "thr")]
+    m = model(nodes, [vi("x", shape=[4, 8])], [vi("out")], inits, opset=12)
+    x = np.abs(f32(4, 8))
+    write_case(root, "quantize_if", m, {"x": x})
+
+
+def judge(d):
+    """Reruns ORT on DIR/model.onnx with the inputs stored there, rewriting outputs."""
+    path = os.path.join(d, "model.onnx")
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i, inp in enumerate(sess.get_inputs()):
+        t = onnx.load_tensor(os.path.join(d, "test_data_set_0", f"input_{i}.pb"))
+        feeds[inp.name] = numpy_helper.to_array(t)
+    run(path, feeds, d)
+
+
 def real(path, d, specs):
     feeds = {}
     for s in specs:
@@ -203,10 +239,13 @@ def real(path, d, specs):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--real":
+    if sys.argv[1] == "--judge":
+        judge(sys.argv[2])
+    elif sys.argv[1] == "--real":
         real(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
         if_recurrent(sys.argv[1])
         loop_scan(sys.argv[1])
         einsum(sys.argv[1])
+        quantize_if(sys.argv[1])
         print("ok")

@@ -6,19 +6,26 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::Device;
 use common::node_case::max_abs_diffs;
-use common::{python, scratch};
+use common::{Scratch, python, scratch};
+use qdq_onnx::passes::{SiteKind, insert_sites, upgrade_opset};
+use qdq_onnx::quantize::{QuantizeOptions, prepare};
+use qdq_onnx::{Message, QdqFormat, lint, read_model};
 
-#[test]
-fn small_models_match_onnx_runtime() {
-    let dir = scratch("ort_cases");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort_cases.py");
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort_cases.py")
+}
+
+/// Runs `ort_cases.py` with `args`; panics with its stderr when it fails.
+fn py(args: &[&std::ffi::OsStr]) {
     let out = Command::new(python())
-        .arg(script)
-        .arg(&*dir)
+        .arg(script())
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -26,6 +33,18 @@ fn small_models_match_onnx_runtime() {
         "ort_cases.py: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A scratch folder holding every case of `ort_cases.py`.
+fn cases(name: &str) -> Scratch {
+    let dir = scratch(name);
+    py(&[dir.as_os_str()]);
+    dir
+}
+
+#[test]
+fn small_models_match_onnx_runtime() {
+    let dir = cases("ort_cases");
     let device = Device::flex();
     let cases = [
         "if_lstm",
@@ -39,6 +58,7 @@ fn small_models_match_onnx_runtime() {
         "einsum_outer",
         "einsum_chain",
         "einsum_trace_t",
+        "quantize_if",
     ];
     for case in cases {
         let diffs =
@@ -51,6 +71,78 @@ fn small_models_match_onnx_runtime() {
                 "{case}: output `{name}` differs from ONNX Runtime by {d}"
             );
         }
+    }
+}
+
+/// A model whose If branches read a main-graph value quantizes with quantizers in the
+/// main graph only; the opset upgrade (12 to 13) rewrites the branch's Squeeze and
+/// Unsqueeze too; the result passes the lint, and qdq's runtime and ONNX Runtime agree
+/// on it.
+#[test]
+fn model_with_subgraphs_quantizes() {
+    let dir = cases("ort_quantize_if");
+    let case = dir.join("quantize_if");
+    let prepared = prepare(
+        &read_model(case.join("model.onnx")).unwrap(),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    let mut model = prepared.model.clone();
+    let g = model.graph.as_mut().unwrap();
+    let mut tensors: Vec<&str> = prepared.sites.iter().map(|s| s.tensor.as_str()).collect();
+    tensors.sort();
+    assert_eq!(
+        tensors,
+        ["w", "x"],
+        "the MatMul's inputs, nothing in the branches"
+    );
+    let amaxes: HashMap<String, Vec<f32>> = prepared
+        .sites
+        .iter()
+        .map(|s| {
+            let n = match s.kind {
+                SiteKind::Weight { axis } => {
+                    let w = g.initializer.iter().find(|t| t.name == s.tensor).unwrap();
+                    w.dims[axis] as usize
+                }
+                SiteKind::Activation => 1,
+            };
+            (s.name.clone(), vec![2.0; n])
+        })
+        .collect();
+    insert_sites(g, &prepared.sites, &amaxes, QdqFormat::Int8).unwrap();
+    upgrade_opset(&mut model, 13).unwrap();
+    let g = model.graph.as_ref().unwrap();
+    let branch = g
+        .node
+        .iter()
+        .find(|n| n.op_type == "If")
+        .and_then(|n| n.attribute.iter().find(|a| a.name == "then_branch"))
+        .and_then(|a| a.g.as_ref())
+        .unwrap();
+    for n in &branch.node {
+        if n.op_type.ends_with("queeze") {
+            assert_eq!(n.input.len(), 2, "{} keeps its axes attribute", n.op_type);
+            assert!(n.attribute.is_empty());
+        }
+    }
+    assert_eq!(lint(&model), vec![]);
+    let q = dir.join("quantized");
+    std::fs::create_dir_all(q.join("test_data_set_0")).unwrap();
+    std::fs::write(q.join("model.onnx"), model.write_to_bytes().unwrap()).unwrap();
+    std::fs::copy(
+        case.join("test_data_set_0/input_0.pb"),
+        q.join("test_data_set_0/input_0.pb"),
+    )
+    .unwrap();
+    py(&["--judge".as_ref(), q.as_os_str()]);
+    let diffs = max_abs_diffs(&q, &Device::flex()).unwrap();
+    for (name, d) in diffs {
+        println!("quantized {name}: max |qdq - ORT| = {d:e}");
+        assert!(
+            d <= 1e-5,
+            "output `{name}` differs from ONNX Runtime by {d}"
+        );
     }
 }
 

@@ -37,6 +37,17 @@ pub(crate) struct Body {
     pub last_use: HashMap<String, usize>,
 }
 
+/// What every node of a run shares: the model's opset, the device, the Loop bound.
+#[derive(Clone, Copy)]
+pub(crate) struct RunCtx<'a> {
+    /// Default-domain opset of the model.
+    pub opset: i64,
+    /// Device the values live on.
+    pub device: &'a Device,
+    /// Most iterations of one Loop node.
+    pub loop_limit: usize,
+}
+
 /// The values visible to a running body: its own, its initializers, then the enclosing
 /// scopes'.
 pub(crate) struct Scope<'a> {
@@ -214,15 +225,20 @@ impl Body {
     }
 
     /// Runs the nodes on `env` (the fed values) within `parent`, calling `observe` on
-    /// every node output; returns the body's outputs in declaration order.
+    /// every node output; returns the body's outputs in declaration order. A Loop
+    /// inside runs at most `loop_limit` iterations.
     pub fn exec(
         &self,
         mut env: HashMap<String, Value>,
         parent: Option<&Scope>,
-        opset: i64,
-        device: &Device,
+        run: RunCtx,
         observe: &mut dyn FnMut(&str, &Value) -> Result<(), RunError>,
     ) -> Result<Vec<(String, Value)>, RunError> {
+        let RunCtx {
+            opset,
+            device,
+            loop_limit,
+        } = run;
         for (k, node) in self.nodes.iter().enumerate() {
             let fail = |message: String| RunError::Node {
                 node: node_label(node),
@@ -251,7 +267,7 @@ impl Body {
             let subs = &self.subgraphs[k];
             let res = catch_unwind(AssertUnwindSafe(|| match subs.is_empty() {
                 true => ops::run_op(&node.op_type, &ctx),
-                false => control::run(&ctx, subs, &scope),
+                false => control::run(&ctx, subs, &scope, loop_limit),
             }));
             drop(ctx);
             let outs = match res {

@@ -2,23 +2,31 @@
 //! the enclosing graph's values. Subgraph values are not shown to observers
 //! (calibration sees the main graph only).
 //!
-//! A Loop stops after [`MAX_LOOP_ITERATIONS`] iterations with an error naming the node,
+//! A Loop stops after [`MAX_LOOP_ITERATIONS`] iterations (or the graph's own limit)
+//! with an error naming the node,
 //! so a model whose trip count and condition never end it cannot hang the runtime.
 
 use std::collections::HashMap;
 
-use super::body::{Body, Scope};
+use super::body::{Body, RunCtx, Scope};
 use super::error::{RunResult, checked_numel, op_err};
 use super::ops::Ctx;
 use super::ops::shape::{concat_values, empty, narrow};
 use super::value::Value;
 
-/// Most iterations one Loop node may run (its `M` input may ask for up to 2^63).
-pub const MAX_LOOP_ITERATIONS: usize = 1 << 20;
+/// Most iterations one Loop node runs unless [`super::OnnxGraph::set_loop_limit`]
+/// says otherwise (its `M` input may ask for up to 2^63): 65536, about a second for a
+/// trivial body.
+pub const MAX_LOOP_ITERATIONS: usize = 1 << 16;
 
 /// Runs a node with subgraphs (If, Loop, Scan); `subs` are its checked subgraphs by
 /// attribute name, `scope` the values around it.
-pub(crate) fn run(ctx: &Ctx, subs: &[(String, Body)], scope: &Scope) -> RunResult<Vec<Value>> {
+pub(crate) fn run(
+    ctx: &Ctx,
+    subs: &[(String, Body)],
+    scope: &Scope,
+    loop_limit: usize,
+) -> RunResult<Vec<Value>> {
     let sub = |name: &str| {
         subs.iter()
             .find(|(a, _)| a == name)
@@ -31,7 +39,7 @@ pub(crate) fn run(ctx: &Ctx, subs: &[(String, Body)], scope: &Scope) -> RunResul
                 true => sub("then_branch")?,
                 false => sub("else_branch")?,
             };
-            let outs = exec(ctx, branch, HashMap::new(), scope)?;
+            let outs = exec(ctx, loop_limit, branch, HashMap::new(), scope)?;
             if outs.len() < ctx.node.output.len() {
                 return Err(op_err(format!(
                     "the branch yields {} outputs for the node's {}",
@@ -41,8 +49,8 @@ pub(crate) fn run(ctx: &Ctx, subs: &[(String, Body)], scope: &Scope) -> RunResul
             }
             Ok(outs)
         }
-        "Loop" => run_loop(ctx, sub("body")?, scope),
-        "Scan" => run_scan(ctx, sub("body")?, scope),
+        "Loop" => run_loop(ctx, loop_limit, sub("body")?, scope),
+        "Scan" => run_scan(ctx, loop_limit, sub("body")?, scope),
         o => Err(op_err(format!(
             "{o} with graph attributes is not supported"
         ))),
@@ -52,11 +60,17 @@ pub(crate) fn run(ctx: &Ctx, subs: &[(String, Body)], scope: &Scope) -> RunResul
 /// Runs `body` on `feed` within `scope`, returning its outputs' values.
 fn exec(
     ctx: &Ctx,
+    loop_limit: usize,
     body: &Body,
     feed: HashMap<String, Value>,
     scope: &Scope,
 ) -> RunResult<Vec<Value>> {
-    let outs = body.exec(feed, Some(scope), ctx.opset, ctx.device, &mut |_, _| Ok(()))?;
+    let run = RunCtx {
+        opset: ctx.opset,
+        device: ctx.device,
+        loop_limit,
+    };
+    let outs = body.exec(feed, Some(scope), run, &mut |_, _| Ok(()))?;
     Ok(outs.into_iter().map(|(_, v)| v).collect())
 }
 
@@ -141,7 +155,7 @@ fn check_stack(v: &Value, count: usize) -> RunResult<()> {
 /// Loop: inputs `M` (trip count, optional), `cond` (optional), loop-carried values;
 /// the body maps (iteration, cond, carried...) to (cond, carried..., scan outputs...).
 /// Outputs: the final carried values, then each scan output stacked over iterations.
-fn run_loop(ctx: &Ctx, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
+fn run_loop(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
     let trip = match ctx.opt(0) {
         Some(v) => Some(*v.to_i64()?.first().ok_or_else(|| op_err("`M` is empty"))?),
         None => None,
@@ -165,9 +179,9 @@ fn run_loop(ctx: &Ctx, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
     let mut scans: Vec<Vec<Value>> = vec![Vec::new(); k];
     let mut i: i64 = 0;
     while cond && trip.is_none_or(|m| i < m) {
-        if i as usize >= MAX_LOOP_ITERATIONS {
+        if i as usize >= loop_limit {
             return Err(op_err(format!(
-                "the loop is still running after {MAX_LOOP_ITERATIONS} iterations (M = {}), the runtime's limit",
+                "the loop is still running after {loop_limit} iterations (M = {}), the runtime's limit (OnnxGraph::set_loop_limit)",
                 trip.map_or("none".to_string(), |m| m.to_string())
             )));
         }
@@ -176,7 +190,7 @@ fn run_loop(ctx: &Ctx, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
             Value::try_from_bool(vec![cond], &[], ctx.device)?,
         ];
         vals.extend(carried);
-        let mut outs = exec(ctx, body, feed(body, vals)?, scope)?.into_iter();
+        let mut outs = exec(ctx, loop_limit, body, feed(body, vals)?, scope)?.into_iter();
         cond = truth(
             &outs.next().ok_or_else(|| op_err("no cond output"))?,
             "cond",
@@ -206,11 +220,11 @@ fn axis_of(list: &Option<Vec<i64>>, j: usize, rank: usize) -> RunResult<usize> {
 /// (states..., slices...) to (states..., scan outputs...), stacked along
 /// `scan_output_axes` (reversed where `scan_output_directions` is 1). Opset 8's form
 /// (a leading batch axis and `sequence_lens`) runs once per batch entry.
-fn run_scan(ctx: &Ctx, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
+fn run_scan(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
     if ctx.opset >= 9 {
         let ins = ctx.inputs.iter().cloned().collect::<Option<Vec<_>>>();
         let ins = ins.ok_or_else(|| op_err("Scan inputs cannot be omitted"))?;
-        return scan9(ctx, body, scope, ins);
+        return scan9(ctx, loop_limit, body, scope, ins);
     }
     // opset 8: input 0 is sequence_lens, every other input has a leading batch axis
     if let Some(lens) = ctx.host_ints(0)? {
@@ -242,7 +256,7 @@ fn run_scan(ctx: &Ctx, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
             .iter()
             .map(|v| take(v.clone(), 0, b))
             .collect::<RunResult<Vec<_>>>()?;
-        per_batch.push(scan9(ctx, body, scope, slice)?);
+        per_batch.push(scan9(ctx, loop_limit, body, scope, slice)?);
     }
     let outs = per_batch.first().map_or(0, Vec::len);
     let mut columns: Vec<Vec<Value>> = vec![Vec::new(); outs];
@@ -254,7 +268,13 @@ fn run_scan(ctx: &Ctx, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
     columns.into_iter().map(|c| stack(c, 0, ctx)).collect()
 }
 
-fn scan9(ctx: &Ctx, body: &Body, scope: &Scope, ins: Vec<Value>) -> RunResult<Vec<Value>> {
+fn scan9(
+    ctx: &Ctx,
+    loop_limit: usize,
+    body: &Body,
+    scope: &Scope,
+    ins: Vec<Value>,
+) -> RunResult<Vec<Value>> {
     let m = ctx.int_attr("num_scan_inputs", 0);
     if m < 1 || m as usize > ins.len() {
         return Err(op_err(format!(
@@ -301,7 +321,7 @@ fn scan9(ctx: &Ctx, body: &Body, scope: &Scope, ins: Vec<Value>) -> RunResult<Ve
             let idx = if rev { len - 1 - t } else { t };
             vals.push(take(s.clone(), axes[j], idx)?);
         }
-        let mut outs = exec(ctx, body, feed(body, vals)?, scope)?.into_iter();
+        let mut outs = exec(ctx, loop_limit, body, feed(body, vals)?, scope)?.into_iter();
         states = outs.by_ref().take(n).collect();
         for (s, v) in scans.iter_mut().zip(outs) {
             check_stack(&v, s.len() + 1)?;

@@ -122,6 +122,7 @@ impl ValueSpec {
 /// A parsed, validated ONNX graph, ready to run.
 pub struct OnnxGraph {
     body: Body,
+    loop_limit: usize,
     opset: i64,
     inputs: Vec<ValueSpec>,
     outputs: Vec<ValueSpec>,
@@ -169,6 +170,7 @@ impl OnnxGraph {
         let body = Body::compile(graph, names, &HashSet::new(), 0, device)?;
         Ok(Self {
             body,
+            loop_limit: MAX_LOOP_ITERATIONS,
             opset,
             inputs,
             outputs,
@@ -189,6 +191,12 @@ impl OnnxGraph {
     /// Graph outputs.
     pub fn outputs(&self) -> &[ValueSpec] {
         &self.outputs
+    }
+
+    /// Sets the most iterations one Loop node may run (default
+    /// [`MAX_LOOP_ITERATIONS`]); a Loop still running then fails with an error naming it.
+    pub fn set_loop_limit(&mut self, iterations: usize) {
+        self.loop_limit = iterations;
     }
 
     /// Default-domain opset the model imports.
@@ -266,10 +274,12 @@ impl OnnxGraph {
                 });
             }
         }
-        let outs = self
-            .body
-            .exec(env, None, self.opset, &self.device, observe)?;
-        Ok(outs)
+        let run = body::RunCtx {
+            opset: self.opset,
+            device: &self.device,
+            loop_limit: self.loop_limit,
+        };
+        self.body.exec(env, None, run, observe)
     }
 }
 
@@ -313,5 +323,7 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
 
 #[cfg(test)]
 mod hostile;
+#[cfg(test)]
+mod subgraph_tests;
 #[cfg(test)]
 mod tests;
