@@ -180,3 +180,72 @@ fn cases_in_dir() {
         }
     }
 }
+
+/// Every `model.onnx` under `$QDQ_CASES_DIR` quantizes (amax 2 everywhere), passes the
+/// lint, and still runs in qdq's runtime on the case's inputs; prints the quantizer
+/// count and the largest change of each output (a smoke check of the quantize path on
+/// real models with subgraphs, not of accuracy).
+#[test]
+#[ignore = "needs QDQ_CASES_DIR"]
+fn cases_in_dir_quantize() {
+    let root = std::env::var("QDQ_CASES_DIR").expect("QDQ_CASES_DIR");
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        let name = d
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let res = (|| -> Result<String, String> {
+            let src = read_model(d.join("model.onnx")).map_err(|e| e.to_string())?;
+            let prepared = prepare(&src, &QuantizeOptions::default()).map_err(|e| e.to_string())?;
+            let mut model = prepared.model.clone();
+            let g = model.graph.as_mut().ok_or("no graph")?;
+            let amaxes: HashMap<String, Vec<f32>> = prepared
+                .sites
+                .iter()
+                .map(|s| {
+                    let n = match s.kind {
+                        SiteKind::Weight { axis } => g
+                            .initializer
+                            .iter()
+                            .find(|t| t.name == s.tensor)
+                            .map_or(1, |w| w.dims[axis] as usize),
+                        SiteKind::Activation => 1,
+                    };
+                    (s.name.clone(), vec![2.0; n])
+                })
+                .collect();
+            insert_sites(g, &prepared.sites, &amaxes, QdqFormat::Int8)
+                .map_err(|e| e.to_string())?;
+            upgrade_opset(&mut model, 13).map_err(|e| e.to_string())?;
+            let v = lint(&model);
+            if !v.is_empty() {
+                return Err(format!("lint: {v:?}"));
+            }
+            let q = scratch("real-q");
+            std::fs::create_dir_all(q.join("test_data_set_0")).unwrap();
+            std::fs::write(q.join("model.onnx"), model.write_to_bytes().unwrap()).unwrap();
+            for e in std::fs::read_dir(d.join("test_data_set_0"))
+                .unwrap()
+                .flatten()
+            {
+                std::fs::copy(e.path(), q.join("test_data_set_0").join(e.file_name())).unwrap();
+            }
+            let diffs = max_abs_diffs(&q, &Device::flex())?;
+            Ok(format!(
+                "{} quantizers; change vs float {diffs:?}",
+                prepared.sites.len()
+            ))
+        })();
+        println!(
+            "{name:<20} {}",
+            res.unwrap_or_else(|e| format!("ERROR {e}"))
+        );
+    }
+}
