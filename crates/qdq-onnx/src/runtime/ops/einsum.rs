@@ -1,7 +1,8 @@
 //! Einsum through burn's `Tensor::einsum`, after checking the equation against the
 //! inputs here (burn panics on a mismatch): one term per input, each term's labels
 //! (and `...`) covering its input's rank, a label's dims equal wherever it appears,
-//! `...` dims broadcastable, and the output within the element limit. The implicit
+//! `...` dims broadcastable, and the output (and the product of all labels' dims, the
+//! largest intermediate burn may form) within the element limit. The implicit
 //! output (no `->`) is numpy's: `...` dims, then the labels used once, alphabetically.
 
 use std::collections::BTreeMap;
@@ -124,6 +125,10 @@ fn out_shape(equation: &str, shapes: &[Vec<usize>]) -> RunResult<(Vec<usize>, St
             .chain(uses.iter().filter(|(_, n)| **n == 1).map(|(c, _)| Some(*c)))
             .collect(),
     };
+    // burn may multiply before it sums: bound the product of every label's dim too
+    let mut every: Vec<usize> = dims.values().copied().collect();
+    every.extend(&ell);
+    checked_numel("", "", &every)?;
     let mut shape = Vec::new();
     let mut rhs = String::new();
     for l in out_labels {
