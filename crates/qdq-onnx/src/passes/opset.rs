@@ -41,12 +41,41 @@ pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> PassResult<()> {
         .graph
         .as_mut()
         .ok_or_else(|| PassError::Graph("the model has no graph".into()))?;
+    upgrade_graph(graph, from, target, &mut 0)?;
+    for o in model
+        .opset_import
+        .iter_mut()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+    {
+        o.version = target;
+    }
+    // From IR 4 initializers need not be graph inputs (folded weights are not).
+    model.ir_version = model.ir_version.max(ir_version_for(target));
+    Ok(())
+}
+
+/// Rewrites the nodes of `graph` and, first, of its nodes' subgraphs (If branches,
+/// Loop and Scan bodies share the model's opset); `counter` numbers new names across
+/// all of them.
+fn upgrade_graph(
+    graph: &mut GraphProto,
+    from: i64,
+    target: i64,
+    counter: &mut usize,
+) -> PassResult<()> {
     let nodes = std::mem::take(&mut graph.node);
-    let mut counter = 0;
     for mut n in nodes {
         if !n.domain.is_empty() && n.domain != "ai.onnx" {
             graph.node.push(n);
             continue;
+        }
+        for a in &mut n.attribute {
+            if let Some(g) = a.g.as_mut() {
+                upgrade_graph(g, from, target, counter)?;
+            }
+            for g in &mut a.graphs {
+                upgrade_graph(g, from, target, counter)?;
+            }
         }
         let crosses = |v: i64| from < v && target >= v;
         let name = if n.name.is_empty() {
@@ -55,7 +84,7 @@ pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> PassResult<()> {
             n.name.clone()
         };
         let mut fresh = |what: &str| {
-            counter += 1;
+            *counter += 1;
             format!("{name}_{what}_v{target}_{counter}")
         };
         match n.op_type.as_str() {
@@ -162,15 +191,6 @@ pub fn upgrade_opset(model: &mut ModelProto, target: i64) -> PassResult<()> {
         }
         graph.node.push(n);
     }
-    for o in model
-        .opset_import
-        .iter_mut()
-        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-    {
-        o.version = target;
-    }
-    // From IR 4 initializers need not be graph inputs (folded weights are not).
-    model.ir_version = model.ir_version.max(ir_version_for(target));
     Ok(())
 }
 

@@ -229,6 +229,37 @@ fn constraints(node: &NodeProto) -> Constraints {
         "MaxPool" | "TopK" => {
             c.same.push(vec![In(0), Out(0)]);
             c.fixed.push((Out(1), dt::INT64));
+            if node.op_type == "TopK" {
+                c.fixed.push((In(1), dt::INT64));
+            }
+        }
+        // X, W, R, B, initial states, P and every output one type; sequence_lens int32.
+        "LSTM" | "GRU" | "RNN" => {
+            let mut v: Vec<Slot> = (0..node.input.len()).filter(|&i| i != 4).map(In).collect();
+            v.extend(outs(node));
+            c.same.push(v);
+            c.fixed.push((In(4), dt::INT32));
+        }
+        "NonMaxSuppression" => {
+            c.same.push(vec![In(0), In(1)]);
+            c.fixed.push((In(2), dt::INT64));
+            c.fixed.push((In(3), dt::FLOAT));
+            c.fixed.push((In(4), dt::FLOAT));
+            c.fixed.push((Out(0), dt::INT64));
+        }
+        // Outputs take their types from the subgraphs, which this pass does not enter.
+        "If" => c.fixed.push((In(0), dt::BOOL)),
+        "Loop" => {
+            c.fixed.push((In(0), dt::INT64));
+            c.fixed.push((In(1), dt::BOOL));
+            // loop-carried values keep their type
+            let carried = node.input.len().saturating_sub(2);
+            c.same.extend((0..carried).map(|j| vec![In(j + 2), Out(j)]));
+        }
+        "Scan" => {
+            let scans = attr(node, "num_scan_inputs").map_or(0, |a| a.i.max(0) as usize);
+            let states = node.input.len().saturating_sub(scans);
+            c.same.extend((0..states).map(|j| vec![In(j), Out(j)]));
         }
         "BatchNormalization" => {
             c.same.push(vec![In(0), In(1), In(2), Out(0)]);

@@ -555,3 +555,33 @@ fn convolutions_with_more_groups_than_channels_are_refused() {
         );
     }
 }
+
+#[test]
+fn einsum_outer_products_past_the_limit_are_refused() {
+    // four 2048-vectors: a 2^44-element product before any sum
+    let mut n = node("Einsum", "e", &["x", "x", "x", "x"], &["y"]);
+    let mut a = onnx_ir::AttributeProto::new();
+    a.name = "equation".into();
+    a.type_ = onnx_ir::AttributeType::STRING.into();
+    a.s = "i,j,k,l->".as_bytes().to_vec().into();
+    n.attribute.push(a);
+    let err = fails(&one(n, vec![], &[2048]), &[2048]);
+    assert_eq!(too_large(&err, "e", "y"), [2048; 4]);
+}
+
+#[test]
+fn recurrent_weights_of_the_wrong_shape_name_the_input() {
+    // W for 3 inputs, X has 2 features
+    let mut n = node("GRU", "gru", &["x", "w", "r"], &["y"]);
+    n.attribute.push(attr_int("hidden_size", 1));
+    let inits = vec![
+        tensor_f32("w", &[1, 3, 3], &[0.0; 9]),
+        tensor_f32("r", &[1, 3, 1], &[0.0; 3]),
+    ];
+    let err = fails(&one(n, inits, &[4, 1, 2]), &[4, 1, 2]);
+    assert!(
+        err.to_string()
+            .contains("node `gru` (GRU): W has shape [1, 3, 3], expected [1, 3, 2]"),
+        "{err}"
+    );
+}

@@ -13,6 +13,8 @@
 //! # Ok::<(), qdq_onnx::runtime::RunError>(())
 //! ```
 
+mod body;
+mod control;
 mod error;
 mod half_cast;
 mod ops;
@@ -20,17 +22,19 @@ mod probe;
 pub(crate) mod value;
 
 use std::collections::{HashMap, HashSet};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use burn::tensor::Device;
-use onnx_ir::{ModelProto, NodeProto, ValueInfoProto};
+use onnx_ir::{ModelProto, ValueInfoProto};
 
 use crate::proto::ReadError;
 /// The element-type codes, the proto floor's table under the runtime's old name.
 pub use crate::proto::elem as dt;
 pub use crate::proto::elem::{dtype_name, is_float};
 use crate::proto::version::model_opset;
+use body::Body;
+pub use body::MAX_SUBGRAPH_DEPTH;
+pub use control::MAX_LOOP_ITERATIONS;
 pub use error::{RunError, RunResult};
 pub use ops::quant::INTERNAL_DOMAIN;
 pub use probe::{ProbeFill, probe_values};
@@ -118,22 +122,12 @@ impl ValueSpec {
 
 /// A parsed, validated ONNX graph, ready to run.
 pub struct OnnxGraph {
-    nodes: Vec<NodeProto>,
+    body: Body,
+    loop_limit: usize,
     opset: i64,
-    initializers: HashMap<String, Value>,
     inputs: Vec<ValueSpec>,
     outputs: Vec<ValueSpec>,
-    /// Index of the last node reading each tensor (graph outputs excluded).
-    last_use: HashMap<String, usize>,
     device: Device,
-}
-
-fn node_label(n: &NodeProto) -> String {
-    if !n.name.is_empty() {
-        n.name.clone()
-    } else {
-        n.output.first().cloned().unwrap_or_default()
-    }
 }
 
 impl OnnxGraph {
@@ -147,8 +141,8 @@ impl OnnxGraph {
         Self::from_model(&model, device)
     }
 
-    /// Prepares a model: checks every op is supported, every tensor is defined before
-    /// use, and loads the initializers onto `device`.
+    /// Prepares a model: checks every op is supported (subgraphs included), every
+    /// tensor is defined before use, and loads the initializers onto `device`.
     pub fn from_model(model: &ModelProto, device: &Device) -> Result<Self, RunError> {
         let graph = model
             .graph
@@ -161,77 +155,27 @@ impl OnnxGraph {
         };
         // unsupported operators, all at once
         let mut unsupported: Vec<(String, usize)> = Vec::new();
-        for n in &graph.node {
-            let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
-            if !ops::supports(n) {
-                let name = if default_domain {
-                    n.op_type.clone()
-                } else {
-                    format!("{}:{}", n.domain, n.op_type)
-                };
-                match unsupported.iter_mut().find(|(o, _)| *o == name) {
-                    Some((_, c)) => *c += 1,
-                    None => unsupported.push((name, 1)),
-                }
-            }
-        }
+        body::collect_unsupported(graph, None, 0, &mut unsupported);
         if !unsupported.is_empty() {
             unsupported.sort();
             return Err(RunError::UnsupportedOps(unsupported));
         }
-        let mut initializers = HashMap::new();
-        for t in &graph.initializer {
-            let v = Value::from_tensor_proto(t, device).map_err(|e| match e {
-                e @ RunError::TooLarge { .. } => e,
-                e => RunError::Graph(format!("initializer `{}`: {e}", t.name)),
-            })?;
-            initializers.insert(t.name.clone(), v);
-        }
+        let init_names: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<ValueSpec> = graph
             .input
             .iter()
-            .filter(|i| !initializers.contains_key(&i.name))
+            .filter(|i| !init_names.contains(i.name.as_str()))
             .map(ValueSpec::from_proto)
             .collect();
         let outputs: Vec<ValueSpec> = graph.output.iter().map(ValueSpec::from_proto).collect();
-        // every tensor defined before use (also rejects non-topological order)
-        let mut defined: HashSet<&str> = initializers.keys().map(String::as_str).collect();
-        defined.extend(inputs.iter().map(|i| i.name.as_str()));
-        let mut last_use = HashMap::new();
-        for (k, n) in graph.node.iter().enumerate() {
-            for i in n.input.iter().filter(|i| !i.is_empty()) {
-                if !defined.contains(i.as_str()) {
-                    return Err(RunError::Graph(format!(
-                        "node `{}` ({}) reads `{i}`, which no earlier node, input or initializer defines",
-                        node_label(n),
-                        n.op_type
-                    )));
-                }
-                last_use.insert(i.clone(), k);
-            }
-            defined.extend(
-                n.output
-                    .iter()
-                    .filter(|o| !o.is_empty())
-                    .map(String::as_str),
-            );
-        }
-        for o in &outputs {
-            if !defined.contains(o.name.as_str()) {
-                return Err(RunError::Graph(format!(
-                    "graph output `{}` is never computed",
-                    o.name
-                )));
-            }
-            last_use.remove(&o.name);
-        }
+        let names = inputs.iter().map(|i| i.name.clone()).collect();
+        let body = Body::compile(graph, names, &HashSet::new(), 0, device)?;
         Ok(Self {
-            nodes: half_cast::resolve_cast_like(graph),
+            body,
+            loop_limit: MAX_LOOP_ITERATIONS,
             opset,
-            initializers,
             inputs,
             outputs,
-            last_use,
             device: device.clone(),
         })
     }
@@ -249,6 +193,12 @@ impl OnnxGraph {
     /// Graph outputs.
     pub fn outputs(&self) -> &[ValueSpec] {
         &self.outputs
+    }
+
+    /// Sets the most iterations one Loop node may run (default
+    /// [`MAX_LOOP_ITERATIONS`]); a Loop still running then fails with an error naming it.
+    pub fn set_loop_limit(&mut self, iterations: usize) {
+        self.loop_limit = iterations;
     }
 
     /// Default-domain opset the model imports.
@@ -283,7 +233,7 @@ impl OnnxGraph {
     ) -> Result<Vec<(String, Value)>, RunError> {
         let mut env: HashMap<String, Value> = HashMap::new();
         for (name, v) in initializers {
-            let Some(own) = self.initializers.get(&name) else {
+            let Some(own) = self.body.initializers.get(&name) else {
                 return Err(RunError::Graph(format!(
                     "`{name}` is not an initializer of the graph"
                 )));
@@ -326,90 +276,12 @@ impl OnnxGraph {
                 });
             }
         }
-        for (k, node) in self.nodes.iter().enumerate() {
-            let fail = |message: String| RunError::Node {
-                node: node_label(node),
-                op: node.op_type.clone(),
-                message,
-            };
-            let ins: Vec<Option<Value>> = node
-                .input
-                .iter()
-                .map(|i| {
-                    if i.is_empty() {
-                        None
-                    } else {
-                        env.get(i).or_else(|| self.initializers.get(i)).cloned()
-                    }
-                })
-                .collect();
-            let ctx = ops::Ctx {
-                node,
-                opset: self.opset,
-                inputs: ins,
-                device: &self.device,
-            };
-            let res = catch_unwind(AssertUnwindSafe(|| ops::run_op(&node.op_type, &ctx)));
-            drop(ctx);
-            let outs = match res {
-                Ok(Ok(o)) => o,
-                Ok(Err(RunError::TooLarge {
-                    tensor,
-                    shape,
-                    limit,
-                    ..
-                })) => {
-                    // Kernels know the shape; the executor knows the node and output.
-                    let tensor = match tensor.is_empty() {
-                        true => node.output.first().cloned().unwrap_or_default(),
-                        false => tensor,
-                    };
-                    return Err(RunError::TooLarge {
-                        node: node_label(node),
-                        tensor,
-                        shape,
-                        limit,
-                    });
-                }
-                Ok(Err(RunError::Op(m))) => return Err(fail(m)),
-                Ok(Err(e)) => return Err(fail(e.to_string())),
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    return Err(fail(format!("burn panicked: {msg}")));
-                }
-            };
-            let mut outs = outs.into_iter();
-            for name in &node.output {
-                let v = outs.next();
-                if name.is_empty() {
-                    continue;
-                }
-                let v =
-                    v.ok_or_else(|| fail(format!("the runtime does not produce output `{name}`")))?;
-                observe(name, &v)?;
-                env.insert(name.clone(), v);
-            }
-            for i in &node.input {
-                if self.last_use.get(i) == Some(&k) {
-                    env.remove(i);
-                }
-            }
-        }
-        self.outputs
-            .iter()
-            .map(|o| {
-                let v = env
-                    .get(&o.name)
-                    .or_else(|| self.initializers.get(&o.name))
-                    .cloned()
-                    .ok_or_else(|| RunError::Graph(format!("output `{}` missing", o.name)))?;
-                Ok((o.name.clone(), v))
-            })
-            .collect()
+        let run = body::RunCtx {
+            opset: self.opset,
+            device: &self.device,
+            loop_limit: self.loop_limit,
+        };
+        self.body.exec(env, None, run, observe)
     }
 }
 
@@ -454,5 +326,7 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
 
 #[cfg(test)]
 mod hostile;
+#[cfg(test)]
+mod subgraph_tests;
 #[cfg(test)]
 mod tests;

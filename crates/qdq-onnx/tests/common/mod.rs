@@ -38,6 +38,7 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap()
 }
 
+pub mod node_case;
 mod scratch_dir;
 pub use scratch_dir::Scratch;
 
@@ -48,7 +49,7 @@ pub fn scratch(name: &str) -> Scratch {
 
 /// The Python with `onnx` and `onnxruntime`: `$QDQ_PYTHON`, else the workspace's
 /// `.venv` (which `.ci/run` creates).
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("QDQ_PYTHON") {
         return p.into();
     }

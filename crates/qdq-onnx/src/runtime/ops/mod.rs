@@ -10,14 +10,18 @@ use super::value::{DynTensor, Value};
 use crate::proto::elem::{self as dt, dtype_name};
 
 pub(crate) mod conv;
+pub(crate) mod einsum;
 pub(crate) mod elementwise;
 pub(crate) mod linalg;
+pub(crate) mod nms;
 pub(crate) mod norm;
 pub(crate) mod pool;
 pub(crate) mod quant;
+pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod resize;
 pub(crate) mod shape;
+pub(crate) mod topk;
 
 /// Dispatch on a runtime rank (1..=6), binding the const `$r`; the body yields a
 /// `RunResult`, and other ranks an error.
@@ -303,6 +307,16 @@ pub const SUPPORTED: &[&str] = &[
     // quantization
     "DequantizeLinear",
     "QuantizeLinear",
+    // recurrent layers, control flow, selection (issue 17)
+    "Einsum",
+    "GRU",
+    "If",
+    "LSTM",
+    "Loop",
+    "NonMaxSuppression",
+    "RNN",
+    "Scan",
+    "TopK",
 ];
 
 /// Ops of [`quant::INTERNAL_DOMAIN`] (made by the runtime's users, never written out).
@@ -337,6 +351,15 @@ pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
         "QuantizeLinear" => quant::quantize(ctx),
         "DequantizeLinear" => quant::dequantize(ctx),
         "FakeQuantizeLinear" => quant::fake_quantize(ctx),
+        // recurrent layers, control flow, selection (issue 17)
+        "LSTM" => recurrent::run(ctx, recurrent::Kind::Lstm),
+        "GRU" => recurrent::run(ctx, recurrent::Kind::Gru),
+        "RNN" => recurrent::run(ctx, recurrent::Kind::Rnn),
+        "TopK" => topk::topk(ctx),
+        "NonMaxSuppression" => nms::nms(ctx),
+        "Einsum" => einsum::einsum(ctx),
+        // the executor runs these with their subgraphs (runtime/control.rs)
+        "If" | "Loop" | "Scan" => Err(super::error::op_err(format!("{op} has no subgraph"))),
         "Cast" | "CastLike" | "Concat" | "Constant" | "ConstantOfShape" | "Dropout" | "Expand"
         | "Flatten" | "Gather" | "Identity" | "Pad" | "Range" | "Reshape" | "Shape" | "Size"
         | "Slice" | "Split" | "Squeeze" | "Tile" | "Transpose" | "Unsqueeze" => shape::run(ctx, op),
