@@ -43,13 +43,13 @@ pub(crate) fn dynamic_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
     ])
 }
 
-/// An int8/uint8 operand minus its zero point (scalar, or per row of A `[M]` / per
-/// column of B `[N]`), as float32: the products then run through burn's matmul, exact
-/// while the sums stay below 2^24 (inner dims up to 258; larger ones are refused).
-fn centered(
+/// An int8/uint8 operand minus its zero point (one value, or one per index of `axis`:
+/// rows of A, columns of B, output channels of a conv weight), as float32 for burn's
+/// matmul and conv, which are exact while the sums stay below 2^24.
+pub(crate) fn centered(
     v: Value,
     zp: Option<Value>,
-    row: bool,
+    axis: usize,
     device: &Device,
 ) -> RunResult<DynTensor<Float>> {
     let e = v.elem_type();
@@ -66,14 +66,11 @@ fn centered(
         let r = x.shape.len();
         match z.len() {
             1 => f.iter_mut().for_each(|p| *p -= z[0]),
-            n if row && r >= 2 && n == x.shape[r - 2] => {
-                let cols = x.shape[r - 1].max(1);
+            n if axis < r && n == x.shape[axis] => {
+                let inner: usize = x.shape[axis + 1..].iter().product();
                 f.iter_mut()
                     .enumerate()
-                    .for_each(|(i, p)| *p -= z[(i / cols) % n]);
-            }
-            n if !row && r >= 1 && n == x.shape[r - 1] => {
-                f.iter_mut().enumerate().for_each(|(i, p)| *p -= z[i % n]);
+                    .for_each(|(i, p)| *p -= z[(i / inner.max(1)) % n]);
             }
             n => {
                 return Err(op_err(format!(
@@ -91,17 +88,25 @@ fn centered(
     Ok(t)
 }
 
+/// Refuses reductions of `k` int8 products, past which float32 sums are not exact.
+pub(crate) fn check_exact(k: usize) -> RunResult<()> {
+    if k > 258 {
+        return Err(op_err(format!(
+            "reduction over {k} products exceeds 258, past which float32 sums are not exact"
+        )));
+    }
+    Ok(())
+}
+
 /// MatMulInteger(A, B, a_zero_point?, b_zero_point?) → int32 `(A - a_zp) @ (B - b_zp)`.
 pub(crate) fn matmul_integer(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let a = ctx.input(0)?;
-    let k = a.shape().last().copied().unwrap_or(0);
-    if k > 258 {
-        return Err(op_err(format!(
-            "inner dim {k} exceeds 258, past which float32 products are not exact"
-        )));
-    }
-    let a = centered(a, ctx.opt(2), true, ctx.device)?;
-    let b = centered(ctx.input(1)?, ctx.opt(3), false, ctx.device)?;
+    let ra = a.shape().len();
+    check_exact(a.shape().last().copied().unwrap_or(0))?;
+    let a = centered(a, ctx.opt(2), ra.saturating_sub(2), ctx.device)?;
+    let b = ctx.input(1)?;
+    let rb = b.shape().len();
+    let b = centered(b, ctx.opt(3), rb.saturating_sub(1), ctx.device)?;
     let y = Host::read(&Value::Float(matmul_t(a, b)?))?;
     let v = y.to_f64().iter().map(|&p| p as i64).collect();
     Ok(vec![

@@ -12,6 +12,7 @@ use crate::proto::elem::{self as dt, dtype_name};
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod gather_scatter;
+pub(crate) mod grid_sample;
 pub(crate) mod host;
 pub(crate) mod integer;
 pub(crate) mod integer_quant;
@@ -20,6 +21,7 @@ pub(crate) mod loss;
 pub(crate) mod math;
 pub(crate) mod norm;
 pub(crate) mod pool;
+pub(crate) mod qlinear;
 pub(crate) mod quant;
 pub(crate) mod reduce;
 pub(crate) mod resize;
@@ -347,6 +349,11 @@ pub const SUPPORTED: &[&str] = &[
     "SoftmaxCrossEntropyLoss",
     "SpaceToDepth",
     "Trilu",
+    "ConvInteger",
+    "GridSample",
+    "QLinearConv",
+    "QLinearMatMul",
+    "Unique",
 ];
 
 /// Domain of ONNX's optimizer ops.
@@ -421,6 +428,11 @@ pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
         "MelWeightMatrix" => signal::mel_weight_matrix(ctx),
         "DynamicQuantizeLinear" => integer_quant::dynamic_quantize(ctx),
         "MatMulInteger" => integer_quant::matmul_integer(ctx),
+        "ConvInteger" => qlinear::conv_integer(ctx),
+        "QLinearConv" => qlinear::qlinear_conv(ctx),
+        "QLinearMatMul" => qlinear::qlinear_matmul(ctx),
+        "GridSample" => grid_sample::grid_sample(ctx),
+        "Unique" => select::unique(ctx),
         "Momentum" if ctx.node.domain == TRAINING_DOMAIN => training::momentum(ctx),
         "Adagrad" if ctx.node.domain == TRAINING_DOMAIN => training::adagrad(ctx),
         "Adam" if ctx.node.domain == TRAINING_DOMAIN => training::adam(ctx),

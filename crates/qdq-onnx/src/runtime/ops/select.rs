@@ -1,9 +1,11 @@
-//! Selections whose output size depends on the data: Compress, NonZero, OneHot and
-//! ReverseSequence, on the host (sizes checked before allocating).
+//! Selections whose output size depends on the data: Compress, NonZero, OneHot,
+//! ReverseSequence and Unique, on the host (sizes checked before allocating).
+
+use std::cmp::Ordering;
 
 use super::super::error::{RunResult, checked_numel, op_err};
 use super::super::value::Value;
-use super::host::{Host, ints_of, strides, unravel};
+use super::host::{Data, Host, ints_of, strides, unravel};
 use super::{Ctx, as_bool, norm_axis};
 use crate::proto::elem as dt;
 
@@ -151,4 +153,74 @@ pub(crate) fn reverse_sequence(ctx: &Ctx) -> RunResult<Vec<Value>> {
         .collect();
     let shape = x.shape.clone();
     Ok(vec![x.take(&idx, shape).into_value(ctx.device)?])
+}
+
+/// Orders element `i` against element `j` of `d` (floats by IEEE total order, so NaNs
+/// group together; integers exactly).
+fn cmp_elem(d: &Data, i: usize, j: usize) -> Ordering {
+    match d {
+        Data::F32(v) => v[i].total_cmp(&v[j]),
+        Data::I64(v, _) => v[i].cmp(&v[j]),
+        Data::Bool(v) => v[i].cmp(&v[j]),
+    }
+}
+
+/// Unique(X; axis?, sorted = 1) → (Y, indices, inverse_indices, counts): the distinct
+/// elements (or slices along `axis`), ascending when `sorted`, else in order of first
+/// occurrence; `indices` are first occurrences, `inverse_indices` map each input
+/// element (slice) to its unique one, `counts` count them (all int64 `[U]` / `[M]`).
+pub(crate) fn unique(ctx: &Ctx) -> RunResult<Vec<Value>> {
+    let mut x = Host::read(&ctx.input(0)?)?;
+    if !ctx.has_attr("axis") {
+        x.shape = vec![x.len()];
+    }
+    let a = norm_axis(ctx.int_attr("axis", 0), x.shape.len())?;
+    let m = x.shape[a];
+    let outer: usize = x.shape[..a].iter().product();
+    let inner: usize = x.shape[a + 1..].iter().product();
+    let at = |o: usize, k: usize, j: usize| (o * m + k) * inner + j;
+    let cmp_slice = |p: usize, q: usize| {
+        (0..outer)
+            .flat_map(|o| (0..inner).map(move |j| (o, j)))
+            .map(|(o, j)| cmp_elem(&x.data, at(o, p, j), at(o, q, j)))
+            .find(|c| c.is_ne())
+            .unwrap_or(Ordering::Equal)
+    };
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&p, &q| cmp_slice(p, q)); // stable: first occurrence leads its group
+    // groups of equal slices: (first index, members)
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for &k in &order {
+        match groups.last_mut() {
+            Some((first, members)) if cmp_slice(*first, k).is_eq() => members.push(k),
+            _ => groups.push((k, vec![k])),
+        }
+    }
+    if ctx.int_attr("sorted", 1) == 0 {
+        groups.sort_by_key(|g| g.0);
+    }
+    let mut inverse = vec![0i64; m];
+    for (g, (_, members)) in groups.iter().enumerate() {
+        for &k in members {
+            inverse[k] = g as i64;
+        }
+    }
+    let u = groups.len();
+    let idx: Vec<usize> = (0..outer)
+        .flat_map(|o| {
+            groups
+                .iter()
+                .flat_map(move |(k, _)| (0..inner).map(move |j| at(o, *k, j)))
+        })
+        .collect();
+    let mut shape = x.shape.clone();
+    shape[a] = u;
+    let first = groups.iter().map(|g| g.0 as i64).collect();
+    let counts = groups.iter().map(|g| g.1.len() as i64).collect();
+    Ok(vec![
+        x.take(&idx, shape).into_value(ctx.device)?,
+        Value::try_from_i64(first, &[u], ctx.device, dt::INT64)?,
+        Value::try_from_i64(inverse, &[m], ctx.device, dt::INT64)?,
+        Value::try_from_i64(counts, &[u], ctx.device, dt::INT64)?,
+    ])
 }
