@@ -19,12 +19,14 @@ pub(crate) mod integer_quant;
 pub(crate) mod linalg;
 pub(crate) mod loss;
 pub(crate) mod math;
+pub(crate) mod max_unpool;
 pub(crate) mod norm;
 pub(crate) mod pool;
 pub(crate) mod qlinear;
 pub(crate) mod quant;
 pub(crate) mod reduce;
 pub(crate) mod resize;
+pub(crate) mod roi_align;
 pub(crate) mod select;
 pub(crate) mod shape;
 pub(crate) mod signal;
@@ -354,6 +356,8 @@ pub const SUPPORTED: &[&str] = &[
     "QLinearConv",
     "QLinearMatMul",
     "Unique",
+    "MaxUnpool",
+    "RoiAlign",
 ];
 
 /// Domain of ONNX's optimizer ops.
@@ -433,6 +437,8 @@ pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
         "QLinearMatMul" => qlinear::qlinear_matmul(ctx),
         "GridSample" => grid_sample::grid_sample(ctx),
         "Unique" => select::unique(ctx),
+        "MaxUnpool" => max_unpool::max_unpool(ctx),
+        "RoiAlign" => roi_align::roi_align(ctx),
         "Momentum" if ctx.node.domain == TRAINING_DOMAIN => training::momentum(ctx),
         "Adagrad" if ctx.node.domain == TRAINING_DOMAIN => training::adagrad(ctx),
         "Adam" if ctx.node.domain == TRAINING_DOMAIN => training::adam(ctx),
