@@ -82,7 +82,9 @@ impl Axis {
             x = match self.pad {
                 Pad::Border => x.clamp(0.0, n - 1.0),
                 Pad::Reflection => reflect(x, self.lo, self.hi),
-                Pad::Zeros => x,
+                // every tap (up to 2 away) of a point 4 past the edge reads a zero, so
+                // clamping there keeps the result and the tap arithmetic in range
+                Pad::Zeros => x.clamp(-4.0 - n, n + 4.0),
             };
         }
         x

@@ -208,6 +208,12 @@ pub(crate) fn det(ctx: &Ctx) -> RunResult<Vec<Value>> {
         )));
     }
     let m = x.shape[r - 1];
+    let batch = x.shape[..r - 2].to_vec();
+    if m == 0 {
+        // the determinant of a 0x0 matrix is 1 (and `chunks(0)` would panic)
+        let n = batch.iter().product();
+        return Ok(vec![Host::f32(vec![1.0; n], batch).into_value(ctx.device)?]);
+    }
     let v = x.to_f64();
     let out = v
         .chunks(m * m)
@@ -238,12 +244,48 @@ pub(crate) fn det(ctx: &Ctx) -> RunResult<Vec<Value>> {
             d as f32
         })
         .collect::<Vec<f32>>();
-    let out = if m == 0 {
-        vec![1.0; x.shape[..r - 2].iter().product()]
-    } else {
-        out
-    };
-    Ok(vec![
-        Host::f32(out, x.shape[..r - 2].to_vec()).into_value(ctx.device)?,
-    ])
+    Ok(vec![Host::f32(out, batch).into_value(ctx.device)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use crate::proto::{attr_int, model, node, tensor_f32, tensor_i64};
+    use crate::runtime::OnnxGraph;
+
+    /// CumSum of `x` (`shape`) along `axis`; ONNX's node cases store float64, which this
+    /// branch does not read, so their inputs and stored outputs are restated in float32.
+    fn cumsum(x: &[f32], shape: &[usize], axis: i64, exclusive: i64, reverse: i64) -> Vec<f32> {
+        let mut n = node("CumSum", "cs", &["x", "a"], &["y"]);
+        n.attribute.push(attr_int("exclusive", exclusive));
+        n.attribute.push(attr_int("reverse", reverse));
+        let m = model(
+            vec![n],
+            vec![],
+            &["y"],
+            vec![tensor_f32("x", shape, x), tensor_i64("a", &[], &[axis])],
+            14,
+        );
+        let g = OnnxGraph::from_model(&m, &Device::flex()).unwrap();
+        g.run(vec![]).unwrap()[0].1.to_f32().unwrap()
+    }
+
+    #[test]
+    fn cumsum_matches_onnx_node_cases() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(cumsum(&x, &[5], 0, 0, 0), [1.0, 3.0, 6.0, 10.0, 15.0]);
+        assert_eq!(cumsum(&x, &[5], 0, 1, 0), [0.0, 1.0, 3.0, 6.0, 10.0]);
+        assert_eq!(cumsum(&x, &[5], 0, 0, 1), [15.0, 14.0, 12.0, 9.0, 5.0]);
+        assert_eq!(cumsum(&x, &[5], 0, 1, 1), [14.0, 12.0, 9.0, 5.0, 0.0]);
+        let x2 = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(
+            cumsum(&x2, &[2, 3], 0, 0, 0),
+            [1.0, 2.0, 3.0, 5.0, 7.0, 9.0]
+        );
+        assert_eq!(
+            cumsum(&x2, &[2, 3], -1, 0, 0),
+            [1.0, 3.0, 6.0, 4.0, 9.0, 15.0]
+        );
+    }
 }

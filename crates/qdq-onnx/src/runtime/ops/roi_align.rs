@@ -102,13 +102,16 @@ pub(crate) fn roi_align(ctx: &Ctx) -> RunResult<Vec<Value>> {
             Ok(g.max(0.0) as usize)
         };
         let (gh, gw) = (grid(bh)?, grid(bw)?);
-        samples = samples.saturating_add((gh * gw) as u64 * (c * oh * ow) as u64);
+        let per_roi = (gh as u64)
+            .saturating_mul(gw as u64)
+            .saturating_mul((c * oh * ow) as u64);
+        samples = samples.saturating_add(per_roi);
         if samples > MAX_SAMPLES {
             return Err(op_err(format!(
                 "the regions need more than {MAX_SAMPLES} samples"
             )));
         }
-        let count = (gh * gw).max(1) as f64;
+        let count = (gh as f64 * gw as f64).max(1.0);
         for ch in 0..c {
             let plane = &xv[(b * c + ch) * h * w..][..h * w];
             for ph in 0..oh {
