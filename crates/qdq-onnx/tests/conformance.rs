@@ -35,19 +35,11 @@ const KNOWN: &[(&str, &str)] = &[
         "all ReduceLogSumExp cases use float64 data",
     ),
     (
-        "test_batchnorm_*_training_mode",
-        "BatchNormalization training mode (batch statistics outputs) is not supported",
-    ),
-    (
         "test_training_dropout*",
         "Dropout training mode is random; inference only",
     ),
     ("test_identity_opt", "optional types are not supported"),
     ("test_identity_sequence", "sequence types are not supported"),
-    (
-        "test_maxpool_with_argmax_*",
-        "MaxPool's Indices output is not supported",
-    ),
     (
         "test_resize_tf_crop_and_resize",
         "tf_crop_and_resize (roi) is not supported",
@@ -244,7 +236,7 @@ fn model_ops(path: &Path) -> Option<Vec<String>> {
 
 /// Lowest accepted share of all node cases passing (the figure reached on this branch,
 /// floored); a drop below it fails the test even if every failure is listed in [`KNOWN`].
-const MIN_PASS_RATE: f64 = 0.834;
+const MIN_PASS_RATE: f64 = 0.839;
 
 /// Every node case of the test data counts: a case whose ops the runtime lacks is a
 /// failure like any other, and every failure must match a [`KNOWN`] entry (its reason

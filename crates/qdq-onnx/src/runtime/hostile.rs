@@ -718,3 +718,14 @@ fn grid_sample_far_outside_the_image_reads_zeros() {
         assert_eq!(y, [0.0, 0.0], "{mode}");
     }
 }
+
+#[test]
+fn max_pool_indices_with_a_huge_window_are_refused_before_looping() {
+    let x = &[1usize, 1, 2, 2];
+    let mut p = node("MaxPool", "pool", &["x"], &["y", "i"]);
+    p.attribute
+        .push(attr_ints("kernel_shape", [1 << 20, 1 << 20]));
+    // a 3x3 output, each of whose windows spans 2^40 positions
+    p.attribute.push(attr_ints("pads", [1 << 19; 4]));
+    node_fails(&one(p, vec![], x), x, "pool", "comparisons");
+}

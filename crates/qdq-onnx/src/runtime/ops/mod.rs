@@ -9,6 +9,7 @@ use super::error::{RunResult, op_err};
 use super::value::{DynTensor, Value};
 use crate::proto::elem::{self as dt, dtype_name};
 
+pub(crate) mod batch_norm_training;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod gather_scatter;
@@ -22,6 +23,7 @@ pub(crate) mod math;
 pub(crate) mod max_unpool;
 pub(crate) mod norm;
 pub(crate) mod pool;
+pub(crate) mod pool_indices;
 pub(crate) mod qlinear;
 pub(crate) mod quant;
 pub(crate) mod reduce;
@@ -383,6 +385,11 @@ pub(crate) fn supports(node: &NodeProto) -> bool {
 /// Runs one node.
 pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
     match op {
+        // host kernels for modes the burn kernels below do not cover
+        "MaxPool" if ctx.wants_output(1) => pool_indices::max_pool_with_indices(ctx),
+        "BatchNormalization" if ctx.int_attr("training_mode", 0) != 0 => {
+            batch_norm_training::batch_norm_training(ctx)
+        }
         "Gemm" => linalg::gemm(ctx),
         "MatMul" => linalg::matmul(ctx),
         "Conv" => conv::conv(ctx),
