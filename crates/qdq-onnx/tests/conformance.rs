@@ -35,8 +35,16 @@ const KNOWN: &[(&str, &str)] = &[
         "all ReduceLogSumExp cases use float64 data",
     ),
     (
-        "test_training_dropout*",
-        "Dropout training mode is random; inference only",
+        "test_training_dropout",
+        "Dropout training mode with a non-zero ratio is random",
+    ),
+    (
+        "test_training_dropout_default*",
+        "Dropout training mode with a non-zero ratio is random",
+    ),
+    (
+        "test_training_dropout_mask",
+        "Dropout training mode with a non-zero ratio is random",
     ),
     ("test_identity_opt", "optional types are not supported"),
     ("test_identity_sequence", "sequence types are not supported"),
@@ -236,7 +244,7 @@ fn model_ops(path: &Path) -> Option<Vec<String>> {
 
 /// Lowest accepted share of all node cases passing (the figure reached on this branch,
 /// floored); a drop below it fails the test even if every failure is listed in [`KNOWN`].
-const MIN_PASS_RATE: f64 = 0.839;
+const MIN_PASS_RATE: f64 = 0.841;
 
 /// Every node case of the test data counts: a case whose ops the runtime lacks is a
 /// failure like any other, and every failure must match a [`KNOWN`] entry (its reason
