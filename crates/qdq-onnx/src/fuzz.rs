@@ -259,7 +259,35 @@ fn seeds() -> Vec<ModelProto> {
         vec![tensor_f32("sc", &[4], &[1.0, 1.0, 2.0, 2.0])],
         13,
     );
-    vec![conv, shapes, qdq, misc]
+    // the host kernels: every index, axis and depth here is a mutation target
+    let mut ge = node("GatherElements", "ge", &["t", "gi"], &["g"]);
+    ge.attribute.push(attr_int("axis", 1));
+    let mut oh = node("OneHot", "oh", &["oi", "depth", "vals"], &["o"]);
+    oh.attribute.push(attr_int("axis", -1));
+    let host = model(
+        vec![
+            node("Trilu", "trilu", &["x", "k"], &["t"]),
+            ge,
+            node("CumSum", "cumsum", &["g", "ax"], &["c"]),
+            oh,
+            node("Mul", "mul", &["c", "o"], &["m"]),
+            node("ScatterND", "snd", &["m", "si", "su"], &["y"]),
+        ],
+        vec![value_info("x", dt::FLOAT, &[2, 3])],
+        &["y"],
+        vec![
+            tensor_i64("k", &[], &[0]),
+            tensor_i64("gi", &[2, 3], &[0, 2, 1, 1, 0, 2]),
+            tensor_i64("ax", &[], &[1]),
+            tensor_i64("oi", &[2], &[0, 2]),
+            tensor_i64("depth", &[], &[3]),
+            tensor_f32("vals", &[2], &[0.0, 1.0]),
+            tensor_i64("si", &[1, 1], &[1]),
+            tensor_f32("su", &[1, 3], &[1.0, 2.0, 3.0]),
+        ],
+        13,
+    );
+    vec![conv, shapes, qdq, misc, host]
 }
 
 #[cfg(test)]

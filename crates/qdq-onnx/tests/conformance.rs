@@ -1,6 +1,7 @@
 //! The runtime against ONNX's own test data: every node test of Debian's
-//! libonnx-testdata whose ops the runtime supports, and the light model zoo shipped in
-//! the onnx Python wheel (real CNNs end to end).
+//! libonnx-testdata (932 cases, opsets up to 17; the unsupported ones count as
+//! failures, each listed with its reason), and the light model zoo shipped in the onnx
+//! Python wheel (real CNNs end to end).
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use qdq_onnx::runtime::{Dim, OnnxGraph, Value, dt, supported_ops};
+use qdq_onnx::runtime::{Dim, OnnxGraph, Value, dt};
 use qdq_onnx::{Message, ModelProto};
 
 const NODE_DIR: &str = "/usr/share/libonnx-testdata/data/node";
@@ -22,18 +23,26 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     ("test_cast*STRING*", "string tensors are not supported"),
     (
-        "test_batchnorm_*_training_mode",
-        "BatchNormalization training mode (batch statistics outputs) is not supported",
+        "test_training_dropout",
+        "Dropout training mode with a non-zero ratio is random",
     ),
     (
-        "test_training_dropout*",
-        "Dropout training mode is random; inference only",
+        "test_training_dropout_default*",
+        "Dropout training mode with a non-zero ratio is random",
+    ),
+    (
+        "test_training_dropout_mask",
+        "Dropout training mode with a non-zero ratio is random",
     ),
     ("test_identity_opt", "optional types are not supported"),
     ("test_identity_sequence", "sequence types are not supported"),
     (
-        "test_einsum_*",
-        "all Einsum cases use float64 data (tests/ort_cases.rs checks Einsum in float32)",
+        "test_sequence_*",
+        "sequence types (SequenceInsert, SequenceMap, SequenceAt...) are not supported",
+    ),
+    (
+        "test_optional_*",
+        "optional types (OptionalHasElement, OptionalGetElement) are not supported",
     ),
     (
         "test_if_opt",
@@ -48,12 +57,36 @@ const KNOWN: &[(&str, &str)] = &[
         "sequence and optional types are not supported (in the Loop's body)",
     ),
     (
-        "test_maxpool_with_argmax_*",
-        "MaxPool's Indices output is not supported",
-    ),
-    (
         "test_resize_tf_crop_and_resize",
         "tf_crop_and_resize (roi) is not supported",
+    ),
+    // float64 / float16 inputs of ops that run on float32 (another branch adds them)
+    ("test_eyelike_with_dtype", "float64 output dtype"),
+    // the runtime's values are rank 1 to 6
+    (
+        "test_nllloss_NCd1d2d3d4d5_*",
+        "rank-7 input; the runtime's values stop at rank 6",
+    ),
+    (
+        "test_sce_NCd1d2d3d4d5_*",
+        "rank-7 input; the runtime's values stop at rank 6",
+    ),
+    (
+        "test_adam_multiple",
+        "the stored outputs were made with epsilon 1e-2, but the node carries no epsilon (default 1e-6)",
+    ),
+    // random and string ops
+    (
+        "test_bernoulli*",
+        "random op (Bernoulli / RandomUniformLike): outputs are not reproducible",
+    ),
+    (
+        "test_strnormalizer_*",
+        "string tensors are not supported (StringNormalizer)",
+    ),
+    (
+        "test_tfidfvectorizer_*",
+        "TfIdfVectorizer (n-gram text features) is not supported",
     ),
 ];
 
@@ -191,6 +224,13 @@ fn model_ops(path: &Path) -> Option<Vec<String>> {
     )
 }
 
+/// Lowest accepted share of all node cases passing (the figure reached on this branch,
+/// floored); a drop below it fails the test even if every failure is listed in [`KNOWN`].
+const MIN_PASS_RATE: f64 = 0.92;
+
+/// Every node case of the test data counts: a case whose ops the runtime lacks is a
+/// failure like any other, and every failure must match a [`KNOWN`] entry (its reason
+/// is printed), so an unexplained failure or a regression fails the test.
 #[test]
 fn onnx_node_conformance() {
     let root = Path::new(NODE_DIR);
@@ -199,7 +239,6 @@ fn onnx_node_conformance() {
         "ONNX node test data not found at {NODE_DIR}; install it with `apt-get install libonnx-testdata`"
     );
     let device = Device::flex();
-    let supported = supported_ops();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
         .expect("read test data dir")
         .flatten()
@@ -208,8 +247,8 @@ fn onnx_node_conformance() {
         .collect();
     dirs.sort();
     let mut table: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut failures = Vec::new();
-    let mut known_hit = Vec::new();
     let mut stale = Vec::new();
     for dir in &dirs {
         let case = dir
@@ -217,51 +256,57 @@ fn onnx_node_conformance() {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let Some(ops) = model_ops(&dir.join("model.onnx")) else {
-            continue;
-        };
-        if ops.is_empty() || !ops.iter().all(|o| supported.contains(&o.as_str())) {
-            continue;
-        }
+        let ops = model_ops(&dir.join("model.onnx")).unwrap_or_default();
         let key = if case.contains("_expanded") {
             "(expanded functions)".to_string()
         } else {
-            ops.last().cloned().unwrap_or_default()
+            ops.last().cloned().unwrap_or_else(|| "(unreadable)".into())
         };
         let res = catch_unwind(AssertUnwindSafe(|| run_case(dir, &device)))
             .unwrap_or_else(|_| Err("panicked".into()));
         let entry = table.entry(key).or_default();
         entry.1 += 1;
         let known = KNOWN.iter().find(|(k, _)| glob(k, &case));
-        match res {
-            Ok(()) => {
+        match (res, known) {
+            (Ok(()), None) => entry.0 += 1,
+            (Ok(()), Some(_)) => {
                 entry.0 += 1;
-                if known.is_some() {
-                    stale.push(case);
-                }
+                stale.push(case);
             }
-            Err(e) => match known {
-                Some(_) => known_hit.push(case),
-                None => failures.push(format!("{case}: {e}")),
-            },
+            (Err(_), Some((_, why))) => reasons.entry(why).or_default().push(case),
+            (Err(e), None) => failures.push(format!("{case}: {e}")),
         }
     }
     let (mut pass, mut total) = (0, 0);
-    println!("{:<28} passed/total", "op");
+    println!("{:<32} passed/total", "op");
     for (op, (p, t)) in &table {
-        println!("{op:<28} {p}/{t}");
+        println!("{op:<32} {p}/{t}");
         pass += p;
         total += t;
     }
-    println!("TOTAL {pass}/{total} ({} known failures)", known_hit.len());
+    println!("known failures by reason:");
+    for (why, cases) in &reasons {
+        println!("  {:>3}  {why}", cases.len());
+    }
+    let rate = pass as f64 / total.max(1) as f64;
+    println!(
+        "TOTAL {pass}/{total} ({:.1}%; {} known failures, {} unexplained)",
+        100.0 * rate,
+        reasons.values().map(Vec::len).sum::<usize>(),
+        failures.len()
+    );
     if !stale.is_empty() {
         println!("KNOWN entries that now pass (remove them): {stale:?}");
     }
     assert!(
         failures.is_empty(),
-        "{} conformance case(s) failed:\n{}",
+        "{} conformance case(s) failed without a KNOWN reason:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    assert!(
+        rate >= MIN_PASS_RATE,
+        "pass rate {rate:.4} fell below MIN_PASS_RATE {MIN_PASS_RATE}"
     );
 }
 

@@ -333,9 +333,79 @@ fn constraints(node: &NodeProto) -> Constraints {
             c.same.push(vec![In(0), In(2)]);
             c.same.push(vec![In(1), Out(0)]);
         }
-        _ => {}
+        _ => host_kernel_constraints(node, &mut c),
     }
     c
+}
+
+/// Type rules of the runtime's host-kernel ops (gathers, scatters, losses, signal and
+/// integer ops), from their ONNX schemas.
+fn host_kernel_constraints(node: &NodeProto, c: &mut Constraints) {
+    use Slot::{In, Out};
+    let float_out = |c: &mut Constraints| {
+        let e = attr(node, "output_datatype").map_or(dt::FLOAT, |a| a.i as i32);
+        c.fixed.push((Out(0), e));
+    };
+    match node.op_type.as_str() {
+        "BitShift" => c.same.push(vec![In(0), In(1), Out(0)]),
+        "GatherND"
+        | "Compress"
+        | "ReverseSequence"
+        | "Trilu"
+        | "CumSum"
+        | "Hardmax"
+        | "Shrink"
+        | "MeanVarianceNormalization"
+        | "Det"
+        | "DFT"
+        | "GridSample" => {
+            c.same.push(vec![In(0), Out(0)]);
+        }
+        "ScatterElements" | "Scatter" | "ScatterND" => c.same.push(vec![In(0), In(2), Out(0)]),
+        "EyeLike" => match attr(node, "dtype").map(|a| a.i as i32).filter(|&e| e != 0) {
+            Some(e) => c.fixed.push((Out(0), e)),
+            None => c.same.push(vec![In(0), Out(0)]),
+        },
+        "Unique" => {
+            c.same.push(vec![In(0), Out(0)]);
+            c.fixed.extend([1, 2, 3].map(|k| (Out(k), dt::INT64)));
+        }
+        "IsInf" | "IsNaN" => c.fixed.push((Out(0), dt::BOOL)),
+        "NegativeLogLikelihoodLoss" => c.same.push(vec![In(0), In(2), Out(0)]),
+        "SoftmaxCrossEntropyLoss" => c.same.push(vec![In(0), In(2), Out(0), Out(1)]),
+        "STFT" => c.same.push(vec![In(0), In(2), Out(0)]),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" | "MelWeightMatrix" => float_out(c),
+        "DynamicQuantizeLinear" => {
+            c.fixed.push((In(0), dt::FLOAT));
+            c.fixed.push((Out(0), dt::UINT8));
+            c.fixed.push((Out(1), dt::FLOAT));
+            c.fixed.push((Out(2), dt::UINT8));
+        }
+        "MatMulInteger" | "ConvInteger" => {
+            c.same.push(vec![In(0), In(2)]);
+            c.same.push(vec![In(1), In(3)]);
+            c.fixed.push((Out(0), dt::INT32));
+        }
+        "QLinearMatMul" | "QLinearConv" => {
+            c.same.push(vec![In(0), In(2)]);
+            c.same.push(vec![In(3), In(5)]);
+            c.same.push(vec![In(7), Out(0)]);
+            c.fixed.push((In(1), dt::FLOAT));
+            if node.op_type == "QLinearConv" {
+                c.fixed.push((In(8), dt::INT32));
+            }
+        }
+        "RoiAlign" => {
+            c.same.push(vec![In(0), In(1), Out(0)]);
+            c.fixed.push((In(2), dt::INT64));
+        }
+        "MaxUnpool" => {
+            c.same.push(vec![In(0), Out(0)]);
+            c.fixed.push((In(1), dt::INT64));
+            c.fixed.push((In(2), dt::INT64));
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -585,3 +585,176 @@ fn recurrent_weights_of_the_wrong_shape_name_the_input() {
         "{err}"
     );
 }
+/// The run's error is a [`RunError::Node`] naming `name` whose message contains `needle`.
+fn node_fails(m: &ModelProto, x: &[usize], name: &str, needle: &str) {
+    let err = fails(m, x);
+    assert!(
+        matches!(&err, RunError::Node { node, message, .. }
+            if node == name && message.contains(needle)),
+        "{err}"
+    );
+}
+
+#[test]
+fn gathers_and_scatters_check_every_index() {
+    let x = &[2usize, 2];
+    let ge = one(
+        node("GatherElements", "ge", &["x", "i"], &["y"]),
+        vec![tensor_i64("i", &[2, 2], &[0, 5, 1, 0])],
+        x,
+    );
+    node_fails(&ge, x, "ge", "index 5 is out of range");
+    let gnd = one(
+        node("GatherND", "gnd", &["x", "i"], &["y"]),
+        vec![tensor_i64("i", &[1, 2], &[0, i64::MIN])],
+        x,
+    );
+    node_fails(&gnd, x, "gnd", "out of range");
+    let snd = one(
+        node("ScatterND", "snd", &["x", "i", "u"], &["y"]),
+        vec![
+            tensor_i64("i", &[1, 1], &[7]),
+            tensor_f32("u", &[1, 2], &[1.0, 2.0]),
+        ],
+        x,
+    );
+    node_fails(&snd, x, "snd", "index 7 is out of range");
+    let mut se = node("ScatterElements", "se", &["x", "i", "u"], &["y"]);
+    se.attribute.push(attr_int("axis", 1));
+    let se = one(
+        se,
+        vec![
+            tensor_i64("i", &[1, 1], &[-3]),
+            tensor_f32("u", &[1, 1], &[1.0]),
+        ],
+        x,
+    );
+    node_fails(&se, x, "se", "index -3 is out of range");
+    let nll = one(
+        node("NegativeLogLikelihoodLoss", "nll", &["x", "t"], &["y"]),
+        vec![tensor_i64("t", &[2], &[1, 2])],
+        x,
+    );
+    node_fails(&nll, x, "nll", "target class 2 is out of range");
+}
+
+#[test]
+fn one_hot_depth_and_window_sizes_are_bounded() {
+    let x = &[1usize];
+    let oh = one(
+        node("OneHot", "oh", &["i", "d", "v"], &["y"]),
+        vec![
+            tensor_i64("i", &[3], &[0, 1, 2]),
+            tensor_i64("d", &[], &[1 << 40]),
+            tensor_f32("v", &[2], &[0.0, 1.0]),
+        ],
+        x,
+    );
+    assert_eq!(too_large(&fails(&oh, x), "oh", "y"), [3, 1 << 40]);
+    let hann = one(
+        node("HannWindow", "hann", &["n"], &["y"]),
+        vec![tensor_i64("n", &[], &[1 << 40])],
+        x,
+    );
+    assert_eq!(too_large(&fails(&hann, x), "hann", "size"), [1 << 40]);
+}
+
+#[test]
+fn dft_work_is_bounded() {
+    let x = &[1usize, 8, 1];
+    let dft = |len: i64| {
+        let m = one(
+            node("DFT", "dft", &["x", "n"], &["y"]),
+            vec![tensor_i64("n", &[], &[len])],
+            x,
+        );
+        fails(&m, x)
+    };
+    // a length past the element limit is refused as a size...
+    assert_eq!(too_large(&dft(1 << 40), "dft", "dft_length"), [1 << 40]);
+    // ...and one within it but needing 2^40 multiply-adds as work, before looping
+    let err = dft(1 << 20);
+    assert!(err.to_string().contains("too much work"), "{err}");
+}
+
+#[test]
+fn roi_align_and_max_unpool_check_regions_and_indices() {
+    let x = &[1usize, 1, 4, 4];
+    let roi = |rois: [f32; 4], batch: i64| {
+        one(
+            node("RoiAlign", "roi", &["x", "r", "b"], &["y"]),
+            vec![
+                tensor_f32("r", &[1, 4], &rois),
+                tensor_i64("b", &[1], &[batch]),
+            ],
+            x,
+        )
+    };
+    node_fails(&roi([0.0, 0.0, 1e30, 1e30], 0), x, "roi", "too large");
+    node_fails(&roi([0.0, 0.0, 2.0, 2.0], 3), x, "roi", "batch index 3");
+    let mut up = node("MaxUnpool", "unpool", &["x", "i"], &["y"]);
+    up.attribute.push(attr_ints("kernel_shape", [2, 2]));
+    up.attribute.push(attr_ints("strides", [2, 2]));
+    let small = &[1usize, 1, 1, 1];
+    let up = one(up, vec![tensor_i64("i", &[1, 1, 1, 1], &[99])], small);
+    node_fails(&up, small, "unpool", "index 99 is out of range");
+}
+
+#[test]
+fn integer_mod_by_zero_and_compress_past_the_axis_are_errors() {
+    let x = &[2usize];
+    let m = one(
+        node("Mod", "mod", &["a", "b"], &["y"]),
+        vec![
+            tensor_i64("a", &[2], &[5, 7]),
+            tensor_i64("b", &[2], &[2, 0]),
+        ],
+        x,
+    );
+    node_fails(&m, x, "mod", "by zero");
+    let c = model(
+        vec![node("Compress", "cmp", &["x", "c"], &["y"])],
+        vec![value_info("x", 1, x)],
+        &["y"],
+        vec![crate::proto::raw_tensor(
+            "c",
+            &[3],
+            crate::proto::elem::BOOL,
+            vec![0, 0, 1],
+        )],
+        17,
+    );
+    node_fails(&c, x, "cmp", "past axis");
+}
+
+#[test]
+fn grid_sample_far_outside_the_image_reads_zeros() {
+    // A grid point at 1e30 once overflowed the tap arithmetic (x0 + 1 at i64::MAX).
+    for mode in ["bilinear", "nearest", "bicubic"] {
+        let mut n = node("GridSample", "gs", &["x", "g"], &["y"]);
+        let mut a = attr_int("mode", 0);
+        a.type_ = onnx_ir::AttributeType::STRING.into();
+        a.s = mode.as_bytes().to_vec().into();
+        n.attribute.push(a);
+        let m = one(
+            n,
+            vec![tensor_f32("g", &[1, 1, 2, 2], &[1e30, 0.0, -1e30, 1e30])],
+            &[1, 1, 2, 2],
+        );
+        let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+        let x = Value::from_f32(vec![1.0; 4], &[1, 1, 2, 2], &dev());
+        let y = g.run(vec![("x".into(), x)]).unwrap()[0].1.to_f32().unwrap();
+        assert_eq!(y, [0.0, 0.0], "{mode}");
+    }
+}
+
+#[test]
+fn max_pool_indices_with_a_huge_window_are_refused_before_looping() {
+    let x = &[1usize, 1, 2, 2];
+    let mut p = node("MaxPool", "pool", &["x"], &["y", "i"]);
+    p.attribute
+        .push(attr_ints("kernel_shape", [1 << 20, 1 << 20]));
+    // a 3x3 output, each of whose windows spans 2^40 positions
+    p.attribute.push(attr_ints("pads", [1 << 19; 4]));
+    node_fails(&one(p, vec![], x), x, "pool", "comparisons");
+}

@@ -9,19 +9,36 @@ use super::error::{RunResult, op_err};
 use super::value::{DynTensor, Value};
 use crate::proto::elem::{self as dt, dtype_name};
 
+pub(crate) mod batch_norm_training;
 pub(crate) mod conv;
 pub(crate) mod einsum;
 pub(crate) mod elementwise;
+pub(crate) mod gather_scatter;
+pub(crate) mod grid_sample;
+pub(crate) mod host;
+pub(crate) mod integer;
+pub(crate) mod integer_quant;
 pub(crate) mod linalg;
+pub(crate) mod loss;
+pub(crate) mod math;
+pub(crate) mod max_unpool;
 pub(crate) mod nms;
 pub(crate) mod norm;
 pub(crate) mod pool;
+pub(crate) mod pool_indices;
+pub(crate) mod qlinear;
 pub(crate) mod quant;
 pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod resize;
+pub(crate) mod roi_align;
+pub(crate) mod select;
 pub(crate) mod shape;
+pub(crate) mod signal;
+pub(crate) mod space_depth;
 pub(crate) mod topk;
+pub(crate) mod training;
+pub(crate) mod triangular;
 
 /// Dispatch on a runtime rank (1..=6), binding the const `$r`; the body yields a
 /// `RunResult`, and other ranks an error.
@@ -317,7 +334,53 @@ pub const SUPPORTED: &[&str] = &[
     "RNN",
     "Scan",
     "TopK",
+    // host kernels: gathers/scatters, losses, masks, integer and signal ops
+    "BitShift",
+    "BlackmanWindow",
+    "Compress",
+    "CumSum",
+    "DFT",
+    "DepthToSpace",
+    "Det",
+    "DynamicQuantizeLinear",
+    "EyeLike",
+    "GatherElements",
+    "GatherND",
+    "HammingWindow",
+    "HannWindow",
+    "Hardmax",
+    "IsInf",
+    "IsNaN",
+    "MatMulInteger",
+    "MeanVarianceNormalization",
+    "MelWeightMatrix",
+    "Mod",
+    "NegativeLogLikelihoodLoss",
+    "NonZero",
+    "OneHot",
+    "ReverseSequence",
+    "STFT",
+    "Scatter",
+    "ScatterElements",
+    "ScatterND",
+    "Shrink",
+    "SoftmaxCrossEntropyLoss",
+    "SpaceToDepth",
+    "Trilu",
+    "ConvInteger",
+    "GridSample",
+    "QLinearConv",
+    "QLinearMatMul",
+    "Unique",
+    "MaxUnpool",
+    "RoiAlign",
 ];
+
+/// Domain of ONNX's optimizer ops.
+pub const TRAINING_DOMAIN: &str = "ai.onnx.preview.training";
+
+/// Ops of [`TRAINING_DOMAIN`] the runtime executes.
+pub const TRAINING: &[&str] = &["Adagrad", "Adam", "Momentum"];
 
 /// Ops of [`quant::INTERNAL_DOMAIN`] (made by the runtime's users, never written out).
 pub const INTERNAL: &[&str] = &["FakeQuantizeLinear"];
@@ -326,6 +389,8 @@ pub const INTERNAL: &[&str] = &["FakeQuantizeLinear"];
 pub(crate) fn supports(node: &NodeProto) -> bool {
     if node.domain.is_empty() || node.domain == "ai.onnx" {
         SUPPORTED.contains(&node.op_type.as_str())
+    } else if node.domain == TRAINING_DOMAIN {
+        TRAINING.contains(&node.op_type.as_str())
     } else {
         node.domain == quant::INTERNAL_DOMAIN && INTERNAL.contains(&node.op_type.as_str())
     }
@@ -334,6 +399,11 @@ pub(crate) fn supports(node: &NodeProto) -> bool {
 /// Runs one node.
 pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
     match op {
+        // host kernels for modes the burn kernels below do not cover
+        "MaxPool" if ctx.wants_output(1) => pool_indices::max_pool_with_indices(ctx),
+        "BatchNormalization" if ctx.int_attr("training_mode", 0) != 0 => {
+            batch_norm_training::batch_norm_training(ctx)
+        }
         "Gemm" => linalg::gemm(ctx),
         "MatMul" => linalg::matmul(ctx),
         "Conv" => conv::conv(ctx),
@@ -363,6 +433,45 @@ pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
         "Cast" | "CastLike" | "Concat" | "Constant" | "ConstantOfShape" | "Dropout" | "Expand"
         | "Flatten" | "Gather" | "Identity" | "Pad" | "Range" | "Reshape" | "Shape" | "Size"
         | "Slice" | "Split" | "Squeeze" | "Tile" | "Transpose" | "Unsqueeze" => shape::run(ctx, op),
+        // host kernels
+        "GatherElements" => gather_scatter::gather_elements(ctx),
+        "ScatterElements" | "Scatter" => gather_scatter::scatter_elements(ctx),
+        "GatherND" => gather_scatter::gather_nd(ctx),
+        "ScatterND" => gather_scatter::scatter_nd(ctx),
+        "NegativeLogLikelihoodLoss" => loss::nll_loss(ctx),
+        "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(ctx),
+        "Trilu" => triangular::trilu(ctx),
+        "EyeLike" => triangular::eye_like(ctx),
+        "Mod" => integer::modulo(ctx),
+        "BitShift" => integer::bit_shift(ctx),
+        "CumSum" => math::cumsum(ctx),
+        "Hardmax" => math::hardmax(ctx),
+        "Shrink" => math::shrink(ctx),
+        "IsInf" | "IsNaN" => math::is_special(ctx, op),
+        "MeanVarianceNormalization" => math::mean_variance_norm(ctx),
+        "Det" => math::det(ctx),
+        "Compress" => select::compress(ctx),
+        "NonZero" => select::non_zero(ctx),
+        "OneHot" => select::one_hot(ctx),
+        "ReverseSequence" => select::reverse_sequence(ctx),
+        "DepthToSpace" => space_depth::depth_to_space(ctx),
+        "SpaceToDepth" => space_depth::space_to_depth(ctx),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => signal::window(ctx, op),
+        "DFT" => signal::dft_op(ctx),
+        "STFT" => signal::stft(ctx),
+        "MelWeightMatrix" => signal::mel_weight_matrix(ctx),
+        "DynamicQuantizeLinear" => integer_quant::dynamic_quantize(ctx),
+        "MatMulInteger" => integer_quant::matmul_integer(ctx),
+        "ConvInteger" => qlinear::conv_integer(ctx),
+        "QLinearConv" => qlinear::qlinear_conv(ctx),
+        "QLinearMatMul" => qlinear::qlinear_matmul(ctx),
+        "GridSample" => grid_sample::grid_sample(ctx),
+        "Unique" => select::unique(ctx),
+        "MaxUnpool" => max_unpool::max_unpool(ctx),
+        "RoiAlign" => roi_align::roi_align(ctx),
+        "Momentum" if ctx.node.domain == TRAINING_DOMAIN => training::momentum(ctx),
+        "Adagrad" if ctx.node.domain == TRAINING_DOMAIN => training::adagrad(ctx),
+        "Adam" if ctx.node.domain == TRAINING_DOMAIN => training::adam(ctx),
         _ => elementwise::run(ctx, op),
     }
 }

@@ -90,11 +90,15 @@ pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     Ok(vec![out])
 }
 
-/// `Dropout` at inference: the input, and an all-true mask when asked for.
+/// `Dropout` at inference (or in training mode with ratio 0, where nothing is dropped
+/// and the scale `1 / (1 - ratio)` is 1): the input, and an all-true mask when asked for.
 fn dropout(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let v = ctx.input(0)?;
-    if ctx.opset >= 12 && ctx.host_scalar(2)?.unwrap_or(0.0) != 0.0 {
-        return Err(op_err("Dropout in training mode is not supported"));
+    let training = ctx.opset >= 12 && ctx.host_scalar(2)?.unwrap_or(0.0) != 0.0;
+    if training && ctx.host_scalar(1)?.unwrap_or(0.5) != 0.0 {
+        return Err(op_err(
+            "Dropout in training mode with a non-zero ratio (random) is not supported",
+        ));
     }
     let mut outs = vec![v.clone()];
     if ctx.wants_output(1) {
