@@ -30,9 +30,12 @@ qdq quantizes FP32 ONNX models into TensorRT-ready QDQ ONNX files, with no Pytho
 It places quantizers where TensorRT wants them (inputs of Conv, ConvTranspose, Gemm and
 MatMul with per-channel weights, pooling inputs, the skip branch of residual adds,
 Concat inputs with one shared scale), calibrates them in one streaming pass over your
-data (max, entropy, mse or percentile, all from one collection), writes the QDQ model
-with the opset it needs, checks it against TensorRT's rules, and reports how far the
-quantized outputs are from the float ones.
+data (max, entropy, mse or percentile, all from one collection; or auto: per quantizer,
+the one of those whose quantization least changes its consumers' output, measured in a
+second pass over the first --auto-items items), writes the QDQ model with the opset it
+needs, checks it against TensorRT's rules, and reports how far the quantized outputs
+are from the float ones. FP16/BF16 models keep their float type (Q/DQ in it, from opset
+19); weights in external data files next to the model are read.
 
 With no command, `qdq` runs `qdq demo`: a small Fashion-MNIST CNN bundled in the
 binary, calibrated on 256 images and evaluated on 500, FP32 against INT8.
