@@ -5,7 +5,7 @@ For each model: realistic deterministic inputs (bench/corpus/inputs.py), calibra
 one set and the task metric against FP32 on another; validity (onnx.checker full check,
 ONNX Runtime loads and runs the file); wall time and peak memory of each quantizer run
 (a separate process each, its peak RSS from wait4). Rows: qdq's default method, qdq
-`--method auto`, and ORT quantize_static (QDQ, per-channel, symmetric INT8) with MinMax,
+`--method auto` (or any --qdq-methods), and ORT quantize_static (QDQ, per-channel, symmetric INT8) with MinMax,
 Entropy and Percentile.
 
     python3 -m venv target/bench-venv
@@ -350,8 +350,11 @@ def bench_model(mid, args, ctx):
         save_items(make_items(mid, args.eval, 2, ctx), ev)
     items = load_items(ev)
     rows = []
-    runs = [("qdq default", [str(args.qdq), "quantize", str(src), "--calib", str(calib), "-o", None]),
-            ("qdq auto", [str(args.qdq), "quantize", str(src), "--calib", str(calib), "--method", "auto", "-o", None])]
+    runs = [
+        (f"qdq {m}", [str(args.qdq), "quantize", str(src), "--calib", str(calib), "-o", None]
+         + ([] if m == "default" else ["--method", m]))
+        for m in args.qdq_methods
+    ]
     runs += [(f"ORT {m}", [sys.executable, __file__, "--ort-worker", str(src), str(calib), None, m]) for m in args.ort_methods]
     for label, cmd in runs:
         out = work / (label.replace(" ", "-") + ".onnx")
@@ -414,11 +417,14 @@ def main(argv=None):
     ap.add_argument("--eval", type=int, default=32)
     ap.add_argument("--timeout", type=float, default=1200)
     ap.add_argument("--ort-methods", default="MinMax,Entropy,Percentile")
+    ap.add_argument("--qdq-methods", default="default,auto",
+                    help="qdq runs: `default` (no --method) and --method values, comma-separated")
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     args.ort_methods = [m for m in args.ort_methods.split(",") if m]
+    args.qdq_methods = [m for m in args.qdq_methods.split(",") if m]
     args.work.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(args.models)
     ids = [m for m in (args.only.split(",") if args.only else MODELS) if m]
