@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use qdq_cli::demo;
-use qdq_onnx::quantize::{CalibrationCache, Method, MethodChoice, QuantizeOptions, apply};
+use qdq_onnx::quantize::{CalibrationCache, MethodChoice, QuantizeOptions, apply};
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_onnx::{Message, ModelProto};
 
@@ -24,7 +24,7 @@ pub(crate) fn run_demo(output: &Path, json: bool, device: &Device) -> Fallible<E
     let model = ModelProto::parse_from_bytes(demo::MODEL)?;
     let opts = QuantizeOptions::default();
     let methods = Methods {
-        method: MethodChoice::Fixed(Method::entropy()),
+        method: MethodChoice::Auto,
         per: &HashMap::new(),
         auto_items: 8,
         format: opts.format,
@@ -44,7 +44,7 @@ pub(crate) fn run_demo(output: &Path, json: bool, device: &Device) -> Fallible<E
     let qgraph = OnnxGraph::from_model(&quantized, device)?;
     let eval = evaluate(&float, &qgraph, &test, 100)?;
     let header = format!(
-        "Fashion-MNIST CNN (bundled): {} quantizers, entropy calibration on {} images",
+        "Fashion-MNIST CNN (bundled): {} quantizers, auto calibration on {} images",
         prepared.sites.len(),
         calib.len()
     );

@@ -331,11 +331,11 @@ struct CalibArgs {
         required = true
     )]
     calib: Vec<String>,
-    /// Activation amax method: max, entropy, mse, percentile, percentile=P, or auto
-    /// (per quantizer, the candidate among max, percentiles 99.999/99.99/99.9, mse and
-    /// entropy whose quantization least changes its consumers' output, measured on the
-    /// first --auto-items items).
-    #[arg(long, default_value = "entropy")]
+    /// Activation amax method: auto (the default: per quantizer, the candidate among
+    /// max, percentiles 99.999/99.99/99.9, mse and entropy whose quantization least
+    /// changes its consumers' output, measured on the first --auto-items items), max,
+    /// entropy, mse, percentile or percentile=P.
+    #[arg(long, default_value = "auto")]
     method: String,
     /// Per-tensor method override, TENSOR=METHOD; repeatable.
     #[arg(long = "method-for")]

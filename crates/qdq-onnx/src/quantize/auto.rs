@@ -51,13 +51,14 @@ pub struct Choice {
     pub errors: Vec<(Method, f32, f64)>,
 }
 
-/// One quantizer's probe: its consumers in float, and quantized with each candidate.
+/// One quantizer's probe: its consumers, run in float and quantized with each
+/// candidate. The runtime graphs are built when the probe runs and dropped after, so
+/// only one quantizer's copies of its consumers' weights are alive at a time.
 struct Probe {
     tensor: String,
-    /// Non-constant inputs the probe graphs take (the quantized tensor among them).
-    inputs: Vec<String>,
-    float: OnnxGraph,
-    quantized: Vec<(Method, f32, OnnxGraph)>,
+    cut: Cut,
+    /// The candidates: method and amax.
+    candidates: Vec<(Method, f32)>,
     /// Sum over batches of each candidate's relative error.
     error: Vec<f64>,
     batches: usize,
@@ -66,6 +67,8 @@ struct Probe {
 /// The second, measuring pass of `auto` over a few batches.
 pub struct AutoSelect {
     probes: Vec<Probe>,
+    format: QdqFormat,
+    device: burn::tensor::Device,
 }
 
 impl AutoSelect {
@@ -103,31 +106,25 @@ impl AutoSelect {
             if amaxes.is_empty() {
                 continue;
             }
-            let cut = Cut::new(&prepared.model, graph, site, &prepared.sites);
-            let load = |amax: Option<f32>| -> Result<OnnxGraph> {
-                let model = cut.model(amax, calib, format)?;
-                OnnxGraph::from_model(&model, device).map_err(|e| {
-                    Error::Graph(format!(
-                        "auto: probing the consumers of `{}`: {e}",
-                        site.tensor
-                    ))
-                })
-            };
-            let float = load(None)?;
-            let quantized = amaxes
-                .iter()
-                .map(|&(m, a)| Ok((m, a, load(Some(a))?)))
-                .collect::<Result<Vec<_>>>()?;
-            probes.push(Probe {
+            let cut = Cut::new(&prepared.model, graph, site, &prepared.sites, calib)?;
+            let probe = Probe {
                 tensor: site.tensor.clone(),
-                inputs: cut.inputs.clone(),
-                float,
-                error: vec![0.0; quantized.len()],
-                quantized,
+                cut,
+                error: vec![0.0; amaxes.len()],
+                candidates: amaxes,
                 batches: 0,
-            });
+            };
+            // Every probe graph loads now, so a failure shows before the pass.
+            for amax in std::iter::once(None).chain(probe.candidates.iter().map(|c| Some(c.1))) {
+                probe.load(amax, format, device)?;
+            }
+            probes.push(probe);
         }
-        Ok(Self { probes })
+        Ok(Self {
+            probes,
+            format,
+            device: device.clone(),
+        })
     }
 
     /// Runs one batch through the float `graph`, running each probe as soon as its
@@ -139,12 +136,13 @@ impl AutoSelect {
         let needed: HashSet<String> = self
             .probes
             .iter()
-            .flat_map(|p| p.inputs.iter().cloned())
+            .flat_map(|p| p.cut.inputs.iter().cloned())
             .collect();
         let mut pending: Vec<usize> = (0..self.probes.len()).collect();
         let mut held: HashMap<String, Value> = HashMap::new();
         let mut failure = None;
         let probes = &mut self.probes;
+        let (format, device) = (self.format, &self.device);
         let mut on_value = |name: &str, v: &Value| -> Result<()> {
             if !needed.contains(name) {
                 return Ok(());
@@ -153,14 +151,14 @@ impl AutoSelect {
             let mut k = 0;
             while k < pending.len() {
                 let p = &mut probes[pending[k]];
-                if p.inputs.iter().all(|i| held.contains_key(i)) {
-                    measure(p, &held)?;
+                if p.cut.inputs.iter().all(|i| held.contains_key(i)) {
+                    p.measure(&held, format, device)?;
                     pending.swap_remove(k);
                 } else {
                     k += 1;
                 }
             }
-            held.retain(|n, _| pending.iter().any(|&i| probes[i].inputs.contains(n)));
+            held.retain(|n, _| pending.iter().any(|&i| probes[i].cut.inputs.contains(n)));
             Ok(())
         };
         for (name, v) in &inputs {
@@ -186,10 +184,10 @@ impl AutoSelect {
         for p in self.probes.iter().filter(|p| p.batches > 0) {
             let n = p.batches as f64;
             let errors: Vec<(Method, f32, f64)> = p
-                .quantized
+                .candidates
                 .iter()
                 .zip(&p.error)
-                .map(|((m, a, _), e)| (*m, *a, e / n))
+                .map(|((m, a), e)| (*m, *a, e / n))
                 .collect();
             // The least error; NaN (a probe output that was NaN) never wins.
             let best = errors
@@ -215,30 +213,58 @@ impl AutoSelect {
     }
 }
 
-/// Runs `p`'s graphs on the `held` values and adds each candidate's error.
-fn measure(p: &mut Probe, held: &HashMap<String, Value>) -> Result<()> {
-    let feed = || -> Vec<(String, Value)> {
-        p.inputs
+impl Probe {
+    /// The runtime graph of the consumers, float (`amax` = `None`) or with the
+    /// quantizer at `amax`.
+    fn load(
+        &self,
+        amax: Option<f32>,
+        format: QdqFormat,
+        device: &burn::tensor::Device,
+    ) -> Result<OnnxGraph> {
+        let model = self.cut.model(amax, format)?;
+        OnnxGraph::from_model(&model, device).map_err(|e| {
+            Error::Graph(format!(
+                "auto: probing the consumers of `{}`: {e}",
+                self.tensor
+            ))
+        })
+    }
+
+    /// Runs the probe graphs on the `held` values and adds each candidate's error.
+    fn measure(
+        &mut self,
+        held: &HashMap<String, Value>,
+        format: QdqFormat,
+        device: &burn::tensor::Device,
+    ) -> Result<()> {
+        let feed: Vec<(String, Value)> = self
+            .cut
+            .inputs
             .iter()
             .map(|n| (n.clone(), held[n].clone()))
-            .collect()
-    };
-    let fail = |e: RunError| Error::Graph(format!("auto: probing `{}`: {e}", p.tensor));
-    let float = host(&p.float.run(feed()).map_err(fail)?).map_err(fail)?;
-    let energy: f64 = float.iter().flatten().map(|&f| f64::from(f).powi(2)).sum();
-    for (k, (_, _, g)) in p.quantized.iter().enumerate() {
-        let q = host(&g.run(feed()).map_err(fail)?).map_err(fail)?;
-        let diff: f64 = q
-            .iter()
-            .flatten()
-            .zip(float.iter().flatten())
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-            .sum();
-        // An all-zero float output: the absolute error (any change is a change).
-        p.error[k] += if energy > 0.0 { diff / energy } else { diff };
+            .collect();
+        let tensor = &self.tensor;
+        let fail = |e: RunError| Error::Graph(format!("auto: probing `{tensor}`: {e}"));
+        let run = |g: OnnxGraph| -> Result<Vec<Vec<f32>>> {
+            host(&g.run(feed.clone()).map_err(fail)?).map_err(fail)
+        };
+        let float = run(self.load(None, format, device)?)?;
+        let energy: f64 = float.iter().flatten().map(|&f| f64::from(f).powi(2)).sum();
+        for k in 0..self.candidates.len() {
+            let q = run(self.load(Some(self.candidates[k].1), format, device)?)?;
+            let diff: f64 = q
+                .iter()
+                .flatten()
+                .zip(float.iter().flatten())
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum();
+            // An all-zero float output: the absolute error (any change is a change).
+            self.error[k] += if energy > 0.0 { diff / energy } else { diff };
+        }
+        self.batches += 1;
+        Ok(())
     }
-    p.batches += 1;
-    Ok(())
 }
 
 /// Every output as f32 on the host.
@@ -259,12 +285,20 @@ struct Cut {
     /// The quantizer and the consumers' weight quantizers, with node indices into
     /// `nodes`.
     sites: Vec<Site>,
+    /// The weight quantizers' amaxes, by site name.
+    weight_amaxes: HashMap<String, Vec<f32>>,
     /// A model without graph holding the opsets of the cut one.
     template: ModelProto,
 }
 
 impl Cut {
-    fn new(model: &ModelProto, graph: &GraphProto, site: &Site, all: &[Site]) -> Self {
+    fn new(
+        model: &ModelProto,
+        graph: &GraphProto,
+        site: &Site,
+        all: &[Site],
+        calib: &Calibration,
+    ) -> Result<Self> {
         let mut index: Vec<usize> = site.consumers.iter().map(|c| c.0).collect();
         index.sort_unstable();
         index.dedup();
@@ -292,7 +326,7 @@ impl Cut {
             .flat_map(|n| n.output.iter().filter(|o| !o.is_empty()).cloned())
             .collect();
         // The quantizer itself and every weight quantizer read only by these nodes.
-        let sites = all
+        let sites: Vec<Site> = all
             .iter()
             .filter(|s| {
                 s.name == site.name
@@ -309,27 +343,33 @@ impl Cut {
                 ..s.clone()
             })
             .collect();
+        let mut weight_amaxes = HashMap::new();
+        for s in sites
+            .iter()
+            .filter(|s: &&Site| s.kind != SiteKind::Activation)
+        {
+            let amax = calib
+                .weight_amax(&s.tensor)
+                .ok_or_else(|| Error::Graph(format!("auto: weight `{}` has no amax", s.tensor)))?;
+            weight_amaxes.insert(s.name.clone(), amax);
+        }
         let mut template = ModelProto::new();
         template.ir_version = model.ir_version;
         template.opset_import = model.opset_import.clone();
-        Self {
+        Ok(Self {
             nodes,
             inputs,
             outputs,
             initializers,
             sites,
+            weight_amaxes,
             template,
-        }
+        })
     }
 
     /// The probe model: float (`amax` = `None`), or with the quantizer at `amax` and
-    /// the weight quantizers at `calib`'s amaxes.
-    fn model(
-        &self,
-        amax: Option<f32>,
-        calib: &Calibration,
-        format: QdqFormat,
-    ) -> Result<ModelProto> {
+    /// the weight quantizers at their calibrated amaxes.
+    fn model(&self, amax: Option<f32>, format: QdqFormat) -> Result<ModelProto> {
         let mut graph = GraphProto::new();
         graph.name = "auto_probe".into();
         graph.node = self.nodes.clone();
@@ -338,15 +378,9 @@ impl Cut {
         graph.output = self.outputs.iter().map(|n| value_info(n)).collect();
         let mut model = self.template.clone();
         if let Some(amax) = amax {
-            let mut amaxes = HashMap::new();
-            for s in &self.sites {
-                let a = match s.kind {
-                    SiteKind::Activation => vec![amax],
-                    SiteKind::Weight { .. } => calib.weight_amax(&s.tensor).ok_or_else(|| {
-                        Error::Graph(format!("auto: weight `{}` has no amax", s.tensor))
-                    })?,
-                };
-                amaxes.insert(s.name.clone(), a);
+            let mut amaxes = self.weight_amaxes.clone();
+            for s in self.sites.iter().filter(|s| s.kind == SiteKind::Activation) {
+                amaxes.insert(s.name.clone(), vec![amax]);
             }
             // The probe runs on the runtime, in f32 whatever the model's float type.
             insert_sites(&mut graph, &self.sites, &amaxes, format, false)?;
