@@ -367,7 +367,8 @@ impl DynTensor<Bool> {
     }
 }
 
-/// A runtime value: a float, integer or bool tensor of any rank up to [`MAX_RANK`].
+/// A runtime value: a float, integer or bool tensor of any rank up to [`MAX_RANK`], or
+/// one of ONNX's two non-tensor types, a sequence of tensors or an optional value.
 ///
 /// Floats are computed in f32 whatever their ONNX type: float16, bfloat16 and double
 /// tensors are read as f32 values, and `Cast` to float16/bfloat16 rounds through that
@@ -383,6 +384,12 @@ pub enum Value {
     Int(DynTensor<Int>, i32),
     /// bool.
     Bool(DynTensor<Bool>),
+    /// `seq(tensor(elem))`: tensors of one element type (the code, kept for an empty
+    /// sequence) and any shapes. Made and read only by the sequence ops, Identity, If,
+    /// Loop and graph inputs/outputs; every other op rejects it by name.
+    Sequence(Vec<Value>, i32),
+    /// `optional(T)`: a tensor or sequence, or nothing (`None`).
+    Optional(Option<Box<Value>>),
 }
 
 impl Value {
@@ -449,27 +456,55 @@ impl Value {
             Value::Float(t) => t.to_rank::<D>(),
             other => Err(op_err(format!(
                 "expected a float tensor, got {}",
-                dtype_name(other.elem_type())
+                other.describe()
             ))),
         }
     }
 
-    /// Logical shape (`[]` for a scalar).
+    /// Logical shape (`[]` for a scalar; also `[]` for a sequence or an optional, which
+    /// have no shape of their own: see [`Value::is_tensor`]).
     pub fn shape(&self) -> Vec<usize> {
         match self {
             Value::Float(t) => t.shape.clone(),
             Value::Int(t, _) => t.shape.clone(),
             Value::Bool(t) => t.shape.clone(),
+            Value::Sequence(..) | Value::Optional(_) => Vec::new(),
         }
     }
 
-    /// ONNX element type code.
+    /// ONNX element type code (of the elements, for a sequence or a full optional;
+    /// 0, UNDEFINED, for an empty optional).
     pub fn elem_type(&self) -> i32 {
         match self {
             Value::Float(_) => dt::FLOAT,
             Value::Int(_, e) => *e,
             Value::Bool(_) => dt::BOOL,
+            Value::Sequence(_, e) => *e,
+            Value::Optional(v) => v.as_ref().map_or(0, |v| v.elem_type()),
         }
+    }
+
+    /// Whether the value is a tensor (not a sequence or an optional).
+    pub fn is_tensor(&self) -> bool {
+        !matches!(self, Value::Sequence(..) | Value::Optional(_))
+    }
+
+    /// What the value is, for messages: `float32 [2, 3]`, `sequence of float32 (2
+    /// tensors)`, `optional (empty)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Sequence(items, e) => {
+                format!("sequence of {} ({} tensors)", dtype_name(*e), items.len())
+            }
+            Value::Optional(None) => "optional (empty)".into(),
+            Value::Optional(Some(v)) => format!("optional ({})", v.describe()),
+            v => format!("{} {:?}", dtype_name(v.elem_type()), v.shape()),
+        }
+    }
+
+    /// Error for a sequence or optional where a tensor is needed.
+    pub(crate) fn not_a_tensor(&self) -> RunError {
+        op_err(format!("expected a tensor, got a {}", self.describe()))
     }
 
     /// Host copy as f32 (ints and bools converted; FP8 bit patterns are not decoded).
@@ -478,6 +513,7 @@ impl Value {
             Value::Float(t) => t.to_vec(),
             Value::Int(t, _) => Ok(t.to_vec()?.into_iter().map(|v| v as f32).collect()),
             Value::Bool(t) => Ok(t.to_vec()?.into_iter().map(|v| v as u8 as f32).collect()),
+            v => Err(v.not_a_tensor()),
         }
     }
 
@@ -487,6 +523,7 @@ impl Value {
             Value::Float(t) => Ok(t.to_vec()?.into_iter().map(|v| v as i64).collect()),
             Value::Int(t, _) => t.to_vec(),
             Value::Bool(t) => Ok(t.to_vec()?.into_iter().map(|v| v as i64).collect()),
+            v => Err(v.not_a_tensor()),
         }
     }
 
