@@ -388,6 +388,8 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
 #[cfg(test)]
 mod hostile;
 #[cfg(test)]
+mod sequence_tests;
+#[cfg(test)]
 mod subgraph_tests;
 #[cfg(test)]
 mod tests;
