@@ -40,15 +40,6 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     // float64 / float16 inputs of ops that run on float32 (another branch adds them)
     ("test_eyelike_with_dtype", "float64 output dtype"),
-    // the runtime's values are rank 1 to 6
-    (
-        "test_nllloss_NCd1d2d3d4d5_*",
-        "rank-7 input; the runtime's values stop at rank 6",
-    ),
-    (
-        "test_sce_NCd1d2d3d4d5_*",
-        "rank-7 input; the runtime's values stop at rank 6",
-    ),
     (
         "test_adam_multiple",
         "the stored outputs were made with epsilon 1e-2, but the node carries no epsilon (default 1e-6)",
@@ -309,7 +300,7 @@ fn model_ops(path: &Path) -> Option<Vec<String>> {
 
 /// Lowest accepted share of all node cases passing (the figure reached on this branch,
 /// floored); a drop below it fails the test even if every failure is listed in [`KNOWN`].
-const MIN_PASS_RATE: f64 = 0.94;
+const MIN_PASS_RATE: f64 = 0.95;
 
 /// Every node case of the test data counts: a case whose ops the runtime lacks is a
 /// failure like any other, and every failure must match a [`KNOWN`] entry (its reason

@@ -1,5 +1,5 @@
 //! Rank-erased tensors. burn fixes a tensor's rank at compile time while ONNX ranks are
-//! only known at run time, so values are an enum over ranks 1..=6 ([`Dyn`]) plus the
+//! only known at run time, so values are an enum over ranks 1..=7 ([`Dyn`]) plus the
 //! logical ONNX shape (which may be `[]`, a scalar stored as a burn `[1]` tensor). The
 //! `dyn_*` macros dispatch over ranks; ops stay burn tensor ops (autodiff-friendly).
 
@@ -12,7 +12,7 @@ use crate::proto::decode::{DecodeError, HostData, decode};
 use crate::proto::elem::{self as dt, dtype_name};
 
 /// Highest tensor rank the runtime handles.
-pub const MAX_RANK: usize = 6;
+pub const MAX_RANK: usize = 7;
 
 /// Most elements one tensor may hold: 2^31 (8 GiB of float32). Every size the runtime
 /// reads from a model or computes from one (dims, pads, Expand, Tile, Resize...) is
@@ -28,7 +28,7 @@ pub const MAX_ELEMENTS: usize = 1 << 31;
 #[cfg(feature = "fuzz-limits")]
 pub const MAX_ELEMENTS: usize = 1 << 24;
 
-/// A burn tensor of rank 1..=6 whose rank is chosen at run time.
+/// A burn tensor of rank 1..=7 whose rank is chosen at run time.
 #[derive(Clone, Debug)]
 pub enum Dyn<K: Basic> {
     /// Rank 1 (also rank 0, as `[1]`).
@@ -43,9 +43,11 @@ pub enum Dyn<K: Basic> {
     R5(Tensor<5, K>),
     /// Rank 6.
     R6(Tensor<6, K>),
+    /// Rank 7 (ONNX's NLL and cross-entropy tests go this far).
+    R7(Tensor<7, K>),
 }
 
-/// Runs `$body` with the const `$r` set to the run-time `$rank`: 1 to 5, and 6 for
+/// Runs `$body` with the const `$r` set to the run-time `$rank`: 1 to 6, and 7 for
 /// anything else (callers check ranks first). The one place a run-time rank becomes a
 /// compile-time one.
 macro_rules! const_rank {
@@ -76,9 +78,14 @@ macro_rules! const_rank {
                 const $r: usize = 5;
                 $body
             }
-            _ => {
+            6 => {
                 #[allow(dead_code)]
                 const $r: usize = 6;
+                $body
+            }
+            _ => {
+                #[allow(dead_code)]
+                const $r: usize = 7;
                 $body
             }
         }
@@ -128,6 +135,11 @@ macro_rules! dyn_apply {
                 const $r: usize = 6;
                 $body
             }
+            Dyn::R7($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 7;
+                $body
+            }
         }
     }};
 }
@@ -167,6 +179,11 @@ macro_rules! dyn_zip {
                 const $r: usize = 6;
                 Ok(Dyn::R6($body))
             }
+            (Dyn::R7($x), Dyn::R7($y)) => {
+                #[allow(dead_code)]
+                const $r: usize = 7;
+                Ok(Dyn::R7($body))
+            }
             _ => Err($crate::runtime::error::op_err("internal: rank mismatch")),
         }
     }};
@@ -185,7 +202,7 @@ macro_rules! dyn_from {
         }
     )*};
 }
-dyn_from!(R1 1, R2 2, R3 3, R4 4, R5 5, R6 6);
+dyn_from!(R1 1, R2 2, R3 3, R4 4, R5 5, R6 6, R7 7);
 
 impl<K: Basic> Dyn<K> {
     /// burn rank (1 for scalars).

@@ -41,14 +41,14 @@ pub(crate) mod topk;
 pub(crate) mod training;
 pub(crate) mod triangular;
 
-/// Dispatch on a runtime rank (1..=6), binding the const `$r`; the body yields a
+/// Dispatch on a runtime rank (1..=7), binding the const `$r`; the body yields a
 /// `RunResult`, and other ranks an error.
 macro_rules! with_rank {
     ($rank:expr, |$r:ident| $body:expr) => {{
         match $rank {
-            rank @ 1..=6 => $crate::runtime::value::const_rank!(rank, |$r| $body),
+            rank @ 1..=7 => $crate::runtime::value::const_rank!(rank, |$r| $body),
             other => Err($crate::runtime::error::op_err(format!(
-                "rank {other} is not supported (1 to 6)"
+                "rank {other} is not supported (1 to 7)"
             ))),
         }
     }};
