@@ -37,6 +37,7 @@ pub use body::MAX_SUBGRAPH_DEPTH;
 pub use control::MAX_LOOP_ITERATIONS;
 pub use error::{RunError, RunResult};
 pub use ops::quant::INTERNAL_DOMAIN;
+pub use ops::sequence::MAX_SEQUENCE_LEN;
 pub use probe::{ProbeFill, probe_values};
 pub use value::{Dyn, DynTensor, MAX_ELEMENTS, MAX_RANK, Value};
 

@@ -384,3 +384,23 @@ fn sequence_map_pairs_elements_and_checks_lengths() {
         "input #1 is a sequence of 1 tensors, input #0 of 2",
     );
 }
+
+#[test]
+fn sequences_of_empty_tensors_are_bounded_in_length() {
+    // an empty axis split into 2^20 + 1 empty pieces: no elements, but too many tensors
+    let zeros = vec![0i64; MAX_SEQUENCE_LEN + 1];
+    let err = run(
+        vec![node("SplitToSequence", "split", &["e", "z"], &["y"])],
+        vec![
+            tensor_f32("e", &[0], &[]),
+            tensor_i64("z", &[zeros.len()], &zeros),
+        ],
+        &["y"],
+    )
+    .unwrap_err();
+    assert_node_error(
+        &err,
+        "split",
+        "a sequence of 1048577 tensors exceeds the runtime's limit",
+    );
+}

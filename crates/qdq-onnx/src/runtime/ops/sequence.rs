@@ -3,13 +3,19 @@
 //! Optional, OptionalHasElement, OptionalGetElement. (SequenceMap runs a subgraph:
 //! `runtime/control.rs`.) A sequence holds tensors of one element type; positions may
 //! be negative (counted from the end) and are checked against the length; a sequence's
-//! elements together stay within [`MAX_ELEMENTS`].
+//! elements together stay within [`MAX_ELEMENTS`], and it holds at most
+//! [`MAX_SEQUENCE_LEN`] of them (empty tensors count too).
 
 use super::super::error::{RunResult, op_err, too_large};
 use super::super::value::{MAX_ELEMENTS, Value};
 use super::shape::{concat_values, narrow};
 use super::{Ctx, norm_axis};
 use crate::proto::elem::{self as dt, dtype_name};
+
+/// Most tensors one sequence holds: 2^20. Bounds what a hostile model can ask for with
+/// empty tensors, which [`MAX_ELEMENTS`] does not see (a SplitToSequence of an empty
+/// axis into a billion empty pieces).
+pub const MAX_SEQUENCE_LEN: usize = 1 << 20;
 
 /// Ops that take or make sequences and optionals (the executor lets only these, and
 /// Identity, If and Loop, see a non-tensor input).
@@ -99,6 +105,7 @@ pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
 /// A sequence of `items`, checking they share element type `elem` and together stay
 /// within [`MAX_ELEMENTS`].
 pub(crate) fn sequence(items: Vec<Value>, elem: i32) -> RunResult<Value> {
+    check_len(items.len())?;
     let mut total: usize = 0;
     for (i, v) in items.iter().enumerate() {
         if !v.is_tensor() {
@@ -120,6 +127,15 @@ pub(crate) fn sequence(items: Vec<Value>, elem: i32) -> RunResult<Value> {
             .ok_or_else(|| too_large(&[total as u64, items.len() as u64]))?;
     }
     Ok(Value::Sequence(items, elem))
+}
+
+fn check_len(n: usize) -> RunResult<()> {
+    if n > MAX_SEQUENCE_LEN {
+        return Err(op_err(format!(
+            "a sequence of {n} tensors exceeds the runtime's limit of {MAX_SEQUENCE_LEN}"
+        )));
+    }
+    Ok(())
 }
 
 /// Input `i` as a sequence's items and element type.
@@ -169,21 +185,33 @@ fn split_to_sequence(ctx: &Ctx) -> RunResult<Value> {
     let axis = norm_axis(ctx.int_attr("axis", 0), shape.len())?;
     let dim = shape[axis];
     let split = ctx.host_ints(1)?;
-    let scalar_split = ctx.opt(1).is_some_and(|v| v.shape().is_empty());
-    let sizes: Vec<usize> = match &split {
-        None => vec![1; dim],
-        Some(s) if scalar_split => {
-            let k = usize::try_from(s[0])
+    // a scalar `split` is one piece size (its one value); a 1-D one lists the sizes
+    let piece = match (&split, ctx.opt(1).is_some_and(|v| v.shape().is_empty())) {
+        (Some(s), true) => {
+            let k = s.first().copied().unwrap_or(0);
+            let k = usize::try_from(k)
                 .ok()
                 .filter(|&k| k > 0)
-                .ok_or_else(|| op_err(format!("split {} must be positive", s[0])))?;
+                .ok_or_else(|| op_err(format!("split {k} must be positive")))?;
+            Some(k)
+        }
+        _ => None,
+    };
+    check_len(match (&split, piece) {
+        (_, Some(k)) => dim / k,
+        (Some(s), None) => s.len(),
+        (None, None) => dim,
+    })?;
+    let sizes: Vec<usize> = match (&split, piece) {
+        (_, Some(k)) => {
             let mut v = vec![k; dim / k];
             if dim % k != 0 {
                 v.push(dim % k);
             }
             v
         }
-        Some(s) => {
+        (None, None) => vec![1; dim],
+        (Some(s), None) => {
             let v = s
                 .iter()
                 .map(|&d| usize::try_from(d).map_err(|_| op_err(format!("negative split {d}"))))
