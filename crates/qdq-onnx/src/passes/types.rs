@@ -7,6 +7,11 @@
 //! type (`Shape` → int64). Inference runs both ways through a shared variable, so an
 //! undeclared graph input read by a `Conv` with a float weight is float too. A tensor
 //! no rule reaches has no entry: unknown, and so never quantized.
+//!
+//! A sequence or optional value counts with the element type of the tensors it holds
+//! (ONNX's `S: seq(tensor(T))` shares `T`), so types flow through SequenceInsert,
+//! SequenceAt or OptionalGetElement; no quantizable op reads a sequence, so placement
+//! never puts Q/DQ on one.
 
 use std::collections::HashMap;
 
@@ -296,7 +301,38 @@ fn constraints(node: &NodeProto) -> Constraints {
         "Not" | "And" | "Or" | "Xor" => {
             c.fixed.extend(all().into_iter().map(|s| (s, dt::BOOL)));
         }
-        "Shape" | "Size" | "ArgMax" | "ArgMin" | "NonZero" => c.fixed.push((Out(0), dt::INT64)),
+        "Shape" | "Size" | "ArgMax" | "ArgMin" | "NonZero" | "SequenceLength" => {
+            c.fixed.push((Out(0), dt::INT64))
+        }
+        // Sequences and optionals: typed by the tensors they hold (see the module doc).
+        "SequenceConstruct" => c.same.push(all()),
+        "SequenceInsert" => c.same.push(vec![In(0), In(1), Out(0)]),
+        "SequenceAt" | "SequenceErase" | "SplitToSequence" | "ConcatFromSequence" | "Optional"
+        | "OptionalGetElement" => c.same.push(vec![In(0), Out(0)]),
+        "SequenceEmpty" => {
+            let elem = attr(node, "dtype").map_or(dt::FLOAT, |a| a.i as i32);
+            c.fixed.push((Out(0), elem));
+        }
+        "OptionalHasElement" => c.fixed.push((Out(0), dt::BOOL)),
+        // The body's declared inputs and outputs: element j of input j (or the whole
+        // tensor), and the elements of output k.
+        "SequenceMap" => {
+            if let Some(body) = attr(node, "body").and_then(|a| a.g.as_ref()) {
+                let declared = |v: &ValueInfoProto| {
+                    let mut t = v.type_.as_ref()?;
+                    if t.has_sequence_type() {
+                        t = t.sequence_type().elem_type.as_ref()?;
+                    }
+                    Some(t.tensor_type().elem_type).filter(|&e| e != 0)
+                };
+                for (j, v) in body.input.iter().enumerate() {
+                    c.fixed.extend(declared(v).map(|e| (In(j), e)));
+                }
+                for (k, v) in body.output.iter().enumerate() {
+                    c.fixed.extend(declared(v).map(|e| (Out(k), e)));
+                }
+            }
+        }
         "Cast" => {
             if let Some(to) = attr(node, "to").map(|a| a.i as i32).filter(|&e| e != 0) {
                 c.fixed.push((Out(0), to));
@@ -429,6 +465,17 @@ mod tests {
             }
             if op == "Constant" {
                 n.attribute.push(crate::proto::attr_int("value_int", 3));
+            }
+            if op == "SequenceMap" {
+                let mut body = graph(vec![node("Identity", "i", &["x"], &["y"])]);
+                body.input
+                    .push(value_info_named("x", dt::FLOAT, &[2], None));
+                body.output
+                    .push(value_info_named("y", dt::FLOAT, &[2], None));
+                let mut a = onnx_ir::AttributeProto::new();
+                a.name = "body".into();
+                a.g = Some(body).into();
+                n.attribute.push(a);
             }
             let c = constraints(&n);
             assert!(

@@ -1,4 +1,4 @@
-//! Control flow: If, Loop and Scan run their subgraphs ([`Body`]) in a scope that sees
+//! Control flow: If, Loop, Scan and SequenceMap run their subgraphs ([`Body`]) in a scope that sees
 //! the enclosing graph's values. Subgraph values are not shown to observers
 //! (calibration sees the main graph only).
 //!
@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use super::body::{Body, RunCtx, Scope};
 use super::error::{RunResult, checked_numel, op_err};
 use super::ops::Ctx;
+use super::ops::sequence::sequence;
 use super::ops::shape::{concat_values, empty, narrow};
 use super::value::Value;
 
@@ -19,7 +20,7 @@ use super::value::Value;
 /// trivial body.
 pub const MAX_LOOP_ITERATIONS: usize = 1 << 16;
 
-/// Runs a node with subgraphs (If, Loop, Scan); `subs` are its checked subgraphs by
+/// Runs a node with subgraphs (If, Loop, Scan, SequenceMap); `subs` are its checked subgraphs by
 /// attribute name, `scope` the values around it.
 pub(crate) fn run(
     ctx: &Ctx,
@@ -51,6 +52,7 @@ pub(crate) fn run(
         }
         "Loop" => run_loop(ctx, loop_limit, sub("body")?, scope),
         "Scan" => run_scan(ctx, loop_limit, sub("body")?, scope),
+        "SequenceMap" => sequence_map(ctx, loop_limit, sub("body")?, scope),
         o => Err(op_err(format!(
             "{o} with graph attributes is not supported"
         ))),
@@ -112,6 +114,7 @@ fn take(v: Value, axis: usize, idx: usize) -> RunResult<Value> {
         Value::Float(t) => Value::Float(narrow(t, axis, idx, 1)?.reshape(&shape)?),
         Value::Int(t, e) => Value::Int(narrow(t, axis, idx, 1)?.reshape(&shape)?, e),
         Value::Bool(t) => Value::Bool(narrow(t, axis, idx, 1)?.reshape(&shape)?),
+        v => return Err(v.not_a_tensor()),
     })
 }
 
@@ -139,6 +142,7 @@ fn stack(vals: Vec<Value>, axis: usize, ctx: &Ctx) -> RunResult<Value> {
             Value::Float(t) => Value::Float(t.reshape(&lifted)?),
             Value::Int(t, e) => Value::Int(t.reshape(&lifted)?, e),
             Value::Bool(t) => Value::Bool(t.reshape(&lifted)?),
+            v => return Err(v.not_a_tensor()),
         })
     };
     let vals = vals.into_iter().map(one).collect::<RunResult<Vec<_>>>()?;
@@ -340,4 +344,63 @@ fn scan9(
         out.push(stack(s, a, ctx)?);
     }
     Ok(out)
+}
+
+/// SequenceMap(input_sequence, additional_inputs...): runs `body` once per element of
+/// the input sequence (at most `loop_limit` of them); an additional input that is a
+/// sequence (of the same length) gives its element of that step, a tensor is passed
+/// whole. Each body output, gathered over the steps, is one output sequence.
+fn sequence_map(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
+    let ins = (0..ctx.inputs.len())
+        .map(|i| ctx.input(i))
+        .collect::<RunResult<Vec<_>>>()?;
+    let len = match ins.first() {
+        Some(Value::Sequence(items, _)) => items.len(),
+        Some(v) => {
+            return Err(op_err(format!(
+                "input #0 must be a sequence, got a {}",
+                v.describe()
+            )));
+        }
+        None => return Err(op_err("missing required input #0")),
+    };
+    for (j, v) in ins.iter().enumerate() {
+        if let Value::Sequence(items, _) = v
+            && items.len() != len
+        {
+            return Err(op_err(format!(
+                "input #{j} is a sequence of {} tensors, input #0 of {len}",
+                items.len()
+            )));
+        }
+    }
+    if len > loop_limit {
+        return Err(op_err(format!(
+            "{len} steps exceed the runtime's loop limit {loop_limit} (OnnxGraph::set_loop_limit)"
+        )));
+    }
+    let mut outs: Vec<Vec<Value>> = vec![Vec::new(); body.outputs.len()];
+    for i in 0..len {
+        let vals = ins
+            .iter()
+            .map(|v| match v {
+                Value::Sequence(items, _) => items
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| op_err(format!("no element #{i}"))),
+                v => Ok(v.clone()),
+            })
+            .collect::<RunResult<Vec<_>>>()?;
+        let res = exec(ctx, loop_limit, body, feed(body, vals)?, scope)?;
+        for (o, v) in outs.iter_mut().zip(res) {
+            o.push(v);
+        }
+    }
+    outs.into_iter()
+        .map(|items| {
+            // an empty map's element type is unknown (0) until something is inserted
+            let elem = items.first().map_or(0, Value::elem_type);
+            sequence(items, elem)
+        })
+        .collect()
 }

@@ -37,6 +37,7 @@ pub use body::MAX_SUBGRAPH_DEPTH;
 pub use control::MAX_LOOP_ITERATIONS;
 pub use error::{RunError, RunResult};
 pub use ops::quant::INTERNAL_DOMAIN;
+pub use ops::sequence::MAX_SEQUENCE_LEN;
 pub use probe::{ProbeFill, probe_values};
 pub use value::{Dyn, DynTensor, MAX_ELEMENTS, MAX_RANK, Value};
 
@@ -56,12 +57,26 @@ pub enum Dim {
     Unknown,
 }
 
+/// What a graph input or output holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueKind {
+    /// A tensor (also an undeclared type).
+    Tensor,
+    /// `seq(tensor(elem_type))`, a [`Value::Sequence`].
+    Sequence,
+    /// `optional(...)` of a tensor or a sequence, a [`Value::Optional`].
+    Optional,
+}
+
 /// A graph input or output as declared by the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValueSpec {
-    /// Tensor name.
+    /// Value name.
     pub name: String,
-    /// ONNX element type code (1 = float32, 7 = int64, ...).
+    /// Tensor, sequence or optional.
+    pub kind: ValueKind,
+    /// ONNX element type code (1 = float32, 7 = int64, ...; of the tensors inside, for
+    /// a sequence or an optional).
     pub elem_type: i32,
     /// Declared dims (empty for a scalar or when the rank is unknown; see `rank_known`).
     pub dims: Vec<Dim>,
@@ -73,15 +88,37 @@ impl ValueSpec {
     fn from_proto(v: &ValueInfoProto) -> Self {
         let mut spec = ValueSpec {
             name: v.name.clone(),
+            kind: ValueKind::Tensor,
             elem_type: 0,
             dims: Vec::new(),
             rank_known: false,
         };
-        if let Some(ty) = v.type_.as_ref()
+        // Peel `optional(...)` and `seq(...)` down to the tensor type inside (its dims
+        // are checked only for a plain tensor).
+        let mut ty = v.type_.as_ref();
+        for _ in 0..2 {
+            match ty {
+                Some(t) if t.has_optional_type() => {
+                    spec.kind = ValueKind::Optional;
+                    ty = t.optional_type().elem_type.as_ref();
+                }
+                Some(t) if t.has_sequence_type() => {
+                    if spec.kind == ValueKind::Tensor {
+                        spec.kind = ValueKind::Sequence;
+                    }
+                    ty = t.sequence_type().elem_type.as_ref();
+                }
+                _ => break,
+            }
+        }
+        if let Some(ty) = ty
             && ty.has_tensor_type()
         {
             let t = ty.tensor_type();
             spec.elem_type = t.elem_type;
+            if spec.kind != ValueKind::Tensor {
+                return spec;
+            }
             if let Some(shape) = t.shape.as_ref() {
                 spec.rank_known = true;
                 spec.dims = shape
@@ -112,10 +149,13 @@ impl ValueSpec {
                 Dim::Unknown => "?".into(),
             })
             .collect();
-        if self.rank_known {
-            format!("{} [{}]", dtype_name(self.elem_type), dims.join(", "))
-        } else {
-            dtype_name(self.elem_type).to_string()
+        match self.kind {
+            ValueKind::Sequence => format!("a sequence of {}", dtype_name(self.elem_type)),
+            ValueKind::Optional => format!("an optional of {}", dtype_name(self.elem_type)),
+            ValueKind::Tensor if self.rank_known => {
+                format!("{} [{}]", dtype_name(self.elem_type), dims.join(", "))
+            }
+            ValueKind::Tensor => dtype_name(self.elem_type).to_string(),
         }
     }
 }
@@ -291,8 +331,30 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
         name: spec.name.clone(),
         message: what,
     };
+    let kind_ok = match spec.kind {
+        ValueKind::Tensor => v.is_tensor(),
+        ValueKind::Sequence => matches!(v, Value::Sequence(..)),
+        ValueKind::Optional => matches!(v, Value::Optional(_)),
+    };
+    // the tensors inside a sequence or optional: the declared element type
+    let inner_ok = |e: i32| {
+        spec.elem_type == 0
+            || e == 0
+            || e == spec.elem_type
+            || is_float(e) && is_float(spec.elem_type)
+    };
+    if !kind_ok || !v.is_tensor() && !inner_ok(v.elem_type()) {
+        return Err(bad(format!(
+            "expected {}, given a {}",
+            spec.describe(),
+            v.describe()
+        )));
+    }
+    if !v.is_tensor() {
+        return Ok(v);
+    }
     let given = v.shape();
-    let desc = |v: &Value| format!("{} {:?}", dtype_name(v.elem_type()), given);
+    let desc = |v: &Value| v.describe();
     let v = match (spec.elem_type, v) {
         (0, v) => v,
         // Every float type is held as f32 (see `Value`).
@@ -326,6 +388,8 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
 
 #[cfg(test)]
 mod hostile;
+#[cfg(test)]
+mod sequence_tests;
 #[cfg(test)]
 mod subgraph_tests;
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Rank-erased tensors. burn fixes a tensor's rank at compile time while ONNX ranks are
-//! only known at run time, so values are an enum over ranks 1..=6 ([`Dyn`]) plus the
+//! only known at run time, so values are an enum over ranks 1..=7 ([`Dyn`]) plus the
 //! logical ONNX shape (which may be `[]`, a scalar stored as a burn `[1]` tensor). The
 //! `dyn_*` macros dispatch over ranks; ops stay burn tensor ops (autodiff-friendly).
 
@@ -12,7 +12,7 @@ use crate::proto::decode::{DecodeError, HostData, decode};
 use crate::proto::elem::{self as dt, dtype_name};
 
 /// Highest tensor rank the runtime handles.
-pub const MAX_RANK: usize = 6;
+pub const MAX_RANK: usize = 7;
 
 /// Most elements one tensor may hold: 2^31 (8 GiB of float32). Every size the runtime
 /// reads from a model or computes from one (dims, pads, Expand, Tile, Resize...) is
@@ -28,7 +28,7 @@ pub const MAX_ELEMENTS: usize = 1 << 31;
 #[cfg(feature = "fuzz-limits")]
 pub const MAX_ELEMENTS: usize = 1 << 24;
 
-/// A burn tensor of rank 1..=6 whose rank is chosen at run time.
+/// A burn tensor of rank 1..=7 whose rank is chosen at run time.
 #[derive(Clone, Debug)]
 pub enum Dyn<K: Basic> {
     /// Rank 1 (also rank 0, as `[1]`).
@@ -43,9 +43,11 @@ pub enum Dyn<K: Basic> {
     R5(Tensor<5, K>),
     /// Rank 6.
     R6(Tensor<6, K>),
+    /// Rank 7 (ONNX's NLL and cross-entropy tests go this far).
+    R7(Tensor<7, K>),
 }
 
-/// Runs `$body` with the const `$r` set to the run-time `$rank`: 1 to 5, and 6 for
+/// Runs `$body` with the const `$r` set to the run-time `$rank`: 1 to 6, and 7 for
 /// anything else (callers check ranks first). The one place a run-time rank becomes a
 /// compile-time one.
 macro_rules! const_rank {
@@ -76,9 +78,14 @@ macro_rules! const_rank {
                 const $r: usize = 5;
                 $body
             }
-            _ => {
+            6 => {
                 #[allow(dead_code)]
                 const $r: usize = 6;
+                $body
+            }
+            _ => {
+                #[allow(dead_code)]
+                const $r: usize = 7;
                 $body
             }
         }
@@ -128,6 +135,11 @@ macro_rules! dyn_apply {
                 const $r: usize = 6;
                 $body
             }
+            Dyn::R7($t) => {
+                #[allow(dead_code)]
+                const $r: usize = 7;
+                $body
+            }
         }
     }};
 }
@@ -167,6 +179,11 @@ macro_rules! dyn_zip {
                 const $r: usize = 6;
                 Ok(Dyn::R6($body))
             }
+            (Dyn::R7($x), Dyn::R7($y)) => {
+                #[allow(dead_code)]
+                const $r: usize = 7;
+                Ok(Dyn::R7($body))
+            }
             _ => Err($crate::runtime::error::op_err("internal: rank mismatch")),
         }
     }};
@@ -185,7 +202,7 @@ macro_rules! dyn_from {
         }
     )*};
 }
-dyn_from!(R1 1, R2 2, R3 3, R4 4, R5 5, R6 6);
+dyn_from!(R1 1, R2 2, R3 3, R4 4, R5 5, R6 6, R7 7);
 
 impl<K: Basic> Dyn<K> {
     /// burn rank (1 for scalars).
@@ -367,7 +384,8 @@ impl DynTensor<Bool> {
     }
 }
 
-/// A runtime value: a float, integer or bool tensor of any rank up to [`MAX_RANK`].
+/// A runtime value: a float, integer or bool tensor of any rank up to [`MAX_RANK`], or
+/// one of ONNX's two non-tensor types, a sequence of tensors or an optional value.
 ///
 /// Floats are computed in f32 whatever their ONNX type: float16, bfloat16 and double
 /// tensors are read as f32 values, and `Cast` to float16/bfloat16 rounds through that
@@ -383,6 +401,12 @@ pub enum Value {
     Int(DynTensor<Int>, i32),
     /// bool.
     Bool(DynTensor<Bool>),
+    /// `seq(tensor(elem))`: tensors of one element type (the code, kept for an empty
+    /// sequence) and any shapes. Made and read only by the sequence ops, Identity, If,
+    /// Loop and graph inputs/outputs; every other op rejects it by name.
+    Sequence(Vec<Value>, i32),
+    /// `optional(T)`: a tensor or sequence, or nothing (`None`).
+    Optional(Option<Box<Value>>),
 }
 
 impl Value {
@@ -449,27 +473,55 @@ impl Value {
             Value::Float(t) => t.to_rank::<D>(),
             other => Err(op_err(format!(
                 "expected a float tensor, got {}",
-                dtype_name(other.elem_type())
+                other.describe()
             ))),
         }
     }
 
-    /// Logical shape (`[]` for a scalar).
+    /// Logical shape (`[]` for a scalar; also `[]` for a sequence or an optional, which
+    /// have no shape of their own: see [`Value::is_tensor`]).
     pub fn shape(&self) -> Vec<usize> {
         match self {
             Value::Float(t) => t.shape.clone(),
             Value::Int(t, _) => t.shape.clone(),
             Value::Bool(t) => t.shape.clone(),
+            Value::Sequence(..) | Value::Optional(_) => Vec::new(),
         }
     }
 
-    /// ONNX element type code.
+    /// ONNX element type code (of the elements, for a sequence or a full optional;
+    /// 0, UNDEFINED, for an empty optional).
     pub fn elem_type(&self) -> i32 {
         match self {
             Value::Float(_) => dt::FLOAT,
             Value::Int(_, e) => *e,
             Value::Bool(_) => dt::BOOL,
+            Value::Sequence(_, e) => *e,
+            Value::Optional(v) => v.as_ref().map_or(0, |v| v.elem_type()),
         }
+    }
+
+    /// Whether the value is a tensor (not a sequence or an optional).
+    pub fn is_tensor(&self) -> bool {
+        !matches!(self, Value::Sequence(..) | Value::Optional(_))
+    }
+
+    /// What the value is, for messages: `float32 [2, 3]`, `sequence of float32 (2
+    /// tensors)`, `optional (empty)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Sequence(items, e) => {
+                format!("sequence of {} ({} tensors)", dtype_name(*e), items.len())
+            }
+            Value::Optional(None) => "optional (empty)".into(),
+            Value::Optional(Some(v)) => format!("optional ({})", v.describe()),
+            v => format!("{} {:?}", dtype_name(v.elem_type()), v.shape()),
+        }
+    }
+
+    /// Error for a sequence or optional where a tensor is needed.
+    pub(crate) fn not_a_tensor(&self) -> RunError {
+        op_err(format!("expected a tensor, got a {}", self.describe()))
     }
 
     /// Host copy as f32 (ints and bools converted; FP8 bit patterns are not decoded).
@@ -478,6 +530,7 @@ impl Value {
             Value::Float(t) => t.to_vec(),
             Value::Int(t, _) => Ok(t.to_vec()?.into_iter().map(|v| v as f32).collect()),
             Value::Bool(t) => Ok(t.to_vec()?.into_iter().map(|v| v as u8 as f32).collect()),
+            v => Err(v.not_a_tensor()),
         }
     }
 
@@ -487,6 +540,7 @@ impl Value {
             Value::Float(t) => Ok(t.to_vec()?.into_iter().map(|v| v as i64).collect()),
             Value::Int(t, _) => t.to_vec(),
             Value::Bool(t) => Ok(t.to_vec()?.into_iter().map(|v| v as i64).collect()),
+            v => Err(v.not_a_tensor()),
         }
     }
 

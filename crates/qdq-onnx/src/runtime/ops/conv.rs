@@ -203,7 +203,7 @@ type ConvInputs = (
 fn conv_inputs(ctx: &Ctx, op: &str) -> RunResult<ConvInputs> {
     let x = ctx.float(0)?;
     let w = ctx.float(1)?;
-    let bias = ctx.opt(2).map(super::as_float);
+    let bias = ctx.opt(2).map(super::as_float).transpose()?;
     let r = x.rank();
     if !(3..=5).contains(&r) || w.rank() != r {
         return Err(op_err(format!(

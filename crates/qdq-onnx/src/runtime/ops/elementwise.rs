@@ -182,8 +182,8 @@ fn pow(a: Value, b: Value) -> RunResult<Value> {
         Value::Int(_, e) => Some(*e),
         _ => None,
     };
-    let x = super::as_float(a);
-    let y = super::as_float(b);
+    let x = super::as_float(a)?;
+    let y = super::as_float(b)?;
     let (p, q, shape) = bcast(x, y)?;
     let t = dyn_zip!(p, q, |u, v, R| pow_t(u, v))?;
     let out = DynTensor::with(t, shape);
@@ -240,7 +240,7 @@ fn compare(a: Value, b: Value, op: &str) -> RunResult<Value> {
 }
 
 fn logic(a: Value, b: Value, op: &str) -> RunResult<Value> {
-    let (x, y, shape) = bcast(as_bool(a), as_bool(b))?;
+    let (x, y, shape) = bcast(as_bool(a)?, as_bool(b)?)?;
     let t = match op {
         "And" => dyn_zip!(x, y, |p, q, R| p.bool_and(q)),
         "Or" => dyn_zip!(x, y, |p, q, R| p.bool_or(q)),
@@ -251,7 +251,7 @@ fn logic(a: Value, b: Value, op: &str) -> RunResult<Value> {
 
 /// `Where(cond, x, y)` with three-way broadcasting.
 pub(crate) fn where_(c: Value, x: Value, y: Value) -> RunResult<Value> {
-    let c = as_bool(c);
+    let c = as_bool(c)?;
     let shape = broadcast_shape(&c.shape, &broadcast_shape(&x.shape(), &y.shape())?)?;
     let c = expand_to(c, &shape)?;
     macro_rules! sel {
@@ -399,6 +399,7 @@ fn clip(ctx: &Ctx) -> RunResult<Value> {
             Ok(Value::Int(DynTensor::with(x, t.shape), e))
         }
         Value::Bool(_) => Err(op_err("Clip of a bool tensor")),
+        v => Err(v.not_a_tensor()),
     }
 }
 
@@ -457,7 +458,7 @@ pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
         }
         "And" | "Or" | "Xor" => logic(ctx.input(0)?, ctx.input(1)?, op)?,
         "Not" => {
-            let t = as_bool(ctx.input(0)?);
+            let t = as_bool(ctx.input(0)?)?;
             Value::Bool(DynTensor::with(dyn_map!(t.t, |x, R| x.bool_not()), t.shape))
         }
         "Where" => where_(ctx.input(0)?, ctx.input(1)?, ctx.input(2)?)?,
@@ -485,6 +486,7 @@ pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
             }
             Value::Bool(t) if op == "Identity" => Value::Bool(t),
             Value::Bool(_) => return Err(op_err(format!("{op} of a bool tensor"))),
+            v => return Err(v.not_a_tensor()),
         },
     };
     Ok(vec![out])

@@ -37,6 +37,7 @@ impl Host {
             Value::Float(t) => Data::F32(t.to_vec()?),
             Value::Int(t, e) => Data::I64(t.to_vec()?, *e),
             Value::Bool(t) => Data::Bool(t.to_vec()?),
+            v => return Err(v.not_a_tensor()),
         };
         Ok(Self { data, shape })
     }

@@ -88,7 +88,7 @@ pub(crate) fn gemm(ctx: &Ctx) -> RunResult<Vec<Value>> {
     }
     let mut y = Value::Float(y);
     if let Some(c) = ctx.opt(2) {
-        let c = super::as_float(c);
+        let c = super::as_float(c)?;
         if broadcast_shape(&c.shape, &y.shape())? != y.shape() {
             return Err(op_err(format!(
                 "Gemm C of shape {:?} does not broadcast to {:?}",

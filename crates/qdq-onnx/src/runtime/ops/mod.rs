@@ -7,7 +7,7 @@ use onnx_ir::{AttributeProto, NodeProto};
 
 use super::error::{RunResult, op_err};
 use super::value::{DynTensor, Value};
-use crate::proto::elem::{self as dt, dtype_name};
+use crate::proto::elem::{self as dt};
 
 pub(crate) mod batch_norm_training;
 pub(crate) mod conv;
@@ -33,6 +33,7 @@ pub(crate) mod reduce;
 pub(crate) mod resize;
 pub(crate) mod roi_align;
 pub(crate) mod select;
+pub(crate) mod sequence;
 pub(crate) mod shape;
 pub(crate) mod signal;
 pub(crate) mod space_depth;
@@ -40,14 +41,14 @@ pub(crate) mod topk;
 pub(crate) mod training;
 pub(crate) mod triangular;
 
-/// Dispatch on a runtime rank (1..=6), binding the const `$r`; the body yields a
+/// Dispatch on a runtime rank (1..=7), binding the const `$r`; the body yields a
 /// `RunResult`, and other ranks an error.
 macro_rules! with_rank {
     ($rank:expr, |$r:ident| $body:expr) => {{
         match $rank {
-            rank @ 1..=6 => $crate::runtime::value::const_rank!(rank, |$r| $body),
+            rank @ 1..=7 => $crate::runtime::value::const_rank!(rank, |$r| $body),
             other => Err($crate::runtime::error::op_err(format!(
-                "rank {other} is not supported (1 to 6)"
+                "rank {other} is not supported (1 to 7)"
             ))),
         }
     }};
@@ -113,7 +114,7 @@ impl Ctx<'_> {
             Value::Float(t) => Ok(t),
             v => Err(op_err(format!(
                 "input #{i} must be float32, got {}",
-                dtype_name(v.elem_type())
+                v.describe()
             ))),
         }
     }
@@ -124,7 +125,7 @@ impl Ctx<'_> {
             Some(Value::Int(t, _)) => Ok(Some(t.to_vec()?)),
             Some(v) => Err(op_err(format!(
                 "input #{i} must be an integer tensor, got {}",
-                dtype_name(v.elem_type())
+                v.describe()
             ))),
         }
     }
@@ -135,6 +136,7 @@ impl Ctx<'_> {
             Some(Value::Float(t)) => Ok(t.to_vec()?.first().map(|&v| v as f64)),
             Some(Value::Int(t, _)) => Ok(t.to_vec()?.first().map(|&v| v as f64)),
             Some(Value::Bool(t)) => Ok(t.to_vec()?.first().map(|&v| v as u8 as f64)),
+            Some(v) => Err(v.not_a_tensor()),
         }
     }
     /// Whether output `i` is requested.
@@ -175,13 +177,14 @@ pub(crate) fn to_i64<const D: usize>(t: Tensor<D, Int>) -> Tensor<D, Int> {
     }
 }
 
-/// Float view of any value (ints converted), for ops that compute in float.
-pub(crate) fn as_float(v: Value) -> DynTensor<Float> {
-    match v {
+/// Float view of any tensor (ints converted), for ops that compute in float.
+pub(crate) fn as_float(v: Value) -> RunResult<DynTensor<Float>> {
+    Ok(match v {
         Value::Float(t) => t,
         Value::Int(t, _) => DynTensor::with(super::value::dyn_map!(t.t, |x, R| x.float()), t.shape),
         Value::Bool(t) => DynTensor::with(super::value::dyn_map!(t.t, |x, R| x.float()), t.shape),
-    }
+        v => return Err(v.not_a_tensor()),
+    })
 }
 
 /// Float tensor back to an integer value of ONNX type `elem` (truncating).
@@ -192,9 +195,9 @@ pub(crate) fn float_to_int(t: DynTensor<Float>, elem: i32) -> Value {
     )
 }
 
-/// Bool view (nonzero) of a value.
-pub(crate) fn as_bool(v: Value) -> DynTensor<Bool> {
-    match v {
+/// Bool view (nonzero) of a tensor.
+pub(crate) fn as_bool(v: Value) -> RunResult<DynTensor<Bool>> {
+    Ok(match v {
         Value::Bool(t) => t,
         Value::Float(t) => DynTensor::with(
             super::value::dyn_map!(t.t, |x, R| x.not_equal_elem(0.0)),
@@ -204,7 +207,8 @@ pub(crate) fn as_bool(v: Value) -> DynTensor<Bool> {
             super::value::dyn_map!(t.t, |x, R| x.not_equal_elem(0)),
             t.shape,
         ),
-    }
+        v => return Err(v.not_a_tensor()),
+    })
 }
 
 /// Every op type the runtime executes (default ONNX domain).
@@ -374,6 +378,19 @@ pub const SUPPORTED: &[&str] = &[
     "Unique",
     "MaxUnpool",
     "RoiAlign",
+    // sequences and optionals
+    "ConcatFromSequence",
+    "Optional",
+    "OptionalGetElement",
+    "OptionalHasElement",
+    "SequenceAt",
+    "SequenceConstruct",
+    "SequenceEmpty",
+    "SequenceErase",
+    "SequenceInsert",
+    "SequenceLength",
+    "SequenceMap",
+    "SplitToSequence",
 ];
 
 /// Domain of ONNX's optimizer ops.
@@ -396,8 +413,21 @@ pub(crate) fn supports(node: &NodeProto) -> bool {
     }
 }
 
-/// Runs one node.
+/// Runs one node. Only the sequence ops and Identity take a sequence or an optional;
+/// any other op given one fails here, naming the input, so kernels see tensors only.
 pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
+    if op != "Identity" && !sequence::OPS.contains(&op) {
+        let bad = ctx.inputs.iter().enumerate().find_map(|(i, v)| {
+            v.as_ref()
+                .filter(|v| !v.is_tensor())
+                .map(|v| (i, v.describe()))
+        });
+        if let Some((i, what)) = bad {
+            return Err(op_err(format!(
+                "input #{i} is a {what}; {op} takes tensors"
+            )));
+        }
+    }
     match op {
         // host kernels for modes the burn kernels below do not cover
         "MaxPool" if ctx.wants_output(1) => pool_indices::max_pool_with_indices(ctx),
@@ -469,6 +499,7 @@ pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
         "Unique" => select::unique(ctx),
         "MaxUnpool" => max_unpool::max_unpool(ctx),
         "RoiAlign" => roi_align::roi_align(ctx),
+        o if sequence::OPS.contains(&o) => sequence::run(ctx, o),
         "Momentum" if ctx.node.domain == TRAINING_DOMAIN => training::momentum(ctx),
         "Adagrad" if ctx.node.domain == TRAINING_DOMAIN => training::adagrad(ctx),
         "Adam" if ctx.node.domain == TRAINING_DOMAIN => training::adam(ctx),

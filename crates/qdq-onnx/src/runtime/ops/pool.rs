@@ -73,7 +73,7 @@ pub(crate) fn pool(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
         Value::Int(_, e) => Some(*e),
         _ => None,
     };
-    let x = super::as_float(input);
+    let x = super::as_float(input)?;
     let r = x.rank();
     if !(3..=5).contains(&r) {
         return Err(op_err(format!(

@@ -125,7 +125,7 @@ pub(crate) fn quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let rounded = Value::Float(DynTensor::with(dyn_map!(s.t, |t, R| t.round()), s.shape));
     let shifted = match zp {
         Some(z) => {
-            let z = param(as_float(z), &shape, axis, "y_zero_point")?;
+            let z = param(as_float(z)?, &shape, axis, "y_zero_point")?;
             binary(rounded, Value::Float(z), Bin::Add)?
         }
         None => rounded,
@@ -153,7 +153,7 @@ pub(crate) fn dequantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
                 .collect();
             Value::try_from_f32(v, &shape, ctx.device)?
         }
-        Value::Int(t, e) => Value::Float(as_float(Value::Int(t, e))),
+        Value::Int(t, e) => Value::Float(as_float(Value::Int(t, e))?),
         o => {
             return Err(op_err(format!(
                 "DequantizeLinear input must be quantized, got {}",
@@ -170,7 +170,7 @@ pub(crate) fn dequantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
                 .map(|b| e4m3_value(b as u8))
                 .collect();
             let zs = z.shape.clone();
-            let zv = as_float(Value::try_from_f32(zf, &zs, ctx.device)?);
+            let zv = as_float(Value::try_from_f32(zf, &zs, ctx.device)?)?;
             binary(
                 x,
                 Value::Float(param(zv, &shape, axis, "x_zero_point")?),
@@ -178,7 +178,7 @@ pub(crate) fn dequantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
             )?
         }
         Some(z) => {
-            let z = param(as_float(z), &shape, axis, "x_zero_point")?;
+            let z = param(as_float(z)?, &shape, axis, "x_zero_point")?;
             binary(x, Value::Float(z), Bin::Sub)?
         }
         None => x,

@@ -12,8 +12,9 @@ pub(crate) fn reduce(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
         Value::Int(_, e) => Some(*e),
         Value::Float(_) => None,
         Value::Bool(_) => return Err(op_err(format!("{op} of a bool tensor"))),
+        v => return Err(v.not_a_tensor()),
     };
-    let x = as_float(v);
+    let x = as_float(v)?;
     let r = x.rank();
     let axes_as_input = if op == "ReduceSum" {
         ctx.opset >= 13
@@ -108,7 +109,7 @@ pub(crate) fn reduce(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
 }
 
 pub(crate) fn arg(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
-    let x = as_float(ctx.input(0)?);
+    let x = as_float(ctx.input(0)?)?;
     let r = x.rank();
     let axis = norm_axis(ctx.int_attr("axis", 0), r)?;
     let keep = ctx.int_attr("keepdims", 1) != 0;

@@ -161,7 +161,7 @@ pub(crate) fn resize(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
         Value::Int(_, e) => Some(*e),
         _ => None,
     };
-    let x = as_float(v);
+    let x = as_float(v)?;
     let r = x.rank();
     let shape = x.shape.clone();
     let upsample = op == "Upsample";
@@ -200,14 +200,14 @@ pub(crate) fn resize(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
     let (scales, sizes) = if upsample {
         let s = match ctx.floats_attr("scales") {
             Some(s) if !s.is_empty() => s,
-            _ => as_float(ctx.input(1)?).to_vec()?,
+            _ => as_float(ctx.input(1)?)?.to_vec()?,
         };
         (Some(s), None)
     } else if ctx.opset < 11 {
-        (Some(as_float(ctx.input(1)?).to_vec()?), None)
+        (Some(as_float(ctx.input(1)?)?.to_vec()?), None)
     } else {
         let s = match ctx.opt(2) {
-            Some(v) if !v.shape().contains(&0) => Some(as_float(v).to_vec()?),
+            Some(v) if !v.shape().contains(&0) => Some(as_float(v)?.to_vec()?),
             _ => None,
         };
         let z = match ctx.host_ints(3)? {

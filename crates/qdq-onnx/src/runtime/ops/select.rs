@@ -14,7 +14,7 @@ use crate::proto::elem as dt;
 /// counts as false past its end.
 pub(crate) fn compress(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let mut x = Host::read(&ctx.input(0)?)?;
-    let cond = as_bool(ctx.input(1)?).to_vec()?;
+    let cond = as_bool(ctx.input(1)?)?.to_vec()?;
     if !ctx.has_attr("axis") {
         x.shape = vec![x.len()];
     }
@@ -49,7 +49,7 @@ pub(crate) fn compress(ctx: &Ctx) -> RunResult<Vec<Value>> {
 pub(crate) fn non_zero(ctx: &Ctx) -> RunResult<Vec<Value>> {
     let x = ctx.input(0)?;
     let shape = x.shape();
-    let nz = as_bool(x).to_vec()?;
+    let nz = as_bool(x)?.to_vec()?;
     let hits: Vec<usize> = (0..nz.len()).filter(|&i| nz[i]).collect();
     let r = shape.len();
     let mut out = vec![0i64; r * hits.len()];

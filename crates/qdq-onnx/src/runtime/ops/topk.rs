@@ -103,6 +103,7 @@ pub(crate) fn topk(ctx: &Ctx) -> RunResult<Vec<Value>> {
             (Value::try_from_i64(v, &out_shape, dev, *e)?, i)
         }
         Value::Bool(_) => return Err(op_err("TopK of a bool tensor")),
+        v => return Err(v.not_a_tensor()),
     };
     let indices = Value::try_from_i64(idx, &out_shape, dev, dt::INT64)?;
     Ok(vec![values, indices])

@@ -16,7 +16,7 @@ pub(crate) fn cast(v: Value, to: i32) -> RunResult<Value> {
             Value::try_from_f32(values, &shape, &device)?
         }
         dt::FLOAT | dt::DOUBLE => Value::Float(as_float_value(v)?),
-        dt::BOOL => Value::Bool(as_bool(v)),
+        dt::BOOL => Value::Bool(as_bool(v)?),
         t if is_int_type(t) => match v {
             Value::Int(x, _) => Value::Int(x, t),
             Value::Bool(x) => Value::Int(
@@ -24,6 +24,7 @@ pub(crate) fn cast(v: Value, to: i32) -> RunResult<Value> {
                 t,
             ),
             Value::Float(x) => super::super::float_to_int(x, t),
+            v => return Err(v.not_a_tensor()),
         },
         other => {
             return Err(op_err(format!(
@@ -38,6 +39,6 @@ pub(crate) fn cast(v: Value, to: i32) -> RunResult<Value> {
 fn as_float_value(v: Value) -> RunResult<DynTensor<Float>> {
     match v {
         Value::Int(_, dt::FLOAT8E4M3FN) => Err(op_err("Cast from float8 is not supported")),
-        v => Ok(as_float(v)),
+        v => as_float(v),
     }
 }

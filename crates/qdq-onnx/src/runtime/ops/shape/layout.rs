@@ -138,6 +138,7 @@ pub(crate) fn concat_values(vals: Vec<Value>, axis: usize, dev: &Device) -> RunR
             Value::Int(cat(collect!(Int), axis, dev)?, e)
         }
         Value::Bool(_) => Value::Bool(cat(collect!(Bool), axis, dev)?),
+        v => return Err(v.not_a_tensor()),
     })
 }
 

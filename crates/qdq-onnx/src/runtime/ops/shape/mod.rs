@@ -19,6 +19,7 @@ macro_rules! map_kind {
             Value::Float($t) => Value::Float($body),
             Value::Int($t, e) => Value::Int($body, e),
             Value::Bool($t) => Value::Bool($body),
+            v => return Err(v.not_a_tensor()),
         }
     };
 }
@@ -47,12 +48,13 @@ pub(crate) fn empty<K: Basic>(shape: Vec<usize>, device: &Device) -> RunResult<D
     .map(|t: DynTensor<K>| DynTensor::with(t.t, shape))
 }
 
-fn device_of(v: &Value) -> Device {
-    match v {
+fn device_of(v: &Value) -> RunResult<Device> {
+    Ok(match v {
         Value::Float(t) => t.device(),
         Value::Int(t, _) => t.device(),
         Value::Bool(t) => t.device(),
-    }
+        v => return Err(v.not_a_tensor()),
+    })
 }
 
 fn host_usizes(v: Vec<i64>, what: &str) -> RunResult<Vec<usize>> {

@@ -60,7 +60,7 @@ pub(super) fn pad(ctx: &Ctx) -> RunResult<Value> {
         let d = v.shape()[axis];
         match mode.as_str() {
             "constant" => {
-                let dev = device_of(&v);
+                let dev = device_of(&v)?;
                 let mut s = v.shape();
                 let mut parts = |len: usize| -> RunResult<Option<Value>> {
                     if len == 0 {
@@ -131,5 +131,6 @@ pub(super) fn full_like_kind(
         Value::Float(_) => Value::try_from_f32(vec![value as f32; n], shape, dev),
         Value::Int(_, e) => Value::try_from_i64(vec![value as i64; n], shape, dev, *e),
         Value::Bool(_) => Value::try_from_bool(vec![value != 0.0; n], shape, dev),
+        v => Err(v.not_a_tensor()),
     }
 }

@@ -46,7 +46,7 @@ pub(super) fn reshape_value(v: Value, shape: &[usize]) -> RunResult<Value> {
         return Err(op_err(format!("shape {shape:?} exceeds rank {MAX_RANK}")));
     }
     if shape.contains(&0) {
-        let dev = device_of(&v);
+        let dev = device_of(&v)?;
         return Ok(map_kind!(v, |_t| empty(shape.to_vec(), &dev)?));
     }
     Ok(map_kind!(v, |t| t.reshape(shape)?))
