@@ -134,6 +134,34 @@ fn external_data_loads_checks_and_runs_as_the_inline_model_does() {
     // qdq reads its own output back, data included.
     let o = qdq(&["lint", s(&forced)]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // `export` writes external data the same way: from a cache, the same data file.
+    let cache = dir.join("cache.json");
+    let calib = data("calib-images-idx3-ubyte.gz");
+    let o = qdq(&[
+        "calibrate",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "-o",
+        s(&cache),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exported = dir.join("exported.onnx");
+    let o = qdq(&[
+        "export",
+        s(&model),
+        "--cache",
+        s(&cache),
+        "--external-data",
+        "-o",
+        s(&exported),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    run_python(&dir, CHECK, &[s(&inline), s(&exported)]);
+    assert_eq!(
+        std::fs::read(dir.join("exported.onnx.data")).unwrap(),
+        std::fs::read(dir.join("forced.onnx.data")).unwrap()
+    );
     // Written again, now inline: the old data file is left, with a note.
     let o = quantize(&model, &forced, &[]);
     assert!(
