@@ -16,11 +16,11 @@ use crate::pipeline::{
     Methods, calibrate, options, prepare_graph, probe, read_model, setup, write_model,
 };
 use crate::report::{evaluate, print_eval, report};
-use crate::{CalibArgs, Fallible, ModelArgs, PreArgs};
+use crate::{CalibArgs, Fallible, ModelArgs, ModelOutput, PreArgs};
 use qdq_cli::data::ModelData;
 use qdq_cli::feed::model_inputs;
 
-pub(crate) fn run_demo(output: &Path, json: bool, device: &Device) -> Fallible<ExitCode> {
+pub(crate) fn run_demo(output: &ModelOutput, json: bool, device: &Device) -> Fallible<ExitCode> {
     let model = ModelProto::parse_from_bytes(demo::MODEL)?;
     let opts = QuantizeOptions::default();
     let methods = Methods {
@@ -49,13 +49,13 @@ pub(crate) fn run_demo(output: &Path, json: bool, device: &Device) -> Fallible<E
         calib.len()
     );
     let quantizers = (&prepared, &cache);
-    report(output, quantizers, Some(&eval), Some(&header), json);
+    report(&output.output, quantizers, Some(&eval), Some(&header), json);
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn run_quantize(
     c: &CalibArgs,
-    output: &Path,
+    output: &ModelOutput,
     cache_path: Option<&Path>,
     data: &[String],
     labels: Option<&Path>,
@@ -87,7 +87,13 @@ pub(crate) fn run_quantize(
     if let Some(p) = cache_path {
         cache.save(p)?;
     }
-    report(output, (&s.prepared, &cache), eval.as_ref(), None, json);
+    report(
+        &output.output,
+        (&s.prepared, &cache),
+        eval.as_ref(),
+        None,
+        json,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -108,7 +114,7 @@ pub(crate) fn run_calibrate(
 pub(crate) fn run_export(
     m: &ModelArgs,
     cache: &Path,
-    output: &Path,
+    output: &ModelOutput,
     json: bool,
     device: &Device,
 ) -> Fallible<ExitCode> {
@@ -118,7 +124,7 @@ pub(crate) fn run_export(
     let (prepared, float) = prepare_graph(&model, &opts, device)?;
     let quantized = apply(&prepared, &cache, &opts)?;
     write_model(&quantized, output, probe(&float, None)?, device)?;
-    report(output, (&prepared, &cache), None, None, json);
+    report(&output.output, (&prepared, &cache), None, None, json);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,7 +12,7 @@ use qdq_vision::train::{TrainConfig, fit};
 use crate::data_args;
 use crate::pipeline::{probe, setup, write_model};
 use crate::report::{evaluate, report_with};
-use crate::{CalibArgs, Fallible};
+use crate::{CalibArgs, Fallible, ModelOutput};
 
 /// `qdq finetune`: quantize as `qdq quantize` does, fine-tune the QDQ graph on the
 /// training data with `recipe`, write it; with evaluation data, report PTQ and the
@@ -22,7 +22,7 @@ pub(crate) fn run_finetune(
     (train_path, labels): (&[String], Option<&Path>),
     recipe: &TrainConfig,
     eval_data: Option<(&[String], Option<&Path>)>,
-    output: &Path,
+    output: &ModelOutput,
     json: bool,
     device: &Device,
 ) -> Fallible<ExitCode> {
@@ -147,7 +147,7 @@ before fine-tuning: FP32 {:.2}%  PTQ {:.2}%",
     let more = serde_json::json!({"finetune": summary, "eval_ptq": ptq_eval});
     let quantizers = (&s.prepared, &cache);
     report_with(
-        output,
+        &output.output,
         quantizers,
         eval.as_ref(),
         Some(&header),

@@ -126,9 +126,8 @@ enum Command {
     Quantize {
         #[command(flatten)]
         common: CalibArgs,
-        /// Output QDQ ONNX file.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        output: ModelOutput,
         /// Also save the calibration cache (JSON) here.
         #[arg(long)]
         cache: Option<PathBuf>,
@@ -184,9 +183,8 @@ enum Command {
         /// Labels for --data (IDX or .npy), for accuracy.
         #[arg(long)]
         data_labels: Option<PathBuf>,
-        /// Output QDQ ONNX file.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        output: ModelOutput,
     },
     /// Calibrate and write only the calibration cache (JSON: tensor -> amax, method).
     Calibrate {
@@ -203,9 +201,8 @@ enum Command {
         /// The cache.
         #[arg(long)]
         cache: PathBuf,
-        /// Output QDQ ONNX file.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        output: ModelOutput,
     },
     /// Compare a float model and its quantized version on data (accuracy with labels).
     Eval {
@@ -265,6 +262,41 @@ struct ModelArgs {
     /// values with --format fp8).
     #[arg(long, default_value = "float")]
     weights: String,
+}
+
+/// Where a command writes its model, and how its weights are stored.
+#[derive(Args, Clone)]
+pub(crate) struct ModelOutput {
+    /// Output QDQ ONNX file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Store the weights (initializers of 1 KiB or more) in one file next to the
+    /// output, OUTPUT.data (e.g. q.onnx.data), as ONNX external data; automatic when
+    /// the model would exceed protobuf's 2 GiB limit for one file.
+    #[arg(long)]
+    external_data: bool,
+    /// The serialized size above which the weights go to external data without
+    /// --external-data: protobuf's limit (lowered by tests).
+    #[arg(long, hide = true, default_value_t = qdq_onnx::MAX_MODEL_BYTES)]
+    max_inline_bytes: u64,
+}
+
+impl ModelOutput {
+    /// A model written at `path` with its weights inline up to protobuf's limit.
+    fn inline(path: PathBuf) -> Self {
+        Self {
+            output: path,
+            external_data: false,
+            max_inline_bytes: qdq_onnx::MAX_MODEL_BYTES,
+        }
+    }
+
+    /// The external data file: the output's name with `.data` appended.
+    pub(crate) fn data_path(&self) -> PathBuf {
+        let mut name = self.output.file_name().unwrap_or_default().to_os_string();
+        name.push(".data");
+        self.output.with_file_name(name)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -385,7 +417,7 @@ impl Command {
                         .map(|p| ("--data", p)),
                 );
                 inputs.extend(labels.as_deref().map(|p| ("--labels", p)));
-                outputs.push(("-o", output.as_path()));
+                outputs.push(("-o", output.output.as_path()));
                 outputs.extend(cache.as_deref().map(|p| ("--cache", p)));
             }
             Command::Finetune {
@@ -410,7 +442,7 @@ impl Command {
                         .map(|p| ("--data", p)),
                 );
                 inputs.extend(data_labels.as_deref().map(|p| ("--data-labels", p)));
-                outputs.push(("-o", output.as_path()));
+                outputs.push(("-o", output.output.as_path()));
             }
             Command::Calibrate { common, output } => {
                 calib(common, &mut inputs);
@@ -423,12 +455,51 @@ impl Command {
             } => {
                 inputs.push(("MODEL", model.model.as_path()));
                 inputs.push(("--cache", cache.as_path()));
-                outputs.push(("-o", output.as_path()));
+                outputs.push(("-o", output.output.as_path()));
             }
             Command::Eval { .. } | Command::Lint { .. } | Command::Inspect { .. } => {}
         }
         (inputs, outputs)
     }
+
+    /// The model the command writes, if any.
+    fn model_output(&self) -> Option<&ModelOutput> {
+        match self {
+            Command::Quantize { output, .. }
+            | Command::Finetune { output, .. }
+            | Command::Export { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+}
+
+/// [`qdq::io::check_outputs`] for the command's files and the external data files
+/// on either side: the data file a written model may get (`-o`'s name + `.data`,
+/// written with --external-data or when the model is over protobuf's limit) must not
+/// be an input, an input model's own data file, another output, a device or a folder,
+/// and, with --external-data, not a symbolic link either.
+fn check_files(command: &Command) -> Result<(), qdq::io::OutputError> {
+    let (mut inputs, mut outputs) = command.files();
+    let input_data: Vec<PathBuf> = inputs
+        .iter()
+        .filter(|(flag, _)| *flag == "MODEL")
+        .flat_map(|(_, p)| qdq_onnx::proto::external::data_files(p))
+        .collect();
+    inputs.extend(
+        input_data
+            .iter()
+            .map(|p| ("MODEL's external data", p.as_path())),
+    );
+    let output_data = command
+        .model_output()
+        .map(|o| (o.data_path(), o.external_data));
+    if let Some((path, forced)) = &output_data {
+        if *forced {
+            qdq::io::check_not_symlink("-o's external data", path)?;
+        }
+        outputs.push(("-o's external data", path.as_path()));
+    }
+    qdq::io::check_outputs(&inputs, &outputs)
 }
 
 fn main() -> ExitCode {
@@ -458,8 +529,7 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Demo {
         output: "qdq-demo-int8.onnx".into(),
     });
-    let (inputs, outputs) = command.files();
-    if let Err(e) = qdq::io::check_outputs(&inputs, &outputs) {
+    if let Err(e) = check_files(&command) {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
@@ -476,7 +546,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match command {
-        Command::Demo { output } => run_demo(&output, json, &device),
+        Command::Demo { output } => run_demo(&ModelOutput::inline(output), json, &device),
         Command::Quantize {
             common,
             output,

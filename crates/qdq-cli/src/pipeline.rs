@@ -16,7 +16,7 @@ use qdq_onnx::quantize::{
 use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_onnx::{Message, ModelProto, QdqFormat};
 
-use crate::{CalibArgs, Fallible, ModelArgs};
+use crate::{CalibArgs, Fallible, ModelArgs, ModelOutput};
 
 pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
     Ok(qdq_onnx::read_model(path)?)
@@ -330,20 +330,115 @@ pub(crate) fn calibrate(
 /// Writes a model qdq made, or nothing: a model with a non-finite weight is refused
 /// before writing; then the safe write (`qdq::io`) keeps the file only if, read back
 /// from disk, it runs on `probe` and agrees bit for bit with its fake-quant simulation
-/// (`qdq_onnx::verify`).
+/// (`qdq_onnx::verify`). With --external-data, or when the model would be over
+/// `max_inline_bytes` (protobuf's limit), its weights go to `<output>.data`
+/// ([`write_external`]).
 pub(crate) fn write_model(
     model: &ModelProto,
-    path: &Path,
+    output: &ModelOutput,
     probe: Vec<(String, Value)>,
     device: &Device,
 ) -> Fallible<()> {
     qdq_onnx::verify::check_weights_finite(model, device)?;
+    let size = model.compute_size();
+    if output.external_data || size > output.max_inline_bytes {
+        if !output.external_data {
+            eprintln!(
+                "note: the model is {size} bytes, over protobuf's limit of {} for one file: its weights go to {} (as with --external-data)",
+                output.max_inline_bytes,
+                output.data_path().display()
+            );
+        }
+        return write_external(model, output, probe, device);
+    }
+    write_inline(model, output, probe, device)
+}
+
+/// Writes `model` as one file. A `<output>.data` from an earlier run is not
+/// qdq's to delete (nothing says it is ours): it is left, with a note.
+fn write_inline(
+    model: &ModelProto,
+    output: &ModelOutput,
+    probe: Vec<(String, Value)>,
+    device: &Device,
+) -> Fallible<()> {
+    let path = output.output.as_path();
+    let data = output.data_path();
+    if data.exists() {
+        eprintln!(
+            "note: {} is left as it was: {} keeps its weights inline and does not read it",
+            data.display(),
+            path.display()
+        );
+    }
     let bytes = model.write_to_bytes()?;
     qdq::io::write_checked(path, &bytes, |tmp| {
         let written = qdq_onnx::read_model(tmp).map_err(std::io::Error::other)?;
         qdq_onnx::verify::verify_model(&written, probe, device).map_err(std::io::Error::other)
     })
     .map_err(|e| format!("-o {}: {e}; nothing was written", path.display()))?;
+    Ok(())
+}
+
+/// Writes `model` with its initializers of at least
+/// [`EXTERNAL_MIN_BYTES`](qdq_onnx::proto::save_external::EXTERNAL_MIN_BYTES) in
+/// `<output>.data`, through one safe write of both files: the data file is renamed
+/// into place first and the model last, so a crash between the two leaves the old
+/// model (or none), never a new model pointing at missing data. The model is
+/// verified as it is read back from the temporary files, its data file name
+/// redirected to the temporary data file.
+fn write_external(
+    model: &ModelProto,
+    output: &ModelOutput,
+    probe: Vec<(String, Value)>,
+    device: &Device,
+) -> Fallible<()> {
+    use qdq_onnx::proto::save_external::{EXTERNAL_MIN_BYTES, split_external};
+    let path = output.output.as_path();
+    let data_path = output.data_path();
+    let fail =
+        |e: &dyn std::fmt::Display| format!("-o {}: {e}; nothing was written", path.display());
+    // Checked here too: the automatic switch is only known now.
+    qdq::io::check_not_symlink("-o's external data", &data_path).map_err(|e| fail(&e))?;
+    let location = data_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| fail(&"external data needs an output file name in UTF-8"))?;
+    let (shell, data) = split_external(model, location, EXTERNAL_MIN_BYTES);
+    if data.is_empty() {
+        eprintln!(
+            "note: no initializer of {EXTERNAL_MIN_BYTES} bytes or more: {} keeps its weights inline",
+            path.display()
+        );
+        drop(shell);
+        return write_inline(model, output, probe, device);
+    }
+    let bytes = shell.write_to_bytes()?;
+    drop(shell);
+    if bytes.len() as u64 > qdq_onnx::MAX_MODEL_BYTES {
+        return Err(fail(&format_args!(
+            "even with its weights in {location} the model is {} bytes, over protobuf's limit of {}",
+            bytes.len(),
+            qdq_onnx::MAX_MODEL_BYTES
+        ))
+        .into());
+    }
+    let write_data = |f: &mut std::fs::File| {
+        let mut w = std::io::BufWriter::new(f);
+        data.write_to(&mut w)?;
+        std::io::Write::flush(&mut w)
+    };
+    let write_model = |f: &mut std::fs::File| std::io::Write::write_all(f, &bytes);
+    let files: Vec<(&Path, qdq::io::Fill<'_>)> = vec![
+        (data_path.as_path(), Box::new(write_data)),
+        (path, Box::new(write_model)),
+    ];
+    qdq::io::write_files(files, |tmps| {
+        let written = qdq_onnx::read_model_with_data(tmps[1], Some((location, tmps[0])))
+            .map_err(std::io::Error::other)?;
+        qdq_onnx::verify::verify_model(&written, probe, device).map_err(std::io::Error::other)
+    })
+    .map_err(|e| fail(&e))?;
     Ok(())
 }
 

@@ -77,30 +77,64 @@ pub fn write_with(
     write: impl FnOnce(&mut File) -> io::Result<()>,
     check: impl FnOnce(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
-    let existing = regular_or_absent(path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // A short fixed prefix, so any name the filesystem allows for `path` works.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".qdq-")
-        .suffix(".tmp")
-        .rand_bytes(12)
-        .tempfile_in(dir)?;
-    let _pending = Pending::register(tmp.path());
-    write(tmp.as_file_mut())?;
-    tmp.as_file_mut().flush()?;
-    set_mode(tmp.as_file(), existing.as_ref())?;
-    tmp.as_file().sync_all()?;
-    check(tmp.path())?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    // The rename is durable once the folder is; some filesystems cannot sync a
-    // folder, and the file itself is already safe, so that failure is not fatal.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    write_files(vec![(path, Box::new(write))], |tmps| check(tmps[0]))
+}
+
+/// Fills one output file: given the open temporary file.
+pub type Fill<'a> = Box<dyn FnOnce(&mut File) -> io::Result<()> + 'a>;
+
+/// [`write_with`] for files that belong together (a model and its external data
+/// file): every file is written to its own temporary file and fsynced, `check` gets
+/// the temporary paths (in the order given) and sees all of them finished, and only
+/// then are they renamed over their targets, in the order given: name the file that
+/// refers to the others last, so a crash between two renames never leaves it
+/// pointing at a missing or partial file. Any error before the renames removes every
+/// temporary file and leaves every target untouched.
+///
+/// # Errors
+/// As [`write_with`], for any of the files; a rename that fails after an earlier one
+/// succeeded leaves the earlier target replaced (the error names the file).
+pub fn write_files(
+    files: Vec<(&Path, Fill<'_>)>,
+    check: impl FnOnce(&[&Path]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut temps = Vec::with_capacity(files.len());
+    let mut pending = Vec::with_capacity(files.len());
+    for (path, write) in files {
+        let existing = regular_or_absent(path)?;
+        let dir = folder(path);
+        // A short fixed prefix, so any name the filesystem allows for `path` works.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".qdq-")
+            .suffix(".tmp")
+            .rand_bytes(12)
+            .tempfile_in(dir)?;
+        pending.push(Pending::register(tmp.path()));
+        write(tmp.as_file_mut())?;
+        tmp.as_file_mut().flush()?;
+        set_mode(tmp.as_file(), existing.as_ref())?;
+        tmp.as_file().sync_all()?;
+        temps.push((path, tmp));
+    }
+    let paths: Vec<&Path> = temps.iter().map(|(_, t)| t.path()).collect();
+    check(&paths)?;
+    for (path, tmp) in temps {
+        tmp.persist(path).map_err(|e| e.error)?;
+        // The rename is durable once the folder is; some filesystems cannot sync a
+        // folder, and the file itself is already safe, so that failure is not fatal.
+        if let Ok(d) = File::open(folder(path)) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
+}
+
+/// The folder `path` is in (`.` for a bare name).
+fn folder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }
 
 /// The metadata of `path` if it is a regular file (symlinks followed), `None` if it
@@ -244,6 +278,15 @@ pub enum OutputError {
         /// The input.
         input: PathBuf,
     },
+    /// The output is a symbolic link where qdq only writes plain files (an external
+    /// data file: replacing a link would silently cut what it shared).
+    #[error("{flag} {}: it is a symbolic link; remove it or choose another output name", path.display())]
+    Symlink {
+        /// The flag (or the description) that names it.
+        flag: String,
+        /// The path.
+        path: PathBuf,
+    },
     /// Two outputs are the same file.
     #[error(
         "{flag} {} and {other_flag} {} are the same file; give them different names",
@@ -312,6 +355,21 @@ pub fn check_outputs(
     Ok(())
 }
 
+/// Refuses an output that is a symbolic link (even to a regular file): for files
+/// that another file refers to by name (external data), where a link may be shared.
+///
+/// # Errors
+/// [`OutputError::Symlink`] naming `flag` and `path`.
+pub fn check_not_symlink(flag: &str, path: &Path) -> Result<(), OutputError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(OutputError::Symlink {
+            flag: flag.into(),
+            path: path.into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `a` and `b` are one file: the same inode when both exist, else the same
 /// resolved path (folder resolved, then the file name).
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -330,11 +388,7 @@ fn resolved(path: &Path) -> Option<PathBuf> {
         return Some(p);
     }
     let name = path.file_name()?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    Some(std::fs::canonicalize(dir).ok()?.join(name))
+    Some(std::fs::canonicalize(folder(path)).ok()?.join(name))
 }
 
 #[cfg(test)]
@@ -411,6 +465,73 @@ mod tests {
         write_atomic(&fresh, b"m").unwrap();
         let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o666 & !umask());
+    }
+
+    #[test]
+    fn files_written_together_are_checked_together_and_renamed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.onnx");
+        let data = dir.path().join("m.onnx.data");
+        std::fs::write(&model, b"old model").unwrap();
+        std::fs::write(&data, b"old data").unwrap();
+        let both = |m: &'static [u8], d: &'static [u8]| -> Vec<(&Path, Fill<'_>)> {
+            vec![
+                (data.as_path(), Box::new(move |f: &mut File| f.write_all(d))),
+                (
+                    model.as_path(),
+                    Box::new(move |f: &mut File| f.write_all(m)),
+                ),
+            ]
+        };
+        // A failed check: both targets untouched, no temp file left.
+        let e = write_files(both(b"new model", b"new data"), |tmps| {
+            assert_eq!(std::fs::read(tmps[0])?, b"new data");
+            assert_eq!(std::fs::read(tmps[1])?, b"new model");
+            Err(io::Error::other("does not run"))
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "does not run");
+        assert_eq!(std::fs::read(&model).unwrap(), b"old model");
+        assert_eq!(std::fs::read(&data).unwrap(), b"old data");
+        assert_eq!(names(dir.path()), ["m.onnx", "m.onnx.data"]);
+        // A failed second write removes the first temp file too.
+        let files: Vec<(&Path, Fill<'_>)> = vec![
+            (data.as_path(), Box::new(|f: &mut File| f.write_all(b"d"))),
+            (
+                model.as_path(),
+                Box::new(|_: &mut File| Err(io::Error::other("disk full"))),
+            ),
+        ];
+        assert_eq!(
+            write_files(files, |_| Ok(())).unwrap_err().to_string(),
+            "disk full"
+        );
+        assert_eq!(names(dir.path()), ["m.onnx", "m.onnx.data"]);
+        assert!(lock_pending().is_empty());
+        write_files(both(b"new model", b"new data"), |_| Ok(())).unwrap();
+        assert_eq!(std::fs::read(&model).unwrap(), b"new model");
+        assert_eq!(std::fs::read(&data).unwrap(), b"new data");
+        assert_eq!(names(dir.path()), ["m.onnx", "m.onnx.data"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_refused_where_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("shared.data");
+        std::fs::write(&target, b"x").unwrap();
+        let link = dir.path().join("m.onnx.data");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = check_not_symlink("external data", &link).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "external data {}: it is a symbolic link; remove it or choose another output name",
+                link.display()
+            )
+        );
+        check_not_symlink("external data", &target).unwrap();
+        check_not_symlink("external data", &dir.path().join("absent")).unwrap();
     }
 
     #[test]

@@ -41,6 +41,38 @@ pub(crate) fn is_external(t: &TensorProto) -> bool {
     t.data_location.value() == 1 || !t.external_data.is_empty()
 }
 
+/// The external data files the model at `path` names (resolved in its folder),
+/// without reading them: what a command must not overwrite. Empty when the file
+/// cannot be read or parsed (reading the model later reports why).
+pub fn data_files(path: &Path) -> Vec<PathBuf> {
+    use onnx_ir::Message;
+    let bytes = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() <= super::file::MAX_MODEL_BYTES => std::fs::read(path),
+        _ => return Vec::new(),
+    };
+    let Some(model) = bytes
+        .ok()
+        .and_then(|b| onnx_ir::ModelProto::parse_from_bytes(&b).ok())
+    else {
+        return Vec::new();
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut files: Vec<PathBuf> = model
+        .graph
+        .initializer
+        .iter()
+        .filter(|t| is_external(t))
+        .filter_map(|t| t.external_data.iter().find(|e| e.key == "location"))
+        .map(|e| dir.join(&e.value))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
 /// Reads the external data of every initializer of `graph` (the model was read from
 /// `dir`) into its `raw_data`, leaving the tensor as if it had been stored inline.
 ///
@@ -50,13 +82,27 @@ pub(crate) fn is_external(t: &TensorProto) -> bool {
 /// bad or out-of-range offset/length, a length that is not the tensor's size, or a type
 /// of no fixed width.
 pub fn load_external(graph: &mut GraphProto, dir: &Path) -> Result<(), ExternalError> {
+    load_external_from(graph, dir, None)
+}
+
+/// [`load_external`], reading the data file named `location` from `file` instead
+/// (`renamed = Some((location, file))`): a model being written refers to its data
+/// file by its final name while both still lie in temporary files.
+///
+/// # Errors
+/// As [`load_external`].
+pub fn load_external_from(
+    graph: &mut GraphProto,
+    dir: &Path,
+    renamed: Option<(&str, &Path)>,
+) -> Result<(), ExternalError> {
     let root = dir.canonicalize().map_err(|e| ExternalError {
         tensor: String::new(),
         location: dir.display().to_string(),
         message: format!("the model's folder cannot be resolved: {e}"),
     })?;
     for t in graph.initializer.iter_mut().filter(|t| is_external(t)) {
-        let bytes = read_one(t, &root)?;
+        let bytes = read_one(t, &root, renamed)?;
         t.raw_data = bytes.into();
         t.external_data.clear();
         t.data_location = Default::default();
@@ -64,7 +110,11 @@ pub fn load_external(graph: &mut GraphProto, dir: &Path) -> Result<(), ExternalE
     Ok(())
 }
 
-fn read_one(t: &TensorProto, root: &Path) -> Result<Vec<u8>, ExternalError> {
+fn read_one(
+    t: &TensorProto,
+    root: &Path,
+    renamed: Option<(&str, &Path)>,
+) -> Result<Vec<u8>, ExternalError> {
     let key = |k: &str| {
         t.external_data
             .iter()
@@ -77,7 +127,10 @@ fn read_one(t: &TensorProto, root: &Path) -> Result<Vec<u8>, ExternalError> {
         location: location.to_string(),
         message,
     };
-    let file = confined(location, root).map_err(fail)?;
+    let file = match renamed {
+        Some((name, file)) if name == location => file.to_path_buf(),
+        _ => confined(location, root).map_err(fail)?,
+    };
     let number = |k: &str| -> Result<Option<u64>, ExternalError> {
         key(k)
             .map(|v| {

@@ -50,7 +50,19 @@ pub const MAX_MODEL_BYTES: u64 = 2 << 30;
 /// not an ONNX model (e.g. truncated); [`ReadError::External`] when a tensor's external
 /// data cannot be read. All name the file.
 pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto, ReadError> {
-    let path = path.as_ref();
+    read_model_with_data(path.as_ref(), None)
+}
+
+/// [`read_model`], reading the external data file the model names `location` from
+/// `file` (`renamed = Some((location, file))`): how a model written next to its data
+/// file is checked while both are still temporary files.
+///
+/// # Errors
+/// As [`read_model`].
+pub fn read_model_with_data(
+    path: &Path,
+    renamed: Option<(&str, &Path)>,
+) -> Result<ModelProto, ReadError> {
     let io = |source| ReadError::Io {
         path: path.display().to_string(),
         source,
@@ -97,9 +109,11 @@ pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto, ReadError> {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        super::external::load_external(graph, dir).map_err(|source| ReadError::External {
-            path: path.display().to_string(),
-            source,
+        super::external::load_external_from(graph, dir, renamed).map_err(|source| {
+            ReadError::External {
+                path: path.display().to_string(),
+                source,
+            }
         })?;
     }
     Ok(model)

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod elem;
 pub mod external;
 pub mod file;
+pub mod save_external;
 pub mod version;
 
 pub(crate) use build::{
@@ -16,4 +17,4 @@ pub(crate) use build::{
 #[cfg(test)]
 pub(crate) use build::{model, model_io};
 pub use decode::initializer_elements;
-pub use file::{MAX_MODEL_BYTES, ReadError, read_model};
+pub use file::{MAX_MODEL_BYTES, ReadError, read_model, read_model_with_data};
