@@ -292,7 +292,19 @@ pub(crate) fn calibrate(
     }
     let bar = progress(pass.total(), "calibrating", json);
     for b in pass {
-        calib.feed(graph, b?.1)?;
+        let (items, inputs) = b?;
+        calib.feed(graph, inputs).map_err(|e| -> Box<dyn std::error::Error> {
+            if items > 1 && matches!(e, qdq_onnx::Error::Run(_)) {
+                // Exports often fix the batch inside (a Reshape to [seq, 1, ...]) while
+                // declaring it dynamic.
+                format!(
+                    "{e}\n(on a batch of {items} items; if the model runs one item at a time despite its dynamic batch dimension, give --batch 1)"
+                )
+                .into()
+            } else {
+                e.into()
+            }
+        })?;
         bar.inc(1);
     }
     bar.finish_and_clear();

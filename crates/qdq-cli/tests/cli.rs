@@ -324,6 +324,43 @@ fn bad_input_gets_a_clear_error_and_no_output_file() {
         s(&out),
     ]);
     assert!(e.contains("median"), "{e}");
+    assert!(e.contains("expected one of auto, max"), "{e}");
+    // A model that fixes its batch inside (Reshape to [1, 1568]) while declaring it
+    // dynamic: the error names the node and suggests --batch 1, with which it works.
+    let mut m = ModelProto::parse_from_bytes(&bytes).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let shape = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "const_7")
+        .unwrap();
+    let le = |v: [i64; 2]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    assert_eq!(
+        shape.raw_data,
+        le([0, 1568]),
+        "the bundled model's Reshape shape"
+    );
+    shape.raw_data = le([1, 1568]).into();
+    let one = dir.join("batch-one.onnx");
+    std::fs::write(&one, m.write_to_bytes().unwrap()).unwrap();
+    let e = run(&["quantize", s(&one), "--calib", s(&calib), "-o", s(&out)]);
+    assert!(
+        e.contains("Reshape") && e.contains("on a batch of 32 items") && e.contains("--batch 1"),
+        "{e}"
+    );
+    let o = qdq(&[
+        "quantize",
+        s(&one),
+        "--calib",
+        s(&calib),
+        "--batch",
+        "1",
+        "--method",
+        "max",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
