@@ -50,6 +50,16 @@ fn demo_quantizes_the_bundled_model_and_keeps_its_accuracy() {
         eval["error_jump"]["sqnr_db"].as_f64().unwrap() > 10.0,
         "{eval}"
     );
+    // The default method is auto: every activation quantizer records its choice, and
+    // weights keep their per-channel max.
+    for q in v["quantizers"].as_array().unwrap() {
+        let (name, method) = (q["name"].as_str().unwrap(), q["method"].as_str().unwrap());
+        if name.ends_with("_weight_quantizer") {
+            assert_eq!(method, "max", "{q}");
+        } else {
+            assert!(method.starts_with("auto:"), "{q}");
+        }
+    }
     // conv1, conv2 (input + weight), two pools, fc1, fc2 (input + weight).
     let names: Vec<&str> = v["quantizers"]
         .as_array()
