@@ -318,7 +318,9 @@ impl ModelData {
                     Feed::Items(folder, prep) => {
                         let mut values = Values::with_capacity(input.elem, 0);
                         for &i in items {
-                            values.append(folder.read(i, input, prep)?);
+                            values.append(folder.read(i, input, prep)?).map_err(|why| {
+                                DataError::Inputs(format!("input `{}`: {why}", input.name))
+                            })?;
                         }
                         let shape = items
                             .first()

@@ -128,13 +128,33 @@ impl Values {
         }
     }
 
-    /// Appends `other` (of the same kind).
-    pub(crate) fn append(&mut self, other: Self) {
+    /// Appends `other`, which must be of the same kind (values read for one input
+    /// always are; a mismatch is refused rather than trusted).
+    ///
+    /// # Errors
+    /// `other` holds another kind of value, named in the message.
+    pub(crate) fn append(&mut self, other: Self) -> Result<(), String> {
         match (self, other) {
             (Self::F32(a), Self::F32(b)) => a.extend(b),
             (Self::I64(a), Self::I64(b)) => a.extend(b),
             (Self::Bool(a), Self::Bool(b)) => a.extend(b),
-            _ => unreachable!("values of one input are of one kind"),
+            (a, b) => {
+                return Err(format!(
+                    "internal: {} values appended to {} values",
+                    b.kind(),
+                    a.kind()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The kind of value held, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::F32(_) => "float32",
+            Self::I64(_) => "integer",
+            Self::Bool(_) => "bool",
         }
     }
 }
