@@ -3,6 +3,9 @@
 //! failures, each listed with its reason), and the light model zoo shipped in the onnx
 //! Python wheel (real CNNs end to end).
 
+mod common;
+use common::node_case::numbered;
+
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -156,26 +159,6 @@ fn wire_fields(mut b: &[u8]) -> Result<Vec<(u64, &[u8])>, String> {
         b = b.get(skip..).ok_or("truncated field")?;
     }
     Ok(out)
-}
-
-fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    let n = name
-                        .strip_prefix(prefix)?
-                        .strip_suffix(".pb")?
-                        .parse()
-                        .ok()?;
-                    Some((n, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.into_iter().map(|(_, p)| p).collect()
 }
 
 /// ONNX backend-test closeness: same shape, same dtype kind, |a-b| <= atol + rtol*|b|.

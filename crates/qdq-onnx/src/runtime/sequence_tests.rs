@@ -404,3 +404,12 @@ fn sequences_of_empty_tensors_are_bounded_in_length() {
         "a sequence of 1048577 tensors exceeds the runtime's limit",
     );
 }
+
+#[test]
+fn every_sequence_op_is_in_the_supported_table() {
+    // `ops::SUPPORTED` repeats the sequence ops (a const slice cannot be concatenated);
+    // the executor's non-tensor check reads `sequence::OPS`: the two lists must agree.
+    for op in ops::sequence::OPS {
+        assert!(ops::SUPPORTED.contains(op), "{op} missing from SUPPORTED");
+    }
+}
