@@ -175,15 +175,20 @@ pub(crate) fn run_lint(file: &Path, json: bool) -> Fallible<ExitCode> {
 pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
     let model = read_model(file)?;
     let graph = model.graph.as_ref().ok_or("the model has no graph")?;
-    let mut ops: std::collections::BTreeMap<&str, usize> = Default::default();
+    // Ops of another domain than ONNX's are counted as `domain:Op`.
+    let mut ops: std::collections::BTreeMap<String, usize> = Default::default();
     for n in &graph.node {
-        *ops.entry(n.op_type.as_str()).or_default() += 1;
+        let name = if n.domain.is_empty() || n.domain == "ai.onnx" {
+            n.op_type.clone()
+        } else {
+            format!("{}:{}", n.domain, n.op_type)
+        };
+        *ops.entry(name).or_default() += 1;
     }
-    let supported = qdq_onnx::runtime::supported_ops();
-    let unsupported: Vec<&str> = ops
-        .keys()
-        .copied()
-        .filter(|o| !supported.contains(o))
+    // The runtime's own load check: subgraphs and other domains included.
+    let unsupported: Vec<String> = qdq_onnx::runtime::unsupported_ops(graph)
+        .into_iter()
+        .map(|(op, n)| format!("{op} (x{n})"))
         .collect();
     let inits: std::collections::HashSet<&str> =
         graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -219,7 +224,7 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
         .collect();
     let opset = qdq_onnx::passes::model_opset(&model);
     // Saturating: a hostile file may declare dims whose product overflows.
-    let params = qdq_onnx::initializer_elements(graph);
+    let params = qdq_onnx::weight_elements(graph);
     let pairs = ops.get("QuantizeLinear").copied().unwrap_or(0);
     if json {
         println!(
@@ -228,7 +233,7 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
                 "file": file, "opset": opset, "ir_version": model.ir_version, "producer": model.producer_name,
                 "inputs": inputs.iter().map(|(n, (t, d))| serde_json::json!({"name": n, "type": t, "shape": d})).collect::<Vec<_>>(),
                 "outputs": outputs.iter().map(|(n, (t, d))| serde_json::json!({"name": n, "type": t, "shape": d})).collect::<Vec<_>>(),
-                "ops": ops, "initializer_elements": params,
+                "ops": ops, "weight_elements": params,
                 "quantize_linear": pairs, "unsupported_ops": unsupported,
             })
         );

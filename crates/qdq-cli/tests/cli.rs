@@ -791,3 +791,40 @@ fn finetune_trains_only_the_weights_and_onnx_runtime_scores_the_file_alike() {
     assert!(e.contains("--train") && e.contains("needs labels"), "{e}");
     assert!(!none.exists());
 }
+
+#[test]
+fn inspect_counts_constant_node_weights_and_other_domains_ops() {
+    let dir = scratch("inspect");
+    let model = data_dir().join("model.onnx");
+    let original = json(&qdq(&["inspect", s(&model), "--json"]));
+    let weights = original["weight_elements"].as_u64().unwrap();
+    assert!(weights > 0, "{original}");
+    assert_eq!(original["unsupported_ops"], serde_json::json!([]));
+    // The same weights as a Constant node (PyTorch's exporter writes many that way),
+    // and one Relu moved into another domain, which the runtime does not execute.
+    let mut m = ModelProto::parse_from_bytes(&std::fs::read(&model).unwrap()).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let init = g.initializer.remove(0);
+    g.input.retain(|i| i.name != init.name);
+    let mut constant = onnx_ir::NodeProto::new();
+    constant.op_type = "Constant".into();
+    constant.output.push(init.name.clone());
+    let mut value = onnx_ir::AttributeProto::new();
+    value.name = "value".into();
+    value.type_ = onnx_ir::AttributeType::TENSOR.into();
+    value.t = Some(init).into();
+    constant.attribute.push(value);
+    g.node.insert(0, constant);
+    let relu = g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap();
+    relu.domain = "com.example".into();
+    let changed = dir.join("changed.onnx");
+    std::fs::write(&changed, m.write_to_bytes().unwrap()).unwrap();
+    let v = json(&qdq(&["inspect", s(&changed), "--json"]));
+    assert_eq!(v["weight_elements"].as_u64(), Some(weights), "{v}");
+    assert_eq!(
+        v["unsupported_ops"],
+        serde_json::json!(["com.example:Relu (x1)"])
+    );
+    assert_eq!(v["ops"]["com.example:Relu"], 1, "{v}");
+    assert_eq!(v["ops"]["Constant"], 1, "{v}");
+}

@@ -26,7 +26,7 @@ fn inspect_lint(model: &ModelProto) {
     let _ = crate::lint(model);
     let _ = crate::passes::model_opset(model);
     if let Some(graph) = model.graph.as_ref() {
-        let _ = crate::initializer_elements(graph);
+        let _ = crate::weight_elements(graph);
         let _ = crate::passes::elem_types(graph);
         let _ = crate::passes::place(graph, &Default::default());
     }
@@ -46,7 +46,7 @@ pub fn run_small_graph(bytes: &[u8]) -> Option<String> {
 /// The run of a small graph; `None` when it is too big or does not load.
 fn run_model(model: &ModelProto) -> Option<Result<(), crate::runtime::RunError>> {
     let graph = model.graph.as_ref()?;
-    if graph.node.len() > MAX_NODES || crate::initializer_elements(graph) > MAX_WEIGHTS {
+    if graph.node.len() > MAX_NODES || crate::weight_elements(graph) > MAX_WEIGHTS {
         return None;
     }
     let device = Device::flex();

@@ -42,7 +42,5 @@ pub use error::{Error, Result};
 pub use export::{ExportOptions, Fp8Style, export, export_to_file};
 pub use lint::{LintOptions, Rule, Violation, lint, lint_file, lint_with};
 pub use onnx_ir::{Message, ModelProto};
-pub use proto::{
-    MAX_MODEL_BYTES, ReadError, initializer_elements, read_model, read_model_with_data,
-};
+pub use proto::{MAX_MODEL_BYTES, ReadError, read_model, read_model_with_data, weight_elements};
 pub use qdq::{FloatForm, QdqFormat, insert_qdq, insert_qdq_as, scales};

@@ -354,19 +354,45 @@ pub(crate) fn all_zero(t: &TensorProto) -> bool {
         && t.raw_data.iter().all(|&b| b == 0)
 }
 
-/// Total element count of a graph's initializers (what `qdq inspect` reports), summed
-/// without overflow: dims from a hostile file saturate at `u64::MAX`, negative dims
-/// count as 0.
-pub fn initializer_elements(graph: &GraphProto) -> u64 {
+/// Total element count of a graph's weights (what `qdq inspect` reports): its
+/// initializers and the tensors of its `Constant` nodes (`value`, `value_floats`,
+/// `value_ints`; PyTorch's and Paddle's exporters write many weights that way), in
+/// subgraphs too (silero-vad keeps its weights in `If` branches; the nesting is bounded
+/// by the protobuf parser's recursion limit). Summed without overflow: dims from a
+/// hostile file saturate at `u64::MAX`, negative dims count as 0.
+pub fn weight_elements(graph: &GraphProto) -> u64 {
+    let dims_product = |t: &TensorProto| {
+        t.dims
+            .iter()
+            .try_fold(1u64, |acc, &d| {
+                acc.checked_mul(u64::try_from(d).unwrap_or(0))
+            })
+            .unwrap_or(u64::MAX)
+    };
+    let is_constant = |n: &onnx_ir::NodeProto| {
+        n.op_type == "Constant" && (n.domain.is_empty() || n.domain == "ai.onnx")
+    };
+    let in_nodes = graph.node.iter().flat_map(|n| {
+        n.attribute.iter().map(move |a| {
+            let own = match a.name.as_str() {
+                _ if !is_constant(n) => 0,
+                "value" => a.t.as_ref().map_or(0, dims_product),
+                "value_floats" => a.floats.len() as u64,
+                "value_ints" => a.ints.len() as u64,
+                _ => 0,
+            };
+            a.g.iter()
+                .chain(&a.graphs)
+                .map(weight_elements)
+                .fold(own, u64::saturating_add)
+        })
+    });
     graph
         .initializer
         .iter()
-        .map(|t| {
-            t.dims.iter().try_fold(1u64, |acc, &d| {
-                acc.checked_mul(u64::try_from(d).unwrap_or(0))
-            })
-        })
-        .fold(0u64, |acc, n| acc.saturating_add(n.unwrap_or(u64::MAX)))
+        .map(dims_product)
+        .chain(in_nodes)
+        .fold(0u64, u64::saturating_add)
 }
 
 #[cfg(test)]
@@ -383,19 +409,61 @@ mod tests {
     }
 
     #[test]
-    fn initializer_elements_saturates_instead_of_overflowing() {
+    fn weight_elements_saturates_instead_of_overflowing() {
         let mut g = GraphProto::new();
         for dims in [vec![2, 3], vec![], vec![-4, 5]] {
             let mut t = TensorProto::new();
             t.dims = dims;
             g.initializer.push(t);
         }
-        assert_eq!(initializer_elements(&g), 6 + 1);
+        assert_eq!(weight_elements(&g), 6 + 1);
         let mut huge = TensorProto::new();
         huge.dims = vec![1 << 32, 1 << 32];
         g.initializer.push(huge.clone());
         g.initializer.push(huge);
-        assert_eq!(initializer_elements(&g), u64::MAX);
+        assert_eq!(weight_elements(&g), u64::MAX);
+    }
+
+    #[test]
+    fn weight_elements_count_constant_nodes() {
+        use onnx_ir::{AttributeProto, NodeProto};
+        let mut g = GraphProto::new();
+        let mut init = TensorProto::new();
+        init.dims = vec![4, 2];
+        g.initializer.push(init);
+        let constant = |attr: AttributeProto, domain: &str| {
+            let mut n = NodeProto::new();
+            n.op_type = "Constant".into();
+            n.domain = domain.into();
+            n.attribute.push(attr);
+            n
+        };
+        let mut value = AttributeProto::new();
+        value.name = "value".into();
+        let mut t = TensorProto::new();
+        t.dims = vec![3, 5];
+        value.t = Some(t).into();
+        let mut floats = AttributeProto::new();
+        floats.name = "value_floats".into();
+        floats.floats = vec![1.0; 6];
+        let mut ints = AttributeProto::new();
+        ints.name = "value_ints".into();
+        ints.ints = vec![1; 2];
+        g.node.push(constant(value.clone(), ""));
+        g.node.push(constant(floats, "ai.onnx"));
+        g.node.push(constant(ints, ""));
+        // another domain's `Constant` is not ONNX's
+        g.node.push(constant(value, "com.example"));
+        assert_eq!(weight_elements(&g), 8 + 15 + 6 + 2);
+        // a branch's weights count too
+        let mut branch = AttributeProto::new();
+        branch.name = "then_branch".into();
+        branch.g = Some(g.clone()).into();
+        let mut if_node = NodeProto::new();
+        if_node.op_type = "If".into();
+        if_node.attribute.push(branch);
+        g.node.push(if_node);
+        assert_eq!(weight_elements(&g), 2 * (8 + 15 + 6 + 2));
     }
 
     #[test]

@@ -16,5 +16,5 @@ pub(crate) use build::{
 };
 #[cfg(test)]
 pub(crate) use build::{model, model_io};
-pub use decode::initializer_elements;
+pub use decode::weight_elements;
 pub use file::{MAX_MODEL_BYTES, ReadError, read_model, read_model_with_data};

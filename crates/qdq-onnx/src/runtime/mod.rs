@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use burn::tensor::Device;
-use onnx_ir::{ModelProto, ValueInfoProto};
+use onnx_ir::{GraphProto, ModelProto, ValueInfoProto};
 
 use crate::proto::ReadError;
 /// The element-type codes, the proto floor's table under the runtime's old name.
@@ -44,6 +44,16 @@ pub use value::{Dyn, DynTensor, MAX_ELEMENTS, MAX_RANK, Value};
 /// Every op type the runtime executes (default ONNX domain), for listing unsupported ops.
 pub fn supported_ops() -> &'static [&'static str] {
     ops::SUPPORTED
+}
+
+/// The operators of `graph` (subgraphs included) that the runtime cannot execute, each
+/// with its count: `Op`, `domain:Op` outside ONNX's default domain, `Op in If `name``
+/// inside a subgraph; sorted. Empty when the whole graph runs.
+pub fn unsupported_ops(graph: &GraphProto) -> Vec<(String, usize)> {
+    let mut unsupported = Vec::new();
+    body::collect_unsupported(graph, None, 0, &mut unsupported);
+    unsupported.sort();
+    unsupported
 }
 
 /// One dimension of a graph input or output.
@@ -194,10 +204,8 @@ impl OnnxGraph {
             v => v,
         };
         // unsupported operators, all at once
-        let mut unsupported: Vec<(String, usize)> = Vec::new();
-        body::collect_unsupported(graph, None, 0, &mut unsupported);
+        let unsupported = unsupported_ops(graph);
         if !unsupported.is_empty() {
-            unsupported.sort();
             return Err(RunError::UnsupportedOps(unsupported));
         }
         let init_names: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
