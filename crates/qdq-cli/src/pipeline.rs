@@ -10,8 +10,8 @@ use qdq_cli::data::ModelData;
 pub(crate) use qdq_cli::feed::batches;
 use qdq_onnx::passes::PlacementOptions;
 use qdq_onnx::quantize::{
-    AutoSelect, Calibration, CalibrationCache, Method, MethodChoice, Prepared, QuantizeOptions,
-    prepare,
+    AutoSelect, Calibration, CalibrationCache, Method, MethodChoice, ModelCheck, Prepared,
+    QuantizeOptions, choose_model, prepare,
 };
 use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_onnx::{Message, ModelProto, QdqFormat};
@@ -182,20 +182,20 @@ impl Setup {
             method: self.method,
             per: &self.per,
             auto_items: c.auto_items,
-            format: self.opts.format,
+            options: &self.opts,
         };
         calibrate(&self.prepared, &self.float, data, c.batch, &methods, json)
     }
 }
 
 /// The amax methods of a calibration: `method` for every activation, `per` overriding
-/// it by tensor; `auto` measures its choices on the first `auto_items` items, for
-/// quantizers in `format`.
+/// it by tensor; `auto` measures its choices on the first `auto_items` items, for the
+/// model `options` write.
 pub(crate) struct Methods<'a> {
     pub method: MethodChoice,
     pub per: &'a HashMap<String, MethodChoice>,
     pub auto_items: usize,
-    pub format: qdq_onnx::QdqFormat,
+    pub options: &'a QuantizeOptions,
 }
 
 impl Methods<'_> {
@@ -312,7 +312,11 @@ pub(crate) fn calibrate(
     if !methods.auto() {
         return Ok(calib.cache(method, &per)?);
     }
-    let mut auto = AutoSelect::new(prepared, &calib, methods.format, graph.device())?;
+    let mut auto = AutoSelect::new(prepared, &calib, methods.options.format, graph.device())?;
+    // A global `auto` ends with the whole model choosing (`choose_model`): the float
+    // outputs of the same items are kept for it.
+    let global = methods.method == MethodChoice::Auto;
+    let mut check = ModelCheck::new();
     // The first items, in batches of at most `auto_items` (memory stays one batch).
     let pass = batches(graph, data, batch.min(methods.auto_items))?;
     let bar = progress(
@@ -323,7 +327,12 @@ pub(crate) fn calibrate(
     let mut seen = 0;
     for b in pass {
         let (items, inputs) = b?;
-        auto.feed(graph, inputs)?;
+        if global {
+            let outputs = auto.feed(graph, inputs.clone())?;
+            check.push(inputs, &outputs)?;
+        } else {
+            auto.feed(graph, inputs)?;
+        }
         bar.inc(1);
         seen += items;
         if seen >= methods.auto_items {
@@ -336,7 +345,31 @@ pub(crate) fn calibrate(
         .into_iter()
         .filter(|(t, _)| methods.is_auto(t))
         .collect();
-    Ok(calib.cache_with(method, &per, &chosen)?)
+    if !global {
+        return Ok(calib.cache_with(method, &per, &chosen)?);
+    }
+    let choice = choose_model(
+        prepared,
+        &calib,
+        (method, &per),
+        &chosen,
+        &check,
+        methods.options,
+        graph.device(),
+    )?;
+    if !json && choice.errors.len() > 1 {
+        let measured: Vec<String> = choice
+            .errors
+            .iter()
+            .map(|(label, e)| format!("{label} {e:.3e}"))
+            .collect();
+        eprintln!(
+            "auto: output error of the whole model on {seen} items: {}; kept: {}",
+            measured.join(", "),
+            choice.label
+        );
+    }
+    Ok(choice.cache)
 }
 
 /// Writes a model qdq made, or nothing: a model with a non-finite weight is refused

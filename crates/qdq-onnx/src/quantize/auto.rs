@@ -21,6 +21,7 @@ use onnx_ir::{GraphProto, ModelProto, ValueInfoProto};
 
 use super::Method;
 use super::Prepared;
+use super::auto_model::{least, relative_error};
 use super::calibrate::Calibration;
 use crate::error::{Error, Result};
 use crate::passes::{Site, SiteKind, insert_sites};
@@ -128,11 +129,16 @@ impl AutoSelect {
     }
 
     /// Runs one batch through the float `graph`, running each probe as soon as its
-    /// inputs exist (values are kept only until their last probe has run).
+    /// inputs exist (values are kept only until their last probe has run); returns the
+    /// graph's outputs (for [`super::ModelCheck`]).
     ///
     /// # Errors
     /// A run error (of the graph or of a probe, named).
-    pub fn feed(&mut self, graph: &OnnxGraph, inputs: Vec<(String, Value)>) -> Result<()> {
+    pub fn feed(
+        &mut self,
+        graph: &OnnxGraph,
+        inputs: Vec<(String, Value)>,
+    ) -> Result<Vec<(String, Value)>> {
         let needed: HashSet<String> = self
             .probes
             .iter()
@@ -174,8 +180,7 @@ impl AutoSelect {
         if let Some(e) = failure {
             return Err(e);
         }
-        run.map_err(Error::Run)?;
-        Ok(())
+        run.map_err(Error::Run)
     }
 
     /// The choice for every probed tensor (none before a batch was fed).
@@ -190,15 +195,8 @@ impl AutoSelect {
                 .map(|((m, a), e)| (*m, *a, e / n))
                 .collect();
             // The least error; NaN (a probe output that was NaN) never wins.
-            let best = errors
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| !e.2.is_nan())
-                .fold(None::<(usize, f64)>, |best, (i, e)| match best {
-                    Some((_, b)) if b <= e.2 => best,
-                    _ => Some((i, e.2)),
-                });
-            if let Some((i, _)) = best {
+            let totals: Vec<f64> = errors.iter().map(|e| e.2).collect();
+            if let Some(i) = least(&totals) {
                 out.insert(
                     p.tensor.clone(),
                     Choice {
@@ -250,17 +248,9 @@ impl Probe {
             host(&g.run(feed.clone()).map_err(fail)?).map_err(fail)
         };
         let float = run(self.load(None, format, device)?)?;
-        let energy: f64 = float.iter().flatten().map(|&f| f64::from(f).powi(2)).sum();
         for k in 0..self.candidates.len() {
             let q = run(self.load(Some(self.candidates[k].1), format, device)?)?;
-            let diff: f64 = q
-                .iter()
-                .flatten()
-                .zip(float.iter().flatten())
-                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                .sum();
-            // An all-zero float output: the absolute error (any change is a change).
-            self.error[k] += if energy > 0.0 { diff / energy } else { diff };
+            self.error[k] += relative_error(q.iter().flatten().zip(float.iter().flatten()));
         }
         self.batches += 1;
         Ok(())

@@ -3,6 +3,7 @@
 //! opset it needs and lint it ([`apply`]).
 
 pub mod auto;
+mod auto_model;
 mod cache;
 mod calibrate;
 pub mod report;
@@ -11,6 +12,7 @@ use onnx_ir::ModelProto;
 use qdq::calib::HistogramMethod;
 
 pub use auto::{AutoSelect, Choice};
+pub use auto_model::{ModelCheck, ModelChoice, choose_model};
 pub use cache::{CalibrationCache, Entry};
 pub use calibrate::Calibration;
 

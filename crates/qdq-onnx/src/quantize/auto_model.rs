@@ -1,0 +1,377 @@
+//! `auto`'s last step: the whole model decides between the per-quantizer choices and
+//! each candidate method applied to every quantizer.
+//!
+//! Each quantizer's choice ([`super::AutoSelect`]) is the best one *for its consumers*
+//! with every other quantizer in float; errors of neighbouring layers can add up
+//! differently (a text recognizer whose every layer prefers max was better with
+//! percentile=99.99 everywhere: clipped outliers did not compound, rounding did). So the
+//! written model's outputs decide: the QDQ model of every distinct assignment runs on
+//! the items `auto` measured on, and the one whose outputs are closest to the float
+//! model's, `Σ (q - f)² / Σ f²` per output and batch, summed over outputs and averaged
+//! over batches, is kept (ties go to the per-quantizer choices, then to the earlier
+//! candidate). This makes `auto` at least as close to float on those items as any
+//! single method.
+
+use std::collections::HashMap;
+
+use onnx_ir::ModelProto;
+
+use super::auto::{Choice, candidates};
+use super::{Calibration, CalibrationCache, Method, Prepared, QuantizeOptions, apply};
+use crate::error::{Error, Result};
+use crate::runtime::{OnnxGraph, RunError, Value};
+
+/// The assignment `auto` kept, with what every assignment measured.
+#[derive(Clone, Debug)]
+pub struct ModelChoice {
+    /// The kept assignment's cache (activations `auto:METHOD`).
+    pub cache: CalibrationCache,
+    /// `per quantizer` or the method applied to every quantizer.
+    pub label: String,
+    /// Every distinct assignment and its whole-model error (NaN: it did not run).
+    pub errors: Vec<(String, f64)>,
+}
+
+/// Chooses between the per-quantizer `chosen` amaxes and each of [`candidates`] applied
+/// to every quantizer in `chosen`, by the whole model's error on `check`'s batches
+/// (module docs). The other tensors keep `method` or their `per_tensor` method. An
+/// assignment whose model fails to build or run counts as NaN and is not kept.
+///
+/// # Errors
+/// A method failing on a histogram, or every assignment failing (the per-quantizer
+/// one's error is returned).
+pub fn choose_model(
+    prepared: &Prepared,
+    calib: &Calibration,
+    (method, per_tensor): (Method, &HashMap<String, Method>),
+    chosen: &HashMap<String, Choice>,
+    check: &ModelCheck,
+    options: &QuantizeOptions,
+    device: &burn::tensor::Device,
+) -> Result<ModelChoice> {
+    let mut assignments = vec![(
+        "per quantizer".to_string(),
+        calib.cache_with(method, per_tensor, chosen)?,
+    )];
+    for m in candidates() {
+        let uniform: HashMap<String, Choice> = chosen
+            .keys()
+            .filter_map(|t| {
+                let (_, amax) = calib.candidate_amaxes(t, &[m]).into_iter().next()?;
+                Some((
+                    t.clone(),
+                    Choice {
+                        method: m,
+                        amax,
+                        errors: Vec::new(),
+                    },
+                ))
+            })
+            .collect();
+        let cache = calib.cache_with(method, per_tensor, &uniform)?;
+        // Methods that give the same amaxes make the same model: measured once.
+        let same = |c: &CalibrationCache| {
+            c.entries.len() == cache.entries.len()
+                && c.entries
+                    .iter()
+                    .zip(&cache.entries)
+                    .all(|(a, b)| a.0 == b.0 && a.1.amax == b.1.amax)
+        };
+        if !assignments.iter().any(|(_, c)| same(c)) {
+            assignments.push((m.to_string(), cache));
+        }
+    }
+    let mut errors = Vec::with_capacity(assignments.len());
+    let mut first_failure = None;
+    for (label, cache) in &assignments {
+        let e = if assignments.len() == 1 || check.is_empty() {
+            0.0
+        } else {
+            match apply(prepared, cache, options).and_then(|m| check.error(&m, device)) {
+                Ok(e) => e,
+                Err(e) => {
+                    first_failure.get_or_insert(e);
+                    f64::NAN
+                }
+            }
+        };
+        errors.push((label.clone(), e));
+    }
+    let totals: Vec<f64> = errors.iter().map(|e| e.1).collect();
+    let Some(k) = least(&totals) else {
+        return Err(first_failure.unwrap_or_else(|| Error::Graph("auto: no assignment ran".into())));
+    };
+    let (label, cache) = assignments.swap_remove(k);
+    Ok(ModelChoice {
+        cache,
+        label,
+        errors,
+    })
+}
+
+/// The float model's outputs on `auto`'s items, kept with the inputs that made them,
+/// to measure whole quantized models against.
+#[derive(Default)]
+pub struct ModelCheck {
+    /// Each batch: its inputs and the float outputs, on the host.
+    batches: Vec<(Vec<(String, Value)>, Vec<Vec<f32>>)>,
+}
+
+impl ModelCheck {
+    /// An empty check.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps one batch: its `inputs` and the float model's `outputs` on them.
+    ///
+    /// # Errors
+    /// An output that cannot be read as numbers (a sequence, a string tensor).
+    pub fn push(
+        &mut self,
+        inputs: Vec<(String, Value)>,
+        outputs: &[(String, Value)],
+    ) -> Result<()> {
+        let host = outputs
+            .iter()
+            .map(|(name, v)| {
+                v.to_f32()
+                    .map_err(|e| Error::Graph(format!("auto: reading float output `{name}`: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.batches.push((inputs, host));
+        Ok(())
+    }
+
+    /// Whether no batch was kept.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// The error of quantized `model` against float: for every batch and output,
+    /// `Σ (q - f)² / Σ f²` (the absolute squared error where the float output is all
+    /// zeros), summed over outputs and averaged over batches; NaN when an output is NaN.
+    ///
+    /// # Errors
+    /// The model does not load or run, or its outputs differ in number or size from
+    /// the float model's.
+    pub fn error(&self, model: &ModelProto, device: &burn::tensor::Device) -> Result<f64> {
+        let graph = OnnxGraph::from_model(model, device).map_err(Error::Run)?;
+        let mut total = 0.0;
+        for (inputs, float) in &self.batches {
+            let outputs = graph.run(inputs.clone()).map_err(Error::Run)?;
+            if outputs.len() != float.len() {
+                return Err(Error::Run(RunError::Graph(format!(
+                    "auto: the quantized model has {} outputs, the float one {}",
+                    outputs.len(),
+                    float.len()
+                ))));
+            }
+            for ((name, q), f) in outputs.iter().zip(float) {
+                let q = q.to_f32().map_err(Error::Run)?;
+                if q.len() != f.len() {
+                    return Err(Error::Graph(format!(
+                        "auto: output `{name}` has {} values quantized, {} in float",
+                        q.len(),
+                        f.len()
+                    )));
+                }
+                total += relative_error(q.iter().zip(f));
+            }
+        }
+        Ok(total / self.batches.len().max(1) as f64)
+    }
+}
+
+/// `Σ (q - f)² / Σ f²` over pairs `(q, f)` of quantized and float values, or the
+/// absolute `Σ (q - f)²` when every `f` is zero (any change is a change).
+pub(crate) fn relative_error<'a>(pairs: impl IntoIterator<Item = (&'a f32, &'a f32)>) -> f64 {
+    let (diff, energy) = pairs.into_iter().fold((0.0, 0.0), |(d, e), (&q, &f)| {
+        let (q, f) = (f64::from(q), f64::from(f));
+        (d + (q - f).powi(2), e + f * f)
+    });
+    if energy > 0.0 { diff / energy } else { diff }
+}
+
+/// The index of the least error (NaN never wins; ties keep the earlier), if any is a
+/// number.
+pub fn least(errors: &[f64]) -> Option<usize> {
+    errors
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !e.is_nan())
+        .fold(None::<(usize, f64)>, |best, (i, &e)| match best {
+            Some((_, b)) if b <= e => best,
+            _ => Some((i, e)),
+        })
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::proto::elem as dtype;
+    use crate::proto::{model, node, tensor_f32, value_info_named};
+
+    #[test]
+    fn least_skips_nan_and_keeps_the_earlier_on_a_tie() {
+        assert_eq!(least(&[0.5, f64::NAN, 0.2, 0.2]), Some(2));
+        assert_eq!(least(&[f64::NAN, 0.1]), Some(1));
+        assert_eq!(least(&[f64::NAN]), None);
+        assert_eq!(least(&[]), None);
+    }
+
+    #[test]
+    fn relative_error_of_a_zero_output_is_absolute() {
+        assert_eq!(relative_error([1.0, 2.0].iter().zip(&[1.0, 1.0])), 0.5);
+        assert_eq!(relative_error([0.5, 0.0].iter().zip(&[0.0, 0.0])), 0.25);
+    }
+
+    /// The error of a model scaling its input by 1.5 against the float model scaling it
+    /// by 2 is computed by hand: per batch `Σ (1.5x - 2x)² / Σ (2x)² = 1/16`.
+    #[test]
+    fn error_compares_whole_models_on_the_kept_batches() {
+        let device = Device::flex();
+        let scaled = |k: f32| {
+            model(
+                vec![node("Mul", "scale", &["x", "k"], &["y"])],
+                vec![value_info_named("x", dtype::FLOAT, &[1, 3], Some("batch"))],
+                &["y"],
+                vec![tensor_f32("k", &[1], &[k])],
+                13,
+            )
+        };
+        let float = OnnxGraph::from_model(&scaled(2.0), &device).unwrap();
+        let mut check = ModelCheck::new();
+        assert!(check.is_empty());
+        for b in [[1.0f32, -2.0, 3.0], [0.5, 0.25, 4.0]] {
+            let inputs = vec![(
+                "x".to_string(),
+                Value::from_f32(b.to_vec(), &[1, 3], &device),
+            )];
+            let outputs = float.run(inputs.clone()).unwrap();
+            check.push(inputs, &outputs).unwrap();
+        }
+        assert_eq!(check.error(&scaled(2.0), &device).unwrap(), 0.0);
+        let e = check.error(&scaled(1.5), &device).unwrap();
+        assert!((e - 1.0 / 16.0).abs() < 1e-12, "{e}");
+    }
+
+    /// Two MatMuls in a chain, each with a quantizer in front: the per-quantizer
+    /// choices and every distinct uniform method are measured on the whole model, and
+    /// the kept cache is the least error's.
+    #[test]
+    fn choose_model_keeps_the_least_whole_model_error() {
+        use crate::quantize::{AutoSelect, QuantizeOptions, prepare};
+        let device = Device::flex();
+        let w: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
+            .collect();
+        let float_model = model(
+            vec![
+                node("MatMul", "mm1", &["x", "w1"], &["h"]),
+                node("MatMul", "mm2", &["h", "w2"], &["y"]),
+            ],
+            vec![value_info_named("x", dtype::FLOAT, &[1, 8], Some("batch"))],
+            &["y"],
+            vec![tensor_f32("w1", &[8, 8], &w), tensor_f32("w2", &[8, 8], &w)],
+            13,
+        );
+        let options = QuantizeOptions::default();
+        let prepared = prepare(&float_model, &options).unwrap();
+        let graph = OnnxGraph::from_model(&prepared.model, &device).unwrap();
+        let proto = prepared.model.graph.as_ref().unwrap();
+        let mut calib = Calibration::new(proto, &prepared.sites, false).unwrap();
+        // Small values with rare outliers, so that the methods' amaxes differ.
+        let mut s = 5u64;
+        let batches: Vec<Vec<f32>> = (0..6)
+            .map(|b| {
+                (0..32 * 8)
+                    .map(|i| {
+                        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        let v = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5;
+                        if (b * 256 + i) % 397 == 0 {
+                            v * 40.0
+                        } else {
+                            v
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let value = |b: &[f32]| {
+            vec![(
+                "x".to_string(),
+                Value::from_f32(b.to_vec(), &[32, 8], &device),
+            )]
+        };
+        for b in &batches {
+            calib.feed(&graph, value(b)).unwrap();
+        }
+        let mut auto = AutoSelect::new(&prepared, &calib, options.format, &device).unwrap();
+        let mut check = ModelCheck::new();
+        for b in &batches[..2] {
+            let outputs = auto.feed(&graph, value(b)).unwrap();
+            check.push(value(b), &outputs).unwrap();
+        }
+        let chosen = auto.choices();
+        assert_eq!(chosen.len(), 2, "{chosen:?}");
+        let per = HashMap::new();
+        let choice = choose_model(
+            &prepared,
+            &calib,
+            (Method::Max, &per),
+            &chosen,
+            &check,
+            &options,
+            &device,
+        )
+        .unwrap();
+        assert_eq!(choice.errors[0].0, "per quantizer");
+        assert!(choice.errors.len() >= 2, "{:?}", choice.errors);
+        // Each measured error is the model's, recomputed here.
+        for (label, e) in &choice.errors {
+            let cache = if label == "per quantizer" {
+                calib.cache_with(Method::Max, &per, &chosen).unwrap()
+            } else {
+                let m = candidates()
+                    .into_iter()
+                    .find(|m| m.to_string() == *label)
+                    .unwrap();
+                let uniform = chosen
+                    .keys()
+                    .map(|t| {
+                        let amax = calib.candidate_amaxes(t, &[m])[0].1;
+                        (
+                            t.clone(),
+                            Choice {
+                                method: m,
+                                amax,
+                                errors: Vec::new(),
+                            },
+                        )
+                    })
+                    .collect();
+                calib.cache_with(Method::Max, &per, &uniform).unwrap()
+            };
+            let model = apply(&prepared, &cache, &options).unwrap();
+            assert_eq!(check.error(&model, &device).unwrap(), *e, "{label}");
+        }
+        let least_error = choice
+            .errors
+            .iter()
+            .map(|e| e.1)
+            .fold(f64::INFINITY, f64::min);
+        let kept = choice.errors.iter().find(|e| e.1 == least_error).unwrap();
+        assert_eq!(kept.0, choice.label);
+        for t in chosen.keys() {
+            let entry = &choice.cache.entries[t];
+            assert!(entry.method.starts_with("auto:"), "{entry:?}");
+            if choice.label != "per quantizer" {
+                assert_eq!(entry.method, format!("auto:{}", choice.label));
+            }
+        }
+    }
+}
