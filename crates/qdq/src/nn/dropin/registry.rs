@@ -103,7 +103,8 @@ impl FromStr for LayerKind {
     ///
     /// # Errors
     /// [`Error::Unsupported`] for any other name, including the reference's `LSTM`
-    /// and `LSTMCell`, which qdq has no quantized layer for.
+    /// and `LSTMCell`: qdq has their quantized layers (`QuantLSTM`, `QuantLSTMCell`,
+    /// built from burn's with `from_float`) but no drop-in replacement for them yet.
     fn from_str(s: &str) -> Result<Self> {
         LayerKind::ALL
             .iter()
