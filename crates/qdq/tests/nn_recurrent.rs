@@ -243,6 +243,59 @@ fn instance_norm_gradient_is_straight_through_and_masked() {
     assert!(xv.iter().zip(&gx).any(|(x, g)| x.abs() <= 1.0 && *g != 0.0));
 }
 
+#[derive(Module, Debug)]
+struct Styler {
+    norm: InstanceNorm2d,
+}
+
+#[test]
+fn instance_norm_drop_in_is_replaced_only_as_a_custom_replacement() {
+    use qdq::quant_modules::{self, LayerKind, Replacement, ReplacementOptions};
+    let d = dev();
+    let build = || Styler {
+        norm: InstanceNorm2dConfig::new(3).init(&d),
+    };
+    // Not in the default map, as in the reference.
+    quant_modules::initialize();
+    assert!(!build().norm.is_quantized());
+    quant_modules::deactivate();
+    quant_modules::initialize_with(ReplacementOptions {
+        custom_quant_modules: vec![(
+            LayerKind::InstanceNorm2d,
+            Replacement::new().with_quant_desc_input(desc(4, None)),
+        )],
+        ..Default::default()
+    })
+    .unwrap();
+    let model = build();
+    // A float model converts too; both read burn's defaults (affine).
+    quant_modules::deactivate();
+    let float = build();
+    assert!(!float.norm.is_quantized());
+    quant_modules::initialize_with(ReplacementOptions {
+        custom_quant_modules: vec![(
+            LayerKind::InstanceNorm2d,
+            Replacement::new().with_quant_desc_input(desc(4, None)),
+        )],
+        ..Default::default()
+    })
+    .unwrap();
+    let converted = quant_modules::quantize(float).unwrap();
+    quant_modules::deactivate();
+    let names: Vec<String> = named_quantizers(&model)
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names, ["norm._input_quantizer"]);
+    let x = rand(60, [2, 3, 4, 4], -2.0, 2.0);
+    for m in [&model, &converted] {
+        let q = m.norm.as_quant().unwrap();
+        assert!(q.norm.affine);
+        let want = q.norm.forward(fq(x.clone(), tensor_amax(&x), 4));
+        assert_bits(m.norm.forward(x.clone()), want);
+    }
+}
+
 // ------------------------------------------------------- recurrent layers
 
 #[test]

@@ -158,6 +158,24 @@ fn build_every_kind(d: &Device) -> Vec<(LayerKind, bool)> {
             LayerKind::MaxPool3d,
             MaxPool3dConfig::new([2, 2, 2]).init().is_quantized(),
         ),
+        (
+            LayerKind::InstanceNorm1d,
+            InstanceNorm1dConfig::new(2)
+                .init::<QuantInstanceNorm1d>(d)
+                .is_quantized(),
+        ),
+        (
+            LayerKind::InstanceNorm2d,
+            InstanceNorm2dConfig::new(2)
+                .init::<QuantInstanceNorm2d>(d)
+                .is_quantized(),
+        ),
+        (
+            LayerKind::InstanceNorm3d,
+            InstanceNorm3dConfig::new(2)
+                .init::<QuantInstanceNorm3d>(d)
+                .is_quantized(),
+        ),
     ]
 }
 

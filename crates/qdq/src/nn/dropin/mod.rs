@@ -52,6 +52,7 @@ mod conv;
 mod conv_transpose;
 pub(crate) mod layer;
 mod linear;
+mod norm;
 mod pool;
 pub(crate) mod registry;
 
@@ -63,6 +64,10 @@ pub use conv_transpose::{
     ConvTranspose3d, ConvTranspose3dConfig,
 };
 pub use linear::{Linear, LinearConfig};
+pub use norm::{
+    InstanceNorm1d, InstanceNorm1dConfig, InstanceNorm2d, InstanceNorm2dConfig, InstanceNorm3d,
+    InstanceNorm3dConfig, QuantInstanceNormKind,
+};
 pub use pool::{
     AdaptiveAvgPool1d, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig,
     AdaptiveAvgPool3d, AdaptiveAvgPool3dConfig, AvgPool1d, AvgPool1dConfig, AvgPool2d,

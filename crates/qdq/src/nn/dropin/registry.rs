@@ -88,6 +88,12 @@ layer_kinds! {
     MaxPool2d: default = false, weight = false;
     /// `MaxPool3d` → `QuantMaxPool3d` (custom replacement only).
     MaxPool3d: default = false, weight = false;
+    /// `InstanceNorm1d` → `QuantInstanceNorm1d` (custom replacement only, as in the reference).
+    InstanceNorm1d: default = false, weight = false;
+    /// `InstanceNorm2d` → `QuantInstanceNorm2d` (custom replacement only).
+    InstanceNorm2d: default = false, weight = false;
+    /// `InstanceNorm3d` → `QuantInstanceNorm3d` (custom replacement only).
+    InstanceNorm3d: default = false, weight = false;
 }
 
 impl fmt::Display for LayerKind {
