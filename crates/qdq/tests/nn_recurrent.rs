@@ -22,6 +22,12 @@ use qdq::{Amax, Error};
 
 // ---------------------------------------------------------------- helpers
 
+/// The replacement table is process-wide: tests that switch it run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn fq<const D: usize>(x: Tensor<D>, amax: Tensor<D>, num_bits: u32) -> Tensor<D> {
     fake_tensor_quant(x, amax, num_bits, false, false).unwrap()
 }
@@ -250,6 +256,7 @@ struct Styler {
 
 #[test]
 fn instance_norm_drop_in_is_replaced_only_as_a_custom_replacement() {
+    let _s = serial();
     use qdq::quant_modules::{self, LayerKind, Replacement, ReplacementOptions};
     let d = dev();
     let build = || Styler {
@@ -553,6 +560,60 @@ fn lstm_cell_gradients_are_straight_through_and_masked() {
         );
         assert!(cell.bias_ih.as_ref().unwrap().grad(&g).is_some());
     }
+}
+
+#[derive(Module, Debug)]
+struct Encoder {
+    lstm: Lstm,
+}
+
+#[test]
+fn lstm_drop_in_is_in_the_default_map_and_keeps_burns_forward() {
+    let _s = serial();
+    use qdq::quant_modules;
+    let d = dev();
+    let build = || Encoder {
+        lstm: qdq::nn::LstmConfig::new(3, 4, true).init(&d),
+    };
+    let float = build();
+    quant_modules::initialize();
+    let model = build();
+    let converted = quant_modules::quantize(float.clone()).unwrap();
+    quant_modules::deactivate();
+    assert!(!float.lstm.is_quantized());
+    let names: Vec<String> = named_quantizers(&model)
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["lstm._input_quantizers.0", "lstm._weight_quantizers.0"]
+    );
+    let x = rand(70, [2, 5, 3], -1.0, 1.0);
+    let h0 = rand(71, [2, 4], -0.5, 0.5);
+    let c0 = rand(72, [2, 4], -0.5, 0.5);
+    for m in [&model, &converted] {
+        let q = m.lstm.as_quant().unwrap();
+        let (out, state) = m
+            .lstm
+            .forward(x.clone(), Some(LstmState::new(c0.clone(), h0.clone())));
+        let (want, ws) = q.forward(
+            x.clone(),
+            Some(RecurrentState {
+                hidden: h0.clone().unsqueeze_dim(0),
+                cell: Some(c0.clone().unsqueeze_dim(0)),
+            }),
+        );
+        assert_bits(out, want);
+        assert_bits(state.hidden, ws.hidden.squeeze_dim(0));
+        assert_bits(state.cell, ws.cell.unwrap().squeeze_dim(0));
+    }
+    // The converted float layer keeps its weights: with quantizers off it is burn's.
+    let q = converted.lstm.as_quant().unwrap();
+    q._input_quantizers[0].disable();
+    q._weight_quantizers[0].disable();
+    let (want, _) = float.lstm.forward(x.clone(), None);
+    assert!(max_diff(converted.lstm.forward(x, None).0, want) < 1e-6);
 }
 
 #[derive(Module, Debug)]

@@ -31,8 +31,8 @@ pub use dropin::{
     Conv3d, Conv3dConfig, ConvTranspose1d, ConvTranspose1dConfig, ConvTranspose2d,
     ConvTranspose2dConfig, ConvTranspose3d, ConvTranspose3dConfig, DropIn, DropInConfig,
     InstanceNorm1d, InstanceNorm1dConfig, InstanceNorm2d, InstanceNorm2dConfig, InstanceNorm3d,
-    InstanceNorm3dConfig, Linear, LinearConfig, MaxPool1d, MaxPool1dConfig, MaxPool2d,
-    MaxPool2dConfig, MaxPool3d, MaxPool3dConfig, QuantInstanceNormKind, Replaceable,
+    InstanceNorm3dConfig, Linear, LinearConfig, Lstm, LstmConfig, MaxPool1d, MaxPool1dConfig,
+    MaxPool2d, MaxPool2dConfig, MaxPool3d, MaxPool3dConfig, QuantInstanceNormKind, Replaceable,
 };
 pub use handle::{QuantizerConfig, QuantizerHandle, QuantizerId};
 pub use modules::*;

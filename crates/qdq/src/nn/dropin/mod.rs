@@ -54,6 +54,7 @@ pub(crate) mod layer;
 mod linear;
 mod norm;
 mod pool;
+mod recurrent;
 pub(crate) mod registry;
 
 pub use layer::{DropIn, DropInConfig, Replaceable};
@@ -74,3 +75,4 @@ pub use pool::{
     AvgPool2dConfig, AvgPool3d, AvgPool3dConfig, MaxPool1d, MaxPool1dConfig, MaxPool2d,
     MaxPool2dConfig, MaxPool3d, MaxPool3dConfig,
 };
+pub use recurrent::{Lstm, LstmConfig};

@@ -94,6 +94,9 @@ layer_kinds! {
     InstanceNorm2d: default = false, weight = false;
     /// `InstanceNorm3d` → `QuantInstanceNorm3d` (custom replacement only).
     InstanceNorm3d: default = false, weight = false;
+    /// `LSTM` → `QuantLSTM` (burn's `Lstm`, one layer and direction).
+    #[allow(clippy::upper_case_acronyms)]
+    LSTM: default = true, weight = true;
 }
 
 impl fmt::Display for LayerKind {
@@ -108,9 +111,9 @@ impl FromStr for LayerKind {
     /// The kind named `s` (exact, case-sensitive, as `torch.nn`'s class names).
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for any other name, including the reference's `LSTM`
-    /// and `LSTMCell`: qdq has their quantized layers (`QuantLSTM`, `QuantLSTMCell`,
-    /// built from burn's with `from_float`) but no drop-in replacement for them yet.
+    /// [`Error::Unsupported`] for any other name, including the reference's
+    /// `LSTMCell`: burn has no LSTM cell layer to replace (build a `QuantLSTMCell`
+    /// directly, or from a burn `Lstm` with `QuantLSTMCell::from_float`).
     fn from_str(s: &str) -> Result<Self> {
         LayerKind::ALL
             .iter()
