@@ -37,6 +37,15 @@ pub enum Error {
         .0.iter().map(|o| format!("  - {o}")).collect::<Vec<_>>().join("\n")
     )]
     UnsupportedOps(Vec<crate::export::UnsupportedOp>),
+    /// The model holds a layer that export refuses as a whole (a quantized
+    /// recurrent layer: ONNX has no quantized LSTM, GRU or RNN).
+    #[error("cannot export layer `{layer}`: {why}")]
+    UnsupportedLayer {
+        /// Dotted path of the layer in the model.
+        layer: String,
+        /// Why, and what to do instead.
+        why: String,
+    },
     /// A quantizer needs a newer opset than the one asked for.
     #[error(
         "quantizer `{quantizer}`: {what} needs opset {needed} or newer, but export asked for opset {opset}; set ExportOptions::opset to {needed} or more"

@@ -120,6 +120,16 @@ pub enum Error {
         /// What went wrong.
         source: Box<Error>,
     },
+    /// A layer got an input of the wrong rank or size.
+    #[error("{layer}: input of shape {got:?}, expected {expected}")]
+    InputShape {
+        /// The layer (`QuantLSTM`, `QuantInstanceNorm2d`, ...).
+        layer: &'static str,
+        /// What it expects, e.g. `[batch, 4, length]`.
+        expected: String,
+        /// The shape it got.
+        got: Vec<usize>,
+    },
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     Io {

@@ -91,8 +91,8 @@ impl ReplacementOptions {
 /// Turns replacement on for every kind of the default map, with class-default
 /// descriptors: from now on qdq's drop-in constructors build quantized layers.
 ///
-/// The default map is the reference's `_DEFAULT_QUANT_MAP` less what qdq lacks
-/// (`LSTM`, `LSTMCell`): Conv1d/2d/3d, ConvTranspose1d/2d/3d, Linear,
+/// The default map is the reference's `_DEFAULT_QUANT_MAP` less `LSTMCell`, for
+/// which burn has no layer (build a `QuantLSTMCell` directly): LSTM, Conv1d/2d/3d, ConvTranspose1d/2d/3d, Linear,
 /// AvgPool1d/2d/3d and AdaptiveAvgPool1d/2d/3d.
 pub fn initialize() {
     apply(&ReplacementOptions::default());

@@ -158,6 +158,28 @@ fn build_every_kind(d: &Device) -> Vec<(LayerKind, bool)> {
             LayerKind::MaxPool3d,
             MaxPool3dConfig::new([2, 2, 2]).init().is_quantized(),
         ),
+        (
+            LayerKind::InstanceNorm1d,
+            InstanceNorm1dConfig::new(2)
+                .init::<QuantInstanceNorm1d>(d)
+                .is_quantized(),
+        ),
+        (
+            LayerKind::InstanceNorm2d,
+            InstanceNorm2dConfig::new(2)
+                .init::<QuantInstanceNorm2d>(d)
+                .is_quantized(),
+        ),
+        (
+            LayerKind::InstanceNorm3d,
+            InstanceNorm3dConfig::new(2)
+                .init::<QuantInstanceNorm3d>(d)
+                .is_quantized(),
+        ),
+        (
+            LayerKind::LSTM,
+            LstmConfig::new(2, 3, true).init(d).is_quantized(),
+        ),
     ]
 }
 
@@ -184,8 +206,8 @@ fn layer_kinds_use_the_reference_names() {
         LayerKind::AdaptiveAvgPool3d.to_string(),
         "AdaptiveAvgPool3d"
     );
-    // The reference's default map has 15 entries; qdq has no LSTM / LSTMCell.
-    for missing in ["LSTM", "LSTMCell", "conv2d", "Conv4d"] {
+    // The reference's default map has 15 entries; burn has no LSTMCell layer.
+    for missing in ["LSTMCell", "conv2d", "Conv4d"] {
         let err = missing.parse::<LayerKind>().unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{missing}: {err}");
         assert!(err.to_string().contains(missing), "{err}");
@@ -210,7 +232,8 @@ fn layer_kinds_use_the_reference_names() {
             "AvgPool3d",
             "AdaptiveAvgPool1d",
             "AdaptiveAvgPool2d",
-            "AdaptiveAvgPool3d"
+            "AdaptiveAvgPool3d",
+            "LSTM"
         ]
     );
 }
@@ -290,7 +313,7 @@ fn skip_list_keeps_linear_float() {
     assert!(Conv2dConfig::new([2, 3], [3, 3]).init(&d).is_quantized());
     let quantized = quantized_kinds(&d);
     assert!(!quantized.contains(&LayerKind::Linear));
-    assert_eq!(quantized.len(), 12);
+    assert_eq!(quantized.len(), 13);
     // Names, as the reference's `float_module_list` strings.
     deactivate();
     let skip: Vec<LayerKind> = ["Linear", "Conv2d"]

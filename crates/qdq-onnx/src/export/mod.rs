@@ -14,6 +14,10 @@
 //! any TensorRT rule the result would break ([`crate::lint`]). [`export_to_file`]
 //! writes atomically.
 //!
+//! Quantized recurrent layers (`QuantLSTM`, `QuantLSTMCell`, `QuantGRU`, `QuantRNN`)
+//! are refused by name ([`Error::UnsupportedLayer`]): ONNX has no quantized
+//! recurrent op.
+//!
 //! Shapes are static, the sample input's, except the batch dimension with
 //! [`ExportOptions::dynamic_batch`].
 
@@ -133,6 +137,7 @@ where
             note: " (default 17; per-channel scales need 13, FP8 19)",
         });
     }
+    refuse_recurrent(model)?;
     let trace = trace::trace(model, forward, sample)?;
     let lowered = lower::Lowerer::new(&trace, options).run()?;
     let uses_trt = lowered.uses_trt_domain;
@@ -176,6 +181,44 @@ where
         return Err(Error::Lint(violations));
     }
     Ok(model_proto)
+}
+
+/// Refuses quantized recurrent layers by name, before anything is traced: ONNX has
+/// no quantized LSTM/GRU/RNN, and their unrolled graph (one Q/DQ pair per weight and
+/// time step, the sequence length baked in) is not what TensorRT builds recurrent
+/// engines from. They are found by torch's `weight_ih` parameter, which every
+/// `QuantLSTM`, `QuantLSTMCell`, `QuantGRU` and `QuantRNN` has.
+fn refuse_recurrent<M: Module>(model: &M) -> Result<()> {
+    use burn::module::Param;
+    use qdq::nn::walk::{ModulePath, PathVisitor, visit_paths};
+
+    #[derive(Default)]
+    struct Find(Option<ModulePath>);
+    impl PathVisitor for Find {
+        fn visit_float<const D: usize>(&mut self, path: &ModulePath, _: &Param<Tensor<D>>) {
+            if self.0.is_none() && path.last() == Some("weight_ih") {
+                self.0 = Some(path.parent());
+            }
+        }
+    }
+    let mut find = Find::default();
+    visit_paths(model, &mut find);
+    let Some(cell) = find.0 else { return Ok(()) };
+    // `lstm.cells.0` names the layer `lstm`; a QuantLSTMCell is its own path.
+    let seg = cell.segments();
+    let layer = match seg {
+        [head @ .., cells, _] if cells == "cells" => head.join("."),
+        _ => cell.dotted(),
+    };
+    Err(Error::UnsupportedLayer {
+        layer: if layer.is_empty() {
+            "(the model)".into()
+        } else {
+            layer
+        },
+        why: "ONNX has no quantized LSTM/GRU/RNN; export the layers around it, or run it in burn"
+            .into(),
+    })
 }
 
 /// [`export`], then writes the model to `path` atomically: on any error no file is

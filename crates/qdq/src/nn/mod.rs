@@ -29,9 +29,10 @@ pub use dropin::{
     AdaptiveAvgPool3d, AdaptiveAvgPool3dConfig, AvgPool1d, AvgPool1dConfig, AvgPool2d,
     AvgPool2dConfig, AvgPool3d, AvgPool3dConfig, Conv1d, Conv1dConfig, Conv2d, Conv2dConfig,
     Conv3d, Conv3dConfig, ConvTranspose1d, ConvTranspose1dConfig, ConvTranspose2d,
-    ConvTranspose2dConfig, ConvTranspose3d, ConvTranspose3dConfig, DropIn, DropInConfig, Linear,
-    LinearConfig, MaxPool1d, MaxPool1dConfig, MaxPool2d, MaxPool2dConfig, MaxPool3d,
-    MaxPool3dConfig, Replaceable,
+    ConvTranspose2dConfig, ConvTranspose3d, ConvTranspose3dConfig, DropIn, DropInConfig,
+    InstanceNorm1d, InstanceNorm1dConfig, InstanceNorm2d, InstanceNorm2dConfig, InstanceNorm3d,
+    InstanceNorm3dConfig, Linear, LinearConfig, Lstm, LstmConfig, MaxPool1d, MaxPool1dConfig,
+    MaxPool2d, MaxPool2dConfig, MaxPool3d, MaxPool3dConfig, QuantInstanceNormKind, Replaceable,
 };
 pub use handle::{QuantizerConfig, QuantizerHandle, QuantizerId};
 pub use modules::*;

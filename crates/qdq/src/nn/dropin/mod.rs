@@ -52,7 +52,9 @@ mod conv;
 mod conv_transpose;
 pub(crate) mod layer;
 mod linear;
+mod norm;
 mod pool;
+mod recurrent;
 pub(crate) mod registry;
 
 pub use layer::{DropIn, DropInConfig, Replaceable};
@@ -63,9 +65,14 @@ pub use conv_transpose::{
     ConvTranspose3d, ConvTranspose3dConfig,
 };
 pub use linear::{Linear, LinearConfig};
+pub use norm::{
+    InstanceNorm1d, InstanceNorm1dConfig, InstanceNorm2d, InstanceNorm2dConfig, InstanceNorm3d,
+    InstanceNorm3dConfig, QuantInstanceNormKind,
+};
 pub use pool::{
     AdaptiveAvgPool1d, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig,
     AdaptiveAvgPool3d, AdaptiveAvgPool3dConfig, AvgPool1d, AvgPool1dConfig, AvgPool2d,
     AvgPool2dConfig, AvgPool3d, AvgPool3dConfig, MaxPool1d, MaxPool1dConfig, MaxPool2d,
     MaxPool2dConfig, MaxPool3d, MaxPool3dConfig,
 };
+pub use recurrent::{Lstm, LstmConfig};

@@ -88,6 +88,15 @@ layer_kinds! {
     MaxPool2d: default = false, weight = false;
     /// `MaxPool3d` → `QuantMaxPool3d` (custom replacement only).
     MaxPool3d: default = false, weight = false;
+    /// `InstanceNorm1d` → `QuantInstanceNorm1d` (custom replacement only, as in the reference).
+    InstanceNorm1d: default = false, weight = false;
+    /// `InstanceNorm2d` → `QuantInstanceNorm2d` (custom replacement only).
+    InstanceNorm2d: default = false, weight = false;
+    /// `InstanceNorm3d` → `QuantInstanceNorm3d` (custom replacement only).
+    InstanceNorm3d: default = false, weight = false;
+    /// `LSTM` → `QuantLSTM` (burn's `Lstm`, one layer and direction).
+    #[allow(clippy::upper_case_acronyms)]
+    LSTM: default = true, weight = true;
 }
 
 impl fmt::Display for LayerKind {
@@ -102,8 +111,9 @@ impl FromStr for LayerKind {
     /// The kind named `s` (exact, case-sensitive, as `torch.nn`'s class names).
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for any other name, including the reference's `LSTM`
-    /// and `LSTMCell`, which qdq has no quantized layer for.
+    /// [`Error::Unsupported`] for any other name, including the reference's
+    /// `LSTMCell`: burn has no LSTM cell layer to replace (build a `QuantLSTMCell`
+    /// directly, or from a burn `Lstm` with `QuantLSTMCell::from_float`).
     fn from_str(s: &str) -> Result<Self> {
         LayerKind::ALL
             .iter()

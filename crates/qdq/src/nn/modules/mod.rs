@@ -16,6 +16,8 @@
 //! | `QuantConvTranspose1d/2d/3d` | 8-bit per tensor | 8-bit per input channel (axis 0 of `[C_in, C_out/g, k...]`) |
 //! | `QuantLinear` | 8-bit per tensor | 8-bit per output feature (axis 0 of `[d_output, d_input]`) |
 //! | `Quant{Max,Avg,AdaptiveAvg}Pool1d/2d/3d` | 8-bit per tensor | — |
+//! | `QuantInstanceNorm1d/2d/3d` | 8-bit per tensor | — |
+//! | `QuantLSTM`, `QuantLSTMCell`, `QuantGRU`, `QuantRNN` | 8-bit per tensor, over `cat([x, h], 1)` | 8-bit per gate row (axis 0 of `cat([W_ih, W_hh], 1)`) |
 
 mod macros;
 pub mod mixin;
@@ -23,8 +25,11 @@ mod padding;
 pub mod pool3d;
 mod quant_conv;
 mod quant_conv_transpose;
+mod quant_instancenorm;
 mod quant_linear;
 mod quant_pooling;
+mod quant_rnn;
+pub mod rnn_cell;
 
 pub use mixin::{
     DefaultQuantDesc, QuantInputMixin, QuantMixin, check_fake_quant, init_input_quantizer,
@@ -42,6 +47,10 @@ pub use quant_conv_transpose::{
     QuantConvTranspose1d, QuantConvTranspose1dConfig, QuantConvTranspose2d,
     QuantConvTranspose2dConfig, QuantConvTranspose3d, QuantConvTranspose3dConfig,
 };
+pub use quant_instancenorm::{
+    QuantInstanceNorm1d, QuantInstanceNorm1dConfig, QuantInstanceNorm2d, QuantInstanceNorm2dConfig,
+    QuantInstanceNorm3d, QuantInstanceNorm3dConfig,
+};
 pub use quant_linear::{QuantLinear, QuantLinearConfig};
 pub use quant_pooling::{
     QuantAdaptiveAvgPool1d, QuantAdaptiveAvgPool1dConfig, QuantAdaptiveAvgPool2d,
@@ -50,3 +59,8 @@ pub use quant_pooling::{
     QuantAvgPool3dConfig, QuantMaxPool1d, QuantMaxPool1dConfig, QuantMaxPool2d,
     QuantMaxPool2dConfig, QuantMaxPool3d, QuantMaxPool3dConfig,
 };
+pub use quant_rnn::{
+    FloatRecurrent, QuantGRU, QuantGRUConfig, QuantLSTM, QuantLSTMCell, QuantLSTMCellConfig,
+    QuantLSTMConfig, QuantRNN, QuantRNNConfig, RecurrentState,
+};
+pub use rnn_cell::{RnnCellWeights, RnnMode};
