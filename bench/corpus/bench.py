@@ -6,7 +6,8 @@ one set and the task metric against FP32 on another; validity (onnx.checker full
 ONNX Runtime loads and runs the file); wall time and peak memory of each quantizer run
 (a separate process each, its peak RSS from wait4). Rows: qdq's default method, qdq
 `--method auto` (or any --qdq-methods), and ORT quantize_static (QDQ, per-channel, symmetric INT8) with MinMax,
-Entropy and Percentile.
+Entropy and Percentile (any --ort-methods: `MinMax:MatMul` quantizes only those op types, `dynamic` runs
+quantize_dynamic).
 
     python3 -m venv target/bench-venv
     target/bench-venv/bin/pip install -r bench/corpus/requirements.txt
