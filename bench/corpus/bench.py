@@ -6,7 +6,8 @@ one set and the task metric against FP32 on another; validity (onnx.checker full
 ONNX Runtime loads and runs the file); wall time and peak memory of each quantizer run
 (a separate process each, its peak RSS from wait4). Rows: qdq's default method, qdq
 `--method auto` (or any --qdq-methods), and ORT quantize_static (QDQ, per-channel, symmetric INT8) with MinMax,
-Entropy and Percentile.
+Entropy and Percentile (any --ort-methods: `MinMax:MatMul` quantizes only those op types, `dynamic` runs
+quantize_dynamic).
 
     python3 -m venv target/bench-venv
     target/bench-venv/bin/pip install -r bench/corpus/requirements.txt
@@ -286,10 +287,25 @@ def measured(cmd, timeout, log):
 
 
 def ort_worker(args):
-    """`--ort-worker MODEL DATA OUT METHOD`: ORT quantize_static on the calibration items."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    """`--ort-worker MODEL DATA OUT METHOD`: ORT quantize_static on the calibration items.
+    METHOD is a CalibrationMethod (MinMax, Entropy, Percentile), optionally `:OP+OP` to
+    quantize only those op types (`MinMax:MatMul`, the best setting on transformers), or
+    `dynamic` for quantize_dynamic (weights per channel, activations quantized at run time;
+    no calibration)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     model, data, out, method = args
+    if method == "dynamic":
+        quantize_dynamic(model, out, per_channel=True, weight_type=QuantType.QInt8)
+        return
+    method, _, ops = method.partition(":")
     items = load_items(Path(data))
 
     class Reader(CalibrationDataReader):
@@ -308,6 +324,7 @@ def ort_worker(args):
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=getattr(CalibrationMethod, method),
+        op_types_to_quantize=ops.split("+") if ops else None,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
 
@@ -389,7 +406,8 @@ def write_md(rows, path, args):
     lines = [
         f"Corpus benchmark: {args.calib} calibration items, {args.eval} evaluation items (different seeds), "
         f"qdq `{args.qdq}`; each quantizer in its own process (wall time, peak RSS). "
-        "Cell: metric vs FP32 on the evaluation items / seconds / peak MiB; `—` = failed (see JSON).",
+        "Cell: metric vs FP32 on the evaluation items (cosine of float outputs to FP32) / seconds / peak MiB; "
+        "`—` = failed (see JSON).",
         "",
         "| model | metric | " + " | ".join(labels) + " |",
         "|---|---|" + "---|" * len(labels),
@@ -401,7 +419,8 @@ def write_md(rows, path, args):
             if r is None:
                 cells.append("")
             elif "score" in r:
-                cells.append(f"{r['score']:.4f} / {r['seconds']:.1f} s / {r['peak_mib']:.0f}")
+                cos = "" if r.get("cosine") is None else f" (cos {r['cosine']:.4f})"
+                cells.append(f"{r['score']:.4f}{cos} / {r['seconds']:.1f} s / {r['peak_mib']:.0f}")
             else:
                 cells.append(f"— ({r.get('valid') or r.get('error', '')[:60]})")
         metric = next(r["metric"] for r in rows if r["model"] == m)

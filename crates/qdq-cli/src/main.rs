@@ -253,6 +253,10 @@ struct ModelArgs {
     /// Leave nodes of this op type in float; repeatable.
     #[arg(long = "skip-op")]
     skip_op: Vec<String>,
+    /// Leave the MatMuls of two activations (attention's Q·Kᵀ and probabilities·V) in
+    /// float (ModelOpt's disable_mha_qdq); by default both of their inputs are quantized.
+    #[arg(long)]
+    keep_attention_float: bool,
     /// Output opset, 10 to the newest ONNX defines (default: the model's, raised to 13
     /// for per-channel, 19 for FP8).
     #[arg(long, allow_negative_numbers = true, value_parser = flags::opset)]

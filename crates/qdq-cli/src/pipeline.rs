@@ -32,6 +32,7 @@ pub(crate) fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {
         placement: PlacementOptions {
             skip_op_types: m.skip_op.clone(),
             skip_names: m.skip.clone(),
+            keep_attention_float: m.keep_attention_float,
             ..Default::default()
         },
         format,

@@ -1,9 +1,10 @@
 //! Where TensorRT wants quantizers in a float ONNX graph (spec `tensorrt-qdq-rules.md`):
 //! the inputs of weighted ops (activation per tensor, constant weight per channel on the
 //! op's axis), pooling inputs, only the skip branch of a residual `Add`, and `Concat`
-//! inputs sharing one amax. Never outputs, never biases, and only tensors known to be
-//! floating point ([`super::types`]): integer shape arithmetic and tensors of unknown
-//! type stay unquantized.
+//! inputs sharing one amax when the Concat feeds a quantized input. Never outputs, never
+//! biases, and only tensors known to be floating point ([`super::types`]): integer shape
+//! arithmetic and tensors of unknown type stay unquantized. Transformer rules (attention
+//! MatMuls, what stays float) and their sources: docs/transformer-placement.md.
 
 use std::collections::HashMap;
 
@@ -52,6 +53,10 @@ pub struct PlacementOptions {
     pub skip_names: Vec<String>,
     /// Axis of ConvTranspose weights `[C_in, C_out/g, k...]`: 0, what TensorRT expects.
     pub conv_transpose_axis: usize,
+    /// Leave the MatMuls of two activations (attention's Q·Kᵀ and probabilities·V) in
+    /// float, as ModelOpt's `disable_mha_qdq` does; default false: both inputs quantized
+    /// (docs/transformer-placement.md).
+    pub keep_attention_float: bool,
 }
 
 /// `*`-wildcard match of `name` against `pattern`.
@@ -157,13 +162,21 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<S
         };
         match n.op_type.as_str() {
             "Conv" | "ConvTranspose" | "Gemm" | "MatMul" => {
-                activation(&mut sites, 0, "input");
-                let Some(w) = input(1) else { continue };
+                let Some(w) = input(1) else {
+                    activation(&mut sites, 0, "input");
+                    continue;
+                };
                 if !is_const(w) {
-                    // activation x activation (attention): both inputs, per tensor.
-                    activation(&mut sites, 1, "input1");
+                    // activation x activation (attention's Q·Kᵀ, probabilities·V):
+                    // both inputs, per tensor, unless attention stays in float.
+                    let attention = matches!(n.op_type.as_str(), "MatMul" | "Gemm");
+                    if !(attention && options.keep_attention_float) {
+                        activation(&mut sites, 0, "input");
+                        activation(&mut sites, 1, "input1");
+                    }
                     continue;
                 }
+                activation(&mut sites, 0, "input");
                 let axis = match n.op_type.as_str() {
                     "Conv" => 0,
                     "ConvTranspose" => options.conv_transpose_axis,
@@ -235,7 +248,72 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<S
             _ => {}
         }
     }
+    drop_float_concats(graph, &mut sites);
     Ok(sites)
+}
+
+/// Ops that move values without arithmetic: TensorRT runs them in INT8 when their
+/// input is quantized, so a quantized input reached through them stays INT8.
+const COPY_OPS: [&str; 6] = [
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+];
+
+/// Removes the quantizers of every `Concat` whose output reaches no quantized input
+/// (directly or through [`COPY_OPS`]): such a Concat runs in float anyway (ViT's class
+/// token `Concat` feeding the position `Add` and a LayerNorm), so Q/DQ there would only
+/// round. A tensor that is also quantized for another consumer keeps that site.
+fn drop_float_concats(graph: &GraphProto, sites: &mut Vec<Site>) {
+    let mut readers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (j, n) in graph.node.iter().enumerate() {
+        for (k, t) in n.input.iter().enumerate() {
+            readers.entry(t.as_str()).or_default().push((j, k));
+        }
+    }
+    let quantized =
+        |slot: (usize, usize), sites: &[Site]| sites.iter().any(|s| s.consumers.contains(&slot));
+    // Last first, so a Concat feeding only a dropped Concat is dropped too.
+    for (c, n) in graph.node.iter().enumerate().rev() {
+        if n.op_type != "Concat" {
+            continue;
+        }
+        // Walks the copy-op chains below the Concat; each tensor is visited once.
+        let mut stack: Vec<&str> = n.output.iter().map(String::as_str).collect();
+        let mut seen: Vec<&str> = Vec::new();
+        let mut reaches = false;
+        while let Some(t) = stack.pop() {
+            if reaches || seen.contains(&t) {
+                continue;
+            }
+            seen.push(t);
+            for &(j, k) in readers.get(t).map_or(&[][..], Vec::as_slice) {
+                if quantized((j, k), sites) {
+                    reaches = true;
+                } else if COPY_OPS.contains(&graph.node[j].op_type.as_str()) {
+                    stack.extend(graph.node[j].output.iter().map(String::as_str));
+                }
+            }
+        }
+        if reaches {
+            continue;
+        }
+        for s in sites.iter_mut() {
+            let before = s.consumers.len();
+            s.consumers.retain(|&(j, _)| j != c);
+            let other_concat = s
+                .consumers
+                .iter()
+                .any(|&(j, _)| graph.node[j].op_type == "Concat");
+            if s.consumers.len() != before && !other_concat {
+                s.group = None;
+            }
+        }
+        sites.retain(|s| !s.consumers.is_empty());
+    }
 }
 
 /// Longest path (in nodes) from the graph inputs to each node.
