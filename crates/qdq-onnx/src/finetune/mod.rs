@@ -11,7 +11,10 @@
 //! fixed (amax frozen, the seed's recipe). BatchNormalization runs with its running
 //! statistics (inference mode), as TensorRT will run it; its scale and bias train.
 
+pub mod distill;
 pub(crate) mod fuse;
+
+pub use distill::{DistillLoss, distill_loss};
 
 use std::collections::HashMap;
 use std::fmt;
