@@ -297,4 +297,6 @@ fn trained_initializers(graph: &GraphProto) -> Vec<String> {
 }
 
 #[cfg(test)]
+mod grad_tests;
+#[cfg(test)]
 mod tests;
