@@ -2,6 +2,7 @@
 
 mod commands;
 mod data_args;
+mod distill;
 mod finetune;
 mod flags;
 mod pipeline;
@@ -17,6 +18,7 @@ use qdq_vision::train::TrainConfig;
 use commands::{
     run_calibrate, run_demo, run_eval, run_export, run_inspect, run_lint, run_quantize,
 };
+use distill::run_distill;
 use finetune::run_finetune;
 
 /// See [`qdq_cli::allocator`]: freed tensor buffers are reused rather than returned to
@@ -150,9 +152,28 @@ enum Command {
         #[command(flatten)]
         common: CalibArgs,
         /// Training data (same forms and preprocessing as --calib), with labels; a
-        /// model with one float input.
-        #[arg(long, value_name = "[NAME=]SOURCE", required = true)]
+        /// model with one float input. With --distill: unlabeled items for every input
+        /// (default: the --calib data).
+        #[arg(
+            long,
+            value_name = "[NAME=]SOURCE",
+            required_unless_present = "distill"
+        )]
         train: Vec<String>,
+        /// Label-free QAT: the FP32 model is the teacher, and the loss is the distance
+        /// between the quantized graph's outputs and the FP32 graph's on the same items
+        /// (--train, else --calib); any model, any typed inputs, no labels.
+        #[arg(long)]
+        distill: bool,
+        /// --distill's loss: LOSS for every output or NAME=LOSS for one (repeatable);
+        /// mse, cosine (1 - cosine along the last axis) or kl (KL divergence of the
+        /// softmax along the last axis, temperature 1). Default: kl for a
+        /// [batch, classes] output (logits), mse otherwise.
+        #[arg(long, value_name = "[NAME=]LOSS", requires = "distill")]
+        distill_loss: Vec<String>,
+        /// Distill only this output (repeatable; default: every float output).
+        #[arg(long, value_name = "NAME", requires = "distill")]
+        distill_output: Vec<String>,
         /// Labels for --train (IDX or .npy); .npz files with `labels` and class
         /// folders carry their own.
         #[arg(long)]
@@ -579,6 +600,9 @@ fn main() -> ExitCode {
             data,
             data_labels,
             output,
+            distill,
+            distill_loss,
+            distill_output,
         } => {
             let recipe = TrainConfig::new(epochs, lr)
                 .with_min_lr(min_lr.unwrap_or(lr / 100.0))
@@ -586,15 +610,33 @@ fn main() -> ExitCode {
                 .with_weight_decay(weight_decay)
                 .with_augment(false)
                 .with_seed(seed);
-            run_finetune(
-                &common,
-                (train.as_slice(), labels.as_deref()),
-                &recipe,
-                (!data.is_empty()).then_some((data.as_slice(), data_labels.as_deref())),
-                &output,
-                json,
-                &device,
-            )
+            if !distill {
+                run_finetune(
+                    &common,
+                    (train.as_slice(), labels.as_deref()),
+                    &recipe,
+                    (!data.is_empty()).then_some((data.as_slice(), data_labels.as_deref())),
+                    &output,
+                    json,
+                    &device,
+                )
+            } else if labels.is_some() {
+                Err("--labels: --distill learns from the FP32 model's outputs, not from labels (--data-labels still scores --data)".into())
+            } else {
+                run_distill(
+                    &common,
+                    (!train.is_empty()).then_some(train.as_slice()),
+                    &distill::DistillArgs {
+                        outputs: &distill_output,
+                        losses: &distill_loss,
+                    },
+                    &recipe,
+                    (!data.is_empty()).then_some((data.as_slice(), data_labels.as_deref())),
+                    &output,
+                    json,
+                    &device,
+                )
+            }
         }
         Command::Calibrate { common, output } => run_calibrate(&common, &output, json, &device),
         Command::Export {

@@ -11,7 +11,10 @@
 //! fixed (amax frozen, the seed's recipe). BatchNormalization runs with its running
 //! statistics (inference mode), as TensorRT will run it; its scale and bias train.
 
+pub mod distill;
 pub(crate) mod fuse;
+
+pub use distill::{DistillLoss, distill_loss};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -293,5 +296,7 @@ fn trained_initializers(graph: &GraphProto) -> Vec<String> {
     found
 }
 
+#[cfg(test)]
+mod grad_tests;
 #[cfg(test)]
 mod tests;
