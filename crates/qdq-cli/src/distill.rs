@@ -29,6 +29,8 @@ const MEASURED_BATCHES: usize = 8;
 /// What `--distill` compares: `--distill-output` names (empty: every float output)
 /// and `--distill-loss` values (`LOSS` for all, `NAME=LOSS` for one).
 pub(crate) struct DistillArgs<'a> {
+    /// `--train`: the items to fine-tune on (default: the calibration data).
+    pub train: Option<&'a [String]>,
     pub outputs: &'a [String],
     pub losses: &'a [String],
 }
@@ -142,7 +144,6 @@ fn to_device(inputs: Vec<(String, Value)>, device: &Device) -> Fallible<Vec<(Str
 /// model against FP32.
 pub(crate) fn run_distill(
     c: &CalibArgs,
-    train: Option<&[String]>,
     args: &DistillArgs,
     recipe: &TrainConfig,
     eval_data: Option<(&[String], Option<&Path>)>,
@@ -152,7 +153,7 @@ pub(crate) fn run_distill(
 ) -> Fallible<ExitCode> {
     let s = setup(c, device)?;
     let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
-    let train_data = match train {
+    let train_data = match args.train {
         Some(t) => Some(data_args::load(&s.float, ("--train", t), None, &c.pre)?),
         None => None,
     };

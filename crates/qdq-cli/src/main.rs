@@ -625,8 +625,8 @@ fn main() -> ExitCode {
             } else {
                 run_distill(
                     &common,
-                    (!train.is_empty()).then_some(train.as_slice()),
                     &distill::DistillArgs {
+                        train: (!train.is_empty()).then_some(train.as_slice()),
                         outputs: &distill_output,
                         losses: &distill_loss,
                     },

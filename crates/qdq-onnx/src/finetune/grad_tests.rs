@@ -109,7 +109,8 @@ fn check(m: &ModelProto, inputs: &[(&str, Vec<f32>, Vec<usize>)]) -> f32 {
             Some(g) => g.into_data().try_into_vec::<f32>().unwrap(),
             None => vec![0.0; v.len()],
         };
-        for j in 0..v.len() {
+        assert_eq!(g.len(), v.len(), "gradient of {name}");
+        for (j, &gj) in g.iter().enumerate() {
             let at = |d: f32| {
                 let mut moved = inputs.to_vec();
                 moved[i].1[j] += d;
@@ -118,11 +119,11 @@ fn check(m: &ModelProto, inputs: &[(&str, Vec<f32>, Vec<usize>)]) -> f32 {
             let fd = ((at(H) - at(-H)) / (2.0 * f64::from(H))) as f32;
             let tol = 2e-3 + 1e-2 * fd.abs();
             assert!(
-                (g[j] - fd).abs() <= tol,
+                (gj - fd).abs() <= tol,
                 "d L / d {name}[{j}]: autodiff {} vs finite difference {fd}",
-                g[j]
+                gj
             );
-            largest = largest.max(g[j].abs());
+            largest = largest.max(gj.abs());
         }
     }
     largest

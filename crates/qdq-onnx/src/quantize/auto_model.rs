@@ -109,12 +109,14 @@ pub fn choose_model(
     })
 }
 
+/// One kept batch: its inputs and the float model's outputs on the host.
+type Kept = (Vec<(String, Value)>, Vec<Vec<f32>>);
+
 /// The float model's outputs on `auto`'s items, kept with the inputs that made them,
 /// to measure whole quantized models against.
 #[derive(Default)]
 pub struct ModelCheck {
-    /// Each batch: its inputs and the float outputs, on the host.
-    batches: Vec<(Vec<(String, Value)>, Vec<Vec<f32>>)>,
+    batches: Vec<Kept>,
 }
 
 impl ModelCheck {
