@@ -6,6 +6,7 @@ pub mod auto;
 mod cache;
 mod calibrate;
 pub mod report;
+mod shard;
 
 use onnx_ir::ModelProto;
 use qdq::calib::HistogramMethod;
@@ -13,6 +14,7 @@ use qdq::calib::HistogramMethod;
 pub use auto::{AutoSelect, Choice};
 pub use cache::{CalibrationCache, Entry};
 pub use calibrate::Calibration;
+pub use shard::fingerprint;
 
 use crate::error::{Error, Result};
 use crate::lint::{LintOptions, lint_with};
