@@ -132,6 +132,12 @@ pub(crate) fn run_calibrate(
         let source = shard::shard_source(sharding.shard, sharding.shard_count, &env)?;
         return shard::run_collect(c, &s, out, source, json);
     }
+    if sharding.shard.is_some() || sharding.shard_count.is_some() {
+        return Err(
+            "--shard and --shard-count select the slice a --stats OUT file collects; give --stats"
+                .into(),
+        );
+    }
     let output = output.ok_or("-o is required")?;
     if !sharding.merge.is_empty() {
         return shard::run_merge(c, &s, &sharding.merge, output, json);

@@ -192,7 +192,7 @@ fn bad_merges_are_refused_by_name() {
     // Statistics of another placement: the quantizer and the file are named.
     let e = failed(&merge(
         &[&paths[0], &paths[1], &paths[2]],
-        &["--skip-op", "Gemm"],
+        &["--skip-op", "MatMul"],
     ));
     assert!(
         e.contains("s0-of-3.json")
