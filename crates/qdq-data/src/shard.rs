@@ -70,13 +70,7 @@ mod tests {
 
     #[test]
     fn shards_are_contiguous_disjoint_and_cover_one_pass() {
-        for (n, fixed) in [
-            (10, None),
-            (3, None),
-            (0, None),
-            (23, Some(4)),
-            (7, Some(8)),
-        ] {
+        for (n, fixed) in [(10, None), (3, None), (23, Some(4)), (7, Some(8))] {
             let whole = items(&data(n, fixed), 3);
             for count in 1..=8 {
                 let mut all = Vec::new();

@@ -34,9 +34,10 @@ pub const STATS_FORMAT: &str = "qdq-calibration-stats";
 /// `format_version` this build writes and reads.
 pub const STATS_FORMAT_VERSION: u32 = 1;
 
-/// Largest statistics file read (1 GiB): far above what a model's histograms take
-/// (about 40 KB per quantizer), and a bound on what reading one may allocate.
-pub const MAX_STATS_BYTES: u64 = 1 << 30;
+/// Largest statistics file read (256 MiB): far above what a model's histograms take
+/// (about 10 KB per quantizer), and a bound on what reading one may allocate (the
+/// text, and at most 4x its size in counts: each count takes at least 2 bytes of JSON).
+pub const MAX_STATS_BYTES: u64 = 1 << 28;
 
 /// Most shards a run may be split into.
 pub const MAX_SHARDS: u32 = 1 << 20;

@@ -205,21 +205,20 @@ mod tests {
         let model = Mlp::new();
         let items = items();
         let methods = ["entropy", "mse", "percentile=99", "max"];
-        feed(&model, &items, 40);
+        // One item a batch everywhere: burn's matmul may round a row differently in
+        // batches of other shapes (1 ulp was seen), which would change the data, not
+        // test the merge; batch independence of the counts is tested on the calibrators.
+        feed(&model, &items, 1);
         let single: Vec<_> = methods.iter().map(|m| amaxes(model.clone(), m)).collect();
         assert_ne!(single[0], single[3]);
-        for (n, cuts, batch) in [
-            (2, vec![1], 3),
-            (3, vec![5, 34], 7),
-            (5, vec![0, 0, 33, 34], 1),
-        ] {
+        for (n, cuts) in [(2, vec![1]), (3, vec![5, 34]), (5, vec![0, 0, 33, 34])] {
             let mut bounds = vec![0];
             bounds.extend(cuts);
             bounds.push(items.len());
             let mut merged: Option<ModelStats> = None;
             for (k, w) in bounds.windows(2).enumerate().rev() {
                 reset(&model);
-                feed(&model, &items[w[0]..w[1]], batch);
+                feed(&model, &items[w[0]..w[1]], 1);
                 let s = calibration_stats(&model, Shards::one(k as u32, n).unwrap(), 0);
                 let s = ModelStats::parse(&serde_json::to_string(&s).unwrap()).unwrap();
                 match &mut merged {
