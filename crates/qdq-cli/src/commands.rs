@@ -11,12 +11,12 @@ use qdq_onnx::{Message, ModelProto};
 
 use burn::tensor::Device;
 
-use crate::data_args;
 use crate::pipeline::{
     Methods, calibrate, options, prepare_graph, probe, read_model, setup, write_model,
 };
 use crate::report::{evaluate, print_eval, report};
 use crate::{CalibArgs, Fallible, ModelArgs, ModelOutput, PreArgs};
+use crate::{data_args, shard};
 use qdq_cli::data::ModelData;
 use qdq_cli::feed::model_inputs;
 
@@ -55,14 +55,36 @@ pub(crate) fn run_demo(output: &ModelOutput, json: bool, device: &Device) -> Fal
 
 pub(crate) fn run_quantize(
     c: &CalibArgs,
-    output: &ModelOutput,
-    cache_path: Option<&Path>,
-    data: &[String],
-    labels: Option<&Path>,
+    (output, cache_path): (&ModelOutput, Option<&Path>),
+    (data, labels): (&[String], Option<&Path>),
+    stats: &[std::path::PathBuf],
     json: bool,
     device: &Device,
 ) -> Fallible<ExitCode> {
     let s = setup(c, device)?;
+    if !stats.is_empty() {
+        // From merged statistics: no calibration data to read.
+        let cache = shard::merged_cache(c, &s, stats)?;
+        let test = match data {
+            [] => None,
+            d => Some(data_args::load(&s.float, ("--data", d), labels, &c.pre)?),
+        };
+        let quantized = apply(&s.prepared, &cache, &s.opts)?;
+        let eval = match &test {
+            Some(test) => {
+                let q = OnnxGraph::from_model(&quantized, device)?;
+                Some(evaluate(&s.float, &q, test, c.batch)?)
+            }
+            None => None,
+        };
+        write_model(&quantized, output, probe(&s.float, None)?, device)?;
+        if let Some(p) = cache_path {
+            cache.save(p)?;
+        }
+        let quantizers = (&s.prepared, &cache);
+        report(&output.output, quantizers, eval.as_ref(), None, json);
+        return Ok(ExitCode::SUCCESS);
+    }
     let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
     // Evaluation data is read before the long calibration, so that an error in it
     // comes at once.
@@ -99,11 +121,27 @@ pub(crate) fn run_quantize(
 
 pub(crate) fn run_calibrate(
     c: &CalibArgs,
-    output: &Path,
+    output: Option<&Path>,
+    sharding: &shard::ShardArgs,
     json: bool,
     device: &Device,
 ) -> Fallible<ExitCode> {
     let s = setup(c, device)?;
+    if let Some(out) = &sharding.stats {
+        let env = |k: &str| std::env::var(k).ok();
+        let source = shard::shard_source(sharding.shard, sharding.shard_count, &env)?;
+        return shard::run_collect(c, &s, out, source, json);
+    }
+    if sharding.shard.is_some() || sharding.shard_count.is_some() {
+        return Err(
+            "--shard and --shard-count select the slice a --stats OUT file collects; give --stats"
+                .into(),
+        );
+    }
+    let output = output.ok_or("-o is required")?;
+    if !sharding.merge.is_empty() {
+        return shard::run_merge(c, &s, &sharding.merge, output, json);
+    }
     let data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
     let cache = s.calibrate(c, &data, json)?;
     cache.save(output)?;

@@ -7,6 +7,7 @@ mod finetune;
 mod flags;
 mod pipeline;
 mod report;
+mod shard;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -140,6 +141,10 @@ enum Command {
         /// Labels for --data (IDX or .npy), for accuracy.
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Quantize from these statistics files (every slice of a sharded `qdq
+        /// calibrate --stats` run) instead of --calib data.
+        #[arg(long, value_name = "STATS", num_args = 1.., conflicts_with = "calib")]
+        stats: Vec<PathBuf>,
     },
     /// Quantize, then fine-tune the QDQ model on labelled data (QAT, amax fixed) and
     /// write it: the seed's QAT recipe for an imported graph. Cross-entropy on the
@@ -207,13 +212,16 @@ enum Command {
         #[command(flatten)]
         output: ModelOutput,
     },
-    /// Calibrate and write only the calibration cache (JSON: tensor -> amax, method).
+    /// Calibrate and write only the calibration cache (JSON: tensor -> amax, method);
+    /// or, sharded, one slice's statistics (--stats, --shard) and their merge (--merge).
     Calibrate {
         #[command(flatten)]
         common: CalibArgs,
         /// Output cache file.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[arg(short, long, required_unless_present = "stats")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        shard: shard::ShardArgs,
     },
     /// Write the QDQ model from a calibration cache (qdq JSON or a TensorRT calibration table).
     Export {
@@ -380,13 +388,8 @@ struct CalibArgs {
     model: ModelArgs,
     /// Calibration data: a file or folder (.npy, .npz, IDX, images, .npz items), or
     /// NAME=FILE / NAME=NUMBER for input NAME; repeatable (see `qdq --help`). Also
-    /// spelled --input.
-    #[arg(
-        long,
-        visible_alias = "input",
-        value_name = "[NAME=]SOURCE",
-        required = true
-    )]
+    /// spelled --input. Required, except where statistics files replace it.
+    #[arg(long, visible_alias = "input", value_name = "[NAME=]SOURCE")]
     calib: Vec<String>,
     /// Activation amax method: auto (the default: per quantizer, the candidate among
     /// max, percentiles 99.999/99.99/99.9, mse and entropy whose quantization least
@@ -434,8 +437,10 @@ impl Command {
                 cache,
                 data,
                 labels,
+                stats,
             } => {
                 calib(common, &mut inputs);
+                inputs.extend(stats.iter().map(|p| ("--stats", p.as_path())));
                 inputs.extend(
                     data_args::source_paths(data)
                         .into_iter()
@@ -469,9 +474,15 @@ impl Command {
                 inputs.extend(data_labels.as_deref().map(|p| ("--data-labels", p)));
                 outputs.push(("-o", output.output.as_path()));
             }
-            Command::Calibrate { common, output } => {
+            Command::Calibrate {
+                common,
+                output,
+                shard,
+            } => {
                 calib(common, &mut inputs);
-                outputs.push(("-o", output.as_path()));
+                inputs.extend(shard.merge.iter().map(|p| ("--merge", p.as_path())));
+                outputs.extend(output.as_deref().map(|p| ("-o", p)));
+                outputs.extend(shard.stats.as_deref().map(|p| ("--stats", p)));
             }
             Command::Export {
                 model,
@@ -485,6 +496,19 @@ impl Command {
             Command::Eval { .. } | Command::Lint { .. } | Command::Inspect { .. } => {}
         }
         (inputs, outputs)
+    }
+
+    /// Whether the command needs --calib data and was given none (statistics files
+    /// replace it for `calibrate --merge` and `quantize --stats`).
+    fn lacks_calib(&self) -> bool {
+        match self {
+            Command::Quantize { common, stats, .. } => common.calib.is_empty() && stats.is_empty(),
+            Command::Calibrate { common, shard, .. } => {
+                common.calib.is_empty() && shard.merge.is_empty()
+            }
+            Command::Finetune { common, .. } => common.calib.is_empty(),
+            _ => false,
+        }
     }
 
     /// The model the command writes, if any.
@@ -554,6 +578,15 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Demo {
         output: "qdq-demo-int8.onnx".into(),
     });
+    if command.lacks_calib() {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "the following required argument was not provided: --calib <[NAME=]SOURCE>",
+            )
+            .exit();
+    }
     if let Err(e) = check_files(&command) {
         eprintln!("error: {e}");
         return ExitCode::from(1);
@@ -578,12 +611,12 @@ fn main() -> ExitCode {
             cache,
             data,
             labels,
+            stats,
         } => run_quantize(
             &common,
-            &output,
-            cache.as_deref(),
-            &data,
-            labels.as_deref(),
+            (&output, cache.as_deref()),
+            (&data, labels.as_deref()),
+            &stats,
             json,
             &device,
         ),
@@ -638,7 +671,11 @@ fn main() -> ExitCode {
                 )
             }
         }
-        Command::Calibrate { common, output } => run_calibrate(&common, &output, json, &device),
+        Command::Calibrate {
+            common,
+            output,
+            shard,
+        } => run_calibrate(&common, output.as_deref(), &shard, json, &device),
         Command::Export {
             model,
             cache,

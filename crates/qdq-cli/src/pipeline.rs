@@ -201,7 +201,7 @@ pub(crate) struct Methods<'a> {
 
 impl Methods<'_> {
     /// Whether any tensor is `auto`.
-    fn auto(&self) -> bool {
+    pub(crate) fn auto(&self) -> bool {
         self.method == MethodChoice::Auto || self.per.values().any(|m| *m == MethodChoice::Auto)
     }
 
@@ -218,7 +218,7 @@ impl Methods<'_> {
 
     /// The fixed methods: the global one (`max` for the tensors `auto` could not
     /// measure, e.g. all zeros) and the per-tensor ones.
-    fn fixed(&self) -> (Method, HashMap<String, Method>) {
+    pub(crate) fn fixed(&self) -> (Method, HashMap<String, Method>) {
         let global = match self.method {
             MethodChoice::Fixed(m) => m,
             MethodChoice::Auto => Method::Max,
@@ -275,40 +275,7 @@ pub(crate) fn calibrate(
     methods: &Methods,
     json: bool,
 ) -> Fallible<CalibrationCache> {
-    let graph_proto = prepared
-        .model
-        .graph
-        .as_ref()
-        .ok_or("the model has no graph")?;
-    let mut calib = Calibration::new(graph_proto, &prepared.sites, false)?;
-    if methods.max_only() {
-        // Nothing asks for a histogram: collect the max alone, without binning.
-        calib = calib.max_only();
-    }
-    let pass = batches(graph, data, batch)?;
-    if pass.total() == 0 {
-        return Err(
-            "the calibration set is empty (or smaller than the model's fixed batch)".into(),
-        );
-    }
-    let bar = progress(pass.total(), "calibrating", json);
-    for b in pass {
-        let (items, inputs) = b?;
-        calib.feed(graph, inputs).map_err(|e| -> Box<dyn std::error::Error> {
-            if items > 1 && matches!(e, qdq_onnx::Error::Run(_)) {
-                // Exports often fix the batch inside (a Reshape to [seq, 1, ...]) while
-                // declaring it dynamic.
-                format!(
-                    "{e}\n(on a batch of {items} items; if the model runs one item at a time despite its dynamic batch dimension, give --batch 1)"
-                )
-                .into()
-            } else {
-                e.into()
-            }
-        })?;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    let calib = collect(prepared, graph, data, (batch, false), methods, json)?;
     let (method, per) = methods.fixed();
     if !methods.auto() {
         return Ok(calib.cache(method, &per)?);
@@ -371,6 +338,54 @@ pub(crate) fn calibrate(
         );
     }
     Ok(choice.cache)
+}
+
+/// The collecting pass of [`calibrate`]: every batch of `data` (`batch.0` items each)
+/// through `graph`, histograms (or maxima, when every method is `max`) collected; an
+/// empty `data` is refused unless `batch.1` (a shard may hold no item).
+pub(crate) fn collect(
+    prepared: &Prepared,
+    graph: &OnnxGraph,
+    data: &ModelData,
+    (batch, allow_empty): (usize, bool),
+    methods: &Methods,
+    json: bool,
+) -> Fallible<Calibration> {
+    let graph_proto = prepared
+        .model
+        .graph
+        .as_ref()
+        .ok_or("the model has no graph")?;
+    let mut calib = Calibration::new(graph_proto, &prepared.sites, false)?;
+    if methods.max_only() {
+        // Nothing asks for a histogram: collect the max alone, without binning.
+        calib = calib.max_only();
+    }
+    let pass = batches(graph, data, batch)?;
+    if pass.total() == 0 && !allow_empty {
+        return Err(
+            "the calibration set is empty (or smaller than the model's fixed batch)".into(),
+        );
+    }
+    let bar = progress(pass.total(), "calibrating", json);
+    for b in pass {
+        let (items, inputs) = b?;
+        calib.feed(graph, inputs).map_err(|e| -> Box<dyn std::error::Error> {
+            if items > 1 && matches!(e, qdq_onnx::Error::Run(_)) {
+                // Exports often fix the batch inside (a Reshape to [seq, 1, ...]) while
+                // declaring it dynamic.
+                format!(
+                    "{e}\n(on a batch of {items} items; if the model runs one item at a time despite its dynamic batch dimension, give --batch 1)"
+                )
+                .into()
+            } else {
+                e.into()
+            }
+        })?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(calib)
 }
 
 /// Writes a model qdq made, or nothing: a model with a non-finite weight is refused

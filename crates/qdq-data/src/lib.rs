@@ -24,6 +24,7 @@ mod model_data;
 pub mod npy;
 pub mod npz;
 mod npz_items;
+mod shard;
 mod values;
 
 use std::path::Path;

@@ -63,10 +63,11 @@ enum Feed {
 pub struct ModelData {
     inputs: Vec<Input>,
     feeds: Vec<Feed>,
-    len: usize,
+    pub(crate) len: usize,
     labels: Option<Vec<i64>>,
-    /// Items grouped by shape (a folder of items); `None`: one group, `0..len`.
-    groups: Option<Vec<Vec<usize>>>,
+    /// Items grouped by shape (a folder of items), or a shard's items
+    /// ([`ModelData::shard`]); `None`: one group, `0..len`.
+    pub(crate) groups: Option<Vec<Vec<usize>>>,
 }
 
 /// `name (type [shape])` of each input, for error messages.
@@ -239,6 +240,21 @@ impl ModelData {
     /// # Errors
     /// Inputs that fix different batch sizes.
     pub fn batches(&self, batch: usize) -> Result<Batches<'_>, DataError> {
+        let fixed = self.fixed_batch()?;
+        Ok(Batches {
+            data: self,
+            size: fixed.map_or(batch.max(1), |f| f.max(1)),
+            fixed: fixed.is_some(),
+            group: 0,
+            at: 0,
+        })
+    }
+
+    /// The batch size the model's inputs fix, if any.
+    ///
+    /// # Errors
+    /// Inputs that fix different batch sizes.
+    pub(crate) fn fixed_batch(&self) -> Result<Option<usize>, DataError> {
         let fixed: Vec<(usize, &str)> = self
             .inputs
             .iter()
@@ -250,17 +266,11 @@ impl ModelData {
                 fixed[0].1, fixed[0].0
             )));
         }
-        Ok(Batches {
-            data: self,
-            size: fixed.first().map_or(batch.max(1), |f| f.0.max(1)),
-            fixed: !fixed.is_empty(),
-            group: 0,
-            at: 0,
-        })
+        Ok(fixed.first().map(|f| f.0))
     }
 
     /// The items of group `g` (`None` past the last).
-    fn group(&self, g: usize) -> Option<GroupItems<'_>> {
+    pub(crate) fn group(&self, g: usize) -> Option<GroupItems<'_>> {
         match &self.groups {
             Some(groups) => groups.get(g).map(|v| GroupItems::List(v)),
             None => (g == 0).then_some(GroupItems::Range(self.len)),
@@ -344,7 +354,7 @@ impl ModelData {
 }
 
 /// One shape group's items.
-enum GroupItems<'a> {
+pub(crate) enum GroupItems<'a> {
     /// `0..n`.
     Range(usize),
     /// These.
@@ -352,14 +362,14 @@ enum GroupItems<'a> {
 }
 
 impl GroupItems<'_> {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Self::Range(n) => *n,
             Self::List(v) => v.len(),
         }
     }
 
-    fn take(&self, from: usize, n: usize) -> Vec<usize> {
+    pub(crate) fn take(&self, from: usize, n: usize) -> Vec<usize> {
         match self {
             Self::Range(_) => (from..from + n).collect(),
             Self::List(v) => v[from..from + n].to_vec(),

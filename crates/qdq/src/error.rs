@@ -144,6 +144,10 @@ pub enum Error {
     /// A `--device` name qdq does not know.
     #[error("unknown device `{0}`; expected cpu, cuda or cuda:N")]
     UnknownDevice(String),
+    /// Calibration statistics that cannot be read or merged (another model, a repeated
+    /// or missing shard, an inconsistent calibrator state), saying which.
+    #[error("calibration statistics: {0}")]
+    Stats(String),
     /// A GPU kernel could not run (no driver, no NVRTC, a failed launch).
     #[error("GPU: {0}")]
     Gpu(String),

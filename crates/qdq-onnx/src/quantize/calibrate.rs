@@ -20,7 +20,7 @@ use crate::runtime::value::dyn_apply;
 use crate::runtime::{OnnxGraph, RunError, Value};
 
 /// What one activation site collects.
-enum Stats {
+pub(super) enum Stats {
     /// A histogram on the dyadic grid, which also tracks the exact max: every method.
     Histogram(HistogramCalibrator),
     /// The running max |x| only ([`Calibration::max_only`]): the `max` method,
@@ -30,14 +30,14 @@ enum Stats {
 
 /// A calibration in progress over `sites`.
 pub struct Calibration {
-    sites: Vec<Site>,
+    pub(super) sites: Vec<Site>,
     /// One collector per activation tensor.
-    stats: HashMap<String, Stats>,
+    pub(super) stats: HashMap<String, Stats>,
     weights: BTreeMap<String, Vec<f32>>,
-    batches: usize,
+    pub(super) batches: usize,
 }
 
-fn qdq_err(tensor: &str, e: qdq::Error) -> Error {
+pub(super) fn qdq_err(tensor: &str, e: qdq::Error) -> Error {
     Error::Graph(format!("calibrating tensor `{tensor}`: {e}"))
 }
 

@@ -7,6 +7,7 @@ mod auto_model;
 mod cache;
 mod calibrate;
 pub mod report;
+mod shard;
 
 use onnx_ir::ModelProto;
 use qdq::calib::HistogramMethod;
@@ -15,6 +16,7 @@ pub use auto::{AutoSelect, Choice};
 pub use auto_model::{ModelCheck, ModelChoice, choose_model};
 pub use cache::{CalibrationCache, Entry};
 pub use calibrate::Calibration;
+pub use shard::fingerprint;
 
 use crate::error::{Error, Result};
 use crate::lint::{LintOptions, lint_with};

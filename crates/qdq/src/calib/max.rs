@@ -105,6 +105,72 @@ impl MaxCalibrator {
         Ok(())
     }
 
+    /// Folds another calibrator's running max into this one (e.g. one collected on
+    /// another shard of the data): the result is the running max over both data sets,
+    /// exactly (a max does not depend on the split). Tracked per-batch amaxes are
+    /// appended.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the kept axes differ, [`Error::AmaxShapeChanged`]
+    /// when the amax shapes do; this calibrator is then unchanged.
+    pub fn merge(&mut self, other: &Self) -> Result<()> {
+        if self.axis != other.axis {
+            return Err(Error::Unsupported {
+                what: "merging max calibrators that keep different axes",
+                format: format!("axis {:?} into axis {:?}", other.axis, self.axis),
+            });
+        }
+        let Some(theirs) = other.calib_amax.clone() else {
+            return Ok(());
+        };
+        let track = std::mem::replace(&mut self.track_amax, false);
+        let folded = self.fold(theirs);
+        self.track_amax = track;
+        folded?;
+        if self.track_amax {
+            self.amaxs.extend(other.amaxs.iter().cloned());
+        }
+        Ok(())
+    }
+
+    /// The collected state, for a statistics file.
+    pub fn state(&self) -> MaxState {
+        MaxState {
+            num_bits: self.num_bits,
+            unsigned: self.unsigned,
+            axis: self.axis.clone(),
+            amax: self
+                .calib_amax
+                .as_ref()
+                .map(|a| (a.values().to_vec(), a.shape().to_vec())),
+        }
+    }
+
+    /// The calibrator holding `state` (tracking off).
+    ///
+    /// # Errors
+    /// [`Error::Stats`] when the amax shape does not hold its values (or its size
+    /// overflows), or a value is negative or not finite.
+    pub fn from_state(state: &MaxState) -> Result<Self> {
+        let mut c = Self::new(state.num_bits, state.axis.clone(), state.unsigned);
+        if let Some((values, shape)) = &state.amax {
+            let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if numel != Some(values.len()) {
+                return Err(Error::Stats(format!(
+                    "max state: amax shape {shape:?} does not hold {} values",
+                    values.len()
+                )));
+            }
+            if let Some(v) = values.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return Err(Error::Stats(format!(
+                    "max state: amax value {v} is not finite and >= 0"
+                )));
+            }
+            c.calib_amax = Some(Amax::new(values.clone(), shape.clone())?);
+        }
+        Ok(c)
+    }
+
     /// Folds one batch given as a tensor.
     /// On a CUDA device (feature `gpu`), a per-tensor max is one pass there and only
     /// the max comes back; per-channel maxima are taken on the host.
@@ -130,6 +196,20 @@ impl MaxCalibrator {
         self.calib_amax = None;
         self.amaxs.clear();
     }
+}
+
+/// A [`MaxCalibrator`]'s collected state as plain data (settings and running max).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxState {
+    /// Bits of the quantizer calibrated.
+    pub num_bits: NumBits,
+    /// Whether the quantizer is unsigned.
+    pub unsigned: bool,
+    /// Kept axes (`None`: per tensor).
+    pub axis: Option<Vec<isize>>,
+    /// The running max: its values and keepdims shape; `None` before any data.
+    pub amax: Option<(Vec<f32>, Vec<usize>)>,
 }
 
 impl std::fmt::Display for MaxCalibrator {
@@ -162,6 +242,35 @@ mod tests {
         c.reset();
         assert!(c.compute_amax().is_none());
         assert!(c.amaxs().is_empty());
+    }
+
+    #[test]
+    fn merge_equals_one_pass_and_refuses_other_axes() {
+        let data: Vec<f32> = (0..24).map(|v| (v as f32 - 12.0) * 0.75).collect();
+        let mut all = MaxCalibrator::new(8, Some(vec![1]), false);
+        all.collect_slice(&data, &[4, 2, 3]).unwrap();
+        let mut a = MaxCalibrator::new(8, Some(vec![1]), false);
+        let mut b = a.clone();
+        a.collect_slice(&data[..6], &[1, 2, 3]).unwrap();
+        b.collect_slice(&data[6..], &[3, 2, 3]).unwrap();
+        let empty = MaxCalibrator::new(8, Some(vec![1]), false);
+        a.merge(&empty).unwrap();
+        a.merge(&b).unwrap();
+        assert_eq!(a.compute_amax(), all.compute_amax());
+        assert_eq!(a.compute_amax().unwrap().values(), &[9.0, 8.25]);
+        // Round trip through the state.
+        let back = MaxCalibrator::from_state(&a.state()).unwrap();
+        assert_eq!(back.compute_amax(), a.compute_amax());
+        let other = MaxCalibrator::new(8, None, false);
+        let err = a.merge(&other).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        let mut bad = a.state();
+        bad.amax = Some((vec![1.0, 2.0], vec![usize::MAX, 2]));
+        let err = MaxCalibrator::from_state(&bad).unwrap_err().to_string();
+        assert!(err.contains("does not hold 2 values"), "{err}");
+        bad.amax = Some((vec![-1.0], vec![1]));
+        let err = MaxCalibrator::from_state(&bad).unwrap_err().to_string();
+        assert!(err.contains("-1 is not finite"), "{err}");
     }
 
     #[test]

@@ -6,9 +6,11 @@
 
 mod histogram;
 mod max;
+pub mod stats;
 
-pub use histogram::{Grid, HistogramCalibrator, HistogramMethod};
-pub use max::MaxCalibrator;
+pub use histogram::{Grid, HistogramBins, HistogramCalibrator, HistogramMethod, HistogramState};
+pub use max::{MaxCalibrator, MaxState};
+pub use stats::{CalibratorState, ModelStats, QuantizerStats, Shards};
 
 use burn::prelude::*;
 

@@ -8,6 +8,7 @@
 //! workflows); `crate::quant_modules` sits on top.
 
 mod calibration;
+mod calibration_stats;
 mod checkpoint;
 pub mod dropin;
 mod handle;
@@ -20,6 +21,9 @@ pub mod walk;
 pub use calibration::{
     check_quantizers, collect_stats, compute_amax, disable_calibration, enable_calibration,
     load_amaxes, quantizer_summary,
+};
+pub use calibration_stats::{
+    calibration_stats, load_calibration_stats, model_fingerprint, set_histogram_grid,
 };
 pub use checkpoint::{load_safetensors, save_safetensors};
 // Explicit, so they take precedence over `modules::*`'s former names of the float

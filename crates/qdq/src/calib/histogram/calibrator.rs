@@ -71,18 +71,18 @@ pub enum Grid {
 ///   without bound.
 #[derive(Clone)]
 pub struct HistogramCalibrator {
-    num_bits: NumBits,
-    unsigned: bool,
-    num_bins: usize,
-    grid: Grid,
-    skip_zeros: bool,
+    pub(super) num_bits: NumBits,
+    pub(super) unsigned: bool,
+    pub(super) num_bins: usize,
+    pub(super) grid: Grid,
+    pub(super) skip_zeros: bool,
     /// Count of every bin; empty before any data.
     pub(super) counts: Vec<u64>,
     /// `counts.len() + 1` edges; empty before any data, all zero while only zeros
     /// were seen.
-    edges: Vec<f32>,
+    pub(super) edges: Vec<f32>,
     /// Largest |x| collected (0 before any data).
-    max_abs: f32,
+    pub(super) max_abs: f32,
 }
 
 impl HistogramCalibrator {

@@ -17,11 +17,13 @@ mod entropy;
 mod method;
 mod mse;
 mod percentile;
+mod state;
 #[cfg(test)]
 mod tests;
 
 pub use calibrator::{Grid, HistogramCalibrator};
 pub use method::HistogramMethod;
+pub use state::{HistogramBins, HistogramState};
 
 // The searches and the dyadic grid bin through these (as `super::Binner`, ...).
 use binning::*;
