@@ -172,6 +172,16 @@ fn check_methods_for(per: &HashMap<String, MethodChoice>, prepared: &Prepared) -
 }
 
 impl Setup {
+    /// The amax methods of `c` as the setup parsed them.
+    pub(crate) fn methods<'a>(&'a self, c: &CalibArgs) -> Methods<'a> {
+        Methods {
+            method: self.method,
+            per: &self.per,
+            auto_items: c.auto_items,
+            options: &self.opts,
+        }
+    }
+
     /// Calibrates on `data` (`c.batch` items a batch) by the setup's methods.
     pub(crate) fn calibrate(
         &self,
@@ -179,13 +189,14 @@ impl Setup {
         data: &ModelData,
         json: bool,
     ) -> Fallible<CalibrationCache> {
-        let methods = Methods {
-            method: self.method,
-            per: &self.per,
-            auto_items: c.auto_items,
-            options: &self.opts,
-        };
-        calibrate(&self.prepared, &self.float, data, c.batch, &methods, json)
+        calibrate(
+            &self.prepared,
+            &self.float,
+            data,
+            c.batch,
+            &self.methods(c),
+            json,
+        )
     }
 }
 

@@ -15,7 +15,7 @@ use clap::Args;
 use qdq::calib::stats::{ModelStats, Shards, merge_files};
 use qdq_onnx::quantize::{Calibration, CalibrationCache, MethodChoice, fingerprint};
 
-use crate::pipeline::{Methods, Setup, collect};
+use crate::pipeline::{Setup, collect};
 use crate::report::report;
 use crate::{CalibArgs, Fallible, data_args};
 
@@ -128,7 +128,7 @@ pub(crate) fn run_collect(
     let data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
     let total = data.len();
     let data = data.shard(k as usize, n as usize)?;
-    let methods = methods(c, s);
+    let methods = s.methods(c);
     let calib = collect(
         &s.prepared,
         &s.float,
@@ -165,16 +165,6 @@ pub(crate) fn run_collect(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The methods of `c` as the setup parsed them.
-fn methods<'a>(c: &CalibArgs, s: &'a Setup) -> Methods<'a> {
-    Methods {
-        method: s.method,
-        per: &s.per,
-        auto_items: c.auto_items,
-        format: s.opts.format,
-    }
-}
-
 /// The cache of the merged statistics `paths` for the setup's model, by its methods
 /// (`auto` refused: it measures candidates on data, which a merge does not read).
 ///
@@ -186,7 +176,7 @@ pub(crate) fn merged_cache(
     s: &Setup,
     paths: &[PathBuf],
 ) -> Fallible<CalibrationCache> {
-    let methods = methods(c, s);
+    let methods = s.methods(c);
     if methods.auto() {
         let auto = if s.method == MethodChoice::Auto {
             "--method auto (the default)".to_string()
