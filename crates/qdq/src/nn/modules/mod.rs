@@ -16,6 +16,7 @@
 //! | `QuantConvTranspose1d/2d/3d` | 8-bit per tensor | 8-bit per input channel (axis 0 of `[C_in, C_out/g, k...]`) |
 //! | `QuantLinear` | 8-bit per tensor | 8-bit per output feature (axis 0 of `[d_output, d_input]`) |
 //! | `Quant{Max,Avg,AdaptiveAvg}Pool1d/2d/3d` | 8-bit per tensor | — |
+//! | `QuantMultiHeadAttention` | 8-bit per tensor (projections and both matmuls' operands) | as `QuantLinear` |
 
 mod macros;
 pub mod mixin;
@@ -24,6 +25,7 @@ pub mod pool3d;
 mod quant_conv;
 mod quant_conv_transpose;
 mod quant_linear;
+mod quant_mha;
 mod quant_pooling;
 
 pub use mixin::{
@@ -43,6 +45,9 @@ pub use quant_conv_transpose::{
     QuantConvTranspose2dConfig, QuantConvTranspose3d, QuantConvTranspose3dConfig,
 };
 pub use quant_linear::{QuantLinear, QuantLinearConfig};
+pub use quant_mha::{
+    QuantMhaInput, QuantMhaOutput, QuantMultiHeadAttention, QuantMultiHeadAttentionConfig,
+};
 pub use quant_pooling::{
     QuantAdaptiveAvgPool1d, QuantAdaptiveAvgPool1dConfig, QuantAdaptiveAvgPool2d,
     QuantAdaptiveAvgPool2dConfig, QuantAdaptiveAvgPool3d, QuantAdaptiveAvgPool3dConfig,
