@@ -48,40 +48,18 @@ pub enum OrtError {
 /// # Panics
 /// Unlabelled data.
 pub fn accuracy(python: &Path, model: &Path, data: &Dataset) -> Result<f64, OrtError> {
-    let fail = |why: String| OrtError::Run {
-        python: python.display().to_string(),
-        why,
-    };
-    let dir = std::env::temp_dir().join(format!("qdq-ort-{}-{:p}", std::process::id(), data));
-    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    let (input, output) = (dir.join("x.bin"), dir.join("y.bin"));
-    write_items(data, &input).map_err(fail)?;
+    let fail = |why: String| fail(python, why);
+    let dir = temp_dir(data)?;
+    let input = dir.join("x.bin");
+    let written = write_items(data, &input).map_err(fail);
     let mut dims = vec![data.len()];
     if data.item_shape().len() == 2 {
         dims.push(1); // [H, W] images are single-channel
     }
     dims.extend(data.item_shape());
-    let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
-    let out = Command::new(python)
-        .arg(SCRIPT)
-        .arg(model)
-        .arg(&input)
-        .arg(dims.join(","))
-        .arg(&output)
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
-    let result = if out.status.success() {
-        std::fs::read(&output).map_err(|e| fail(e.to_string()))
-    } else {
-        Err(fail(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    };
+    let logits = written.and_then(|()| run_file(python, model, &input, &dims));
     let _ = std::fs::remove_dir_all(&dir);
-    let logits: Vec<f32> = result?
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let logits = logits?;
     let labels = data.labels().expect("labelled data");
     let classes = logits.len() / labels.len().max(1);
     let correct = logits
@@ -100,6 +78,73 @@ pub fn accuracy(python: &Path, model: &Path, data: &Dataset) -> Result<f64, OrtE
         })
         .count();
     Ok(correct as f64 / labels.len() as f64)
+}
+
+/// The output of `model` (one float input, one float output) on `input` of shape
+/// `dims` (row-major), computed by ONNX Runtime.
+///
+/// # Errors
+/// As [`accuracy`].
+pub fn run(
+    python: &Path,
+    model: &Path,
+    input: &[f32],
+    dims: &[usize],
+) -> Result<Vec<f32>, OrtError> {
+    let dir = temp_dir(&input)?;
+    let path = dir.join("x.bin");
+    let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let out = std::fs::write(&path, bytes)
+        .map_err(|e| fail(python, format!("{}: {e}", path.display())))
+        .and_then(|()| run_file(python, model, &path, dims));
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn fail(python: &Path, why: String) -> OrtError {
+    OrtError::Run {
+        python: python.display().to_string(),
+        why,
+    }
+}
+
+/// A fresh folder for one run (named by process and `key`'s address, so concurrent
+/// runs do not collide).
+fn temp_dir<T: ?Sized>(key: &T) -> Result<PathBuf, OrtError> {
+    let dir = std::env::temp_dir().join(format!("qdq-ort-{}-{:p}", std::process::id(), key));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(Path::new("python"), format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Runs the script on `input` (raw f32 of shape `dims`); returns the raw f32 output.
+fn run_file(
+    python: &Path,
+    model: &Path,
+    input: &Path,
+    dims: &[usize],
+) -> Result<Vec<f32>, OrtError> {
+    let output = input.with_file_name("y.bin");
+    let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
+    let out = Command::new(python)
+        .arg(SCRIPT)
+        .arg(model)
+        .arg(input)
+        .arg(dims.join(","))
+        .arg(&output)
+        .output()
+        .map_err(|e| fail(python, e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(
+            python,
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    let bytes = std::fs::read(&output).map_err(|e| fail(python, e.to_string()))?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// Writes `data`'s items to `path` as little-endian f32, a batch at a time.

@@ -18,6 +18,7 @@
 //! | `Quant{Max,Avg,AdaptiveAvg}Pool1d/2d/3d` | 8-bit per tensor | — |
 //! | `QuantInstanceNorm1d/2d/3d` | 8-bit per tensor | — |
 //! | `QuantLSTM`, `QuantLSTMCell`, `QuantGRU`, `QuantRNN` | 8-bit per tensor, over `cat([x, h], 1)` | 8-bit per gate row (axis 0 of `cat([W_ih, W_hh], 1)`) |
+//! | `QuantMultiHeadAttention` | 8-bit per tensor (projections and both matmuls' operands) | as `QuantLinear` |
 
 mod macros;
 pub mod mixin;
@@ -27,6 +28,7 @@ mod quant_conv;
 mod quant_conv_transpose;
 mod quant_instancenorm;
 mod quant_linear;
+mod quant_mha;
 mod quant_pooling;
 mod quant_rnn;
 pub mod rnn_cell;
@@ -52,6 +54,9 @@ pub use quant_instancenorm::{
     QuantInstanceNorm3d, QuantInstanceNorm3dConfig,
 };
 pub use quant_linear::{QuantLinear, QuantLinearConfig};
+pub use quant_mha::{
+    QuantMhaInput, QuantMhaOutput, QuantMultiHeadAttention, QuantMultiHeadAttentionConfig,
+};
 pub use quant_pooling::{
     QuantAdaptiveAvgPool1d, QuantAdaptiveAvgPool1dConfig, QuantAdaptiveAvgPool2d,
     QuantAdaptiveAvgPool2dConfig, QuantAdaptiveAvgPool3d, QuantAdaptiveAvgPool3dConfig,
