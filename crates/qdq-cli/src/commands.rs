@@ -62,39 +62,24 @@ pub(crate) fn run_quantize(
     device: &Device,
 ) -> Fallible<ExitCode> {
     let s = setup(c, device)?;
-    if !stats.is_empty() {
-        // From merged statistics: no calibration data to read.
-        let cache = shard::merged_cache(c, &s, stats)?;
-        let test = match data {
-            [] => None,
-            d => Some(data_args::load(&s.float, ("--data", d), labels, &c.pre)?),
-        };
-        let quantized = apply(&s.prepared, &cache, &s.opts)?;
-        let eval = match &test {
-            Some(test) => {
-                let q = OnnxGraph::from_model(&quantized, device)?;
-                Some(evaluate(&s.float, &q, test, c.batch)?)
-            }
-            None => None,
-        };
-        write_model(&quantized, output, probe(&s.float, None)?, device)?;
-        if let Some(p) = cache_path {
-            cache.save(p)?;
-        }
-        let quantizers = (&s.prepared, &cache);
-        report(&output.output, quantizers, eval.as_ref(), None, json);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
     // Evaluation data is read before the long calibration, so that an error in it
     // comes at once.
-    let test = match data {
-        [] => None,
-        d => Some(data_args::load(&s.float, ("--data", d), labels, &c.pre)?),
+    let read_test = || -> Fallible<_> {
+        Ok(match data {
+            [] => None,
+            d => Some(data_args::load(&s.float, ("--data", d), labels, &c.pre)?),
+        })
     };
-    let cache = s.calibrate(c, &calib_data, json)?;
-    let probe_input = probe(&s.float, Some(&calib_data))?;
-    drop(calib_data);
+    let (cache, probe_input, test) = if stats.is_empty() {
+        let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
+        let test = read_test()?;
+        let cache = s.calibrate(c, &calib_data, json)?;
+        (cache, probe(&s.float, Some(&calib_data))?, test)
+    } else {
+        // From merged statistics: no calibration data to read.
+        let cache = shard::merged_cache(c, &s, stats)?;
+        (cache, probe(&s.float, None)?, read_test()?)
+    };
     let quantized = apply(&s.prepared, &cache, &s.opts)?;
     let eval = match &test {
         Some(test) => {

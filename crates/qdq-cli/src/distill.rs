@@ -18,8 +18,9 @@ use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_vision::train::TrainConfig;
 
 use crate::data_args;
+use crate::finetune::lint_and_score;
 use crate::pipeline::{probe, setup, write_model};
-use crate::report::{evaluate, report_with};
+use crate::report::report_with;
 use crate::{CalibArgs, Fallible, ModelOutput};
 use qdq_cli::feed::batches;
 
@@ -222,21 +223,13 @@ pub(crate) fn run_distill(
     let tuned = model.valid();
     let after = measure(&tuned, &s.float, data, &losses, recipe.batch_size)?;
     let finetuned = tuned.write_into(&quantized)?;
-    let violations = qdq_onnx::lint(&finetuned);
-    if !violations.is_empty() {
-        return Err(qdq_onnx::Error::Lint(violations).into());
-    }
-    let (ptq_eval, eval) = match &test {
-        Some(test) => {
-            let ptq = OnnxGraph::from_model(&quantized, device)?;
-            let tuned = OnnxGraph::from_model(&finetuned, device)?;
-            (
-                Some(evaluate(&s.float, &ptq, test, c.batch)?),
-                Some(evaluate(&s.float, &tuned, test, c.batch)?),
-            )
-        }
-        None => (None, None),
-    };
+    let (ptq_eval, eval) = lint_and_score(
+        &s.float,
+        (&quantized, &finetuned),
+        test.as_ref(),
+        c.batch,
+        device,
+    )?;
     write_model(&finetuned, output, probe_input, device)?;
     let summary = serde_json::json!({
         "distill": losses.iter().map(|(n, l)| serde_json::json!({"output": n, "loss": l.to_string()})).collect::<Vec<_>>(),

@@ -4,6 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use burn::prelude::*;
+use qdq_data::ModelData;
+use qdq_onnx::ModelProto;
 use qdq_onnx::finetune::TrainableGraph;
 use qdq_onnx::quantize::apply;
 use qdq_onnx::runtime::OnnxGraph;
@@ -94,21 +96,13 @@ pub(crate) fn run_finetune(
     }
     let tuned = tuned.valid();
     let finetuned = tuned.write_into(&quantized)?;
-    let violations = qdq_onnx::lint(&finetuned);
-    if !violations.is_empty() {
-        return Err(qdq_onnx::Error::Lint(violations).into());
-    }
-    let (ptq_eval, eval) = match &test {
-        Some(test) => {
-            let ptq = OnnxGraph::from_model(&quantized, device)?;
-            let tuned = OnnxGraph::from_model(&finetuned, device)?;
-            (
-                Some(evaluate(&s.float, &ptq, test, c.batch)?),
-                Some(evaluate(&s.float, &tuned, test, c.batch)?),
-            )
-        }
-        None => (None, None),
-    };
+    let (ptq_eval, eval) = lint_and_score(
+        &s.float,
+        (&quantized, &finetuned),
+        test.as_ref(),
+        c.batch,
+        device,
+    )?;
     write_model(&finetuned, output, probe_input, device)?;
     let summary = serde_json::json!({
         "epochs": recipe.epochs,
@@ -155,4 +149,31 @@ before fine-tuning: FP32 {:.2}%  PTQ {:.2}%",
         Some(more),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a fine-tuned model against the linter and, with evaluation data, scores the
+/// PTQ model and the fine-tuned one against the float graph.
+///
+/// # Errors
+/// A lint violation (nothing is written then), a model that does not load, a data error.
+pub(crate) fn lint_and_score(
+    float: &OnnxGraph,
+    (quantized, finetuned): (&ModelProto, &ModelProto),
+    test: Option<&ModelData>,
+    batch: usize,
+    device: &Device,
+) -> Fallible<(Option<serde_json::Value>, Option<serde_json::Value>)> {
+    let violations = qdq_onnx::lint(finetuned);
+    if !violations.is_empty() {
+        return Err(qdq_onnx::Error::Lint(violations).into());
+    }
+    let Some(test) = test else {
+        return Ok((None, None));
+    };
+    let ptq = OnnxGraph::from_model(quantized, device)?;
+    let tuned = OnnxGraph::from_model(finetuned, device)?;
+    Ok((
+        Some(evaluate(float, &ptq, test, batch)?),
+        Some(evaluate(float, &tuned, test, batch)?),
+    ))
 }
