@@ -3,8 +3,8 @@
 //!
 //! Each quantizer's choice ([`super::AutoSelect`]) is the best one *for its consumers*
 //! with every other quantizer in float; errors of neighbouring layers can add up
-//! differently (a text recognizer whose every layer prefers max was better with
-//! percentile=99.99 everywhere: clipped outliers did not compound, rounding did). So the
+//! differently (on the PP-OCRv4 recognizer the per-quantizer choices left three times
+//! the output error of percentile=99.999 everywhere). So the
 //! written model's outputs decide: the QDQ model of every distinct assignment runs on
 //! the items `auto` measured on, and its outputs' distance to the float model's,
 //! `Σ (q - f)² / Σ f²` per output and batch, summed over outputs and averaged over
