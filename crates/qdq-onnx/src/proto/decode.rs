@@ -186,7 +186,7 @@ pub enum DecodeError {
     },
     /// An element type the decoder does not read (strings, FP4, complex...).
     #[error(
-        "tensor `{name}` has element type {} ({code}); the runtime handles float32, float16, bfloat16, double, integer, bool and float8e4m3fn tensors",
+        "tensor `{name}` has element type {} ({code}); the runtime handles float32, float16, bfloat16, double, integer (int4 to int64), bool and float8e4m3fn tensors",
         elem::dtype_name(*code)
     )]
     Dtype {
@@ -310,6 +310,22 @@ pub fn decode(t: &TensorProto, max_elements: usize) -> Result<Decoded, DecodeErr
         } else {
             ints(t.int32_data.iter().map(|&x| i64::from(x)).collect())?
         }),
+        // Two values per byte (`nibble`): raw bytes, or one packed byte per int32.
+        elem::INT4 | elem::UINT4 => {
+            let packed: Vec<u8> = if !raw.is_empty() {
+                raw.to_vec()
+            } else {
+                t.int32_data.iter().map(|&b| b as u8).collect()
+            };
+            if packed.len() != super::nibble::packed_len(n) {
+                return Err(bad(if raw.is_empty() {
+                    "typed data"
+                } else {
+                    "raw_data"
+                }));
+            }
+            HostData::I64(super::nibble::unpack(&packed, n, code == elem::INT4))
+        }
         elem::UINT32 | elem::UINT64 => HostData::I64(if !raw.is_empty() {
             if code == elem::UINT32 {
                 raw_vals(4).map(|_| widen::<u32>(raw))?
