@@ -315,7 +315,8 @@ pub(crate) fn calibrate(
     if !methods.auto() {
         return Ok(calib.cache(method, &per)?);
     }
-    let mut auto = AutoSelect::new(prepared, &calib, methods.options.format, graph.device())?;
+    let mut auto = AutoSelect::new(prepared, &calib, methods.options.format, graph.device())?
+        .with_weight_format(methods.options.weight_format()?);
     // A global `auto` ends with the whole model choosing (`choose_model`): the float
     // outputs of the same items are kept for it.
     let global = methods.method == MethodChoice::Auto;
