@@ -347,6 +347,10 @@ fn w4a8_on_the_bert_style_encoder_writes_int4_and_distillation_recovers() {
     let v = json(&qdq(&args));
     let tune = &v["finetune"];
     assert_eq!(tune["quantizers"], 24, "{tune}");
+    // The 8 projection weights train (in float, behind their pairs) although the file
+    // stores them as INT4, besides 16 biases and LayerNorm scales/shifts; storing them
+    // before training left only those 16.
+    assert_eq!(tune["weights"], 24, "{tune}");
     let (before, after) = (
         f(&tune["distill_loss_before"]),
         f(&tune["distill_loss_after"]),
