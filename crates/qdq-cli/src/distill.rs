@@ -13,7 +13,6 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use qdq_data::ModelData;
 use qdq_onnx::finetune::{DistillLoss, TrainableGraph, distill_loss};
-use qdq_onnx::quantize::apply;
 use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_vision::train::TrainConfig;
 
@@ -164,7 +163,7 @@ pub(crate) fn run_distill(
     };
     let cache = s.calibrate(c, &calib_data, json)?;
     let probe_input = probe(&s.float, Some(&calib_data))?;
-    let quantized = apply(&s.prepared, &cache, &s.opts)?;
+    let quantized = s.trainable(&cache)?;
     let data = train_data.as_ref().unwrap_or(&calib_data);
     if data.is_empty() {
         return Err("--distill: no item to train on".into());
@@ -222,7 +221,9 @@ pub(crate) fn run_distill(
     let seconds = start.elapsed().as_secs_f64();
     let tuned = model.valid();
     let after = measure(&tuned, &s.float, data, &losses, recipe.batch_size)?;
-    let finetuned = tuned.write_into(&quantized)?;
+    // --weights int8: stored quantized now, after training (the PTQ model scored
+    // beside it keeps float weights: the same DQ values).
+    let finetuned = s.stored(tuned.write_into(&quantized)?)?;
     let (ptq_eval, eval) = lint_and_score(
         &s.float,
         (&quantized, &finetuned),

@@ -7,7 +7,6 @@ use burn::prelude::*;
 use qdq_data::ModelData;
 use qdq_onnx::ModelProto;
 use qdq_onnx::finetune::TrainableGraph;
-use qdq_onnx::quantize::apply;
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_vision::train::{TrainConfig, fit};
 
@@ -67,7 +66,7 @@ pub(crate) fn run_finetune(
     let cache = s.calibrate(c, &calib_data, json)?;
     let probe_input = probe(&s.float, Some(&calib_data))?;
     drop(calib_data);
-    let quantized = apply(&s.prepared, &cache, &s.opts)?;
+    let quantized = s.trainable(&cache)?;
 
     // One checked forward pass first: the training loop has no error path.
     let trainable = TrainableGraph::new(&quantized, device)?;
@@ -95,7 +94,9 @@ pub(crate) fn run_finetune(
         .into());
     }
     let tuned = tuned.valid();
-    let finetuned = tuned.write_into(&quantized)?;
+    // --weights int8: stored quantized now, after training (the PTQ model scored
+    // beside it keeps float weights: the same DQ values).
+    let finetuned = s.stored(tuned.write_into(&quantized)?)?;
     let (ptq_eval, eval) = lint_and_score(
         &s.float,
         (&quantized, &finetuned),

@@ -95,6 +95,17 @@ pub(crate) fn opset(s: &str) -> Result<i64, String> {
 
 /// `[NAME=]VALUE` with VALUE checked by `check` as the flag is read (a command-line
 /// error, exit code 2); kept as given, to be resolved per model input later.
+/// Bits of the weight quantizers: 8 or 4 (W4A8).
+pub(crate) fn weight_bits(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "8" => Ok(8),
+        "4" => Ok(4),
+        _ => Err(format!(
+            "`{s}`: expected 8 (INT8 weights) or 4 (INT4 weights, opset 21)"
+        )),
+    }
+}
+
 fn named<T>(s: &str, check: impl Fn(&str) -> Result<T, String>) -> Result<String, String> {
     let value = s.split_once('=').map_or(s, |(_, v)| v);
     check(value).map(|_| s.to_string())

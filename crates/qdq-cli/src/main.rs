@@ -292,9 +292,17 @@ struct ModelArgs {
     opset: Option<i64>,
     /// Weight storage: `float` (float weights, Q/DQ pair) or `int8` (each weight
     /// stored quantized, read by a DequantizeLinear: ~4x smaller, same values; FP8
-    /// values with --format fp8).
+    /// values with --format fp8, INT4 values, ~8x smaller, with --weight-bits 4).
     #[arg(long, default_value = "float")]
     weights: String,
+    /// Bits of the weight quantizers: 8, or 4 for W4A8 (INT4 weights per output
+    /// channel, scale amax/7 so values lie in [-7, 7], as pytorch-quantization's
+    /// num_bits=4; activations stay INT8). INT4 Q/DQ needs opset 21: the model is
+    /// raised there, or refused naming the node that cannot be. With --weights int8
+    /// the INT4 values are stored packed, two a byte (~8x smaller than float), read by
+    /// a DequantizeLinear: the form weight-only INT4 runtimes take.
+    #[arg(long, default_value_t = 8, value_parser = flags::weight_bits)]
+    weight_bits: u32,
 }
 
 /// Where a command writes its model, and how its weights are stored.

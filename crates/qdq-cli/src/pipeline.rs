@@ -42,6 +42,7 @@ pub(crate) fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {
             "int8" => true,
             other => return Err(format!("--weights {other}: expected float or int8").into()),
         },
+        weight_bits: m.weight_bits,
     })
 }
 
@@ -88,6 +89,29 @@ pub(crate) fn setup(c: &CalibArgs, device: &Device) -> Fallible<Setup> {
         prepared,
         float,
     })
+}
+
+impl Setup {
+    /// The QDQ model fine-tuning trains: [`qdq_onnx::quantize::apply`]'s with float
+    /// weights behind their Q/DQ pairs (the pairs are what trains), whatever --weights
+    /// says; [`Setup::stored`] stores the trained weights as --weights asks.
+    pub(crate) fn trainable(&self, cache: &CalibrationCache) -> Fallible<ModelProto> {
+        let float_weights = QuantizeOptions {
+            dq_only_weights: false,
+            ..self.opts.clone()
+        };
+        Ok(qdq_onnx::quantize::apply(
+            &self.prepared,
+            cache,
+            &float_weights,
+        )?)
+    }
+
+    /// A model from [`Setup::trainable`] with its weights stored as --weights asks
+    /// (quantized, read by DequantizeLinear, for `int8`), linted.
+    pub(crate) fn stored(&self, model: ModelProto) -> Fallible<ModelProto> {
+        Ok(qdq_onnx::quantize::finish(model, &self.opts)?)
+    }
 }
 
 /// Refuses `--skip`/`--skip-op` values that match no node of `model` (a typo would
@@ -291,7 +315,8 @@ pub(crate) fn calibrate(
     if !methods.auto() {
         return Ok(calib.cache(method, &per)?);
     }
-    let mut auto = AutoSelect::new(prepared, &calib, methods.options.format, graph.device())?;
+    let mut auto = AutoSelect::new(prepared, &calib, methods.options.format, graph.device())?
+        .with_weight_format(methods.options.weight_format()?);
     // A global `auto` ends with the whole model choosing (`choose_model`): the float
     // outputs of the same items are kept for it.
     let global = methods.method == MethodChoice::Auto;

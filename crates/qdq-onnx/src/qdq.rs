@@ -2,8 +2,9 @@
 //! writer both exporters (native burn models and imported ONNX graphs) use.
 //!
 //! Scales follow pytorch-quantization's export (spec §6): `scale = amax / bound` in
-//! float32 with bound 127 (255 unsigned, 448 for FP8 E4M3), a zero amax giving scale
-//! 1; zero points are 0 of type INT8 (UINT8 unsigned, FLOAT8E4M3FN for FP8).
+//! float32 with bound 127 (255 unsigned, 448 for FP8 E4M3, 7 for INT4 weights), a zero
+//! amax giving scale 1; zero points are 0 of type INT8 (UINT8 unsigned, FLOAT8E4M3FN
+//! for FP8, INT4 for 4-bit weights).
 
 use burn::tensor::{bf16, f16};
 use onnx_ir::GraphProto;
@@ -19,6 +20,10 @@ pub enum QdqFormat {
     Int8,
     /// Unsigned 8-bit integers, zero point UINT8 0 (TensorRT prefers signed).
     Uint8,
+    /// Signed 4-bit integers (opset 21), zero point INT4 0: the weights of W4A8.
+    /// pytorch-quantization's `num_bits=4, narrow_range=True`: scale `amax / 7`, so
+    /// values within amax land in `[-7, 7]` (QuantizeLinear saturates to `[-8, 7]`).
+    Int4,
     /// FP8 E4M3FN with a standard (opset 19+) zero point of type FLOAT8E4M3FN.
     Fp8E4M3,
     /// FP8 E4M3 as TensorRT's custom `trt::TRT_FP8QuantizeLinear` /
@@ -33,11 +38,12 @@ impl QdqFormat {
         match self {
             QdqFormat::Int8 => (NumBits::Int(8), false),
             QdqFormat::Uint8 => (NumBits::Int(8), true),
+            QdqFormat::Int4 => (NumBits::Int(4), false),
             QdqFormat::Fp8E4M3 | QdqFormat::TrtFp8E4M3 => (NumBits::FP8_E4M3, false),
         }
     }
 
-    /// The largest grid value amax maps to: 127, 255 or 448 ([`NumBits::max_bound`],
+    /// The largest grid value amax maps to: 127, 255, 448 or 7 ([`NumBits::max_bound`],
     /// qdq's one definition).
     pub fn bound(self) -> f32 {
         let (bits, unsigned) = self.grid();
@@ -47,6 +53,7 @@ impl QdqFormat {
     /// Lowest opset whose Q/DQ can hold this format (and an `axis`, when `per_axis`).
     pub fn min_opset(self, per_axis: bool) -> i64 {
         match self {
+            QdqFormat::Int4 => 21,
             QdqFormat::Fp8E4M3 => 19,
             _ if per_axis => 13,
             QdqFormat::TrtFp8E4M3 => 13,
@@ -59,6 +66,7 @@ impl QdqFormat {
         match self {
             QdqFormat::Int8 => Some(dtype::INT8),
             QdqFormat::Uint8 => Some(dtype::UINT8),
+            QdqFormat::Int4 => Some(dtype::INT4),
             QdqFormat::Fp8E4M3 => Some(dtype::FLOAT8E4M3FN),
             QdqFormat::TrtFp8E4M3 => None,
         }
@@ -217,8 +225,12 @@ pub fn insert_qdq_as(
         .push(scale_tensor(&scale_name, dims, scales, form.elem));
     let mut params = vec![scale_name.as_str()];
     if let Some(zp_type) = format.zero_point_type() {
-        // One zero byte per element: 0 in INT8, UINT8 and FLOAT8E4M3FN alike.
-        let zeros = vec![0u8; scales.len()];
+        // Zero bytes: 0 in INT8, UINT8 and FLOAT8E4M3FN alike, two INT4 zeros a byte.
+        let zeros = if crate::proto::nibble::is_4bit(zp_type) {
+            vec![0u8; crate::proto::nibble::packed_len(scales.len())]
+        } else {
+            vec![0u8; scales.len()]
+        };
         graph
             .initializer
             .push(proto::raw_tensor(&zp_name, dims, zp_type, zeros));
@@ -261,6 +273,13 @@ mod tests {
         assert_eq!(scales(&[255.0], QdqFormat::Uint8), vec![1.0]);
         assert_eq!(QdqFormat::Int8.min_opset(true), 13);
         assert_eq!(QdqFormat::Fp8E4M3.min_opset(false), 19);
+        // INT4 weights: pytorch-quantization's num_bits=4 grid, amax 0.7 -> 0.1.
+        assert_eq!(QdqFormat::Int4.bound(), 7.0);
+        assert_eq!(
+            scales(&[0.7, 0.0], QdqFormat::Int4),
+            vec![0.7f32 / 7.0, 1.0]
+        );
+        assert_eq!(QdqFormat::Int4.min_opset(true), 21);
     }
 
     fn conv_model(opset: i64, format: QdqFormat, w_axis: i64) -> ModelProto {

@@ -1,7 +1,8 @@
 //! Weights stored quantized (ModelOpt's "dq_only", `qdq quantize --weights int8`): each
 //! `QuantizeLinear` of a constant weight is run once, here, and replaced by its result,
-//! an INT8 (UINT8, FLOAT8E4M3FN) initializer read by the pair's `DequantizeLinear`.
-//! The file shrinks about 4x and the DQ output is the same, bit for bit: the values
+//! an INT8 (UINT8, FLOAT8E4M3FN, INT4) initializer read by the pair's
+//! `DequantizeLinear`. The file shrinks about 4x (8x for INT4, two values a byte) and
+//! the DQ output is the same, bit for bit: the values
 //! are what the runtime's own QuantizeLinear kernel gives, which matches ONNX Runtime's.
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +21,7 @@ use crate::runtime::{OnnxGraph, Value};
 ///
 /// # Errors
 /// A weight the runtime cannot quantize (named), or a quantized type other than
-/// int8, uint8 and float8e4m3fn.
+/// int8, uint8, float8e4m3fn, int4 and uint4.
 pub fn store_weights_quantized(model: &mut ModelProto) -> PassResult<usize> {
     let opset = crate::proto::version::model_opset(model);
     let Some(graph) = model.graph.as_mut() else {
@@ -69,9 +70,10 @@ pub fn store_weights_quantized(model: &mut ModelProto) -> PassResult<usize> {
         let bytes: Vec<u8> = match code {
             dt::INT8 => values.iter().map(|&v| v as i8 as u8).collect(),
             dt::UINT8 | dt::FLOAT8E4M3FN => values.iter().map(|&v| v as u8).collect(),
+            dt::INT4 | dt::UINT4 => crate::proto::nibble::pack(&values),
             other => {
                 return Err(fail(format!(
-                    "quantized type {} is not stored (int8, uint8, float8e4m3fn)",
+                    "quantized type {} is not stored (int8, uint8, float8e4m3fn, int4, uint4)",
                     dt::dtype_name(other)
                 )));
             }

@@ -26,6 +26,21 @@ pub fn insert_sites(
     format: QdqFormat,
     typed_scales: bool,
 ) -> PassResult<()> {
+    insert_sites_as(graph, sites, amaxes, (format, format), typed_scales)
+}
+
+/// [`insert_sites`] with the weights in a format of their own: `(activations,
+/// weights)`, e.g. `(Int8, Int4)` for W4A8.
+///
+/// # Errors
+/// As [`insert_sites`].
+pub fn insert_sites_as(
+    graph: &mut GraphProto,
+    sites: &[Site],
+    amaxes: &HashMap<String, Vec<f32>>,
+    (activation_format, weight_format): (QdqFormat, QdqFormat),
+    typed_scales: bool,
+) -> PassResult<()> {
     let types = elem_types(graph);
     let original = std::mem::take(&mut graph.node);
     // Pairs to emit before node i.
@@ -40,6 +55,10 @@ pub fn insert_sites(
                 site.name
             ))
         })?;
+        let format = match site.kind {
+            SiteKind::Weight { .. } => weight_format,
+            SiteKind::Activation => activation_format,
+        };
         let axis = match site.kind {
             SiteKind::Weight { axis } if amax.len() > 1 => Some(axis as i64),
             _ if amax.len() == 1 => None,

@@ -1,6 +1,8 @@
-//! Raising a model's opset so per-channel scales (13) or FP8 (19) can be written,
-//! rewriting the nodes whose form changed on the way (attributes that became inputs,
-//! Softmax's axis semantics), and refusing, by name, what it cannot rewrite.
+//! Raising a model's opset so per-channel scales (13), FP8 (19) or INT4 (21) can be
+//! written, rewriting the nodes whose form changed on the way (attributes that became
+//! inputs, Softmax's axis semantics, GridSample's mode names), and refusing, by name,
+//! what it cannot rewrite (Upsample at 10, DFT's axis input at 20, GroupNormalization's
+//! per-channel scale at 21).
 
 use onnx_ir::{GraphProto, ModelProto, NodeProto};
 
@@ -180,6 +182,28 @@ fn upgrade_graph(
                     .node
                     .push(node("Reshape", &r, &[&inner, &shape], &[&y]));
                 continue;
+            }
+            // Opset 20 renamed the modes (same sampling): bilinear -> linear, bicubic -> cubic.
+            "GridSample" if crosses(20) => {
+                for a in n.attribute.iter_mut().filter(|a| a.name == "mode") {
+                    match &a.s[..] {
+                        b"bilinear" => a.s = b"linear".to_vec().into(),
+                        b"bicubic" => a.s = b"cubic".to_vec().into(),
+                        _ => {}
+                    }
+                }
+            }
+            // Opset 20 moved `axis` (default 1) to an input (default -2).
+            "DFT" if crosses(20) => {
+                return Err(PassError::Graph(format!(
+                    "node `{name}` (DFT) takes its axis as an input from opset 20, which qdq does not rewrite; keep opset {from} (no INT4 weights)"
+                )));
+            }
+            // Opset 21 made scale and bias per channel [C] instead of per group.
+            "GroupNormalization" if crosses(21) => {
+                return Err(PassError::Graph(format!(
+                    "node `{name}` (GroupNormalization) takes per-channel scale and bias from opset 21 (per-group before), which qdq does not rewrite; keep opset {from} (no INT4 weights), or re-export the model at opset 21"
+                )));
             }
             // Opset 10's (X, scales) gains an roi input before scales.
             "Resize" if crosses(11) && n.input.len() == 2 => {

@@ -82,6 +82,8 @@ pub fn dtype_name(code: i32) -> &'static str {
 /// saturates to), or `None` for a type that is not one.
 pub fn integer_range(code: i32) -> Option<(f32, f32)> {
     Some(match code {
+        UINT4 => (0.0, 15.0),
+        INT4 => (-8.0, 7.0),
         UINT8 => (0.0, 255.0),
         INT8 => (-128.0, 127.0),
         UINT16 => (0.0, 65535.0),

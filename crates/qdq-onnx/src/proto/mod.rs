@@ -7,6 +7,7 @@ pub mod decode;
 pub mod elem;
 pub mod external;
 pub mod file;
+pub mod nibble;
 pub mod save_external;
 pub mod version;
 

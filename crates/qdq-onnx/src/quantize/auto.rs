@@ -24,7 +24,7 @@ use super::Prepared;
 use super::auto_model::{least, relative_error};
 use super::calibrate::Calibration;
 use crate::error::{Error, Result};
-use crate::passes::{Site, SiteKind, insert_sites};
+use crate::passes::{Site, SiteKind, insert_sites_as};
 use crate::qdq::QdqFormat;
 use crate::runtime::{OnnxGraph, RunError, Value};
 
@@ -68,7 +68,7 @@ struct Probe {
 /// The second, measuring pass of `auto` over a few batches.
 pub struct AutoSelect {
     probes: Vec<Probe>,
-    format: QdqFormat,
+    formats: (QdqFormat, QdqFormat),
     device: burn::tensor::Device,
 }
 
@@ -117,15 +117,24 @@ impl AutoSelect {
             };
             // The float graph and one quantized graph load now, so a failure shows
             // before the pass (the other candidates differ only in one scale).
-            probe.load(None, format, device)?;
-            probe.load(Some(probe.candidates[0].1), format, device)?;
+            probe.load(None, (format, format), device)?;
+            probe.load(Some(probe.candidates[0].1), (format, format), device)?;
             probes.push(probe);
         }
         Ok(Self {
             probes,
-            format,
+            formats: (format, format),
             device: device.clone(),
         })
+    }
+
+    /// Probes with the weights in `weight` instead of the activations' format (W4A8:
+    /// [`QdqFormat::Int4`], so each candidate is measured against the 4-bit weights the
+    /// file will hold).
+    #[must_use]
+    pub fn with_weight_format(mut self, weight: QdqFormat) -> Self {
+        self.formats.1 = weight;
+        self
     }
 
     /// Runs one batch through the float `graph`, running each probe as soon as its
@@ -148,7 +157,7 @@ impl AutoSelect {
         let mut held: HashMap<String, Value> = HashMap::new();
         let mut failure = None;
         let probes = &mut self.probes;
-        let (format, device) = (self.format, &self.device);
+        let (formats, device) = (self.formats, &self.device);
         let mut on_value = |name: &str, v: &Value| -> Result<()> {
             if !needed.contains(name) {
                 return Ok(());
@@ -158,7 +167,7 @@ impl AutoSelect {
             while k < pending.len() {
                 let p = &mut probes[pending[k]];
                 if p.cut.inputs.iter().all(|i| held.contains_key(i)) {
-                    p.measure(&held, format, device)?;
+                    p.measure(&held, formats, device)?;
                     pending.swap_remove(k);
                 } else {
                     k += 1;
@@ -217,10 +226,10 @@ impl Probe {
     fn load(
         &self,
         amax: Option<f32>,
-        format: QdqFormat,
+        formats: (QdqFormat, QdqFormat),
         device: &burn::tensor::Device,
     ) -> Result<OnnxGraph> {
-        let model = self.cut.model(amax, format)?;
+        let model = self.cut.model(amax, formats)?;
         OnnxGraph::from_model(&model, device).map_err(|e| {
             Error::Graph(format!(
                 "auto: probing the consumers of `{}`: {e}",
@@ -233,7 +242,7 @@ impl Probe {
     fn measure(
         &mut self,
         held: &HashMap<String, Value>,
-        format: QdqFormat,
+        formats: (QdqFormat, QdqFormat),
         device: &burn::tensor::Device,
     ) -> Result<()> {
         let feed: Vec<(String, Value)> = self
@@ -247,9 +256,9 @@ impl Probe {
         let run = |g: OnnxGraph| -> Result<Vec<Vec<f32>>> {
             host(&g.run(feed.clone()).map_err(fail)?).map_err(fail)
         };
-        let float = run(self.load(None, format, device)?)?;
+        let float = run(self.load(None, formats, device)?)?;
         for k in 0..self.candidates.len() {
-            let q = run(self.load(Some(self.candidates[k].1), format, device)?)?;
+            let q = run(self.load(Some(self.candidates[k].1), formats, device)?)?;
             self.error[k] += relative_error(q.iter().flatten().zip(float.iter().flatten()));
         }
         self.batches += 1;
@@ -359,7 +368,7 @@ impl Cut {
 
     /// The probe model: float (`amax` = `None`), or with the quantizer at `amax` and
     /// the weight quantizers at their calibrated amaxes.
-    fn model(&self, amax: Option<f32>, format: QdqFormat) -> Result<ModelProto> {
+    fn model(&self, amax: Option<f32>, formats: (QdqFormat, QdqFormat)) -> Result<ModelProto> {
         let mut graph = GraphProto::new();
         graph.name = "auto_probe".into();
         graph.node = self.nodes.clone();
@@ -373,7 +382,7 @@ impl Cut {
                 amaxes.insert(s.name.clone(), vec![amax]);
             }
             // The probe runs on the runtime, in f32 whatever the model's float type.
-            insert_sites(&mut graph, &self.sites, &amaxes, format, false)?;
+            insert_sites_as(&mut graph, &self.sites, &amaxes, formats, false)?;
         }
         model.graph = Some(graph).into();
         Ok(model)

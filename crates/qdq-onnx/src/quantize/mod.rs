@@ -21,7 +21,7 @@ pub use shard::fingerprint;
 use crate::error::{Error, Result};
 use crate::lint::{LintOptions, lint_with};
 use crate::passes::{
-    PlacementOptions, Site, SiteKind, fold_constant_nodes, insert_sites, model_opset, place,
+    PlacementOptions, Site, SiteKind, fold_constant_nodes, insert_sites_as, model_opset, place,
     upgrade_opset,
 };
 use crate::qdq::QdqFormat;
@@ -80,8 +80,32 @@ pub struct QuantizeOptions {
     pub opset: Option<i64>,
     /// Store each quantized weight as its INT8 (FP8 with `Fp8E4M3`) values followed by
     /// DequantizeLinear, no QuantizeLinear (ModelOpt's "dq_only"; about 4x smaller
-    /// files, the same DQ output). Default false: float weights with a Q/DQ pair.
+    /// files, 8x with 4-bit weights, the same DQ output). Default false: float weights
+    /// with a Q/DQ pair.
     pub dq_only_weights: bool,
+    /// Bits of the weight quantizers: 8 (default; the format's) or 4 (W4A8: INT4 per
+    /// output channel, scale `amax / 7`, opset 21; with [`QdqFormat::Int8`] only).
+    pub weight_bits: u32,
+}
+
+impl QuantizeOptions {
+    /// The format the weight quantizers are written in: [`QuantizeOptions::format`]
+    /// at 8 bits, [`QdqFormat::Int4`] at 4.
+    ///
+    /// # Errors
+    /// Bits other than 4 and 8, or 4-bit weights with activations other than INT8.
+    pub fn weight_format(&self) -> Result<QdqFormat> {
+        match (self.weight_bits, self.format) {
+            (8, f) => Ok(f),
+            (4, QdqFormat::Int8) => Ok(QdqFormat::Int4),
+            (4, f) => Err(Error::Graph(format!(
+                "4-bit weights go with INT8 activations (W4A8); the format is {f:?}"
+            ))),
+            (b, _) => Err(Error::Graph(format!(
+                "weights of {b} bits: ONNX Q/DQ writes 8-bit or 4-bit (INT4, opset 21) weights"
+            ))),
+        }
+    }
 }
 
 impl Default for QuantizeOptions {
@@ -91,6 +115,7 @@ impl Default for QuantizeOptions {
             format: QdqFormat::Int8,
             opset: None,
             dq_only_weights: false,
+            weight_bits: 8,
         }
     }
 }
@@ -162,7 +187,12 @@ pub fn apply(
         .sites
         .iter()
         .any(|s| matches!(s.kind, SiteKind::Weight { .. }));
-    let needed = options.format.min_opset(per_channel);
+    let weight_format = options.weight_format()?;
+    let needed = options.format.min_opset(per_channel).max(if per_channel {
+        weight_format.min_opset(true)
+    } else {
+        0
+    });
     let model_opset = model_opset(&model);
     let base = options.opset.unwrap_or_else(|| model_opset.max(needed));
     crate::passes::check_opset(base, "quantize")?;
@@ -170,7 +200,9 @@ pub fn apply(
         return Err(Error::Graph(format!(
             "opset {base} cannot hold {:?} Q/DQ{}; use opset {needed} or newer",
             options.format,
-            if per_channel {
+            if weight_format == QdqFormat::Int4 {
+                " with INT4 weights"
+            } else if per_channel {
                 " with per-channel weights"
             } else {
                 ""
@@ -183,12 +215,12 @@ pub fn apply(
     // around each pair (pytorch-quantization's form).
     let wants_19 = options.opset.is_none() && base < 19 && has_half_sites(prepared);
     if wants_19 {
-        if write_pairs(&mut model, prepared, &amaxes, options.format, 19).is_ok() {
+        if write_pairs(&mut model, prepared, &amaxes, options, 19).is_ok() {
             return finish(model, options);
         }
         model = prepared.model.clone();
     }
-    write_pairs(&mut model, prepared, &amaxes, options.format, base)?;
+    write_pairs(&mut model, prepared, &amaxes, options, base)?;
     finish(model, options)
 }
 
@@ -211,21 +243,26 @@ fn write_pairs(
     model: &mut ModelProto,
     prepared: &Prepared,
     amaxes: &std::collections::HashMap<String, Vec<f32>>,
-    format: QdqFormat,
+    options: &QuantizeOptions,
     target: i64,
 ) -> Result<()> {
+    let formats = (options.format, options.weight_format()?);
     let graph = model
         .graph
         .as_mut()
         .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
-    insert_sites(graph, &prepared.sites, amaxes, format, target >= 19)?;
+    insert_sites_as(graph, &prepared.sites, amaxes, formats, target >= 19)?;
     upgrade_opset(model, target)?;
     Ok(())
 }
 
 /// Weights stored quantized when asked, then the TensorRT lint: the model, or its
-/// violations.
-fn finish(mut model: ModelProto, options: &QuantizeOptions) -> Result<ModelProto> {
+/// violations. [`apply`] ends with it; fine-tuning, which trains the float weights of
+/// a model applied without `dq_only_weights`, calls it on the trained model.
+///
+/// # Errors
+/// A weight that cannot be stored quantized (named), or lint violations.
+pub fn finish(mut model: ModelProto, options: &QuantizeOptions) -> Result<ModelProto> {
     if options.dq_only_weights {
         if options.format == QdqFormat::TrtFp8E4M3 {
             return Err(Error::Graph(
