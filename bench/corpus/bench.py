@@ -16,6 +16,14 @@ quantize_dynamic).
     target/bench-venv/bin/python bench/corpus/bench.py --qdq target/release/qdq
 
 Writes a markdown table (--out, default target/corpus-bench/BENCH.md) and JSON (--json).
+
+Where the items have a ground truth (rendered text lines: their string; minilm-torch: which
+sentence each query is), FP32 and every quantized file are also scored against it (TRUTH).
+The transformer table of issue 18 (minilm-torch is bench/transformer/export_minilm.py's export):
+
+    target/bench-venv/bin/python bench/corpus/bench.py --qdq target/release/qdq \
+        --model-path minilm-torch=target/minilm-torch.onnx --only minilm-torch,ppocrv6-rec,ppocrv4-rec \
+        --qdq-methods default,max --ort-methods MinMax,MinMax:MatMul,Percentile,dynamic
 """
 
 import argparse
