@@ -16,6 +16,14 @@ quantize_dynamic).
     target/bench-venv/bin/python bench/corpus/bench.py --qdq target/release/qdq
 
 Writes a markdown table (--out, default target/corpus-bench/BENCH.md) and JSON (--json).
+
+Where the items have a ground truth (rendered text lines: their string; minilm-torch: which
+sentence each query is), FP32 and every quantized file are also scored against it (TRUTH).
+The transformer table of issue 18 (minilm-torch is bench/transformer/export_minilm.py's export):
+
+    target/bench-venv/bin/python bench/corpus/bench.py --qdq target/release/qdq \
+        --model-path minilm-torch=target/minilm-torch.onnx --only minilm-torch,ppocrv6-rec,ppocrv4-rec \
+        --qdq-methods default,max --ort-methods MinMax,MinMax:MatMul,Percentile,dynamic
 """
 
 import argparse
@@ -100,6 +108,56 @@ def tag_agree(ref, got):
     return float(np.mean(np.argmax(ref[0], -1) == np.argmax(got[0], -1)))
 
 
+# ---- metrics against ground truth: f(outputs of every evaluation item, truths, model) ->
+# {name: value}; the FP32 model is scored the same way --------------------------------
+
+
+def levenshtein(a, b):
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def ctc_text(model_path):
+    """Rendered text lines: the CTC output decoded with the model's own character list
+    (PaddleOCR's: blank 0, the `character` metadata, then a space) against the rendered
+    string (the characters wholly inside the image), both stripped of spaces at the ends:
+    character accuracy (1 - edit distance / length, at least 0) and exact lines."""
+    import onnx
+
+    m = onnx.load(str(model_path), load_external_data=False)
+    chars = ["<blank>"] + next(p.value for p in m.metadata_props if p.key == "character").split("\n") + [" "]
+
+    def score(outputs, truths, _):
+        acc, exact = [], []
+        for out, truth in zip(outputs, truths):
+            (idx,) = ctc_strings(out[0], 1, -1)
+            text = "".join(chars[i] if i < len(chars) else "?" for i in idx).strip()
+            acc.append(max(0.0, 1.0 - levenshtein(text, truth) / max(len(truth), 1)))
+            exact.append(text == truth)
+        return {"char acc": float(np.mean(acc)), "exact": float(np.mean(exact))}
+
+    return score
+
+
+def retrieval(output):
+    """Sentence retrieval: the evaluation items are N held-out sentences then their N
+    queries (a third of their words); top-1 accuracy of finding each query's sentence
+    by cosine of `output` (the sentence embedding)."""
+
+    def score(outputs, truths, _):
+        e = np.concatenate([np.asarray(o[output], np.float64) for o in outputs])
+        e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-30)
+        n = len(e) // 2
+        sim = e[n:] @ e[:n].T
+        return {"retrieval@1": float(np.mean(np.argmax(sim, 1) == np.arange(n)))}
+
+    return score
+
+
 # ---- the models ----------------------------------------------------------------------
 
 
@@ -108,7 +166,13 @@ def det_page(size):
 
 
 def rec_line(w):
-    return lambda rng, ctx: {"x": I.halves(I.text_line(rng, 48, w))}
+    """A rendered text line; its string rides along as `_truth` (not a model input)."""
+
+    def g(rng, ctx):
+        img, text = I.text_line(rng, 48, w, with_text=True)
+        return {"x": I.halves(img), "_truth": text}
+
+    return g
 
 
 def cls_line(rng, ctx):
@@ -190,6 +254,27 @@ def minilm(rng, ctx):
     return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
 
 
+def debian_sentences(n, seed, ctx):
+    """Sentences of Debian's license texts (bench/bert/prepare.py), tokenized as there,
+    one unpadded item each: seed 1 (calibration) takes the first n; any other seed
+    (evaluation) every sentence from the 257th on (held out; 233 on Debian 13, so that
+    retrieval resolves 1%), then their queries: every third word of each (words 0, 3, 6, ...;
+    FP32 finds 94% of 64 that way, all 32 of 32 with prepare.py's milder queries)."""
+    sys.path.insert(0, str(ROOT / "bench" / "bert"))
+    import prepare
+
+    def item(words):
+        ids = np.array([[101] + [1996 + prepare.fnv1a32(w) % 28000 for w in words][: prepare.SEQ - 2] + [102]], np.int64)
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+    all_s = prepare.sentences()
+    if seed == 1:
+        return [item(w) for w in all_s[:n]], None
+    held = all_s[256:]
+    queries = [[w for i, w in enumerate(s) if i % 3 == 0] for s in held]
+    return [item(w) for w in held + queries], "retrieval"
+
+
 def khmer(rng, ctx):
     x = I.token_ids(rng, 126, 8, 40)
     return {"x": x, "mask": np.ones_like(x, dtype=bool)}
@@ -218,6 +303,16 @@ MODELS = {
     "ar-romanizer-enc": (romanizer, "cosine of memory", cosine([0])),
     "minilm-l3": (minilm, "cosine of sentence embeddings", cosine([3])),
     "khmersm": (khmer, "tag agreement", tag_agree),
+    # bench/transformer/export_minilm.py's export (give its path: --model-path minilm-torch=FILE).
+    "minilm-torch": (debian_sentences, "cosine of sentence embeddings", cosine([1])),
+}
+# Generators that make a whole set at once (fn(n, seed, ctx) -> (items, truths)).
+SETS = {"minilm-torch"}
+# Ground-truth metrics (see above), by model.
+TRUTH = {
+    "ppocrv4-rec": lambda path: ctc_text(path),
+    "ppocrv6-rec": lambda path: ctc_text(path),
+    "minilm-torch": lambda path: retrieval(1),
 }
 # Extra qdq flags a model needs, with the reason (shown in the table's notes).
 QDQ_ARGS = {
@@ -245,20 +340,33 @@ class Ctx:
 
 
 def make_items(mid, n, seed, ctx):
+    """(items, truths): the generator's items, and what each shows (`_truth`, kept out of
+    the items) or a set's own truths; None without any."""
     gen = MODELS[mid][0]
+    if mid in SETS:
+        return gen(n, seed, ctx)
     rng = np.random.default_rng(seed)
-    return [gen(rng, ctx) for _ in range(n)]
+    items = [gen(rng, ctx) for _ in range(n)]
+    truths = [it.pop("_truth", None) for it in items]
+    return items, (truths if any(t is not None for t in truths) else None)
 
 
-def save_items(items, folder):
-    """One `.npz` per item (arrays as ONNX Runtime takes them, batch axis included)."""
+def save_items(items, folder, truths=None):
+    """One `.npz` per item (arrays as ONNX Runtime takes them, batch axis included); the
+    truths in `truth.json` next to the folder (not in it: qdq reads every file there)."""
     folder.mkdir(parents=True, exist_ok=True)
     for i, it in enumerate(items):
         np.savez(folder / f"{i:05d}.npz", **it)
+    Path(str(folder) + "-truth.json").write_text(json.dumps(truths))
 
 
 def load_items(folder):
     return [dict(np.load(p)) for p in sorted(folder.glob("*.npz"))]
+
+
+def load_truths(folder):
+    p = Path(str(folder) + "-truth.json")
+    return json.loads(p.read_text()) if p.exists() else None
 
 
 # ---- running quantizers in their own process -----------------------------------------
@@ -330,51 +438,71 @@ def ort_worker(args):
 
 
 def validity(path, feed):
+    """`ok`, or why not. A file the checker refuses but ONNX Runtime runs is still scored
+    (ORT writes per-channel DequantizeLinear into opset-11 models: the `axis` attribute is
+    opset 13's), marked `checker: ...; ORT runs it`."""
     import onnx
     import onnxruntime as ort
 
+    checker = None
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:  # noqa: BLE001
-        return f"checker: {str(e).splitlines()[0][:120]}"
+        checker = f"checker: {str(e).splitlines()[0][:120]}"
     try:
         o = ort.SessionOptions()
         o.intra_op_num_threads = 1
         ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"]).run(None, feed)
     except Exception as e:  # noqa: BLE001
-        return f"ort: {str(e).splitlines()[0][:120]}"
-    return "ok"
+        return checker or f"ort: {str(e).splitlines()[0][:120]}"
+    return f"{checker}; ORT runs it" if checker else "ok"
 
 
-def evaluate(fp32, quant, items, metric):
+def run_all(path, items):
     import onnxruntime as ort
 
     o = ort.SessionOptions()
     o.intra_op_num_threads = 1
-    a = ort.InferenceSession(str(fp32), o, providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(str(quant), o, providers=["CPUExecutionProvider"])
-    refs = [a.run(None, it) for it in items]
-    gots = [b.run(None, it) for it in items]
+    sess = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    return [sess.run(None, it) for it in items]
+
+
+def evaluate(refs, quant, items, metric):
+    gots = run_all(quant, items)
     score = metric(refs, gots) if getattr(metric, "dataset", False) else float(np.mean([metric(r, g) for r, g in zip(refs, gots)]))
     floats = [i for i, v in enumerate(refs[0]) if np.issubdtype(np.asarray(v).dtype, np.floating)]
     cos = float(np.mean([cosine(floats)(r, g) for r, g in zip(refs, gots)])) if floats else None
-    return score, cos
+    return score, cos, gots
+
+
+def model_path(mid, args):
+    return args.model_path.get(mid, args.models / f"{mid}.onnx")
 
 
 def bench_model(mid, args, ctx):
-    src = args.models / f"{mid}.onnx"
+    src = model_path(mid, args)
     work = args.work / mid
     work.mkdir(parents=True, exist_ok=True)
     name, metric = MODELS[mid][1], MODELS[mid][2]
     calib, ev = work / "calib", work / "eval"
     if not calib.is_dir() or args.regenerate:
-        save_items(make_items(mid, args.calib, 1, ctx), calib)
-        save_items(make_items(mid, args.eval, 2, ctx), ev)
-    items = load_items(ev)
+        items, _ = make_items(mid, args.calib, 1, ctx)
+        save_items(items, calib)
+        items, truths = make_items(mid, args.eval, 2, ctx)
+        save_items(items, ev, truths)
+    items, truths = load_items(ev), load_truths(ev)
+    refs = run_all(src, items)
+    truth = TRUTH[mid](src) if mid in TRUTH and truths is not None else None
     rows = []
+    if truth is not None:
+        row = {"model": mid, "run": "FP32", "metric": name, "truth": truth(refs, truths, src)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    # A qdq run is `METHOD [FLAG ...]` (`default`: no --method), e.g. `max --skip-op Conv`.
     runs = [
         (f"qdq {m}", [str(args.qdq), "quantize", str(src), "--calib", str(calib), "-o", None]
-         + ([] if m == "default" else ["--method", m]) + QDQ_ARGS.get(mid, []))
+         + ([] if m.split()[0] == "default" else ["--method", m.split()[0]]) + m.split()[1:]
+         + QDQ_ARGS.get(mid, []))
         for m in args.qdq_methods
     ]
     runs += [(f"ORT {m}", [sys.executable, __file__, "--ort-worker", str(src), str(calib), None, m]) for m in args.ort_methods]
@@ -387,10 +515,12 @@ def bench_model(mid, args, ctx):
         row = {"model": mid, "run": label, "rc": rc, "seconds": round(secs, 2), "peak_mib": round(rss, 1), "metric": name}
         if rc == 0 and out.exists():
             row["valid"] = validity(out, items[0])
-            if row["valid"] == "ok":
-                score, cos = evaluate(src, out, items, metric)
+            if row["valid"] == "ok" or row["valid"].endswith("ORT runs it"):
+                score, cos, gots = evaluate(refs, out, items, metric)
                 row["score"] = round(score, 4)
                 row["cosine"] = None if cos is None else round(cos, 5)
+                if truth is not None:
+                    row["truth"] = truth(gots, truths, src)
             row["mb"] = round(out.stat().st_size / 1e6, 2)
         else:
             log = (work / (label.replace(" ", "-") + ".log")).read_text(errors="replace").strip().splitlines()
@@ -400,13 +530,18 @@ def bench_model(mid, args, ctx):
     return rows
 
 
+def truth_text(r):
+    return ", ".join(f"{k} {v:.4f}" for k, v in r["truth"].items()) if "truth" in r else ""
+
+
 def write_md(rows, path, args):
     models = list(dict.fromkeys(r["model"] for r in rows))
     labels = list(dict.fromkeys(r["run"] for r in rows))
     lines = [
         f"Corpus benchmark: {args.calib} calibration items, {args.eval} evaluation items (different seeds), "
         f"qdq `{args.qdq}`; each quantizer in its own process (wall time, peak RSS). "
-        "Cell: metric vs FP32 on the evaluation items (cosine of float outputs to FP32) / seconds / peak MiB; "
+        "Cell: metric vs FP32 on the evaluation items (cosine of float outputs to FP32; truth: the same "
+        "metric against the ground truth, FP32's own in the FP32 column) / seconds / peak MiB; "
         "`—` = failed (see JSON).",
         "",
         "| model | metric | " + " | ".join(labels) + " |",
@@ -418,9 +553,13 @@ def write_md(rows, path, args):
             r = next((r for r in rows if r["model"] == m and r["run"] == lab), None)
             if r is None:
                 cells.append("")
+            elif lab == "FP32":
+                cells.append(truth_text(r))
             elif "score" in r:
                 cos = "" if r.get("cosine") is None else f" (cos {r['cosine']:.4f})"
-                cells.append(f"{r['score']:.4f}{cos} / {r['seconds']:.1f} s / {r['peak_mib']:.0f}")
+                t = f"; truth {truth_text(r)}" if "truth" in r else ""
+                t += "; fails onnx.checker" if r.get("valid", "ok") != "ok" else ""
+                cells.append(f"{r['score']:.4f}{cos}{t} / {r['seconds']:.1f} s / {r['peak_mib']:.0f}")
             else:
                 cells.append(f"— ({r.get('valid') or r.get('error', '')[:60]})")
         metric = next(r["metric"] for r in rows if r["model"] == m)
@@ -437,18 +576,22 @@ def main(argv=None):
     ap.add_argument("--work", type=Path, default=ROOT / "target" / "corpus-bench")
     ap.add_argument("--qdq", type=Path, default=ROOT / "target" / "release" / "qdq")
     ap.add_argument("--only", default="")
+    ap.add_argument("--model-path", action="append", default=[], metavar="ID=FILE",
+                    help="a model's file instead of MODELS/ID.onnx (minilm-torch: export_minilm.py's output)")
     ap.add_argument("--calib", type=int, default=32)
     ap.add_argument("--eval", type=int, default=32)
     ap.add_argument("--timeout", type=float, default=1200)
     ap.add_argument("--ort-methods", default="MinMax,Entropy,Percentile")
     ap.add_argument("--qdq-methods", default="default,auto",
-                    help="qdq runs: `default` (no --method) and --method values, comma-separated")
+                    help="qdq runs, comma-separated: `default` (no --method) or a --method value, each "
+                    "optionally followed by more quantize flags (`max --skip-op Conv`)")
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     args.ort_methods = [m for m in args.ort_methods.split(",") if m]
     args.qdq_methods = [m for m in args.qdq_methods.split(",") if m]
+    args.model_path = dict((k, Path(v)) for k, _, v in (a.partition("=") for a in args.model_path))
     args.work.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(args.models)
     ids = [m for m in (args.only.split(",") if args.only else MODELS) if m]
@@ -456,8 +599,8 @@ def main(argv=None):
     for mid in ids:
         if mid not in MODELS:
             sys.exit(f"unknown model {mid}; known: {', '.join(MODELS)}")
-        if not (args.models / f"{mid}.onnx").exists():
-            print(f"{mid}: not in {args.models} (run bench/corpus/fetch.py)", file=sys.stderr)
+        if not model_path(mid, args).exists():
+            print(f"{mid}: no {model_path(mid, args)} (run bench/corpus/fetch.py, or give --model-path)", file=sys.stderr)
             continue
         rows += bench_model(mid, args, ctx)
     (args.json or args.work / "bench.json").write_text(json.dumps(rows, indent=1))

@@ -56,17 +56,27 @@ def noisy(img, rng, sigma=6.0):
     return np.clip(a, 0, 255)
 
 
-def text_line(rng, h, w, size=None):
-    """A text line image [h, w, 3] (0..255): dark text on light paper, or light on dark."""
+def text_line(rng, h, w, size=None, with_text=False):
+    """A text line image [h, w, 3] (0..255): dark text on light paper, or light on dark;
+    with `with_text`, (image, the characters drawn wholly inside it) (the same image for
+    the same rng)."""
     inverted = rng.random() < 0.15
     bg, fg = (ink(rng), paper(rng)) if inverted else (paper(rng), ink(rng))
     img = Image.new("RGB", (w, h), bg)
     d = ImageDraw.Draw(img)
     size = size or int(rng.integers(int(h * 0.55), int(h * 0.8)))
-    d.text((int(rng.integers(2, 12)), (h - size) // 2 - 2), phrase(rng, 1, 4), fill=fg, font=font(size))
+    x = int(rng.integers(2, 12))  # drawn before the phrase, as it always was
+    text = phrase(rng, 1, 4)
+    d.text((x, (h - size) // 2 - 2), text, fill=fg, font=font(size))
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.0))))
-    return noisy(img, rng)
+    img = noisy(img, rng)
+    if not with_text:
+        return img
+    # What is on the image: long phrases run past the right edge.
+    f = font(size)
+    fits = max((k for k in range(len(text) + 1) if x + f.getlength(text[:k]) <= w), default=0)
+    return img, text[:fits].strip()
 
 
 def page(rng, h, w):

@@ -14,7 +14,8 @@ use burn::tensor::Device;
 use crate::pipeline::{
     Methods, calibrate, options, prepare_graph, probe, read_model, setup, write_model,
 };
-use crate::report::{evaluate, print_eval, report};
+use crate::report::{evaluate, print_eval, report, report_with};
+use crate::sensitivity::{KeepFloat, keep_sensitive_float};
 use crate::{CalibArgs, Fallible, ModelArgs, ModelOutput, PreArgs};
 use crate::{data_args, shard};
 use qdq_cli::data::ModelData;
@@ -57,7 +58,7 @@ pub(crate) fn run_quantize(
     c: &CalibArgs,
     (output, cache_path): (&ModelOutput, Option<&Path>),
     (data, labels): (&[String], Option<&Path>),
-    stats: &[std::path::PathBuf],
+    (stats, keep): (&[std::path::PathBuf], KeepFloat),
     json: bool,
     device: &Device,
 ) -> Fallible<ExitCode> {
@@ -70,17 +71,25 @@ pub(crate) fn run_quantize(
             d => Some(data_args::load(&s.float, ("--data", d), labels, &c.pre)?),
         })
     };
-    let (cache, probe_input, test) = if stats.is_empty() {
+    let (cache, probe_input, test, prepared) = if stats.is_empty() {
         let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
         let test = read_test()?;
         let cache = s.calibrate(c, &calib_data, json)?;
-        (cache, probe(&s.float, Some(&calib_data))?, test)
+        let prepared = if keep.any() {
+            let (p, kept) = keep_sensitive_float(&s, c, &cache, &calib_data, keep, json)?;
+            (p, Some(kept))
+        } else {
+            (s.prepared.clone(), None)
+        };
+        (cache, probe(&s.float, Some(&calib_data))?, test, prepared)
     } else {
         // From merged statistics: no calibration data to read.
         let cache = shard::merged_cache(c, &s, stats)?;
-        (cache, probe(&s.float, None)?, read_test()?)
+        let prepared = (s.prepared.clone(), None);
+        (cache, probe(&s.float, None)?, read_test()?, prepared)
     };
-    let quantized = apply(&s.prepared, &cache, &s.opts)?;
+    let (prepared, kept_float) = prepared;
+    let quantized = apply(&prepared, &cache, &s.opts)?;
     let eval = match &test {
         Some(test) => {
             let q = OnnxGraph::from_model(&quantized, device)?;
@@ -94,12 +103,13 @@ pub(crate) fn run_quantize(
     if let Some(p) = cache_path {
         cache.save(p)?;
     }
-    report(
+    report_with(
         &output.output,
-        (&s.prepared, &cache),
+        (&prepared, &cache),
         eval.as_ref(),
         None,
         json,
+        kept_float.map(|k| serde_json::json!({ "kept_float": k })),
     );
     Ok(ExitCode::SUCCESS)
 }

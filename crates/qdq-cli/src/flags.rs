@@ -45,6 +45,14 @@ pub(crate) fn divisor(s: &str) -> Result<f32, String> {
     }
 }
 
+/// A finite number >= 0 (`--keep-float-above`'s error threshold).
+pub(crate) fn non_negative_finite(s: &str) -> Result<f64, String> {
+    match number(s)? {
+        v if v >= 0.0 => Ok(v),
+        v => Err(format!("{v} is below 0")),
+    }
+}
+
 /// `--epochs`: a finite number of passes in (0, MAX_EPOCHS].
 pub(crate) fn epochs(s: &str) -> Result<f64, String> {
     match number(s)? {

@@ -7,6 +7,7 @@ mod finetune;
 mod flags;
 mod pipeline;
 mod report;
+mod sensitivity;
 mod shard;
 
 use std::path::{Path, PathBuf};
@@ -145,6 +146,33 @@ enum Command {
         /// calibrate --stats` run) instead of --calib data.
         #[arg(long, value_name = "STATS", num_args = 1.., conflicts_with = "calib")]
         stats: Vec<PathBuf>,
+        /// Keep the N layers in float whose quantization alone changes the outputs
+        /// most (`qdq sensitivity`'s ranking, measured on the first --auto-items
+        /// calibration items); 0: none.
+        #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "stats")]
+        keep_float_sensitive: usize,
+        /// Keep in float every layer whose output error alone (as `qdq sensitivity`
+        /// prints it) is above ERR.
+        #[arg(long, value_name = "ERR", conflicts_with = "stats", allow_negative_numbers = true, value_parser = flags::non_negative_finite)]
+        keep_float_above: Option<f64>,
+    },
+    /// Rank the layers by sensitivity: calibrate, then for each layer (a node with
+    /// quantizers on its inputs) the whole model's output error against FP32,
+    /// Σ(q-f)²/Σf², with only that layer quantized; most sensitive first. The first
+    /// ones are those to keep in float (`quantize --keep-float-sensitive N`).
+    Sensitivity {
+        #[command(flatten)]
+        common: CalibArgs,
+        /// Items to measure on (same forms and preprocessing as --calib; default: the
+        /// calibration data); repeatable.
+        #[arg(long, visible_alias = "eval", value_name = "[NAME=]SOURCE")]
+        data: Vec<String>,
+        /// How many items (the first ones) each layer is measured on (at least 1).
+        #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = flags::positive)]
+        items: usize,
+        /// Print only the N most sensitive layers.
+        #[arg(long, value_name = "N")]
+        top: Option<usize>,
     },
     /// Quantize, then fine-tune the QDQ model on labelled data (QAT, amax fixed) and
     /// write it: the seed's QAT recipe for an imported graph. Cross-entropy on the
@@ -446,6 +474,7 @@ impl Command {
                 data,
                 labels,
                 stats,
+                ..
             } => {
                 calib(common, &mut inputs);
                 inputs.extend(stats.iter().map(|p| ("--stats", p.as_path())));
@@ -457,6 +486,14 @@ impl Command {
                 inputs.extend(labels.as_deref().map(|p| ("--labels", p)));
                 outputs.push(("-o", output.output.as_path()));
                 outputs.extend(cache.as_deref().map(|p| ("--cache", p)));
+            }
+            Command::Sensitivity { common, data, .. } => {
+                calib(common, &mut inputs);
+                inputs.extend(
+                    data_args::source_paths(data)
+                        .into_iter()
+                        .map(|p| ("--data", p)),
+                );
             }
             Command::Finetune {
                 common,
@@ -514,7 +551,9 @@ impl Command {
             Command::Calibrate { common, shard, .. } => {
                 common.calib.is_empty() && shard.merge.is_empty()
             }
-            Command::Finetune { common, .. } => common.calib.is_empty(),
+            Command::Finetune { common, .. } | Command::Sensitivity { common, .. } => {
+                common.calib.is_empty()
+            }
             _ => false,
         }
     }
@@ -620,14 +659,28 @@ fn main() -> ExitCode {
             data,
             labels,
             stats,
+            keep_float_sensitive,
+            keep_float_above,
         } => run_quantize(
             &common,
             (&output, cache.as_deref()),
             (&data, labels.as_deref()),
-            &stats,
+            (
+                &stats,
+                sensitivity::KeepFloat {
+                    top: keep_float_sensitive,
+                    above: keep_float_above,
+                },
+            ),
             json,
             &device,
         ),
+        Command::Sensitivity {
+            common,
+            data,
+            items,
+            top,
+        } => sensitivity::run_sensitivity(&common, &data, (items, top), json, &device),
         Command::Finetune {
             common,
             train,

@@ -828,3 +828,105 @@ fn inspect_counts_constant_node_weights_and_other_domains_ops() {
     assert_eq!(v["ops"]["com.example:Relu"], 1, "{v}");
     assert_eq!(v["ops"]["Constant"], 1, "{v}");
 }
+
+/// `qdq sensitivity` on the bundled CNN with one layer made to clip badly (MatMul_12's
+/// input, `Relu_11_out`, at percentile=50: amax 1.17 where its max is 16.5) ranks that
+/// layer first, every layer once, errors descending; `quantize --keep-float-sensitive 1`
+/// leaves exactly that layer in float and says so.
+#[test]
+fn sensitivity_ranks_the_clipped_layer_first_and_quantize_keeps_it_float() {
+    let dir = scratch("sensitivity");
+    let model = data_dir().join("model.onnx");
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    let clip = [
+        "--calib",
+        s(&calib),
+        "--method",
+        "max",
+        "--method-for",
+        "Relu_11_out=percentile=50",
+    ];
+    let mut args = vec!["sensitivity", s(&model)];
+    args.extend(clip);
+    let v = json(&qdq(&[&args[..], &["--items", "16", "--json"]].concat()));
+    assert_eq!(v["items"], 16);
+    let layers = v["layers"].as_array().unwrap();
+    let nodes: Vec<&str> = layers.iter().map(|l| l["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes[0], "MatMul_12", "{v}");
+    let mut sorted = nodes.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [
+            "Conv_1",
+            "Conv_4",
+            "MatMul_12",
+            "MatMul_9",
+            "MaxPool_3",
+            "MaxPool_6"
+        ]
+    );
+    assert_eq!(v["layers_measured"], 6);
+    let errors: Vec<f64> = layers
+        .iter()
+        .map(|l| l["error"].as_f64().unwrap())
+        .collect();
+    assert!(errors.windows(2).all(|w| w[0] >= w[1]), "{errors:?}");
+    // The clipped layer alone moves the logits far more than any other layer alone.
+    assert!(errors[0] > 10.0 * errors[1], "{errors:?}");
+    assert_eq!(
+        layers[0]["quantizers"],
+        serde_json::json!(["MatMul_12._input_quantizer", "MatMul_12._weight_quantizer"])
+    );
+    // All layers together lose at least what the worst one loses alone.
+    assert!(
+        v["error_all_quantized"].as_f64().unwrap() >= errors[0] * 0.5,
+        "{v}"
+    );
+
+    // The table: a header, then the ranking.
+    let text = qdq(&[&args[..], &["--items", "16", "--top", "2"]].concat());
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['1', '2', '3']))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].contains("MatMul_12") && rows[0].contains("MatMul"),
+        "{out}"
+    );
+    assert!(out.starts_with("6 layers, each quantized alone"), "{out}");
+
+    let q = dir.join("q.onnx");
+    let mut args = vec!["quantize", s(&model)];
+    args.extend(clip);
+    let v = json(&qdq(&[
+        &args[..],
+        &["--keep-float-sensitive", "1", "-o", s(&q), "--json"],
+    ]
+    .concat()));
+    assert_eq!(v["kept_float"], serde_json::json!(["MatMul_12"]));
+    let names: Vec<&str> = v["quantizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.starts_with("MatMul_12.")),
+        "{names:?}"
+    );
+    let written = ModelProto::parse_from_bytes(&std::fs::read(&q).unwrap()).unwrap();
+    let graph = written.graph.unwrap();
+    let mm = graph.node.iter().find(|n| n.name == "MatMul_12").unwrap();
+    assert!(
+        graph
+            .node
+            .iter()
+            .all(|n| n.op_type != "DequantizeLinear" || !mm.input.contains(&n.output[0])),
+        "MatMul_12 reads no dequantized tensor"
+    );
+}

@@ -7,6 +7,7 @@ mod auto_model;
 mod cache;
 mod calibrate;
 pub mod report;
+pub mod sensitivity;
 mod shard;
 
 use onnx_ir::ModelProto;
@@ -16,6 +17,7 @@ pub use auto::{AutoSelect, Choice};
 pub use auto_model::{ModelCheck, ModelChoice, choose_model};
 pub use cache::{CalibrationCache, Entry};
 pub use calibrate::Calibration;
+pub use sensitivity::{LayerSensitivity, keep_float, sensitivity};
 pub use shard::fingerprint;
 
 use crate::error::{Error, Result};
@@ -157,6 +159,17 @@ pub fn apply(
     cache: &CalibrationCache,
     options: &QuantizeOptions,
 ) -> Result<ModelProto> {
+    finish(build(prepared, cache, options)?, options)
+}
+
+/// [`apply`] without the storage of weights and the lint: the pairs written and the
+/// opset raised. A model with only some layers quantized (as [`sensitivity`] builds
+/// them) may break TensorRT's placement rules and still measure its error.
+fn build(
+    prepared: &Prepared,
+    cache: &CalibrationCache,
+    options: &QuantizeOptions,
+) -> Result<ModelProto> {
     let mut model = prepared.model.clone();
     let mut amaxes = std::collections::HashMap::new();
     {
@@ -216,12 +229,12 @@ pub fn apply(
     let wants_19 = options.opset.is_none() && base < 19 && has_half_sites(prepared);
     if wants_19 {
         if write_pairs(&mut model, prepared, &amaxes, options, 19).is_ok() {
-            return finish(model, options);
+            return Ok(model);
         }
         model = prepared.model.clone();
     }
     write_pairs(&mut model, prepared, &amaxes, options, base)?;
-    finish(model, options)
+    Ok(model)
 }
 
 /// Whether a quantizer's tensor is float16 or bfloat16.

@@ -1,0 +1,177 @@
+//! `qdq sensitivity` and `qdq quantize --keep-float-sensitive N`: which layers lose the
+//! most when quantized alone (`qdq_onnx::quantize::sensitivity`), and the QDQ model
+//! with the worst of them kept in float.
+
+use std::process::ExitCode;
+
+use burn::tensor::Device;
+use qdq_cli::data::ModelData;
+use qdq_onnx::quantize::sensitivity::most_sensitive;
+use qdq_onnx::quantize::{
+    CalibrationCache, LayerSensitivity, ModelCheck, Prepared, apply, keep_float, sensitivity,
+};
+use qdq_onnx::runtime::OnnxGraph;
+
+use crate::pipeline::{Setup, batches, setup};
+use crate::{CalibArgs, Fallible, data_args};
+
+/// Which layers `qdq quantize` keeps in float by their sensitivity.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KeepFloat {
+    /// The N most sensitive layers.
+    pub top: usize,
+    /// Every layer whose error alone is above this.
+    pub above: Option<f64>,
+}
+
+impl KeepFloat {
+    /// Whether any layer is to be kept in float.
+    pub(crate) fn any(&self) -> bool {
+        self.top > 0 || self.above.is_some()
+    }
+}
+
+/// The float model's outputs on the first `items` items of `data` (batches of at most
+/// `batch`), kept to measure quantized models against; with the number of items kept.
+pub(crate) fn model_check(
+    graph: &OnnxGraph,
+    data: &ModelData,
+    batch: usize,
+    items: usize,
+) -> Fallible<(ModelCheck, usize)> {
+    let mut check = ModelCheck::new();
+    let mut seen = 0;
+    for b in batches(graph, data, batch.min(items))? {
+        let (n, inputs) = b?;
+        let outputs = graph.run(inputs.clone())?;
+        check.push(inputs, &outputs)?;
+        seen += n;
+        if seen >= items {
+            break;
+        }
+    }
+    Ok((check, seen))
+}
+
+/// The layers ranked on `check`, and the whole quantized model's error on it.
+fn ranked(
+    s: &Setup,
+    cache: &CalibrationCache,
+    check: &ModelCheck,
+    device: &Device,
+) -> Fallible<(Vec<LayerSensitivity>, f64)> {
+    let ranking = sensitivity(&s.prepared, cache, check, &s.opts, device)?;
+    let all = check.error(&apply(&s.prepared, cache, &s.opts)?, device)?;
+    Ok((ranking, all))
+}
+
+/// `quantize --keep-float-sensitive`: the prepared model without the layers `keep`
+/// selects by their sensitivity on the first `c.auto_items` items of `calib`, and their
+/// labels, most sensitive first; prints them (stderr; nothing with --json).
+pub(crate) fn keep_sensitive_float(
+    s: &Setup,
+    c: &CalibArgs,
+    cache: &CalibrationCache,
+    calib: &ModelData,
+    keep: KeepFloat,
+    json: bool,
+) -> Fallible<(Prepared, Vec<String>)> {
+    let (check, seen) = model_check(&s.float, calib, c.batch, c.auto_items)?;
+    let ranking = sensitivity(&s.prepared, cache, &check, &s.opts, s.float.device())?;
+    let float = most_sensitive(&ranking, keep.top, keep.above);
+    let kept: Vec<&LayerSensitivity> = ranking.iter().filter(|l| float.contains(&l.node)).collect();
+    if !json {
+        let shown: Vec<String> = kept
+            .iter()
+            .map(|l| format!("{} ({:.3e})", l.label, l.error))
+            .collect();
+        eprintln!(
+            "kept in float, most sensitive first (error with the layer alone quantized, on {seen} items): {}",
+            if shown.is_empty() {
+                "none".to_string()
+            } else {
+                shown.join(", ")
+            }
+        );
+    }
+    let labels = kept.iter().map(|l| l.label.clone()).collect();
+    Ok((keep_float(&s.prepared, &float), labels))
+}
+
+/// `qdq sensitivity`: calibrates, then ranks the layers by the whole model's output
+/// error with each alone quantized, on the first `items` items of `data` (else of
+/// the calibration data); prints the `top` first (all by default).
+pub(crate) fn run_sensitivity(
+    c: &CalibArgs,
+    data: &[String],
+    (items, top): (usize, Option<usize>),
+    json: bool,
+    device: &Device,
+) -> Fallible<ExitCode> {
+    let s = setup(c, device)?;
+    let calib = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
+    let measured = match data {
+        [] => None,
+        d => Some(data_args::load(&s.float, ("--data", d), None, &c.pre)?),
+    };
+    let cache = s.calibrate(c, &calib, json)?;
+    let (check, seen) = model_check(
+        &s.float,
+        measured.as_ref().unwrap_or(&calib),
+        c.batch,
+        items,
+    )?;
+    let (ranking, all) = ranked(&s, &cache, &check, device)?;
+    let shown = &ranking[..top.unwrap_or(ranking.len()).min(ranking.len())];
+    if json {
+        let layers: Vec<_> = shown
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::json!({
+                    "rank": i + 1, "node": l.label, "op_type": l.op_type,
+                    "quantizers": l.quantizers, "error": finite_or_null(l.error),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": c.model.model, "items": seen, "layers_measured": ranking.len(),
+                "error_all_quantized": finite_or_null(all), "layers": layers,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} layers, each quantized alone; output error Σ(q-f)²/Σf² against FP32 on {seen} items (all layers quantized: {all:.3e})",
+        ranking.len(),
+    );
+    println!(
+        "{:>4}  {:>10}  {:<14} {:<40} quantizers",
+        "rank", "error", "op", "node"
+    );
+    for (i, l) in shown.iter().enumerate() {
+        println!(
+            "{:>4}  {:>10.3e}  {:<14} {:<40} {}",
+            i + 1,
+            l.error,
+            l.op_type,
+            l.label,
+            l.quantizers.join(", ")
+        );
+    }
+    println!(
+        "keep the N most sensitive in float: qdq quantize ... --keep-float-sensitive N (measured there on the first --auto-items calibration items)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// JSON has no NaN: a layer that made the outputs NaN is `null`.
+fn finite_or_null(e: f64) -> serde_json::Value {
+    if e.is_finite() {
+        serde_json::json!(e)
+    } else {
+        serde_json::Value::Null
+    }
+}

@@ -1,0 +1,278 @@
+//! Per-layer sensitivity: how much the whole model's outputs move when one layer alone
+//! is quantized, every other layer in float.
+//!
+//! A layer is a node with quantizers on its inputs (a Conv's input and weight, an
+//! attention MatMul's two inputs, a residual Add's skip branch). For each one, the QDQ
+//! model with only that node's quantizers is built from the calibrated cache and its
+//! outputs measured against the float model's on the same items by
+//! [`ModelCheck::error`] (`Σ (q - f)² / Σ f²` per output, as `auto` measures whole
+//! models). Sorted, the list says which layers lose the most; keeping the first few in
+//! float ([`keep_float`], `qdq quantize --keep-float-sensitive N`) is the usual
+//! remedy when full INT8 misses the accuracy target (TensorRT's and ModelOpt's
+//! "partial quantization" / layer-wise sensitivity analysis).
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::auto_model::ModelCheck;
+use super::{CalibrationCache, Prepared, QuantizeOptions, build};
+use crate::error::{Error, Result};
+use crate::passes::node_label;
+
+/// One layer's sensitivity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSensitivity {
+    /// The node's index in the prepared graph.
+    pub node: usize,
+    /// The node's label, as `--skip` matches it (its name, else its first output).
+    pub label: String,
+    /// The node's op type.
+    pub op_type: String,
+    /// The quantizers on its inputs.
+    pub quantizers: Vec<String>,
+    /// The whole model's output error with only this layer quantized (NaN when an
+    /// output is NaN).
+    pub error: f64,
+}
+
+/// The nodes with quantizers on their inputs, in node order, each with its quantizers'
+/// names.
+pub fn quantized_layers(prepared: &Prepared) -> BTreeMap<usize, Vec<String>> {
+    let mut layers: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for s in &prepared.sites {
+        for &(node, _) in &s.consumers {
+            let names = layers.entry(node).or_default();
+            if !names.contains(&s.name) {
+                names.push(s.name.clone());
+            }
+        }
+    }
+    layers
+}
+
+/// `prepared` with only the quantizer inputs of the nodes `keep` accepts: every site
+/// loses the consumers at other nodes, and sites left with none are dropped.
+fn restricted(prepared: &Prepared, keep: impl Fn(usize) -> bool) -> Prepared {
+    let sites = prepared
+        .sites
+        .iter()
+        .filter_map(|s| {
+            let mut s = s.clone();
+            s.consumers.retain(|&(node, _)| keep(node));
+            (!s.consumers.is_empty()).then_some(s)
+        })
+        .collect();
+    Prepared {
+        model: prepared.model.clone(),
+        sites,
+    }
+}
+
+/// `prepared` with the nodes `float` left unquantized (their inputs read the float
+/// tensors), as `--skip` would leave them.
+pub fn keep_float(prepared: &Prepared, float: &HashSet<usize>) -> Prepared {
+    restricted(prepared, |node| !float.contains(&node))
+}
+
+/// Every quantized layer's sensitivity, most sensitive first (NaN first: the layer
+/// breaks the outputs; ties keep node order): the model with only that layer's
+/// quantizers, amaxes from `cache`, measured by `check`.
+///
+/// # Errors
+/// A quantizer missing from `cache`, a model that cannot be written or run, or an
+/// empty `check` (nothing to measure on).
+pub fn sensitivity(
+    prepared: &Prepared,
+    cache: &CalibrationCache,
+    check: &ModelCheck,
+    options: &QuantizeOptions,
+    device: &burn::tensor::Device,
+) -> Result<Vec<LayerSensitivity>> {
+    if check.is_empty() {
+        return Err(Error::Graph(
+            "sensitivity: no item to measure the layers on".into(),
+        ));
+    }
+    let graph = prepared
+        .model
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
+    let mut layers = Vec::new();
+    for (node, quantizers) in quantized_layers(prepared) {
+        let one = restricted(prepared, |n| n == node);
+        let error = check.error(&build(&one, cache, options)?, device)?;
+        let n = &graph.node[node];
+        layers.push(LayerSensitivity {
+            node,
+            label: node_label(n, node),
+            op_type: n.op_type.clone(),
+            quantizers,
+            error,
+        });
+    }
+    // `total_cmp` orders NaN above every number: reversed, NaN comes first.
+    layers.sort_by(|a, b| b.error.total_cmp(&a.error));
+    Ok(layers)
+}
+
+/// The nodes to keep in float from a `ranking` ([`sensitivity`]'s order): the first
+/// `top` and every layer whose error is above `above` (NaN included).
+pub fn most_sensitive(
+    ranking: &[LayerSensitivity],
+    top: usize,
+    above: Option<f64>,
+) -> HashSet<usize> {
+    ranking
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| *i < top || above.is_some_and(|t| l.error.is_nan() || l.error > t))
+        .map(|(_, l)| l.node)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::proto::elem as dtype;
+    use crate::proto::{model, node, tensor_f32, value_info_named};
+    use crate::quantize::{Calibration, Entry, Method, apply, prepare};
+    use crate::runtime::{OnnxGraph, Value};
+
+    /// Three MatMuls in a chain `x → mm1 → h1 → mm2 → h2 → mm3 → y`, calibrated by max
+    /// on deterministic items; then mm2's input amax is cut to 1% of its max (it clips
+    /// badly) and mm1's to half (it clips a little).
+    fn fixture(device: &Device) -> (Prepared, CalibrationCache, ModelCheck) {
+        let w: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
+            .collect();
+        let float_model = model(
+            vec![
+                node("MatMul", "mm1", &["x", "w1"], &["h1"]),
+                node("MatMul", "mm2", &["h1", "w2"], &["h2"]),
+                node("MatMul", "mm3", &["h2", "w3"], &["y"]),
+            ],
+            vec![value_info_named("x", dtype::FLOAT, &[1, 8], Some("batch"))],
+            &["y"],
+            vec![
+                tensor_f32("w1", &[8, 8], &w),
+                tensor_f32("w2", &[8, 8], &w),
+                tensor_f32("w3", &[8, 8], &w),
+            ],
+            13,
+        );
+        let prepared = prepare(&float_model, &QuantizeOptions::default()).unwrap();
+        let graph = OnnxGraph::from_model(&prepared.model, device).unwrap();
+        let proto = prepared.model.graph.as_ref().unwrap();
+        let mut calib = Calibration::new(proto, &prepared.sites, false)
+            .unwrap()
+            .max_only();
+        let mut check = ModelCheck::new();
+        for b in 0..3 {
+            let x: Vec<f32> = (0..16 * 8)
+                .map(|i| (((i + 5 * b) * 29 % 23) as f32 - 11.0) / 11.0)
+                .collect();
+            let inputs = vec![("x".to_string(), Value::from_f32(x, &[16, 8], device))];
+            calib.feed(&graph, inputs.clone()).unwrap();
+            let outputs = graph.run(inputs.clone()).unwrap();
+            check.push(inputs, &outputs).unwrap();
+        }
+        let mut cache = calib.cache(Method::Max, &Default::default()).unwrap();
+        let mut scale = |t: &str, k: f32| {
+            let e: &mut Entry = cache.entries.get_mut(t).unwrap();
+            e.amax = e.amax.iter().map(|a| a * k).collect();
+        };
+        scale("h1", 0.01);
+        scale("x", 0.5);
+        (prepared, cache, check)
+    }
+
+    /// The badly clipped layer comes first, the mildly clipped one second, the
+    /// untouched one last; each error is the model's with that node's two quantizers
+    /// alone, and keeping the worst in float takes its error out of the full model.
+    #[test]
+    fn ranks_the_clipped_layer_first_and_keeping_it_float_helps() {
+        let device = Device::flex();
+        let (prepared, cache, check) = fixture(&device);
+        let options = QuantizeOptions::default();
+        let ranking = sensitivity(&prepared, &cache, &check, &options, &device).unwrap();
+        let order: Vec<&str> = ranking.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(order, ["mm2", "mm1", "mm3"], "{ranking:?}");
+        assert_eq!(ranking[0].node, 1);
+        assert_eq!(ranking[0].op_type, "MatMul");
+        assert_eq!(
+            ranking[0].quantizers,
+            ["mm2._input_quantizer", "mm2._weight_quantizer"]
+        );
+        // mm2 reads h1 clipped to 1% of its range: most of the signal is gone.
+        assert!(ranking[0].error > 0.5, "{ranking:?}");
+        // mm3 has only the 8-bit rounding of its input and weight: small.
+        assert!(ranking[2].error < 1e-3, "{ranking:?}");
+        assert!(ranking[1].error > 10.0 * ranking[2].error, "{ranking:?}");
+
+        let full = check
+            .error(&apply(&prepared, &cache, &options).unwrap(), &device)
+            .unwrap();
+        let float = most_sensitive(&ranking, 1, None);
+        assert_eq!(float, HashSet::from([1]));
+        let kept = keep_float(&prepared, &float);
+        assert!(
+            kept.sites
+                .iter()
+                .all(|s| s.consumers.iter().all(|&(n, _)| n != 1)),
+            "{:?}",
+            kept.sites
+        );
+        assert_eq!(kept.sites.len(), prepared.sites.len() - 2);
+        let partial = check
+            .error(&apply(&kept, &cache, &options).unwrap(), &device)
+            .unwrap();
+        // mm1 still clips (its error stays), mm2's is gone.
+        assert!(partial < full / 4.0, "{partial} vs {full}");
+        // Nothing float: the model is the full one.
+        assert_eq!(keep_float(&prepared, &HashSet::new()).sites, prepared.sites);
+    }
+
+    #[test]
+    fn most_sensitive_takes_the_top_and_those_above_the_threshold() {
+        let layer = |node, error| LayerSensitivity {
+            node,
+            label: format!("n{node}"),
+            op_type: "Conv".into(),
+            quantizers: Vec::new(),
+            error,
+        };
+        let ranking = [
+            layer(4, f64::NAN),
+            layer(2, 0.3),
+            layer(7, 0.02),
+            layer(1, 0.001),
+        ];
+        assert_eq!(most_sensitive(&ranking, 0, None), HashSet::new());
+        assert_eq!(most_sensitive(&ranking, 2, None), HashSet::from([4, 2]));
+        assert_eq!(
+            most_sensitive(&ranking, 0, Some(0.01)),
+            HashSet::from([4, 2, 7])
+        );
+        assert_eq!(
+            most_sensitive(&ranking, 10, Some(0.5)),
+            HashSet::from([4, 2, 7, 1])
+        );
+    }
+
+    #[test]
+    fn an_empty_check_is_refused() {
+        let device = Device::flex();
+        let (prepared, cache, _) = fixture(&device);
+        let e = sensitivity(
+            &prepared,
+            &cache,
+            &ModelCheck::new(),
+            &QuantizeOptions::default(),
+            &device,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no item"), "{e}");
+    }
+}
