@@ -75,6 +75,9 @@ pub struct AutoSelect {
 impl AutoSelect {
     /// Builds a probe for every activation quantizer of `prepared` that `calib` has a
     /// histogram for, with `calib`'s candidate amaxes and weight amaxes, in `format`.
+    /// Quantizers inside subgraphs get no probe (their consumers run once per branch
+    /// taken or loop iteration, which a cut-out probe graph does not reproduce): they
+    /// keep the fallback method of the cache (`max` under a global `auto`).
     ///
     /// # Errors
     /// A probe graph the runtime cannot load (named by tensor).
@@ -93,9 +96,9 @@ impl AutoSelect {
         for site in prepared
             .sites
             .iter()
-            .filter(|s| s.kind == SiteKind::Activation)
+            .filter(|s| s.kind == SiteKind::Activation && !s.in_subgraph())
         {
-            let mut amaxes = calib.candidate_amaxes(&site.tensor, &candidates());
+            let mut amaxes = calib.candidate_amaxes(&site.key(), &candidates());
             // Methods that agree (percentiles often equal the max on small sets) are
             // measured once, under the first of them.
             let mut seen = Vec::new();
@@ -339,7 +342,7 @@ impl Cut {
             .filter(|s: &&Site| s.kind != SiteKind::Activation)
         {
             let amax = calib
-                .weight_amax(&s.tensor)
+                .weight_amax(&s.key())
                 .ok_or_else(|| Error::Graph(format!("auto: weight `{}` has no amax", s.tensor)))?;
             weight_amaxes.insert(s.name.clone(), amax);
         }
