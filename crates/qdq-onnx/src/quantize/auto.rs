@@ -77,7 +77,8 @@ impl AutoSelect {
     /// histogram for, with `calib`'s candidate amaxes and weight amaxes, in `format`.
     /// Quantizers inside subgraphs get no probe (their consumers run once per branch
     /// taken or loop iteration, which a cut-out probe graph does not reproduce): they
-    /// keep the fallback method of the cache (`max` under a global `auto`).
+    /// keep the fallback method (`max`), unless the whole-model step of a global `auto`
+    /// ([`super::choose_model`]) finds a uniform method better for them.
     ///
     /// # Errors
     /// A probe graph the runtime cannot load (named by tensor).
