@@ -25,7 +25,10 @@ pub(crate) fn quantizer_table(
         .iter()
         .map(|s| {
             let e = cache.entries.get(&s.key());
-            let amax = e.map(|e| e.amax.clone()).unwrap_or_default();
+            let amax = match left_out.contains(&s.name.as_str()) {
+                true => Vec::new(),
+                false => e.map(|e| e.amax.clone()).unwrap_or_default(),
+            };
             let method = match e {
                 _ if left_out.contains(&s.name.as_str()) => "left out: no data".to_string(),
                 Some(e) => e.method.clone(),
@@ -35,7 +38,7 @@ pub(crate) fn quantizer_table(
                 "name": s.name,
                 "tensor": s.key(),
                 "method": method,
-                "amax": if amax.len() == 1 { serde_json::json!(amax[0]) } else { serde_json::json!({"channels": amax.len(), "max": amax.iter().fold(0f32, |m, v| m.max(*v))}) },
+                "amax": if amax.is_empty() { serde_json::Value::Null } else if amax.len() == 1 { serde_json::json!(amax[0]) } else { serde_json::json!({"channels": amax.len(), "max": amax.iter().fold(0f32, |m, v| m.max(*v))}) },
             })
         })
         .collect()
@@ -50,6 +53,7 @@ pub(crate) fn print_table(rows: &[serde_json::Value]) {
                 o["channels"],
                 o["max"].as_f64().unwrap_or(0.0)
             ),
+            serde_json::Value::Null => "-".into(),
             v => format!("{:.4}", v.as_f64().unwrap_or(0.0)),
         };
         println!(
