@@ -75,3 +75,35 @@ pub fn reads(graph: &GraphProto) -> std::collections::HashSet<&str> {
     walk(graph, 0, &mut out);
     out
 }
+
+/// The scope prefix (as [`crate::runtime::subgraph_scope`]s chain) under which the
+/// runtime shows value `name` read in the graph at `path`: that of the innermost graph
+/// on the path defining it (an input, initializer or node output), else the main
+/// graph's (empty).
+pub fn scope_of(graph: &GraphProto, path: &[(usize, String)], name: &str) -> String {
+    let defines = |g: &GraphProto| {
+        g.input.iter().any(|v| v.name == name)
+            || g.initializer.iter().any(|t| t.name == name)
+            || g.node.iter().any(|n| n.output.iter().any(|o| o == name))
+    };
+    let depth = (0..=path.len())
+        .rev()
+        .find(|&d| subgraph(graph, &path[..d]).is_some_and(defines))
+        .unwrap_or(0);
+    let mut prefix = String::new();
+    let mut g = graph;
+    for (i, attr) in &path[..depth] {
+        let Some(n) = g.node.get(*i) else { break };
+        prefix.push_str(&crate::runtime::subgraph_scope(n, attr));
+        match n
+            .attribute
+            .iter()
+            .find(|a| a.name == *attr)
+            .and_then(|a| a.g.as_ref())
+        {
+            Some(sub) => g = sub,
+            None => break,
+        }
+    }
+    prefix
+}
