@@ -60,9 +60,27 @@ fn quantizers_go_inside_branches_and_loop_bodies() {
 
     // Calibrated at 16 kHz only: the else branch never runs, so its MatMul's input has
     // no data; that quantizer and its weight's are left out and named.
-    let out = dir.join("q.onnx");
+    // Both `max` and `auto` (which probes the quantizers inside the branch taken and
+    // the loop body) write the same pairs.
+    for method in ["max", "auto"] {
+        judge(&dir, &model, method);
+    }
+}
+
+/// Quantizes the fixture by `method` and checks the written file.
+fn judge(dir: &Path, model: &Path, method: &str) {
+    let out = dir.join(format!("{method}.onnx"));
     let calib = dir.join("calib.npz");
-    let o = qdq(&["quantize", s(&model), "--calib", s(&calib), "-o", s(&out)]);
+    let o = qdq(&[
+        "quantize",
+        s(model),
+        "--calib",
+        s(&calib),
+        "--method",
+        method,
+        "-o",
+        s(&out),
+    ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
@@ -72,7 +90,7 @@ fn quantizers_go_inside_branches_and_loop_bodies() {
         "{stderr}"
     );
     let judged: serde_json::Value =
-        serde_json::from_str(script(&["judge", s(&model), s(&out)]).trim()).unwrap();
+        serde_json::from_str(script(&["judge", s(model), s(&out)]).trim()).unwrap();
     let q = |scope: &str| -> Vec<String> {
         judged["q"][scope]
             .as_array()
@@ -90,7 +108,7 @@ fn quantizers_go_inside_branches_and_loop_bodies() {
         judged["cos16"].as_f64().unwrap(),
         judged["cos8"].as_f64().unwrap(),
     );
-    assert!(c16 > 0.99 && c8 > 0.99, "{judged}");
+    assert!(c16 > 0.99 && c8 > 0.99, "{method}: {judged}");
 }
 
 #[test]

@@ -51,9 +51,15 @@ pub fn visible_constant<'a>(
     path: &[(usize, String)],
     name: &str,
 ) -> Option<&'a TensorProto> {
+    // A linear scan, no map: called once per weight quantizer.
     (0..=path.len()).rev().find_map(|depth| {
         let g = subgraph(graph, &path[..depth])?;
-        crate::proto::decode::constants(g).get(name).copied()
+        g.initializer.iter().find(|t| t.name == name).or_else(|| {
+            g.node
+                .iter()
+                .filter(|n| n.op_type == "Constant" && n.output.first().is_some_and(|o| o == name))
+                .find_map(|n| n.attribute.iter().find(|a| a.name == "value")?.t.as_ref())
+        })
     })
 }
 
