@@ -315,11 +315,9 @@ TRUTH = {
     "minilm-torch": lambda path: retrieval(1),
 }
 # Extra qdq flags a model needs, with the reason (shown in the table's notes).
-QDQ_ARGS = {
-    # Declares a dynamic batch but reshapes its attention to [seq, 1, ...]; qdq's error
-    # on a batch of several items says to give --batch 1.
-    "khmersm": ["--batch", "1"],
-}
+# Extra qdq arguments per model (none needed: khmersm, which declares a dynamic batch
+# but reshapes its attention to [seq, 1, ...], falls back to batch 1 by itself).
+QDQ_ARGS: dict = {}
 # Models qdq must refuse (already quantized): listed with the expected refusal.
 REFUSED = {"ddddocr-ocr-old": "already quantized (DynamicQuantizeLinear, ConvInteger)"}
 

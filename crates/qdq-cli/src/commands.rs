@@ -39,7 +39,7 @@ pub(crate) fn run_demo(output: &ModelOutput, json: bool, device: &Device) -> Fal
     };
     let calib = ModelData::from_dataset(input()?, demo::calibration_images()?)?;
     let test = ModelData::from_dataset(input()?, demo::test_images()?)?;
-    let cache = calibrate(&prepared, &float, &calib, 32, &methods, json)?;
+    let (cache, _) = calibrate(&prepared, &float, &calib, 32, &methods, json)?;
     let quantized = apply(&prepared, &cache, &opts)?;
     write_model(&quantized, output, probe(&float, Some(&calib))?, device)?;
     let qgraph = OnnxGraph::from_model(&quantized, device)?;
@@ -71,29 +71,41 @@ pub(crate) fn run_quantize(
             d => Some(data_args::load(&s.float, ("--data", d), labels, &c.pre)?),
         })
     };
-    let (cache, probe_input, test, prepared) = if stats.is_empty() {
+    let (cache, probe_input, test, prepared, batch) = if stats.is_empty() {
         let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
         let test = read_test()?;
-        let cache = s.calibrate(c, &calib_data, json)?;
+        let (cache, batch) = s.calibrate(c, &calib_data, json)?;
         let prepared = if keep.any() {
-            let (p, kept) = keep_sensitive_float(&s, c, &cache, &calib_data, keep, json)?;
+            let (p, kept) = keep_sensitive_float(&s, c, (&cache, batch), &calib_data, keep, json)?;
             (p, Some(kept))
         } else {
             (s.prepared.clone(), None)
         };
-        (cache, probe(&s.float, Some(&calib_data))?, test, prepared)
+        (
+            cache,
+            probe(&s.float, Some(&calib_data))?,
+            test,
+            prepared,
+            batch,
+        )
     } else {
         // From merged statistics: no calibration data to read.
         let cache = shard::merged_cache(c, &s, stats)?;
         let prepared = (s.prepared.clone(), None);
-        (cache, probe(&s.float, None)?, read_test()?, prepared)
+        (
+            cache,
+            probe(&s.float, None)?,
+            read_test()?,
+            prepared,
+            c.batch,
+        )
     };
     let (prepared, kept_float) = prepared;
     let quantized = apply(&prepared, &cache, &s.opts)?;
     let eval = match &test {
         Some(test) => {
             let q = OnnxGraph::from_model(&quantized, device)?;
-            Some(evaluate(&s.float, &q, test, c.batch)?)
+            Some(evaluate(&s.float, &q, test, batch)?)
         }
         None => None,
     };
@@ -138,7 +150,7 @@ pub(crate) fn run_calibrate(
         return shard::run_merge(c, &s, &sharding.merge, output, json);
     }
     let data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
-    let cache = s.calibrate(c, &data, json)?;
+    let (cache, _) = s.calibrate(c, &data, json)?;
     cache.save(output)?;
     report(output, (&s.prepared, &cache), None, None, json);
     Ok(ExitCode::SUCCESS)

@@ -161,7 +161,7 @@ pub(crate) fn run_distill(
         Some((d, l)) => Some(data_args::load(&s.float, ("--data", d), l, &c.pre)?),
         None => None,
     };
-    let cache = s.calibrate(c, &calib_data, json)?;
+    let (cache, _) = s.calibrate(c, &calib_data, json)?;
     let probe_input = probe(&s.float, Some(&calib_data))?;
     let quantized = s.trainable(&cache)?;
     let data = train_data.as_ref().unwrap_or(&calib_data);

@@ -10,8 +10,10 @@ use qdq_onnx::runtime::{Dim, OnnxGraph, Value, dt, dtype_name, is_float};
 /// The graph's runtime inputs as data feeds them: each one's element type, dimensions
 /// and batch axis. The batch axis is where the batch dimension's name (the first
 /// symbolic dimension 0 among the inputs, e.g. `batch`) appears in the input (silero's
-/// state `[2, batch, 128]`: 1), else dimension 0; a scalar input has none, and takes
-/// one value for every batch.
+/// state `[2, batch, 128]`: 1); in a model whose dimensions are unnamed and whose first
+/// input's dimension 0 is unknown, the first unknown dimension of each input (silero
+/// 6's `[2, ?, 128]`: 1); else dimension 0. A scalar input has none, and takes one
+/// value for every batch.
 ///
 /// # Errors
 /// An input of a type data cannot be (string, 8-bit floats, 4-bit types).
@@ -21,6 +23,10 @@ pub fn model_inputs(graph: &OnnxGraph) -> Result<Vec<Input>, String> {
         Some(Dim::Named(n)) => Some(n.clone()),
         _ => None,
     });
+    let unnamed = batch_name.is_none()
+        && specs
+            .first()
+            .is_some_and(|s| matches!(s.dims.first(), Some(Dim::Unknown)));
     specs
         .iter()
         .map(|s| {
@@ -64,6 +70,12 @@ pub fn model_inputs(graph: &OnnxGraph) -> Result<Vec<Input>, String> {
                     s.dims
                         .iter()
                         .position(|d| matches!(d, Dim::Named(n) if n == b))
+                        .unwrap_or(0),
+                ),
+                (None, _, _) if unnamed => Some(
+                    s.dims
+                        .iter()
+                        .position(|d| matches!(d, Dim::Unknown))
                         .unwrap_or(0),
                 ),
                 (None, _, _) => Some(0),

@@ -63,7 +63,7 @@ pub(crate) fn run_finetune(
         Some((d, l)) => Some(data_args::load(&s.float, ("--data", d), l, &c.pre)?),
         None => None,
     };
-    let cache = s.calibrate(c, &calib_data, json)?;
+    let (cache, _) = s.calibrate(c, &calib_data, json)?;
     let probe_input = probe(&s.float, Some(&calib_data))?;
     drop(calib_data);
     let quantized = s.trainable(&cache)?;

@@ -1,5 +1,6 @@
 //! `qdq`: quantize FP32 ONNX models for TensorRT from the command line.
 
+mod batch_one;
 mod commands;
 mod data_args;
 mod distill;

@@ -16,6 +16,7 @@ use qdq_onnx::quantize::{
 use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_onnx::{Message, ModelProto, QdqFormat};
 
+use crate::batch_one::{on_batch, with_fallback};
 use crate::{CalibArgs, Fallible, ModelArgs, ModelOutput};
 
 pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
@@ -206,13 +207,14 @@ impl Setup {
         }
     }
 
-    /// Calibrates on `data` (`c.batch` items a batch) by the setup's methods.
+    /// Calibrates on `data` (`c.batch` items a batch, or 1 when the model cannot run
+    /// several) by the setup's methods; the cache and the batch size used.
     pub(crate) fn calibrate(
         &self,
         c: &CalibArgs,
         data: &ModelData,
         json: bool,
-    ) -> Fallible<CalibrationCache> {
+    ) -> Fallible<(CalibrationCache, usize)> {
         calibrate(
             &self.prepared,
             &self.float,
@@ -302,6 +304,8 @@ fn progress(total: usize, what: &str, json: bool) -> ProgressBar {
 /// Calibrates the prepared model's quantizers on `data`, run through its float `graph`:
 /// one pass collecting histograms (or maxima), then, for `auto`, a second pass over the
 /// first `methods.auto_items` items measuring each candidate amax on the consumers.
+/// Returns the cache and the batch size that ran (1 after a fallback, see
+/// [`crate::batch_one`]).
 pub(crate) fn calibrate(
     prepared: &Prepared,
     graph: &OnnxGraph,
@@ -309,8 +313,34 @@ pub(crate) fn calibrate(
     batch: usize,
     methods: &Methods,
     json: bool,
+) -> Fallible<(CalibrationCache, usize)> {
+    let (calib, batch) = collect(prepared, graph, data, (batch, false), methods, json)?;
+    let cache = calibrate_all(prepared, graph, data, (calib, batch), methods, json)?;
+    let left_out: Vec<&str> = prepared
+        .left_out(&cache)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    if !left_out.is_empty() {
+        eprintln!(
+            "note: {} quantizers inside subgraphs saw no calibration data (a branch the data never takes) and stay float: {}",
+            left_out.len(),
+            left_out.join(", ")
+        );
+    }
+    Ok((cache, batch))
+}
+
+/// [`calibrate`] after the collecting pass: the cache of `calib`, with `auto`'s pass on
+/// batches of at most `batch` items.
+fn calibrate_all(
+    prepared: &Prepared,
+    graph: &OnnxGraph,
+    data: &ModelData,
+    (calib, batch): (Calibration, usize),
+    methods: &Methods,
+    json: bool,
 ) -> Fallible<CalibrationCache> {
-    let calib = collect(prepared, graph, data, (batch, false), methods, json)?;
     let (method, per) = methods.fixed();
     if !methods.auto() {
         return Ok(calib.cache(method, &per)?);
@@ -376,10 +406,26 @@ pub(crate) fn calibrate(
     Ok(choice.cache)
 }
 
-/// The collecting pass of [`calibrate`]: every batch of `data` (`batch.0` items each)
-/// through `graph`, histograms (or maxima, when every method is `max`) collected; an
-/// empty `data` is refused unless `batch.1` (a shard may hold no item).
+/// The collecting pass of [`calibrate`]: every batch of `data` (`batch.0` items each,
+/// or 1 when the model cannot run several: [`crate::batch_one`]) through `graph`,
+/// histograms (or maxima, when every method is `max`) collected; an empty `data` is
+/// refused unless `batch.1` (a shard may hold no item). The calibration and the batch
+/// size that ran.
 pub(crate) fn collect(
+    prepared: &Prepared,
+    graph: &OnnxGraph,
+    data: &ModelData,
+    (batch, allow_empty): (usize, bool),
+    methods: &Methods,
+    json: bool,
+) -> Fallible<(Calibration, usize)> {
+    with_fallback(batch, |batch| {
+        collect_at(prepared, graph, data, (batch, allow_empty), methods, json)
+    })
+}
+
+/// [`collect`] at one batch size.
+fn collect_at(
     prepared: &Prepared,
     graph: &OnnxGraph,
     data: &ModelData,
@@ -406,18 +452,7 @@ pub(crate) fn collect(
     let bar = progress(pass.total(), "calibrating", json);
     for b in pass {
         let (items, inputs) = b?;
-        calib.feed(graph, inputs).map_err(|e| -> Box<dyn std::error::Error> {
-            if items > 1 && matches!(e, qdq_onnx::Error::Run(_)) {
-                // Exports often fix the batch inside (a Reshape to [seq, 1, ...]) while
-                // declaring it dynamic.
-                format!(
-                    "{e}\n(on a batch of {items} items; if the model runs one item at a time despite its dynamic batch dimension, give --batch 1)"
-                )
-                .into()
-            } else {
-                e.into()
-            }
-        })?;
+        calib.feed(graph, inputs).map_err(|e| on_batch(e, items))?;
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -8,23 +8,37 @@ use qdq_onnx::quantize::{CalibrationCache, Prepared, report};
 use qdq_onnx::runtime::OnnxGraph;
 
 use crate::Fallible;
+use crate::batch_one::{on_batch, with_fallback};
 use crate::pipeline::batches;
 
 pub(crate) fn quantizer_table(
     prepared: &Prepared,
     cache: &CalibrationCache,
 ) -> Vec<serde_json::Value> {
+    let left_out: Vec<&str> = prepared
+        .left_out(cache)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     prepared
         .sites
         .iter()
         .map(|s| {
-            let e = cache.entries.get(&s.tensor);
-            let amax = e.map(|e| e.amax.clone()).unwrap_or_default();
+            let e = cache.entries.get(&s.key());
+            let amax = match left_out.contains(&s.name.as_str()) {
+                true => Vec::new(),
+                false => e.map(|e| e.amax.clone()).unwrap_or_default(),
+            };
+            let method = match e {
+                _ if left_out.contains(&s.name.as_str()) => "left out: no data".to_string(),
+                Some(e) => e.method.clone(),
+                None => String::new(),
+            };
             serde_json::json!({
                 "name": s.name,
-                "tensor": s.tensor,
-                "method": e.map(|e| e.method.clone()).unwrap_or_default(),
-                "amax": if amax.len() == 1 { serde_json::json!(amax[0]) } else { serde_json::json!({"channels": amax.len(), "max": amax.iter().fold(0f32, |m, v| m.max(*v))}) },
+                "tensor": s.key(),
+                "method": method,
+                "amax": if amax.is_empty() { serde_json::Value::Null } else if amax.len() == 1 { serde_json::json!(amax[0]) } else { serde_json::json!({"channels": amax.len(), "max": amax.iter().fold(0f32, |m, v| m.max(*v))}) },
             })
         })
         .collect()
@@ -39,6 +53,7 @@ pub(crate) fn print_table(rows: &[serde_json::Value]) {
                 o["channels"],
                 o["max"].as_f64().unwrap_or(0.0)
             ),
+            serde_json::Value::Null => "-".into(),
             v => format!("{:.4}", v.as_f64().unwrap_or(0.0)),
         };
         println!(
@@ -53,8 +68,19 @@ pub(crate) fn print_table(rows: &[serde_json::Value]) {
 /// FP32 vs quantized on `data`: every output compared (SQNR and cosine; top-1
 /// agreement and, with labels, accuracy for `[batch, classes]` outputs), and the tensor
 /// where the error jumps. The top-level figures are the first output's; accuracy the
-/// first `[batch, classes]` output's.
+/// first `[batch, classes]` output's. Batches of `batch` items, or 1 when the model
+/// cannot run several ([`crate::batch_one`]).
 pub(crate) fn evaluate(
+    float: &OnnxGraph,
+    quant: &OnnxGraph,
+    data: &ModelData,
+    batch: usize,
+) -> Fallible<serde_json::Value> {
+    with_fallback(batch, |b| evaluate_at(float, quant, data, b)).map(|(v, _)| v)
+}
+
+/// [`evaluate`] at one batch size.
+fn evaluate_at(
     float: &OnnxGraph,
     quant: &OnnxGraph,
     data: &ModelData,
@@ -63,7 +89,8 @@ pub(crate) fn evaluate(
     // Batches are read as the comparison reaches them; a read error stops it.
     let mut failed = None;
     let read = batches(float, data, batch)?.map_while(|b| b.map_err(|e| failed = Some(e)).ok());
-    let outputs = report::compare_outputs(float, quant, read, data.labels())?;
+    let outputs = report::compare_outputs(float, quant, read, data.labels())
+        .map_err(|e| on_batch(e, batch.min(data.len())))?;
     if let Some(e) = failed {
         return Err(e);
     }
@@ -106,7 +133,7 @@ pub(crate) fn evaluate(
         v["quantized_accuracy"] = serde_json::json!(q);
     }
     // Where the error jumps, on the first few items: per-tensor SQNR, float vs quantized.
-    if let Some(first) = batches(float, data, 8)?.next() {
+    if let Some(first) = batches(float, data, batch.min(8))?.next() {
         let layers = report::layer_sqnr(float, quant, first?.1)?;
         if let Some((tensor, drop)) = report::error_jump(&layers) {
             let sqnr = layers

@@ -66,17 +66,18 @@ fn ranked(
 }
 
 /// `quantize --keep-float-sensitive`: the prepared model without the layers `keep`
-/// selects by their sensitivity on the first `c.auto_items` items of `calib`, and their
+/// selects by their sensitivity on the first `c.auto_items` items of `calib`, run in
+/// batches of `batch` (calibration's, which may have fallen back to 1), and their
 /// labels, most sensitive first; prints them (stderr; nothing with --json).
 pub(crate) fn keep_sensitive_float(
     s: &Setup,
     c: &CalibArgs,
-    cache: &CalibrationCache,
+    (cache, batch): (&CalibrationCache, usize),
     calib: &ModelData,
     keep: KeepFloat,
     json: bool,
 ) -> Fallible<(Prepared, Vec<String>)> {
-    let (check, seen) = model_check(&s.float, calib, c.batch, c.auto_items)?;
+    let (check, seen) = model_check(&s.float, calib, batch, c.auto_items)?;
     let ranking = sensitivity(&s.prepared, cache, &check, &s.opts, s.float.device())?;
     let float = most_sensitive(&ranking, keep.top, keep.above);
     let kept: Vec<&LayerSensitivity> = ranking.iter().filter(|l| float.contains(&l.node)).collect();
@@ -114,13 +115,9 @@ pub(crate) fn run_sensitivity(
         [] => None,
         d => Some(data_args::load(&s.float, ("--data", d), None, &c.pre)?),
     };
-    let cache = s.calibrate(c, &calib, json)?;
-    let (check, seen) = model_check(
-        &s.float,
-        measured.as_ref().unwrap_or(&calib),
-        c.batch,
-        items,
-    )?;
+    // The batch calibration ran at (1 when the model fixes its batch inside).
+    let (cache, batch) = s.calibrate(c, &calib, json)?;
+    let (check, seen) = model_check(&s.float, measured.as_ref().unwrap_or(&calib), batch, items)?;
     let (ranking, all) = ranked(&s, &cache, &check, device)?;
     let shown = &ranking[..top.unwrap_or(ranking.len()).min(ranking.len())];
     if json {

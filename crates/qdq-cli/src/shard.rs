@@ -129,7 +129,7 @@ pub(crate) fn run_collect(
     let total = data.len();
     let data = data.shard(k as usize, n as usize)?;
     let methods = s.methods(c);
-    let calib = collect(
+    let (calib, _) = collect(
         &s.prepared,
         &s.float,
         &data,

@@ -102,6 +102,8 @@ fn site(
         consumers: consumers.to_vec(),
         kind,
         group,
+        graph: Vec::new(),
+        scope: String::new(),
     }
 }
 

@@ -12,12 +12,12 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 
-use onnx_ir::{ModelProto, NodeProto};
+use onnx_ir::{GraphProto, ModelProto, NodeProto, TensorProto};
 
 use context::{Context, node_name, qdq_kind};
 use rules::{QdqNode, RULES};
 
-use crate::passes::types::elem_types;
+use crate::passes::types::elem_types_within;
 use crate::proto::decode::constants;
 use crate::proto::version::model_opset;
 use crate::proto::{ReadError, read_model};
@@ -116,9 +116,35 @@ pub fn lint_with(model: &ModelProto, options: &LintOptions) -> Vec<Violation> {
     let Some(graph) = graph::check_model(model, &mut out) else {
         return out;
     };
-    let opset = model_opset(model);
-    let consts = constants(graph);
-    let types = elem_types(graph);
+    let outer = (HashMap::new(), HashMap::new());
+    lint_graph(graph, model_opset(model), options, &outer, 0, &mut out);
+    out
+}
+
+/// The Q/DQ rules on the nodes of `graph`, then of its subgraphs (If branches, Loop
+/// and Scan bodies), each seeing the constants and element types of the values it
+/// reads from the graphs around it (`outer`).
+fn lint_graph<'a>(
+    graph: &'a GraphProto,
+    opset: i64,
+    options: &'a LintOptions,
+    outer: &(HashMap<&'a str, &'a TensorProto>, HashMap<String, i32>),
+    depth: usize,
+    out: &mut Vec<Violation>,
+) {
+    let mut consts = constants(graph);
+    let mut seed = HashMap::new();
+    if depth > 0 {
+        for name in crate::passes::subgraph::reads(graph) {
+            if let Some(c) = outer.0.get(name) {
+                consts.entry(name).or_insert(c);
+            }
+            if let Some(&t) = outer.1.get(name) {
+                seed.insert(name.to_string(), t);
+            }
+        }
+    }
+    let types = elem_types_within(graph, seed);
     let mut producers: HashMap<&str, &NodeProto> = HashMap::new();
     let mut consumers: HashMap<&str, Vec<(&NodeProto, usize)>> = HashMap::new();
     for node in &graph.node {
@@ -141,9 +167,17 @@ pub fn lint_with(model: &ModelProto, options: &LintOptions) -> Vec<Violation> {
         if let Some(kind) = qdq_kind(node) {
             let n = QdqNode::new(&ctx, node, kind);
             for rule in RULES {
-                rule(&ctx, &n, &mut out);
+                rule(&ctx, &n, out);
             }
         }
     }
-    out
+    if depth >= crate::runtime::MAX_SUBGRAPH_DEPTH {
+        return;
+    }
+    let view = (ctx.consts, ctx.types);
+    for node in &graph.node {
+        for (_, g) in crate::passes::subgraph::graph_attrs(node) {
+            lint_graph(g, opset, options, &view, depth + 1, out);
+        }
+    }
 }

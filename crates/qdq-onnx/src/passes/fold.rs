@@ -8,19 +8,28 @@ use crate::proto::decode::int64s;
 use crate::proto::elem as dtype;
 use crate::proto::{raw_tensor, tensor_f32, value_info};
 
-/// Folds what it can in `model`'s graph; returns the number of nodes folded. Below IR
+/// Folds what it can in `model`'s graph, and from IR version 4 in its subgraphs too
+/// (they become the subgraph's own initializers, so weights inside If branches and Loop
+/// bodies are constants for placement); returns the number of nodes folded. Below IR
 /// version 4, where initializers must also be graph inputs, the new ones are added as
-/// inputs too.
+/// inputs too, and subgraphs are left as they are (their inputs are fixed by the op).
 pub fn fold_constant_nodes(model: &mut ModelProto) -> usize {
     let as_inputs = model.ir_version < 4;
     let Some(graph) = model.graph.as_mut() else {
         return 0;
     };
-    fold_graph(graph, as_inputs)
+    fold_graph(graph, as_inputs, 0)
 }
 
-fn fold_graph(graph: &mut GraphProto, as_inputs: bool) -> usize {
+fn fold_graph(graph: &mut GraphProto, as_inputs: bool, depth: usize) -> usize {
     let mut folded = 0;
+    if !as_inputs && depth < crate::runtime::MAX_SUBGRAPH_DEPTH {
+        for a in graph.node.iter_mut().flat_map(|n| n.attribute.iter_mut()) {
+            if let Some(g) = a.g.as_mut() {
+                folded += fold_graph(g, false, depth + 1);
+            }
+        }
+    }
     let nodes = std::mem::take(&mut graph.node);
     for node in nodes {
         let out = node.output.first().cloned().unwrap_or_default();

@@ -8,6 +8,7 @@ pub mod fold;
 pub mod insert;
 pub mod opset;
 pub mod placement;
+pub mod subgraph;
 pub mod types;
 
 pub use dq_only::store_weights_quantized;
@@ -16,4 +17,5 @@ pub use fold::fold_constant_nodes;
 pub use insert::{insert_sites, insert_sites_as};
 pub use opset::{MAX_OPSET, check_opset, ir_version_for, model_opset, upgrade_opset};
 pub use placement::{PlacementOptions, Site, SiteKind, matches_pattern, node_label, place};
-pub use types::{elem_types, is_float_tensor};
+pub use subgraph::{GraphPath, subgraph, subgraph_mut, visible_constant};
+pub use types::{elem_types, elem_types_within, is_float_tensor};

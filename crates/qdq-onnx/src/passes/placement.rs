@@ -5,14 +5,21 @@
 //! biases, and only tensors known to be floating point ([`super::types`]): integer shape
 //! arithmetic and tensors of unknown type stay unquantized. Transformer rules (attention
 //! MatMuls, what stays float) and their sources: docs/transformer-placement.md.
+//!
+//! The same rules apply inside subgraphs (the branches of If, the bodies of Loop and
+//! Scan), recursively: a site there records the subgraph's path and is keyed for
+//! calibration by the scope of the graph defining its tensor ([`Site::key`]); weights
+//! may be constants of the subgraph or of an enclosing graph.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use onnx_ir::{GraphProto, NodeProto};
+use onnx_ir::{GraphProto, NodeProto, TensorProto};
 
 use super::error::{PassError, PassResult};
-use super::types::{elem_types, is_float_tensor};
+use super::subgraph::{GraphPath, graph_attrs};
+use super::types::{elem_types_within, is_float_tensor};
 use crate::proto::decode::constants;
+use crate::runtime::{MAX_SUBGRAPH_DEPTH, subgraph_scope};
 
 /// What a site quantizes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +48,26 @@ pub struct Site {
     pub kind: SiteKind,
     /// Sites with the same group share one amax (the inputs of a `Concat`).
     pub group: Option<usize>,
+    /// The graph holding the consumers: empty for the main graph, else the (node index,
+    /// graph attribute) at each level down to the subgraph.
+    pub graph: GraphPath,
+    /// Scope prefix of the graph that defines `tensor`: empty for the main graph, else
+    /// the chained [`subgraph_scope`]s (`If_0/then_branch/`), as the runtime names the
+    /// values it shows observers.
+    pub scope: String,
+}
+
+impl Site {
+    /// The name calibration collects the tensor under, and the cache's key:
+    /// `scope` + `tensor` (the plain tensor name in the main graph).
+    pub fn key(&self) -> String {
+        format!("{}{}", self.scope, self.tensor)
+    }
+
+    /// Whether the site's consumers sit inside a subgraph.
+    pub fn in_subgraph(&self) -> bool {
+        !self.graph.is_empty()
+    }
 }
 
 /// Which nodes to leave in float.
@@ -91,11 +118,107 @@ pub fn node_label(n: &NodeProto, index: usize) -> String {
     }
 }
 
-/// The quantizer sites of `graph`, in node order.
+/// The quantizer sites of `graph`, in node order, then those of each node's subgraphs
+/// (recursively, at most [`MAX_SUBGRAPH_DEPTH`] deep). Site names are unique across
+/// the model (a repeat gets `_2`, `_3`...).
 ///
 /// # Errors
 /// The graph already holds Q/DQ nodes (it is quantized already).
 pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<Site>> {
+    let mut sites = Vec::new();
+    let mut groups = 0;
+    let level = Level::new(graph, None, String::new(), GraphPath::new());
+    place_in(&level, options, &mut groups, &mut sites)?;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for s in &mut sites {
+        let n = seen.entry(s.name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            s.name = format!("{}_{n}", s.name);
+        }
+    }
+    Ok(sites)
+}
+
+/// One graph as placement sees it: its constants and element types (with those of the
+/// enclosing graphs' values it reads), the names it defines, its scope and path.
+struct Level<'a> {
+    graph: &'a GraphProto,
+    consts: HashMap<&'a str, &'a TensorProto>,
+    types: HashMap<String, i32>,
+    defined: HashSet<&'a str>,
+    prefix: String,
+    path: GraphPath,
+    parent: Option<&'a Level<'a>>,
+}
+
+impl<'a> Level<'a> {
+    fn new(
+        graph: &'a GraphProto,
+        parent: Option<&'a Level<'a>>,
+        prefix: String,
+        path: GraphPath,
+    ) -> Self {
+        let mut consts = constants(graph);
+        let defined: HashSet<&str> = graph
+            .input
+            .iter()
+            .map(|v| v.name.as_str())
+            .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+            .chain(
+                graph
+                    .node
+                    .iter()
+                    .flat_map(|n| n.output.iter().map(String::as_str)),
+            )
+            .collect();
+        let mut seed = HashMap::new();
+        for name in graph.node.iter().flat_map(|n| &n.input) {
+            if name.is_empty() || defined.contains(name.as_str()) {
+                continue;
+            }
+            if let Some(l) = parent.and_then(|p| p.owner(name)) {
+                if let Some(c) = l.consts.get(name.as_str()) {
+                    consts.insert(name, c);
+                }
+                if let Some(&t) = l.types.get(name) {
+                    seed.insert(name.clone(), t);
+                }
+            }
+        }
+        let types = elem_types_within(graph, seed);
+        Self {
+            graph,
+            consts,
+            types,
+            defined,
+            prefix,
+            path,
+            parent,
+        }
+    }
+
+    /// The level (this one or an enclosing one) that defines `name`.
+    fn owner(&self, name: &str) -> Option<&Level<'a>> {
+        let mut level = Some(self);
+        while let Some(l) = level {
+            if l.defined.contains(name) {
+                return Some(l);
+            }
+            level = l.parent;
+        }
+        None
+    }
+}
+
+/// Places the sites of `level`'s graph, then of its subgraphs.
+fn place_in(
+    level: &Level,
+    options: &PlacementOptions,
+    groups: &mut usize,
+    all: &mut Vec<Site>,
+) -> PassResult<()> {
+    let graph = level.graph;
     if let Some(n) = graph
         .node
         .iter()
@@ -106,7 +229,7 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<S
             n.name, n.op_type
         )));
     }
-    let consts = constants(graph);
+    let consts = &level.consts;
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, n) in graph.node.iter().enumerate() {
         for o in &n.output {
@@ -114,12 +237,16 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<S
         }
     }
     let depth = depths(graph, &producer);
-    let types = elem_types(graph);
+    let types = &level.types;
     let mut sites: Vec<Site> = Vec::new();
-    let mut groups = 0;
+    let scope_of = |tensor: &str| {
+        level
+            .owner(tensor)
+            .map_or_else(|| level.prefix.clone(), |l| l.prefix.clone())
+    };
     let add = |sites: &mut Vec<Site>, tensor: &str, slot: (usize, usize), kind, name: String| {
         // ONNX Runtime and the checker reject Q/DQ on anything but real numbers.
-        if !is_float_tensor(&types, tensor) {
+        if !is_float_tensor(types, tensor) {
             return;
         }
         match sites
@@ -133,6 +260,8 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<S
                 consumers: vec![slot],
                 kind,
                 group: None,
+                graph: level.path.clone(),
+                scope: scope_of(tensor),
             }),
         }
     };
@@ -235,8 +364,8 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<S
                 }
                 // One amax for all inputs, so the Concat needs no requantization. A
                 // tensor already grouped by another Concat keeps its first group.
-                let group = Some(groups);
-                groups += 1;
+                let group = Some(*groups);
+                *groups += 1;
                 for s in sites.iter_mut().filter(|s| {
                     s.kind == SiteKind::Activation
                         && s.group.is_none()
@@ -249,7 +378,20 @@ pub fn place(graph: &GraphProto, options: &PlacementOptions) -> PassResult<Vec<S
         }
     }
     drop_float_concats(graph, &mut sites);
-    Ok(sites)
+    all.append(&mut sites);
+    if level.path.len() >= MAX_SUBGRAPH_DEPTH {
+        return Ok(());
+    }
+    for (i, n) in graph.node.iter().enumerate() {
+        for (attr, g) in graph_attrs(n) {
+            let mut path = level.path.clone();
+            path.push((i, attr.to_string()));
+            let prefix = format!("{}{}", level.prefix, subgraph_scope(n, attr));
+            let child = Level::new(g, Some(level), prefix, path);
+            place_in(&child, options, groups, all)?;
+        }
+    }
+    Ok(())
 }
 
 /// Ops that move values without arithmetic: TensorRT runs them in INT8 when their

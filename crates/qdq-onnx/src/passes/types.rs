@@ -36,6 +36,12 @@ struct Constraints {
 /// Element type (ONNX `TensorProto.DataType` code) of every tensor of `graph` whose type
 /// is declared or can be inferred; unknown tensors are absent.
 pub fn elem_types(graph: &GraphProto) -> HashMap<String, i32> {
+    elem_types_within(graph, HashMap::new())
+}
+
+/// [`elem_types`] of a subgraph, `outer` giving the types of the enclosing graphs' values
+/// it reads (they seed the inference; the subgraph's own declarations come first).
+pub fn elem_types_within(graph: &GraphProto, outer: HashMap<String, i32>) -> HashMap<String, i32> {
     let mut types: HashMap<String, i32> = HashMap::new();
     let declared = |v: &ValueInfoProto| {
         v.type_
@@ -58,6 +64,9 @@ pub fn elem_types(graph: &GraphProto) -> HashMap<String, i32> {
         if t.data_type != 0 {
             types.entry(t.name.clone()).or_insert(t.data_type);
         }
+    }
+    for (name, e) in outer {
+        types.entry(name).or_insert(e);
     }
     let rules: Vec<Constraints> = graph.node.iter().map(constraints).collect();
     // Each pass only fills unknown tensors, so it ends after at most one pass per

@@ -75,6 +75,11 @@ pub struct AutoSelect {
 impl AutoSelect {
     /// Builds a probe for every activation quantizer of `prepared` that `calib` has a
     /// histogram for, with `calib`'s candidate amaxes and weight amaxes, in `format`.
+    /// A quantizer inside a subgraph is probed on the values of the first time its
+    /// consumers' inputs are all seen in a batch (the first iteration of a loop body); one
+    /// in a branch never taken gets no choice and keeps the fallback method (`max`),
+    /// unless the whole-model step of a global `auto` ([`super::choose_model`]) finds a
+    /// uniform method better.
     ///
     /// # Errors
     /// A probe graph the runtime cannot load (named by tensor).
@@ -95,7 +100,7 @@ impl AutoSelect {
             .iter()
             .filter(|s| s.kind == SiteKind::Activation)
         {
-            let mut amaxes = calib.candidate_amaxes(&site.tensor, &candidates());
+            let mut amaxes = calib.candidate_amaxes(&site.key(), &candidates());
             // Methods that agree (percentiles often equal the max on small sets) are
             // measured once, under the first of them.
             let mut seen = Vec::new();
@@ -109,7 +114,7 @@ impl AutoSelect {
             }
             let cut = Cut::new(&prepared.model, graph, site, &prepared.sites, calib)?;
             let probe = Probe {
-                tensor: site.tensor.clone(),
+                tensor: site.key(),
                 cut,
                 error: vec![0.0; amaxes.len()],
                 candidates: amaxes,
@@ -298,26 +303,46 @@ impl Cut {
         all: &[Site],
         calib: &Calibration,
     ) -> Result<Self> {
+        let main = graph;
+        let graph = crate::passes::subgraph(main, &site.graph).ok_or_else(|| {
+            Error::Graph(format!(
+                "auto: quantizer `{}`: its subgraph is missing",
+                site.name
+            ))
+        })?;
         let mut index: Vec<usize> = site.consumers.iter().map(|c| c.0).collect();
         index.sort_unstable();
         index.dedup();
         let local = |i: usize| index.iter().position(|&j| j == i);
-        let nodes: Vec<_> = index.iter().map(|&i| graph.node[i].clone()).collect();
-        let consts: HashMap<&str, &onnx_ir::TensorProto> = graph
-            .initializer
+        let mut nodes: Vec<_> = index
             .iter()
-            .map(|t| (t.name.as_str(), t))
+            .filter_map(|&i| graph.node.get(i).cloned())
             .collect();
         let mut inputs = Vec::new();
         let mut initializers = Vec::new();
         let mut seen = HashSet::new();
+        // Constants (of this graph or an enclosing one) travel with the probe; other
+        // inputs take the scoped names the runtime shows them under (`Site::key`).
+        let mut renamed: HashMap<String, String> = HashMap::new();
         for name in nodes.iter().flat_map(|n| &n.input) {
             if name.is_empty() || !seen.insert(name.clone()) {
                 continue;
             }
-            match consts.get(name.as_str()) {
-                Some(t) => initializers.push((*t).clone()),
-                None => inputs.push(name.clone()),
+            match crate::passes::visible_constant(main, &site.graph, name) {
+                Some(t) => initializers.push(t.clone()),
+                None => {
+                    let key = format!(
+                        "{}{name}",
+                        crate::passes::subgraph::scope_of(main, &site.graph, name)
+                    );
+                    renamed.insert(name.clone(), key.clone());
+                    inputs.push(key);
+                }
+            }
+        }
+        for input in nodes.iter_mut().flat_map(|n| n.input.iter_mut()) {
+            if let Some(key) = renamed.get(input.as_str()) {
+                input.clone_from(key);
             }
         }
         let outputs = nodes
@@ -330,9 +355,12 @@ impl Cut {
             .filter(|s| {
                 s.name == site.name
                     || (matches!(s.kind, SiteKind::Weight { .. })
+                        && s.graph == site.graph
                         && s.consumers.iter().all(|c| local(c.0).is_some()))
             })
             .map(|s| Site {
+                tensor: renamed.get(&s.tensor).unwrap_or(&s.tensor).clone(),
+                graph: Vec::new(),
                 consumers: s
                     .consumers
                     .iter()
@@ -348,7 +376,7 @@ impl Cut {
             .filter(|s: &&Site| s.kind != SiteKind::Activation)
         {
             let amax = calib
-                .weight_amax(&s.tensor)
+                .weight_amax(&s.key())
                 .ok_or_else(|| Error::Graph(format!("auto: weight `{}` has no amax", s.tensor)))?;
             weight_amaxes.insert(s.name.clone(), amax);
         }

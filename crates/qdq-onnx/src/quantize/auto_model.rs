@@ -1,5 +1,6 @@
 //! `auto`'s last step: the whole model decides between the per-quantizer choices and
-//! each candidate method applied to every quantizer.
+//! each candidate method applied to every quantizer (those inside subgraphs, which have
+//! no per-quantizer probe, included: the whole model chooses their method).
 //!
 //! Each quantizer's choice ([`super::AutoSelect`]) is the best one *for its consumers*
 //! with every other quantizer in float; errors of neighbouring layers can add up
@@ -63,9 +64,22 @@ pub fn choose_model(
         "per quantizer".to_string(),
         calib.cache_with(method, per_tensor, chosen)?,
     )];
+    // The quantizers inside subgraphs have no probe (see `AutoSelect::new`): the
+    // uniform methods apply to them too, so the whole model's error chooses theirs.
+    let mut varied: Vec<String> = chosen.keys().cloned().collect();
+    varied.extend(
+        prepared
+            .sites
+            .iter()
+            .filter(|s| s.in_subgraph() && s.kind == super::SiteKind::Activation)
+            .map(super::Site::key)
+            .filter(|k| !chosen.contains_key(k) && !per_tensor.contains_key(k)),
+    );
+    varied.sort();
+    varied.dedup();
     for m in candidates() {
-        let uniform: HashMap<String, Choice> = chosen
-            .keys()
+        let uniform: HashMap<String, Choice> = varied
+            .iter()
             .filter_map(|t| {
                 let (_, amax) = calib.candidate_amaxes(t, &[m]).into_iter().next()?;
                 Some((

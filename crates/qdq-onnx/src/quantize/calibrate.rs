@@ -2,6 +2,11 @@
 //! quantizer's histogram and max collected at once as the runtime produces each tensor
 //! (activations are never stored), weights read from their initializers.
 //!
+//! Tensors inside subgraphs are collected under their scoped name ([`Site::key`]) every
+//! time the subgraph runs; a subgraph never run on the data (a branch not taken) leaves
+//! its quantizers without data, and [`Calibration::cache`] leaves them out
+//! ([`Calibration::uncalibrated`]) rather than invent an amax.
+//!
 //! Histograms use the dyadic grid ([`Grid::Dyadic`]): the cache depends only on the
 //! calibration items, not on the batch size or the order the batches come in.
 
@@ -15,7 +20,7 @@ use super::auto::Choice;
 use super::cache::{CalibrationCache, Entry};
 use crate::error::{Error, Result};
 use crate::passes::{Site, SiteKind};
-use crate::proto::decode::{constants, floats};
+use crate::proto::decode::floats;
 use crate::runtime::value::dyn_apply;
 use crate::runtime::{OnnxGraph, RunError, Value};
 
@@ -31,7 +36,7 @@ pub(super) enum Stats {
 /// A calibration in progress over `sites`.
 pub struct Calibration {
     pub(super) sites: Vec<Site>,
-    /// One collector per activation tensor.
+    /// One collector per activation tensor, by [`Site::key`].
     pub(super) stats: HashMap<String, Stats>,
     weights: BTreeMap<String, Vec<f32>>,
     pub(super) batches: usize,
@@ -48,7 +53,6 @@ impl Calibration {
     /// # Errors
     /// A weight site whose tensor is not a float constant.
     pub fn new(graph: &GraphProto, sites: &[Site], unsigned: bool) -> Result<Self> {
-        let consts = constants(graph);
         let mut stats = HashMap::new();
         let mut weights = BTreeMap::new();
         for s in sites {
@@ -57,10 +61,10 @@ impl Calibration {
                     let hist = HistogramCalibrator::new(8, None, unsigned)
                         .map_err(|e| qdq_err(&s.tensor, e))?
                         .with_grid(Grid::Dyadic);
-                    stats.insert(s.tensor.clone(), Stats::Histogram(hist));
+                    stats.insert(s.key(), Stats::Histogram(hist));
                 }
                 SiteKind::Weight { axis } => {
-                    weights.insert(s.tensor.clone(), weight_amax(&consts, &s.tensor, axis)?);
+                    weights.insert(s.key(), site_weight_amax(graph, s, axis)?);
                 }
             }
         }
@@ -161,7 +165,23 @@ impl Calibration {
         collected.map_err(|e| qdq_err(name, e))
     }
 
-    /// The amax of each of `methods` for activation `tensor`, from its histogram;
+    /// Activation quantizers inside subgraphs that saw no data (a branch not taken on
+    /// the calibration set): [`Calibration::cache`] leaves them out.
+    pub fn uncalibrated(&self) -> Vec<&Site> {
+        self.sites
+            .iter()
+            .filter(|s| s.in_subgraph() && s.kind == SiteKind::Activation)
+            .filter(|s| match self.stats.get(&s.key()) {
+                Some(Stats::Histogram(h)) => {
+                    matches!(h.compute_amax(Method::Max), Err(qdq::Error::NoData { .. }))
+                }
+                Some(Stats::Max(m)) => m.compute_amax().is_none(),
+                None => false,
+            })
+            .collect()
+    }
+
+    /// The amax of each of `methods` for activation `tensor` (a [`Site::key`]), from its histogram;
     /// methods that fail on it (and tensors with no histogram) give none.
     pub fn candidate_amaxes(&self, tensor: &str, methods: &[Method]) -> Vec<(Method, f32)> {
         let Some(Stats::Histogram(hist)) = self.stats.get(tensor) else {
@@ -174,13 +194,14 @@ impl Calibration {
             .collect()
     }
 
-    /// The per-channel amax of weight `tensor`.
+    /// The per-channel amax of weight `tensor` (a [`Site::key`]).
     pub fn weight_amax(&self, tensor: &str) -> Option<Vec<f32>> {
         self.weights.get(tensor).cloned()
     }
 
     /// Amax of every site: activations by `method` (or `per_tensor[tensor]`), weights
-    /// by max per channel; Concat groups share their largest amax.
+    /// by max per channel; Concat groups share their largest amax. Keys are
+    /// [`Site::key`]s; the [`Calibration::uncalibrated`] quantizers have no entry.
     ///
     /// # Errors
     /// No batch was fed (an empty calibration set), or a method fails on a histogram.
@@ -208,6 +229,8 @@ impl Calibration {
                 "the calibration set is empty: give at least one batch of data".into(),
             ));
         }
+        let skipped: std::collections::HashSet<String> =
+            self.uncalibrated().iter().map(|s| s.key()).collect();
         let mut entries = BTreeMap::new();
         for (tensor, amax) in &self.weights {
             entries.insert(
@@ -219,6 +242,9 @@ impl Calibration {
             );
         }
         for (tensor, stat) in &self.stats {
+            if skipped.contains(tensor) {
+                continue;
+            }
             if let Some(c) = chosen.get(tensor) {
                 entries.insert(
                     tensor.clone(),
@@ -264,13 +290,13 @@ impl Calibration {
         // Concat inputs: one amax per group, the largest, so no input clips.
         let mut group_max: HashMap<usize, f32> = HashMap::new();
         for s in self.sites.iter().filter(|s| s.group.is_some()) {
-            let a = entries.get(&s.tensor).map_or(0.0, |e| e.amax[0]);
+            let a = entries.get(&s.key()).map_or(0.0, |e| e.amax[0]);
             let g = group_max.entry(s.group.unwrap_or(0)).or_insert(0.0);
             *g = g.max(a);
         }
         for s in self.sites.iter().filter(|s| s.group.is_some()) {
             if let (Some(e), Some(g)) = (
-                entries.get_mut(&s.tensor),
+                entries.get_mut(&s.key()),
                 group_max.get(&s.group.unwrap_or(0)),
             ) {
                 e.amax = vec![*g];
@@ -278,6 +304,16 @@ impl Calibration {
         }
         Ok(CalibrationCache { entries })
     }
+}
+
+/// Per-channel max |w| of weight site `site`'s constant along `axis`, found in the
+/// site's graph or an enclosing one (`graph` is the main graph).
+pub(crate) fn site_weight_amax(graph: &GraphProto, site: &Site, axis: usize) -> Result<Vec<f32>> {
+    let mut consts = HashMap::new();
+    if let Some(t) = crate::passes::visible_constant(graph, &site.graph, &site.tensor) {
+        consts.insert(site.tensor.as_str(), t);
+    }
+    weight_amax(&consts, &site.tensor, axis)
 }
 
 /// Per-channel max |w| of constant `tensor` along `axis` (weights need no data).

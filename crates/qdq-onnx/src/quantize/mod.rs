@@ -146,9 +146,38 @@ pub fn prepare(model: &ModelProto, options: &QuantizeOptions) -> Result<Prepared
     Ok(Prepared { model, sites })
 }
 
-/// Writes the QDQ model: a pair per site with its amax from `cache` (by tensor name;
+impl Prepared {
+    /// The quantizers [`apply`] leaves out with `cache`: activation quantizers inside a
+    /// subgraph that the cache has no amax for (a branch calibration never took; see
+    /// [`Calibration::uncalibrated`]), and the weight quantizers of their consumers
+    /// (a Conv whose input stays float keeps float weights).
+    pub fn left_out(&self, cache: &CalibrationCache) -> Vec<&Site> {
+        let missing: Vec<&Site> = self
+            .sites
+            .iter()
+            .filter(|s| s.in_subgraph() && s.kind == SiteKind::Activation)
+            .filter(|s| !cache.entries.contains_key(&s.key()))
+            .collect();
+        let float_node = |graph: &crate::passes::GraphPath, node: usize| {
+            missing
+                .iter()
+                .any(|m| m.graph == *graph && m.consumers.iter().any(|c| c.0 == node))
+        };
+        self.sites
+            .iter()
+            .filter(|s| {
+                missing.iter().any(|m| m.name == s.name)
+                    || (matches!(s.kind, SiteKind::Weight { .. })
+                        && s.in_subgraph()
+                        && s.consumers.iter().all(|c| float_node(&s.graph, c.0)))
+            })
+            .collect()
+    }
+}
+
+/// Writes the QDQ model: a pair per site with its amax from `cache` (by [`Site::key`];
 /// weights missing from it get their per-channel max), the opset raised as needed, then
-/// the TensorRT lint.
+/// the TensorRT lint. The [`Prepared::left_out`] quantizers are not written.
 ///
 /// # Errors
 /// A site without amax in the cache (named), an opset ONNX does not define
@@ -170,6 +199,21 @@ fn build(
     cache: &CalibrationCache,
     options: &QuantizeOptions,
 ) -> Result<ModelProto> {
+    let left_out: Vec<String> = prepared
+        .left_out(cache)
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let kept = Prepared {
+        model: prepared.model.clone(),
+        sites: prepared
+            .sites
+            .iter()
+            .filter(|s| !left_out.contains(&s.name))
+            .cloned()
+            .collect(),
+    };
+    let prepared = &kept;
     let mut model = prepared.model.clone();
     let mut amaxes = std::collections::HashMap::new();
     {
@@ -177,19 +221,17 @@ fn build(
             .graph
             .as_ref()
             .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
-        let consts = crate::proto::decode::constants(graph);
         for s in &prepared.sites {
-            let amax = match (cache.entries.get(&s.tensor), &s.kind) {
+            let amax = match (cache.entries.get(&s.key()), &s.kind) {
                 (Some(e), _) => e.amax.clone(),
                 // Weights need no data: a cache of activations only (a TensorRT
                 // calibration table) gets per-channel max from the weights themselves.
-                (None, SiteKind::Weight { axis }) => {
-                    calibrate::weight_amax(&consts, &s.tensor, *axis)?
-                }
+                (None, SiteKind::Weight { axis }) => calibrate::site_weight_amax(graph, s, *axis)?,
                 (None, SiteKind::Activation) => {
                     return Err(Error::Graph(format!(
                         "quantizer `{}`: tensor `{}` is not in the calibration cache; recalibrate",
-                        s.name, s.tensor
+                        s.name,
+                        s.key()
                     )));
                 }
             };
@@ -251,7 +293,8 @@ fn has_half_sites(prepared: &Prepared) -> bool {
     })
 }
 
-/// Inserts the pairs and raises the opset to `target`.
+/// Inserts the pairs (into subgraphs first, deepest first, so the node indices of the
+/// paths above stay valid) and raises the opset to `target`.
 fn write_pairs(
     model: &mut ModelProto,
     prepared: &Prepared,
@@ -264,7 +307,25 @@ fn write_pairs(
         .graph
         .as_mut()
         .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
-    insert_sites_as(graph, &prepared.sites, amaxes, formats, target >= 19)?;
+    let mut paths: Vec<&crate::passes::GraphPath> =
+        prepared.sites.iter().map(|s| &s.graph).collect();
+    paths.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    paths.dedup();
+    for path in paths {
+        let here: Vec<Site> = prepared
+            .sites
+            .iter()
+            .filter(|s| s.graph == *path)
+            .cloned()
+            .collect();
+        let g = crate::passes::subgraph_mut(graph, path).ok_or_else(|| {
+            Error::Graph(format!(
+                "quantizer `{}`: its subgraph is missing",
+                here[0].name
+            ))
+        })?;
+        insert_sites_as(g, &here, amaxes, formats, target >= 19)?;
+    }
     upgrade_opset(model, target)?;
     Ok(())
 }

@@ -37,7 +37,10 @@ pub fn fingerprint(prepared: &Prepared) -> String {
         parts.push(
             format!(
                 "{}\u{0}{}\u{0}{:?}\u{0}{:?}",
-                s.name, s.tensor, s.kind, s.group
+                s.name,
+                s.key(),
+                s.kind,
+                s.group
             )
             .into_bytes(),
         );
@@ -55,11 +58,11 @@ impl Calibration {
             .iter()
             .filter(|s| s.kind == SiteKind::Activation)
             .filter_map(|s| {
-                let c = match self.stats.get(&s.tensor)? {
+                let c = match self.stats.get(&s.key())? {
                     Stats::Histogram(h) => Calibrator::Histogram(h.clone()),
                     Stats::Max(m) => Calibrator::Max(m.clone()),
                 };
-                Some((s.name.clone(), s.tensor.clone(), c))
+                Some((s.name.clone(), s.key(), c))
             })
             .collect();
         ModelStats::new(
@@ -106,7 +109,7 @@ impl Calibration {
                 Calibrator::Histogram(h) => Stats::Histogram(HistogramCalibrator::clone(h)),
                 Calibrator::Max(m) => Stats::Max(MaxCalibrator::clone(m)),
             };
-            self.stats.insert(s.tensor.clone(), stat);
+            self.stats.insert(s.key(), stat);
         }
         // No batch was fed here; the statistics say whether any data was (none: the
         // cache is refused as for an empty calibration set).

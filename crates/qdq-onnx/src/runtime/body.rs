@@ -269,7 +269,7 @@ impl Body {
             let subs = &self.subgraphs[k];
             let res = catch_unwind(AssertUnwindSafe(|| match subs.is_empty() {
                 true => ops::run_op(&node.op_type, &ctx),
-                false => control::run(&ctx, subs, &scope, loop_limit),
+                false => control::run(&ctx, subs, &scope, loop_limit, &mut *observe),
             }));
             drop(ctx);
             let outs = match res {

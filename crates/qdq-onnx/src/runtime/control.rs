@@ -1,6 +1,7 @@
 //! Control flow: If, Loop, Scan and SequenceMap run their subgraphs ([`Body`]) in a scope that sees
-//! the enclosing graph's values. Subgraph values are not shown to observers
-//! (calibration sees the main graph only).
+//! the enclosing graph's values. Observers see a subgraph's inputs and node outputs
+//! under its scope's name ([`subgraph_scope`]: `If_0/then_branch/conv_out`), every time
+//! the subgraph runs, so calibration collects tensors inside branches and loop bodies.
 //!
 //! A Loop stops after [`MAX_LOOP_ITERATIONS`] iterations (or the graph's own limit)
 //! with an error naming the node,
@@ -8,7 +9,9 @@
 
 use std::collections::HashMap;
 
-use super::body::{Body, RunCtx, Scope};
+use onnx_ir::NodeProto;
+
+use super::body::{Body, RunCtx, Scope, node_label};
 use super::error::{RunResult, checked_numel, op_err};
 use super::ops::Ctx;
 use super::ops::sequence::sequence;
@@ -20,18 +23,31 @@ use super::value::Value;
 /// trivial body.
 pub const MAX_LOOP_ITERATIONS: usize = 1 << 16;
 
+/// The prefix under which observers see the values of subgraph `attr` of `node`:
+/// `{node name, else its first output}/{attr}/`; nested subgraphs chain prefixes.
+pub fn subgraph_scope(node: &NodeProto, attr: &str) -> String {
+    format!("{}/{attr}/", node_label(node))
+}
+
+/// The observer of a run, as the control ops pass it down.
+pub(crate) type Observer<'o> = &'o mut dyn FnMut(&str, &Value) -> RunResult<()>;
+
+/// A subgraph as [`exec`] runs it: its attribute name and body.
+type Sub<'b> = (&'b str, &'b Body);
+
 /// Runs a node with subgraphs (If, Loop, Scan, SequenceMap); `subs` are its checked subgraphs by
-/// attribute name, `scope` the values around it.
+/// attribute name, `scope` the values around it; `observe` sees the subgraphs' values.
 pub(crate) fn run(
     ctx: &Ctx,
     subs: &[(String, Body)],
     scope: &Scope,
     loop_limit: usize,
+    observe: Observer,
 ) -> RunResult<Vec<Value>> {
-    let sub = |name: &str| {
+    let sub = |name: &'static str| {
         subs.iter()
             .find(|(a, _)| a == name)
-            .map(|(_, b)| b)
+            .map(|(_, b)| (name, b))
             .ok_or_else(|| op_err(format!("missing graph attribute `{name}`")))
     };
     match ctx.node.op_type.as_str() {
@@ -40,7 +56,7 @@ pub(crate) fn run(
                 true => sub("then_branch")?,
                 false => sub("else_branch")?,
             };
-            let outs = exec(ctx, loop_limit, branch, HashMap::new(), scope)?;
+            let outs = exec(ctx, loop_limit, branch, HashMap::new(), scope, observe)?;
             if outs.len() < ctx.node.output.len() {
                 return Err(op_err(format!(
                     "the branch yields {} outputs for the node's {}",
@@ -50,29 +66,36 @@ pub(crate) fn run(
             }
             Ok(outs)
         }
-        "Loop" => run_loop(ctx, loop_limit, sub("body")?, scope),
-        "Scan" => run_scan(ctx, loop_limit, sub("body")?, scope),
-        "SequenceMap" => sequence_map(ctx, loop_limit, sub("body")?, scope),
+        "Loop" => run_loop(ctx, loop_limit, sub("body")?, scope, observe),
+        "Scan" => run_scan(ctx, loop_limit, sub("body")?, scope, observe),
+        "SequenceMap" => sequence_map(ctx, loop_limit, sub("body")?, scope, observe),
         o => Err(op_err(format!(
             "{o} with graph attributes is not supported"
         ))),
     }
 }
 
-/// Runs `body` on `feed` within `scope`, returning its outputs' values.
+/// Runs `body` on `feed` within `scope`, returning its outputs' values; `observe` sees
+/// the fed values and every node output under the subgraph's scope prefix.
 fn exec(
     ctx: &Ctx,
     loop_limit: usize,
-    body: &Body,
+    (attr, body): Sub,
     feed: HashMap<String, Value>,
     scope: &Scope,
+    observe: Observer,
 ) -> RunResult<Vec<Value>> {
     let run = RunCtx {
         opset: ctx.opset,
         device: ctx.device,
         loop_limit,
     };
-    let outs = body.exec(feed, Some(scope), run, &mut |_, _| Ok(()))?;
+    let prefix = subgraph_scope(ctx.node, attr);
+    let mut scoped = |name: &str, v: &Value| observe(&format!("{prefix}{name}"), v);
+    for (name, v) in &feed {
+        scoped(name, v)?;
+    }
+    let outs = body.exec(feed, Some(scope), run, &mut scoped)?;
     Ok(outs.into_iter().map(|(_, v)| v).collect())
 }
 
@@ -159,7 +182,14 @@ fn check_stack(v: &Value, count: usize) -> RunResult<()> {
 /// Loop: inputs `M` (trip count, optional), `cond` (optional), loop-carried values;
 /// the body maps (iteration, cond, carried...) to (cond, carried..., scan outputs...).
 /// Outputs: the final carried values, then each scan output stacked over iterations.
-fn run_loop(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
+fn run_loop(
+    ctx: &Ctx,
+    loop_limit: usize,
+    sub: Sub,
+    scope: &Scope,
+    observe: Observer,
+) -> RunResult<Vec<Value>> {
+    let body = sub.1;
     let trip = match ctx.opt(0) {
         Some(v) => Some(*v.to_i64()?.first().ok_or_else(|| op_err("`M` is empty"))?),
         None => None,
@@ -194,7 +224,7 @@ fn run_loop(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResu
             Value::try_from_bool(vec![cond], &[], ctx.device)?,
         ];
         vals.extend(carried);
-        let mut outs = exec(ctx, loop_limit, body, feed(body, vals)?, scope)?.into_iter();
+        let mut outs = exec(ctx, loop_limit, sub, feed(body, vals)?, scope, observe)?.into_iter();
         cond = truth(
             &outs.next().ok_or_else(|| op_err("no cond output"))?,
             "cond",
@@ -224,11 +254,17 @@ fn axis_of(list: &Option<Vec<i64>>, j: usize, rank: usize) -> RunResult<usize> {
 /// (states..., slices...) to (states..., scan outputs...), stacked along
 /// `scan_output_axes` (reversed where `scan_output_directions` is 1). Opset 8's form
 /// (a leading batch axis and `sequence_lens`) runs once per batch entry.
-fn run_scan(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
+fn run_scan(
+    ctx: &Ctx,
+    loop_limit: usize,
+    sub: Sub,
+    scope: &Scope,
+    observe: Observer,
+) -> RunResult<Vec<Value>> {
     if ctx.opset >= 9 {
         let ins = ctx.inputs.iter().cloned().collect::<Option<Vec<_>>>();
         let ins = ins.ok_or_else(|| op_err("Scan inputs cannot be omitted"))?;
-        return scan9(ctx, loop_limit, body, scope, ins);
+        return scan9(ctx, loop_limit, sub, scope, ins, observe);
     }
     // opset 8: input 0 is sequence_lens, every other input has a leading batch axis
     if let Some(lens) = ctx.host_ints(0)? {
@@ -260,7 +296,7 @@ fn run_scan(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResu
             .iter()
             .map(|v| take(v.clone(), 0, b))
             .collect::<RunResult<Vec<_>>>()?;
-        per_batch.push(scan9(ctx, loop_limit, body, scope, slice)?);
+        per_batch.push(scan9(ctx, loop_limit, sub, scope, slice, observe)?);
     }
     let outs = per_batch.first().map_or(0, Vec::len);
     let mut columns: Vec<Vec<Value>> = vec![Vec::new(); outs];
@@ -275,10 +311,12 @@ fn run_scan(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResu
 fn scan9(
     ctx: &Ctx,
     loop_limit: usize,
-    body: &Body,
+    sub: Sub,
     scope: &Scope,
     ins: Vec<Value>,
+    observe: Observer,
 ) -> RunResult<Vec<Value>> {
+    let body = sub.1;
     let m = ctx.int_attr("num_scan_inputs", 0);
     if m < 1 || m as usize > ins.len() {
         return Err(op_err(format!(
@@ -325,7 +363,7 @@ fn scan9(
             let idx = if rev { len - 1 - t } else { t };
             vals.push(take(s.clone(), axes[j], idx)?);
         }
-        let mut outs = exec(ctx, loop_limit, body, feed(body, vals)?, scope)?.into_iter();
+        let mut outs = exec(ctx, loop_limit, sub, feed(body, vals)?, scope, observe)?.into_iter();
         states = outs.by_ref().take(n).collect();
         for (s, v) in scans.iter_mut().zip(outs) {
             check_stack(&v, s.len() + 1)?;
@@ -350,7 +388,14 @@ fn scan9(
 /// the input sequence (at most `loop_limit` of them); an additional input that is a
 /// sequence (of the same length) gives its element of that step, a tensor is passed
 /// whole. Each body output, gathered over the steps, is one output sequence.
-fn sequence_map(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> RunResult<Vec<Value>> {
+fn sequence_map(
+    ctx: &Ctx,
+    loop_limit: usize,
+    sub: Sub,
+    scope: &Scope,
+    observe: Observer,
+) -> RunResult<Vec<Value>> {
+    let body = sub.1;
     let ins = (0..ctx.inputs.len())
         .map(|i| ctx.input(i))
         .collect::<RunResult<Vec<_>>>()?;
@@ -391,7 +436,7 @@ fn sequence_map(ctx: &Ctx, loop_limit: usize, body: &Body, scope: &Scope) -> Run
                 v => Ok(v.clone()),
             })
             .collect::<RunResult<Vec<_>>>()?;
-        let res = exec(ctx, loop_limit, body, feed(body, vals)?, scope)?;
+        let res = exec(ctx, loop_limit, sub, feed(body, vals)?, scope, observe)?;
         for (o, v) in outs.iter_mut().zip(res) {
             o.push(v);
         }

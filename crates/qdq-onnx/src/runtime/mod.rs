@@ -34,7 +34,7 @@ pub use crate::proto::elem::{dtype_name, is_float};
 use crate::proto::version::model_opset;
 use body::Body;
 pub use body::MAX_SUBGRAPH_DEPTH;
-pub use control::MAX_LOOP_ITERATIONS;
+pub use control::{MAX_LOOP_ITERATIONS, subgraph_scope};
 pub use error::{RunError, RunResult};
 pub use ops::quant::INTERNAL_DOMAIN;
 pub use ops::sequence::MAX_SEQUENCE_LEN;
@@ -261,7 +261,9 @@ impl OnnxGraph {
 
     /// Like [`OnnxGraph::run`], calling `observe(tensor_name, &value)` for every node
     /// output as soon as it is computed, in execution order. Values no longer needed are
-    /// dropped as execution goes.
+    /// dropped as execution goes. Inside an If, Loop, Scan or SequenceMap the subgraph's
+    /// inputs and node outputs are observed too, every time it runs, named with the
+    /// subgraph's scope prefix ([`subgraph_scope`], chained when nested).
     pub fn run_with(
         &self,
         inputs: Vec<(String, Value)>,

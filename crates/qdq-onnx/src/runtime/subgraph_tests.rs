@@ -157,3 +157,29 @@ fn an_endless_loop_stops_with_an_error() {
     let out = g.run(feed(false)).unwrap();
     assert_eq!(out[0].1.to_f32().unwrap(), [-1.0, 0.5, 2.0]);
 }
+
+#[test]
+fn observers_see_the_branch_taken_under_its_scope() {
+    let nodes = vec![
+        node("Relu", "relu", &["x"], &["a"]),
+        if_node(
+            vec![node("Neg", "t_neg", &["a"], &["t"])],
+            vec![node("Identity", "e_id", &["a"], &["t"])],
+        ),
+    ];
+    let g = OnnxGraph::from_model(&cond_model(nodes, &["y"]), &dev()).unwrap();
+    for (c, inner, value) in [
+        (true, "the_if/then_branch/t", [0.0, -0.5, -2.0]),
+        (false, "the_if/else_branch/t", [0.0, 0.5, 2.0]),
+    ] {
+        let mut seen: Vec<(String, Vec<f32>)> = Vec::new();
+        g.run_with(feed(c), &mut |n, v| {
+            seen.push((n.to_string(), v.to_f32().unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", inner, "y"]);
+        assert_eq!(seen[1].1, value);
+    }
+}

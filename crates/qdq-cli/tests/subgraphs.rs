@@ -1,0 +1,169 @@
+//! Quantizers inside subgraphs (If branches, a Loop body) and the batch-1 fallback, on
+//! small models built by `subgraph_model.py`, judged by ONNX's full checker and ONNX
+//! Runtime.
+
+mod common;
+use common::{qdq, s, scratch};
+
+use std::path::Path;
+use std::process::Command;
+
+use qdq_onnx::quantize::{QuantizeOptions, prepare};
+
+/// Runs `subgraph_model.py args`, which must succeed; its stdout.
+fn script(args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/subgraph_model.py");
+    let out = Command::new(qdq_vision::ort::default_python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("the venv python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn quantizers_go_inside_branches_and_loop_bodies() {
+    let dir = scratch("subgraphs");
+    script(&["make", s(&dir)]);
+    let model = dir.join("branches.onnx");
+    // Placement: both branches and the loop body, weights of the main graph (Wt, Wl),
+    // of a branch (Mt) and folded `Constant`s (We, Me); `x` is the main graph's.
+    let proto = qdq_onnx::proto::read_model(&model).unwrap();
+    let prepared = prepare(&proto, &QuantizeOptions::default()).unwrap();
+    let sites: Vec<(String, String)> = prepared
+        .sites
+        .iter()
+        .map(|s| (s.name.clone(), s.key()))
+        .collect();
+    let want = [
+        ("conv_e._input_quantizer", "x"),
+        ("conv_e._weight_quantizer", "branch/else_branch/We"),
+        ("mm_e._input_quantizer", "branch/else_branch/e_r"),
+        ("mm_e._weight_quantizer", "branch/else_branch/Me"),
+        ("conv_t._input_quantizer", "x"),
+        ("conv_t._weight_quantizer", "Wt"),
+        ("mm_t._input_quantizer", "branch/then_branch/t_r"),
+        ("mm_t._weight_quantizer", "branch/then_branch/Mt"),
+        ("mm_l._input_quantizer", "loop/body/y_in"),
+        ("mm_l._weight_quantizer", "Wl"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(sites, want);
+
+    // Calibrated at 16 kHz only: the else branch never runs, so its MatMul's input has
+    // no data; that quantizer and its weight's are left out and named.
+    // Both `max` and `auto` (which probes the quantizers inside the branch taken and
+    // the loop body) write the same pairs.
+    for method in ["max", "auto"] {
+        judge(&dir, &model, method);
+    }
+}
+
+/// Quantizes the fixture by `method` and checks the written file.
+fn judge(dir: &Path, model: &Path, method: &str) {
+    let out = dir.join(format!("{method}.onnx"));
+    let calib = dir.join("calib.npz");
+    let o = qdq(&[
+        "quantize",
+        s(model),
+        "--calib",
+        s(&calib),
+        "--method",
+        method,
+        "-o",
+        s(&out),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: 2 quantizers inside subgraphs saw no calibration data (a branch the data never takes) and stay float: mm_e._input_quantizer, mm_e._weight_quantizer"
+        ),
+        "{stderr}"
+    );
+    let judged: serde_json::Value =
+        serde_json::from_str(script(&["judge", s(model), s(&out)]).trim()).unwrap();
+    let q = |scope: &str| -> Vec<String> {
+        judged["q"][scope]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(q(""), Vec::<String>::new());
+    assert_eq!(q("branch/else_branch/"), QE);
+    assert_eq!(q("branch/then_branch/"), QT);
+    assert_eq!(q("loop/body/"), QL);
+    // ONNX Runtime runs both branches of the written file close to float.
+    let (c16, c8) = (
+        judged["cos16"].as_f64().unwrap(),
+        judged["cos8"].as_f64().unwrap(),
+    );
+    assert!(c16 > 0.99 && c8 > 0.99, "{method}: {judged}");
+}
+
+#[test]
+fn a_model_that_fixes_batch_1_inside_falls_back_to_batch_1() {
+    let dir = scratch("batch1");
+    script(&["make", s(&dir)]);
+    let model = dir.join("reshape1.onnx");
+    let items = dir.join("items.npz");
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let mut args = vec![
+            "quantize",
+            s(&model),
+            "--calib",
+            s(&items),
+            "--data",
+            s(&items),
+            "--json",
+            "-o",
+            s(&out),
+        ];
+        args.extend(extra);
+        let o = qdq(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        let stdout = String::from_utf8_lossy(&o.stdout).replace(s(&out), "OUT");
+        (std::fs::read(&out).unwrap(), stdout, stderr)
+    };
+    let (auto, auto_json, notice) = run("auto.onnx", &[]);
+    assert!(
+        notice.contains(
+            "note: node `to_batch1` fails on a batch of 5 items although the batch dimension is dynamic; running one item at a time (--batch 1)"
+        ),
+        "{notice}"
+    );
+    assert_eq!(notice.matches("note: node").count(), 1, "{notice}");
+    let (one, one_json, quiet) = run("one.onnx", &["--batch", "1"]);
+    assert!(!quiet.contains("note: node"), "{quiet}");
+    assert_eq!(auto, one);
+    assert_eq!(auto_json, one_json);
+}
+
+/// The QuantizeLinear nodes of each graph in the written model, in node order: the else
+/// branch keeps only its Conv's pair (its input, `x`, is calibrated in the main graph).
+const QE: [&str; 2] = [
+    "conv_e._input_quantizer_QuantizeLinear",
+    "conv_e._weight_quantizer_QuantizeLinear",
+];
+const QT: [&str; 4] = [
+    "conv_t._input_quantizer_QuantizeLinear",
+    "conv_t._weight_quantizer_QuantizeLinear",
+    "mm_t._input_quantizer_QuantizeLinear",
+    "mm_t._weight_quantizer_QuantizeLinear",
+];
+const QL: [&str; 2] = [
+    "mm_l._input_quantizer_QuantizeLinear",
+    "mm_l._weight_quantizer_QuantizeLinear",
+];
