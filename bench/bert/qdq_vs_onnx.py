@@ -11,6 +11,8 @@ Runtime, every graph optimization off (the file as written):
 2. the file with each QuantizeLinear -> DequantizeLinear pair replaced by the
    arithmetic qdq and pytorch-quantization compute, `clip(round(x * k)) / k` with
    `k = max_bound / amax` in float32, against qdq's output;
+6. the file of 2. with every activation pair rounding at `x * k * (1 + 4 * 2^-23)`
+   (a few ulps of float noise where each code is decided), per sentence against 2.;
 4. the file of 2. on `x * (1 + 2^-23)` (each input moved by at most one ulp) against
    the file of 2. on `x`: how far float rounding noise alone moves the quantized output;
 3. on the file's own activations and weights, each QuantizeLinear's input quantized
@@ -81,6 +83,51 @@ def quantizer_amax(amax, prefix):
     return amax[re.sub(r"\.\d+$", "", prefix)]
 
 
+def reference(model, qdq, inits, amax, nudge):
+    """`model` with each Q/DQ pair computed as pytorch-quantization does,
+    `clip(round(x * k)) / k`, placed where its QuantizeLinear was; activations round
+    at `x * k * (1 + nudge)`."""
+    ref = onnx.ModelProto()
+    ref.CopyFrom(model)
+    g = ref.graph
+    replaced, dqs = {}, set()
+    for i, (q, dq, prefix) in enumerate(qdq):
+        scale = inits[q.input[1]]
+        zp = inits[q.input[2]]
+        lo, hi = (0.0, 255.0) if zp.dtype == np.uint8 else (-128.0, 127.0)
+        bound = np.float32(255 if zp.dtype == np.uint8 else 127)
+        k = (bound / quantizer_amax(amax, prefix).astype(np.float32)).astype(np.float32)
+        if scale.size > 1:
+            axis = next((at.i for at in q.attribute if at.name == "axis"), 1)
+            shape = [1] * inits[q.input[0]].ndim
+            shape[axis] = scale.size
+            k = k.reshape(shape)
+        else:
+            k = k.reshape([])
+        n = [f"ref{i}_{v}" for v in ("k", "lo", "hi", "m", "r", "c", "kr")]
+        k_round = k if q.input[0] in inits else (k * np.float32(1 + nudge)).astype(np.float32)
+        g.initializer.extend([
+            numpy_helper.from_array(k, n[0]),
+            numpy_helper.from_array(k_round, n[6]),
+            numpy_helper.from_array(np.array(lo, np.float32), n[1]),
+            numpy_helper.from_array(np.array(hi, np.float32), n[2]),
+        ])
+        replaced[q.name] = [
+            helper.make_node("Mul", [q.input[0], n[6]], [n[3]]),
+            helper.make_node("Round", [n[3]], [n[4]]),
+            helper.make_node("Clip", [n[4], n[1], n[2]], [n[5]]),
+            helper.make_node("Div", [n[5], n[0]], [dq.output[0]]),
+        ]
+        dqs.add(dq.name)
+    del g.node[:]
+    for node in model.graph.node:
+        if node.name in replaced:
+            g.node.extend(replaced[node.name])
+        elif node.name not in dqs:
+            g.node.append(node)
+    return ref
+
+
 def main():
     model_path, amax_path, x_path, ours_path = sys.argv[1:5]
     model = onnx.load(model_path)
@@ -146,44 +193,16 @@ def main():
 
     # 2. The file with the reference's arithmetic in place of each pair, where its
     # QuantizeLinear was (so the order stays topological).
-    ref = onnx.ModelProto()
-    ref.CopyFrom(model)
-    g = ref.graph
-    replaced, dqs = {}, set()
-    for i, (q, dq, prefix) in enumerate(qdq):
-        scale = inits[q.input[1]]
-        zp = inits[q.input[2]]
-        lo, hi = (0.0, 255.0) if zp.dtype == np.uint8 else (-128.0, 127.0)
-        bound = np.float32(255 if zp.dtype == np.uint8 else 127)
-        k = (bound / quantizer_amax(amax, prefix).astype(np.float32)).astype(np.float32)
-        if scale.size > 1:
-            axis = next((at.i for at in q.attribute if at.name == "axis"), 1)
-            shape = [1] * inits[q.input[0]].ndim
-            shape[axis] = scale.size
-            k = k.reshape(shape)
-        else:
-            k = k.reshape([])
-        n = [f"ref{i}_{v}" for v in ("k", "lo", "hi", "m", "r", "c")]
-        g.initializer.extend([
-            numpy_helper.from_array(k, n[0]),
-            numpy_helper.from_array(np.array(lo, np.float32), n[1]),
-            numpy_helper.from_array(np.array(hi, np.float32), n[2]),
-        ])
-        replaced[q.name] = [
-            helper.make_node("Mul", [q.input[0], n[0]], [n[3]]),
-            helper.make_node("Round", [n[3]], [n[4]]),
-            helper.make_node("Clip", [n[4], n[1], n[2]], [n[5]]),
-            helper.make_node("Div", [n[5], n[0]], [dq.output[0]]),
-        ]
-        dqs.add(dq.name)
-    del g.node[:]
-    for node in model.graph.node:
-        if node.name in replaced:
-            g.node.extend(replaced[node.name])
-        elif node.name not in dqs:
-            g.node.append(node)
-    (theirs,) = run(ref, x)
+    theirs = run(reference(model, qdq, inits, amax, 0.0), x)[0]
     report("ONNX Runtime, each Q/DQ pair computed as pytorch-quantization does, vs qdq", theirs)
+    # 6. How far a few ulps of float noise at each activation quantizer's input move
+    # the output: the rounding multiplier of every activation pair scaled by 1 + 4 * 2^-23.
+    (noisy,) = run(reference(model, qdq, inits, amax, 4 * 2.0**-23), x)
+    per = np.abs(noisy.reshape(len(x), -1) - theirs.reshape(len(x), -1)).max(1)
+    print(
+        "ONNX Runtime (pytorch-quantization's arithmetic), every activation's rounding point moved by 4 ulps: "
+        "max |diff| per sentence " + ", ".join(f"{v:.0e}" for v in per)
+    )
     # 5. The float ops alone: every pair bypassed, against qdq with its quantizers off
     # (QDQ_OUT.bin's neighbour `export_qdq_float.bin`, when the example wrote it).
     float_path = ours_path.replace("export_qdq.bin", "export_qdq_float.bin")
@@ -211,7 +230,7 @@ def main():
         (fl,) = run(bare, x)
         print(f"float ops only (every Q/DQ pair bypassed vs qdq with every quantizer off): max |diff| {np.abs(fl.reshape(-1) - float_ours).max():.2e}")
     # 4. How far one ulp moves the quantized network: the same file on x * (1 + 2^-23).
-    (nudged,) = run(ref, (x * np.float32(1 + 2**-23)).astype(np.float32))
+    (nudged,) = run(reference(model, qdq, inits, amax, 0.0), (x * np.float32(1 + 2**-23)).astype(np.float32))
     print(
         "ONNX Runtime (pytorch-quantization's arithmetic) on x vs on x * (1 + 2^-23): "
         f"max |diff| {np.abs(nudged - theirs).max():.2e}"
