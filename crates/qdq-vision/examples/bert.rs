@@ -1,7 +1,10 @@
 //! The seed's flow on a pretrained BERT sentence encoder (paraphrase-MiniLM-L3-v2):
 //! FP32 checked against ONNX Runtime, calibration (histogram activations, per-row max
 //! weights), the quantizer table, PTQ with each method, QAT by distillation to the FP32
-//! embeddings, export to QDQ ONNX, ONNX Runtime equal to qdq's forward.
+//! embeddings, export to QDQ ONNX, ONNX Runtime against qdq's forward, and what the
+//! difference is made of (`bench/bert/qdq_vs_onnx.py`: the file with the reference's
+//! Q/DQ arithmetic, the float ops alone, codes that the two rounding formulas disagree
+//! on, and how far one ulp of input moves each side).
 //!
 //! ```text
 //! .venv/bin/python bench/bert/prepare.py target/bert
@@ -157,7 +160,10 @@ fn main() -> Res<()> {
         .into_data()
         .try_into_vec::<f32>()?;
     let dims = x.dims().to_vec();
-    let theirs = ort::run(&python, &onnx, &x.into_data().try_into_vec::<f32>()?, &dims)?;
+    let x_nudged = x.clone() * (1.0 + f32::EPSILON);
+    let x_float = x.clone();
+    let xs = x.into_data().try_into_vec::<f32>()?;
+    let theirs = ort::run(&python, &onnx, &xs, &dims)?;
     let diff = ours
         .iter()
         .zip(&theirs)
@@ -170,6 +176,34 @@ fn main() -> Res<()> {
         proto.graph.as_ref().map_or(0, |g| g.node.len()),
         min(&cos)
     );
+    // How far one ulp of input moves qdq's own quantized forward.
+    let nudged = qat
+        .forward_embedded(x_nudged)
+        .into_data()
+        .try_into_vec::<f32>()?;
+    let moved = ours
+        .iter()
+        .zip(&nudged)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!("qdq on x vs on x * (1 + 2^-23): max |diff| {moved:.2e}");
+    // The float ops alone: every quantizer off in qdq, every Q/DQ pair bypassed in the file.
+    for q in qdq::nn::named_quantizers(&qat) {
+        q.handle.disable();
+    }
+    let float = qat
+        .forward_embedded(x_float)
+        .into_data()
+        .try_into_vec::<f32>()?;
+    let float_file = dir.join("export_qdq_float.bin");
+    std::fs::write(
+        &float_file,
+        float
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )?;
+    explain_difference(&python, &dir, &qat, &xs, &ours)?;
 
     println!(
         "\n| model | cosine to FP32 (mean) | cosine to FP32 (min) | retrieval top-1 (%) |\n|---|---:|---:|---:|"
@@ -182,6 +216,34 @@ fn main() -> Res<()> {
             r.cos_min,
             100.0 * r.top1
         );
+    }
+    Ok(())
+}
+
+/// Runs `bench/bert/qdq_vs_onnx.py` on the export: where ONNX Runtime's output differs
+/// from qdq's, and whether the Q/DQ arithmetic accounts for it (see the script).
+fn explain_difference(python: &Path, dir: &Path, qat: &Bert, x: &[f32], ours: &[f32]) -> Res<()> {
+    let bytes = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let (amax, xb, ob) = (
+        dir.join("minilm_l3_qat.safetensors"),
+        dir.join("export_x.bin"),
+        dir.join("export_qdq.bin"),
+    );
+    qdq::nn::save_safetensors(qat, &amax)?;
+    std::fs::write(&xb, bytes(x))?;
+    std::fs::write(&ob, bytes(ours))?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../bench/bert/qdq_vs_onnx.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(dir.join("minilm_l3_qat.onnx"))
+        .args([&amax, &xb, &ob])
+        .output()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        return Err(format!("{script}: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
     Ok(())
 }

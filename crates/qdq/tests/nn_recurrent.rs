@@ -701,8 +701,8 @@ fn calibration_names_and_safetensors_round_trip() {
     let bytes = std::fs::read(&file).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let shape = |n: &str| st.tensor(n).unwrap().shape().to_vec();
-    assert_eq!(shape("lstm.cells.1.weight_ih"), vec![16, 3]);
-    assert_eq!(shape("lstm.cells.1.bias_hh"), vec![16]);
+    assert_eq!(shape("lstm.weight_ih_l0_reverse"), vec![16, 3]);
+    assert_eq!(shape("lstm.bias_hh_l0_reverse"), vec![16]);
     assert_eq!(shape("lstm._input_quantizers.1._amax"), Vec::<usize>::new());
     assert_eq!(shape("lstm._weight_quantizers.0._amax"), vec![16, 1]);
     let fresh = Tagger {

@@ -186,7 +186,7 @@ where
 /// Refuses quantized recurrent layers by name, before anything is traced: ONNX has
 /// no quantized LSTM/GRU/RNN, and their unrolled graph (one Q/DQ pair per weight and
 /// time step, the sequence length baked in) is not what TensorRT builds recurrent
-/// engines from. They are found by torch's `weight_ih` parameter, which every
+/// engines from. They are found by torch's `weight_ih…` parameter, which every
 /// `QuantLSTM`, `QuantLSTMCell`, `QuantGRU` and `QuantRNN` has.
 fn refuse_recurrent<M: Module>(model: &M) -> Result<()> {
     use burn::module::Param;
@@ -196,19 +196,16 @@ fn refuse_recurrent<M: Module>(model: &M) -> Result<()> {
     struct Find(Option<ModulePath>);
     impl PathVisitor for Find {
         fn visit_float<const D: usize>(&mut self, path: &ModulePath, _: &Param<Tensor<D>>) {
-            if self.0.is_none() && path.last() == Some("weight_ih") {
+            // torch's `weight_ih` (a cell) or `weight_ih_l{layer}…` (a layer).
+            if self.0.is_none() && path.last().is_some_and(|p| p.starts_with("weight_ih")) {
                 self.0 = Some(path.parent());
             }
         }
     }
     let mut find = Find::default();
     visit_paths(model, &mut find);
-    let Some(cell) = find.0 else { return Ok(()) };
-    // `lstm.cells.0` names the layer `lstm`; a QuantLSTMCell is its own path.
-    let seg = cell.segments();
-    let layer = match seg {
-        [head @ .., cells, _] if cells == "cells" => head.join("."),
-        _ => cell.dotted(),
+    let Some(layer) = find.0.map(|p| p.dotted()) else {
+        return Ok(());
     };
     Err(Error::UnsupportedLayer {
         layer: if layer.is_empty() {

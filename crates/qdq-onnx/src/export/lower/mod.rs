@@ -2,14 +2,16 @@
 //! and the emitting helpers here, one file per op family ([`elementwise`], [`shape`],
 //! [`conv`]), quantizers in [`quant`] and constant folding in [`weights`].
 //!
-//! Operations are lowered in recording order. Three things are not one-to-one:
+//! Operations are lowered in recording order. Four things are not one-to-one:
 //! - a quantizer marker becomes a `QuantizeLinear → DequantizeLinear` pair;
 //! - a marker on a constant (a weight) is held back: a following transpose or
 //!   permute of it is folded into the weight initializer, its axis moved along, so a
 //!   `Linear` exports as `MatMul` on a `[in, out]` weight quantized on axis 1
 //!   instead of a Transpose between the DequantizeLinear and the MatMul;
 //! - reshapes and transposes of constants (a bias reshaped for broadcasting) are
-//!   folded into initializers.
+//!   folded into initializers;
+//! - burn's instance norm (group norm's primitive ops) is fused afterwards into one
+//!   `InstanceNormalization` node ([`instance_norm`]).
 
 use std::collections::HashMap;
 
@@ -32,6 +34,7 @@ use crate::qdq::{QdqFormat, insert_qdq_scaled};
 
 mod conv;
 mod elementwise;
+mod instance_norm;
 mod quant;
 mod shape;
 mod weights;
@@ -137,6 +140,7 @@ impl<'a> Lowerer<'a> {
                     .push(node("Identity", &name, &[&produced], &[&wanted]));
             }
         }
+        instance_norm::fuse(&mut self.graph);
         Ok(self)
     }
 

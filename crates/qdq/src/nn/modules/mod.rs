@@ -32,6 +32,7 @@ mod quant_mha;
 mod quant_pooling;
 mod quant_rnn;
 pub mod rnn_cell;
+pub mod rnn_names;
 
 pub use mixin::{
     DefaultQuantDesc, QuantInputMixin, QuantMixin, check_fake_quant, init_input_quantizer,

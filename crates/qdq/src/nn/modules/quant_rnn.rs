@@ -6,8 +6,8 @@
 //! torch's recurrence (see [`RnnMode`]). The quantizers of cell `k = layer ·
 //! num_directions + direction` are `_input_quantizers.{k}` and `_weight_quantizers.{k}`,
 //! as in the reference's state dict; the weights, in torch's layout and gate order,
-//! are `cells.{k}.weight_ih` (torch: `weight_ih_l{layer}{_reverse}`), `weight_hh`,
-//! `bias_ih`, `bias_hh`.
+//! are torch's `weight_ih_l{layer}{_reverse}`, `weight_hh_l…`, `bias_ih_l…`,
+//! `bias_hh_l…` ([`super::rnn_names`]), so a torch state dict loads by name.
 //!
 //! The reference's `QuantRNN` and `QuantGRU` build their quantizers but crash at
 //! forward (its `Recurrent` passes quantizer keyword arguments that torch's
@@ -165,8 +165,9 @@ macro_rules! quant_recurrent {
         $(#[$doc])*
         ///
         /// # Fields
-        /// - `cells.{k}`: cell `k = layer · num_directions + direction`, torch's
-        ///   `weight_ih_l{layer}{_reverse}` `[gates · d_hidden, d_in]` and so on
+        /// - `cells[k]`: cell `k = layer · num_directions + direction`, named as torch
+        ///   names it: `weight_ih_l{layer}{_reverse}` `[gates · d_hidden, d_in]`,
+        ///   `weight_hh_l…`, `bias_ih_l…`, `bias_hh_l…` ([`super::rnn_names`])
         /// - `_input_quantizers.{k}`: 8-bit per tensor by default, over `cat([x, h], 1)`
         /// - `_weight_quantizers.{k}`: 8-bit per gate row (axis 0) by default, over
         ///   `cat([W_ih, W_hh], 1)` `[gates · d_hidden, d_in + d_hidden]`
@@ -175,7 +176,7 @@ macro_rules! quant_recurrent {
         /// - input: `[seq, batch, d_input]` (`[batch, seq, d_input]` when `batch_first`)
         /// - output: `[seq, batch, num_directions · d_hidden]` (batch first likewise)
         /// - state: [`RecurrentState`]
-        #[derive(burn::module::Module, Debug)]
+        #[derive(Clone, Debug)]
         pub struct $name {
             /// Cell weights, one per layer and direction.
             pub cells: Vec<RnnCellWeights>,
@@ -192,9 +193,10 @@ macro_rules! quant_recurrent {
             /// Whether the input is `[batch, seq, features]`.
             pub batch_first: bool,
             /// The recurrence.
-            #[module(skip)]
             pub mode: RnnMode,
         }
+
+        super::rnn_names::recurrent_module!($name);
 
         #[doc = concat!("Configuration of a [`", stringify!($name), "`] (torch's constructor arguments and defaults).")]
         #[derive(Clone, Debug, Serialize, Deserialize)]
