@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -286,7 +287,9 @@ pub(crate) fn calibrate(
     methods: &Methods,
     json: bool,
 ) -> Fallible<CalibrationCache> {
+    let start = Instant::now();
     let calib = collect(prepared, graph, data, (batch, false), methods, json)?;
+    let collected = start.elapsed().as_secs_f64();
     let (method, per) = methods.fixed();
     if !methods.auto() {
         return Ok(calib.cache(method, &per)?);
@@ -319,6 +322,7 @@ pub(crate) fn calibrate(
         }
     }
     bar.finish_and_clear();
+    let probed = start.elapsed().as_secs_f64();
     let chosen = auto
         .choices()
         .into_iter()
@@ -346,6 +350,12 @@ pub(crate) fn calibrate(
             "auto: output error of the whole model on {seen} items: {}; kept: {}",
             measured.join(", "),
             choice.label
+        );
+        // Where the time went, for users weighing `auto` against a fixed method.
+        eprintln!(
+            "auto: {collected:.1} s histogram pass, {:.1} s probing the consumers, {:.1} s whole-model step",
+            probed - collected,
+            start.elapsed().as_secs_f64() - probed
         );
     }
     Ok(choice.cache)
