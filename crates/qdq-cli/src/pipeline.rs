@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -314,8 +315,18 @@ pub(crate) fn calibrate(
     methods: &Methods,
     json: bool,
 ) -> Fallible<(CalibrationCache, usize)> {
+    let start = Instant::now();
     let (calib, batch) = collect(prepared, graph, data, (batch, false), methods, json)?;
-    let cache = calibrate_all(prepared, graph, data, (calib, batch), methods, json)?;
+    let collected = start.elapsed().as_secs_f64();
+    let cache = calibrate_all(
+        prepared,
+        graph,
+        data,
+        (calib, batch),
+        methods,
+        json,
+        (start, collected),
+    )?;
     let left_out: Vec<&str> = prepared
         .left_out(&cache)
         .iter()
@@ -332,7 +343,8 @@ pub(crate) fn calibrate(
 }
 
 /// [`calibrate`] after the collecting pass: the cache of `calib`, with `auto`'s pass on
-/// batches of at most `batch` items.
+/// batches of at most `batch` items; `start` and `collected` (seconds the collecting
+/// pass took) time auto's phases.
 fn calibrate_all(
     prepared: &Prepared,
     graph: &OnnxGraph,
@@ -340,6 +352,7 @@ fn calibrate_all(
     (calib, batch): (Calibration, usize),
     methods: &Methods,
     json: bool,
+    (start, collected): (Instant, f64),
 ) -> Fallible<CalibrationCache> {
     let (method, per) = methods.fixed();
     if !methods.auto() {
@@ -374,6 +387,7 @@ fn calibrate_all(
         }
     }
     bar.finish_and_clear();
+    let probed = start.elapsed().as_secs_f64();
     let chosen = auto
         .choices()
         .into_iter()
@@ -401,6 +415,12 @@ fn calibrate_all(
             "auto: output error of the whole model on {seen} items: {}; kept: {}",
             measured.join(", "),
             choice.label
+        );
+        // Where the time went, for users weighing `auto` against a fixed method.
+        eprintln!(
+            "auto: {collected:.1} s histogram pass, {:.1} s probing the consumers, {:.1} s whole-model step",
+            probed - collected,
+            start.elapsed().as_secs_f64() - probed
         );
     }
     Ok(choice.cache)

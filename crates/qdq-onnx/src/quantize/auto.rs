@@ -21,7 +21,7 @@ use onnx_ir::{GraphProto, ModelProto, ValueInfoProto};
 
 use super::Method;
 use super::Prepared;
-use super::auto_model::{least, relative_error};
+use super::auto_model::{fused, least, relative_error};
 use super::calibrate::Calibration;
 use crate::error::{Error, Result};
 use crate::passes::{Site, SiteKind, insert_sites_as};
@@ -153,10 +153,13 @@ impl AutoSelect {
         graph: &OnnxGraph,
         inputs: Vec<(String, Value)>,
     ) -> Result<Vec<(String, Value)>> {
+        // A probe's inputs, and its consumers' float outputs, which the float graph
+        // computes anyway (the same nodes on the same values): the probe reuses them
+        // rather than running its float copy.
         let needed: HashSet<String> = self
             .probes
             .iter()
-            .flat_map(|p| p.cut.inputs.iter().cloned())
+            .flat_map(|p| p.cut.inputs.iter().chain(&p.cut.outputs).cloned())
             .collect();
         let mut pending: Vec<usize> = (0..self.probes.len()).collect();
         let mut held: HashMap<String, Value> = HashMap::new();
@@ -171,14 +174,18 @@ impl AutoSelect {
             let mut k = 0;
             while k < pending.len() {
                 let p = &mut probes[pending[k]];
-                if p.cut.inputs.iter().all(|i| held.contains_key(i)) {
+                if p.cut.wanted().all(|i| held.contains_key(i)) {
                     p.measure(&held, formats, device)?;
                     pending.swap_remove(k);
                 } else {
                     k += 1;
                 }
             }
-            held.retain(|n, _| pending.iter().any(|&i| probes[i].cut.inputs.contains(n)));
+            held.retain(|n, _| {
+                pending
+                    .iter()
+                    .any(|&i| probes[i].cut.wanted().any(|w| w == n))
+            });
             Ok(())
         };
         for (name, v) in &inputs {
@@ -194,7 +201,20 @@ impl AutoSelect {
         if let Some(e) = failure {
             return Err(e);
         }
-        run.map_err(Error::Run)
+        let outputs = run.map_err(Error::Run)?;
+        // A consumer output the run never showed (an unused optional output): those
+        // probes run their float copy.
+        for i in pending {
+            if self.probes[i]
+                .cut
+                .inputs
+                .iter()
+                .all(|n| held.contains_key(n))
+            {
+                self.probes[i].measure(&held, self.formats, &self.device)?;
+            }
+        }
+        Ok(outputs)
     }
 
     /// The choice for every probed tensor (none before a batch was fed).
@@ -234,7 +254,7 @@ impl Probe {
         formats: (QdqFormat, QdqFormat),
         device: &burn::tensor::Device,
     ) -> Result<OnnxGraph> {
-        let model = self.cut.model(amax, formats)?;
+        let model = fused(self.cut.model(amax, formats)?);
         OnnxGraph::from_model(&model, device).map_err(|e| {
             Error::Graph(format!(
                 "auto: probing the consumers of `{}`: {e}",
@@ -243,7 +263,8 @@ impl Probe {
         })
     }
 
-    /// Runs the probe graphs on the `held` values and adds each candidate's error.
+    /// Runs the probe graphs on the `held` values and adds each candidate's error
+    /// against the float outputs, taken from `held` when the float graph made them.
     fn measure(
         &mut self,
         held: &HashMap<String, Value>,
@@ -261,10 +282,22 @@ impl Probe {
         let run = |g: OnnxGraph| -> Result<Vec<Vec<f32>>> {
             host(&g.run(feed.clone()).map_err(fail)?).map_err(fail)
         };
-        let float = run(self.load(None, formats, device)?)?;
+        let seen: Option<Vec<&Value>> = self.cut.outputs.iter().map(|n| held.get(n)).collect();
+        let float = match seen {
+            Some(values) => values
+                .into_iter()
+                .map(Value::to_f32)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(fail)?,
+            None => run(self.load(None, formats, device)?)?,
+        };
         for k in 0..self.candidates.len() {
             let q = run(self.load(Some(self.candidates[k].1), formats, device)?)?;
-            self.error[k] += relative_error(q.iter().flatten().zip(float.iter().flatten()));
+            self.error[k] += relative_error(
+                q.iter()
+                    .zip(&float)
+                    .map(|(q, f)| (q.as_slice(), f.as_slice())),
+            );
         }
         self.batches += 1;
         Ok(())
@@ -296,6 +329,11 @@ struct Cut {
 }
 
 impl Cut {
+    /// The values a probe waits for: its inputs and its float outputs.
+    fn wanted(&self) -> impl Iterator<Item = &String> {
+        self.inputs.iter().chain(&self.outputs)
+    }
+
     fn new(
         model: &ModelProto,
         graph: &GraphProto,

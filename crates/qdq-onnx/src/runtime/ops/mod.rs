@@ -28,6 +28,7 @@ pub(crate) mod pool;
 pub(crate) mod pool_indices;
 pub(crate) mod qlinear;
 pub(crate) mod quant;
+pub(crate) mod quant_fused;
 pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod resize;

@@ -8,6 +8,7 @@ use qdq::tensor_quant::kernel::e4m3_round;
 use super::super::error::{RunResult, op_err};
 use super::super::value::{DynTensor, Value, dyn_apply, dyn_map};
 use super::elementwise::{Bin, binary};
+use super::quant_fused::{fake_quantize_host, takes};
 use super::{Ctx, as_float, float_to_int, norm_axis};
 use crate::proto::elem::{self as dt, dtype_name};
 use burn::tensor::Float;
@@ -190,7 +191,9 @@ pub(crate) fn dequantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
 /// `DequantizeLinear` pair with one scale and a zero zero-point, as one node (inputs
 /// `x`, `scale`, `zero_point`; the pair's `axis`, `output_dtype` and `saturate`).
 ///
-/// The value is exactly the pair's: the same two kernels run on the detached input.
+/// The value is exactly the pair's: untracked 8- and 16-bit codes take one host pass
+/// ([`super::quant_fused`], bit for bit the pair), anything else runs the same two
+/// kernels on the detached input.
 /// The gradient is the reference's straight-through estimator: passed where
 /// `|x| <= qmax * scale` (the amax the scale was made from), zero elsewhere.
 pub(crate) fn fake_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
@@ -215,6 +218,21 @@ pub(crate) fn fake_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
         inputs: vec![Some(first), ctx.opt(1), zero_point.clone()],
         device: ctx.device,
     };
+    let tracked = dyn_apply!(&x.t, |t, R| t.is_tracked());
+    let block = ctx.int_attr("block_size", 0) != 0;
+    let out_type = match &zero_point {
+        Some(z) => z.elem_type(),
+        None => match ctx.int_attr("output_dtype", 0) as i32 {
+            0 => dt::UINT8,
+            t => t,
+        },
+    };
+    if let Some(r) = dt::integer_range(out_type).filter(|&r| !tracked && !block && takes(r)) {
+        // Nothing trains through it: the pair in one host pass.
+        let axis = ctx.int_attr("axis", 1);
+        let scale = param(ctx.float(1)?, &x.shape, axis, "y_scale")?;
+        return Ok(vec![fake_quantize_host(&x, &scale, r, ctx.device)?]);
+    }
     let detached = DynTensor::with(dyn_map!(x.t.clone(), |t, R| t.detach()), x.shape.clone());
     let q = quantize(&pair(Value::Float(detached)))?.remove(0);
     let qmax = match q.elem_type() {
@@ -222,7 +240,7 @@ pub(crate) fn fake_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
         code => range(code)?.1,
     };
     let forward = dequantize(&pair(q))?.remove(0);
-    if !dyn_apply!(&x.t, |t, R| t.is_tracked()) {
+    if !tracked {
         return Ok(vec![forward]);
     }
     let axis = ctx.int_attr("axis", 1);
