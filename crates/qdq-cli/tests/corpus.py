@@ -26,13 +26,15 @@ def main(argv):
     ctx = bench.Ctx(models)
     if cmd == "items":
         mid, n, seed, out = argv[2], int(argv[3]), int(argv[4]), Path(argv[5])
-        bench.save_items(bench.make_items(mid, n, seed, ctx), out)
+        items, truths = bench.make_items(mid, n, seed, ctx)
+        bench.save_items(items, out, truths)
     elif cmd == "judge":
         mid, quant, ev = argv[2], Path(argv[3]), Path(argv[4])
         items = bench.load_items(ev)
         row = {"valid": bench.validity(quant, items[0])}
         if row["valid"] == "ok":
-            score, cos = bench.evaluate(models / f"{mid}.onnx", quant, items, bench.MODELS[mid][2])
+            refs = bench.run_all(models / f"{mid}.onnx", items)
+            score, cos, _ = bench.evaluate(refs, quant, items, bench.MODELS[mid][2])
             row.update(score=score, cosine=cos, metric=bench.MODELS[mid][1])
         print(json.dumps(row))
     else:
