@@ -32,6 +32,38 @@ fn f(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("a number: {v}"))
 }
 
+/// `distill_bert.py make`: the 2-layer encoder and its items in `dir`; returns the
+/// model, calibration and evaluation paths.
+fn make_bert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let made = Command::new(python())
+        .arg(bert_script())
+        .arg("make")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (dir.join("model.onnx"), dir.join("calib"), dir.join("eval"))
+}
+
+/// `distill_bert.py judge`: ONNX Runtime's cosine of `file`'s outputs to FP32's.
+fn judge_bert(dir: &Path, file: &Path) -> f64 {
+    let o = Command::new(python())
+        .arg(bert_script())
+        .args(["judge", s(dir), s(file)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+fn bert_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/distill_bert.py")
+}
+
 #[test]
 fn distill_on_the_demo_cnn_lowers_the_kl_and_ort_scores_the_file_alike() {
     let dir = scratch("distill-cnn");
@@ -110,28 +142,8 @@ fn distill_on_the_demo_cnn_lowers_the_kl_and_ort_scores_the_file_alike() {
 #[test]
 fn distill_on_a_bert_style_encoder_with_int64_inputs() {
     let dir = scratch("distill-bert");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/distill_bert.py");
-    let made = Command::new(python())
-        .arg(&script)
-        .arg("make")
-        .arg(&*dir)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let (model, calib, eval) = (dir.join("model.onnx"), dir.join("calib"), dir.join("eval"));
-    let judge = |file: &Path| -> f64 {
-        let o = Command::new(python())
-            .arg(&script)
-            .args(["judge", s(&dir), s(file)])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
-    };
+    let (model, calib, eval) = make_bert(&dir);
+    let judge = |file: &Path| judge_bert(&dir, file);
 
     // Plain PTQ first: the file ONNX Runtime runs, with qdq's cosine.
     let ptq_file = dir.join("ptq.onnx");
@@ -250,28 +262,8 @@ fn int4_weights(file: &Path) -> Vec<(String, Vec<i64>)> {
 #[test]
 fn w4a8_on_the_bert_style_encoder_writes_int4_and_distillation_recovers() {
     let dir = scratch("distill-bert-w4a8");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/distill_bert.py");
-    let made = Command::new(python())
-        .arg(&script)
-        .arg("make")
-        .arg(&*dir)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let (model, calib, eval) = (dir.join("model.onnx"), dir.join("calib"), dir.join("eval"));
-    let judge = |file: &Path| -> f64 {
-        let o = Command::new(python())
-            .arg(&script)
-            .args(["judge", s(&dir), s(file)])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
-    };
+    let (model, calib, eval) = make_bert(&dir);
+    let judge = |file: &Path| judge_bert(&dir, file);
     let hidden = |v: &serde_json::Value| -> f64 {
         let o = v["outputs"].as_array().unwrap();
         f(&o.iter().find(|o| o["name"] == "hidden").unwrap()["cosine"])
