@@ -395,9 +395,10 @@ def measured(cmd, timeout, log):
 def ort_worker(args):
     """`--ort-worker MODEL DATA OUT METHOD`: ORT quantize_static on the calibration items.
     METHOD is a CalibrationMethod (MinMax, Entropy, Percentile), optionally `:OP+OP` to
-    quantize only those op types (`MinMax:MatMul`, the best setting on transformers), or
-    `dynamic` for quantize_dynamic (weights per channel, activations quantized at run time;
-    no calibration)."""
+    quantize only those op types (`MinMax:MatMul`, the best setting on transformers),
+    `default` for quantize_static with none of its options set, or `dynamic` for
+    quantize_dynamic (weights per channel, activations quantized at run time; no
+    calibration)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -420,6 +421,12 @@ def ort_worker(args):
 
         def get_next(self):
             return next(self.it, None)
+
+    if method == "default":
+        # What a user gets from the call with no options: QDQ, per-tensor weights,
+        # asymmetric INT8 activations (zero points), MinMax.
+        quantize_static(model, out, Reader())
+        return
 
     quantize_static(
         model,
