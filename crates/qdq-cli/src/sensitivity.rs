@@ -80,6 +80,14 @@ pub(crate) fn keep_sensitive_float(
     let (check, seen) = model_check(&s.float, calib, batch, c.auto_items)?;
     let ranking = sensitivity(&s.prepared, cache, &check, &s.opts, s.float.device())?;
     let float = most_sensitive(&ranking, keep.top, keep.above);
+    // Every layer float is the FP32 model under a QDQ name: refuse rather than write it.
+    if !ranking.is_empty() && float.len() == ranking.len() {
+        return Err(format!(
+            "--keep-float-sensitive / --keep-float-above keep all {} layers in float, so nothing would be quantized; keep fewer (`qdq sensitivity` prints the ranking)",
+            ranking.len()
+        )
+        .into());
+    }
     let kept: Vec<&LayerSensitivity> = ranking.iter().filter(|l| float.contains(&l.node)).collect();
     if !json {
         let shown: Vec<String> = kept

@@ -929,4 +929,20 @@ fn sensitivity_ranks_the_clipped_layer_first_and_quantize_keeps_it_float() {
             .all(|n| n.op_type != "DequantizeLinear" || !mm.input.contains(&n.output[0])),
         "MatMul_12 reads no dequantized tensor"
     );
+
+    // Keeping every layer float would write the FP32 model: refused, naming the count,
+    // and nothing written.
+    let all = dir.join("all-float.onnx");
+    let o = qdq(&[
+        &args[..],
+        &["--keep-float-sensitive", "1000", "-o", s(&all)],
+    ]
+    .concat());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("keep all 6 layers in float"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!all.exists());
 }
