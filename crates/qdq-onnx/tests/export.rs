@@ -415,6 +415,71 @@ fn fp8_exports_standard_and_tensorrt_forms() {
     onnx_check(&trt, &dir);
 }
 
+#[test]
+fn four_bit_weights_export_as_int4_at_opset_21() {
+    let dir = scratch("w4a8");
+    // W4A8 as the ResNet chapter trains it: 4-bit weights per output feature, 8-bit
+    // activations.
+    let w4 = QuantDescriptor::builder()
+        .num_bits(4)
+        .axis([0])
+        .build()
+        .unwrap();
+    let layer = |i, o| {
+        QuantLinearConfig::new(i, o)
+            .with_quant_desc_weight(w4.clone())
+            .init(&dev())
+            .unwrap()
+    };
+    let mlp = Mlp {
+        fc1: layer(6, 16),
+        fc2: layer(16, 5),
+    };
+    let model = calibrate(mlp, Mlp::forward, &[mlp_data(1), mlp_data(2)]);
+    let x = mlp_data(3);
+
+    // INT4 Q/DQ exists from opset 21: below, a typed error naming the quantizer.
+    let err = export(&model, Mlp::forward, x.clone(), &ExportOptions::default()).unwrap_err();
+    match &err {
+        Error::Opset {
+            quantizer, needed, ..
+        } => assert_eq!((quantizer.as_str(), *needed), ("fc1._weight_quantizer", 21)),
+        other => panic!("{other}"),
+    }
+
+    let onnx = export(
+        &model,
+        Mlp::forward,
+        x.clone(),
+        &ExportOptions::default().with_opset(21),
+    )
+    .unwrap();
+    assert_eq!(lint(&onnx), vec![]);
+    let zp = |name: &str| {
+        graph(&onnx)
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .data_type
+    };
+    assert_eq!(zp("fc1._weight_quantizer_zero_point"), 22, "INT4");
+    assert_eq!(zp("fc1._input_quantizer_zero_point"), 3, "INT8");
+    // Each of the 16 scales is its row's amax / 7 (pytorch-quantization's 4-bit bound).
+    let amax = amax_of(&model, "fc1._weight_quantizer");
+    let (_, scale) = floats(&onnx, "fc1._weight_quantizer_scale");
+    assert_eq!(scale, amax.iter().map(|a| a / 7.0).collect::<Vec<_>>());
+    assert_eq!(
+        axis(node(&onnx, "fc1._weight_quantizer_QuantizeLinear")),
+        Some(1)
+    );
+
+    onnx_check(&onnx, &dir);
+    let ours = values(model.forward(x.clone()));
+    let ort = ort_run(&onnx, &x, &dir);
+    assert_close(&ours, &ort, 1e-4, 0.99);
+}
+
 // ---------------------------------------------------------------- errors, before writing
 
 #[test]

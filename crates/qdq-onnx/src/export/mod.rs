@@ -5,12 +5,13 @@
 //! `TensorQuantizer` becomes a `QuantizeLinear → DequantizeLinear` pair where it
 //! stands (including a quantizer used directly in `forward`, such as ResNet's
 //! residual quantizer); weights stay float initializers with their own pair, biases
-//! stay float. Scales are `amax / 127` (255 unsigned, 448 FP8) in float32, zero
-//! points 0 of type INT8 / UINT8 / FLOAT8E4M3FN.
+//! stay float. Scales are `amax / 127` (255 unsigned, 448 FP8, 7 for 4-bit) in
+//! float32, zero points 0 of type INT8 / UINT8 / FLOAT8E4M3FN / INT4 (4-bit
+//! quantizers, opset 21).
 //!
 //! Everything that can go wrong is found before a byte is written: an uncalibrated
 //! or calibrating quantizer (named), per-channel scales below opset 13, FP8 below
-//! opset 19, every operation the exporter cannot lower (listed with its place), and
+//! opset 19, 4-bit below opset 21, other bit widths, every operation the exporter cannot lower (listed with its place), and
 //! any TensorRT rule the result would break ([`crate::lint`]). [`export_to_file`]
 //! writes atomically.
 //!

@@ -37,6 +37,9 @@ impl Lowerer<'_> {
         let format = match (l.num_bits, l.unsigned) {
             (NumBits::Int(8), false) => QdqFormat::Int8,
             (NumBits::Int(8), true) => QdqFormat::Uint8,
+            // W4A8's weights (and w4a4's activations, which the lint then judges):
+            // ONNX's INT4, opset 21.
+            (NumBits::Int(4), false) => QdqFormat::Int4,
             (NumBits::E4M3(_), _) => match self.options.fp8 {
                 Fp8Style::Onnx => QdqFormat::Fp8E4M3,
                 Fp8Style::TensorRt => QdqFormat::TrtFp8E4M3,
@@ -47,7 +50,8 @@ impl Lowerer<'_> {
                     source: Box::new(qdq::Error::Unsupported {
                         what: "ONNX export",
                         format: format!(
-                            "{bits}-bit quantizers; TensorRT Q/DQ is 8-bit (INT8) or FP8 E4M3"
+                            "{bits}-bit quantizers{}; ONNX Q/DQ holds signed 4-bit (opset 21) and 8-bit integers and FP8 E4M3",
+                            if l.unsigned { " (unsigned)" } else { "" }
                         ),
                     }),
                 }));
@@ -67,6 +71,7 @@ impl Lowerer<'_> {
         if self.options.opset < needed {
             let what = match format {
                 QdqFormat::Fp8E4M3 => "FP8 E4M3 QuantizeLinear (FLOAT8E4M3FN)".to_string(),
+                QdqFormat::Int4 => "INT4 QuantizeLinear (4-bit quantizers)".to_string(),
                 _ => format!("per-channel quantization (axis {})", l.axis.unwrap_or(0)),
             };
             return Err(fail(what, needed));
