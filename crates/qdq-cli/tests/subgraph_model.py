@@ -2,6 +2,7 @@
 
 usage: subgraph_model.py make DIR
        subgraph_model.py judge FLOAT.onnx QDQ.onnx
+       subgraph_model.py stored QDQ.onnx STORED.onnx
 
 `make` writes DIR/branches.onnx: x float [batch, 2, 8], sr int64 [] (a sample rate, as
 silero-vad takes it). `If (sr == 16000)`: then_branch Conv(x, Wt) -> Relu -> MatMul(Mt)
@@ -20,6 +21,13 @@ of 1 (as khmersm's attention does): x [batch, 4] -> Reshape([1, 4]) -> MatMul(W 
 Runtime on eval16 and eval8 (next to FLOAT.onnx), and prints JSON: `q` the
 QuantizeLinear nodes of each graph (by scope), `cos16`/`cos8` the cosine of the
 quantized output to the float one.
+
+`stored` checks STORED.onnx (written with `--weights int8`) with onnx.checker
+(full_check), runs both files with ONNX Runtime on eval16 and eval8 and prints JSON:
+`weight_q` the outputs of QDQ.onnx's QuantizeLinear nodes that read constants (by
+scope), `int8` STORED.onnx's INT8 initializers other than zero points (by scope), `q` its QuantizeLinear
+nodes, `floats` which of the fixture's float weights (Wt, Wl, Mt, We, Me) it still
+holds anywhere, `diff` the largest |difference| of the two files' outputs.
 """
 import json
 import os
@@ -156,7 +164,56 @@ def judge(float_path, qdq_path):
     print(json.dumps(result))
 
 
+def graphs(graph, scope, out):
+    out.append((scope, graph))
+    for n in graph.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                graphs(a.g, f"{scope}{n.name}/{a.name}/", out)
+    return out
+
+
+def stored(qdq_path, stored_path):
+    qdq, st = onnx.load(qdq_path), onnx.load(stored_path)
+    onnx.checker.check_model(st, full_check=True)
+    constants = set()
+    for _, g in graphs(qdq.graph, "", []):
+        constants |= {t.name for t in g.initializer}
+        constants |= {n.output[0] for n in g.node if n.op_type == "Constant"}
+    weight_q = {
+        scope: sorted(n.output[0] for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] in constants)
+        for scope, g in graphs(qdq.graph, "", [])
+    }
+    def int8_weights(g):
+        zero_points = {n.input[2] for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2}
+        return sorted(t.name for t in g.initializer if t.data_type == T.INT8 and t.name not in zero_points)
+
+    int8 = {scope: int8_weights(g) for scope, g in graphs(st.graph, "", [])}
+    held = set()
+    for _, g in graphs(st.graph, "", []):
+        held |= {t.name for t in g.initializer} | {n.output[0] for n in g.node if n.op_type == "Constant"}
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    run = lambda p, feed: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    d = os.path.dirname(qdq_path)
+    diff = 0.0
+    for rate in ["16", "8"]:
+        data = np.load(os.path.join(d, f"eval{rate}.npz"))
+        feed = {"x": data["x"], "sr": data["sr"]}
+        diff = max(diff, float(np.max(np.abs(run(qdq_path, feed) - run(stored_path, feed)))))
+    result = {
+        "weight_q": weight_q,
+        "int8": int8,
+        "q": q_nodes(st.graph, "", {}),
+        "floats": sorted(held & {"Wt", "Wl", "Mt", "We", "Me"}),
+        "diff": diff,
+    }
+    print(json.dumps(result))
+
+
 if sys.argv[1] == "make":
     make(sys.argv[2])
+elif sys.argv[1] == "stored":
+    stored(sys.argv[2], sys.argv[3])
 else:
     judge(sys.argv[2], sys.argv[3])

@@ -65,6 +65,47 @@ fn quantizers_go_inside_branches_and_loop_bodies() {
     for method in ["max", "auto"] {
         judge(&dir, &model, method);
     }
+
+    // `--weights int8` stores the weights of every graph quantized, in the graph whose
+    // pair reads them (a main-graph weight read by a branch included), gives the
+    // float-weight file's outputs exactly, and drops the float weights no node reads
+    // any more (the else branch's MatMul weight, left float, stays).
+    let stored = dir.join("stored.onnx");
+    let o = qdq(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&dir.join("calib.npz")),
+        "--method",
+        "max",
+        "--weights",
+        "int8",
+        "-o",
+        s(&stored),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let max = dir.join("max.onnx");
+    let got: serde_json::Value =
+        serde_json::from_str(script(&["stored", s(&max), s(&stored)]).trim()).unwrap();
+    assert_eq!(got["int8"], got["weight_q"], "{got}");
+    let scopes = [
+        "",
+        "branch/else_branch/",
+        "branch/then_branch/",
+        "loop/body/",
+    ];
+    let counts: Vec<usize> = scopes
+        .iter()
+        .map(|sc| got["int8"][sc].as_array().unwrap().len())
+        .collect();
+    assert_eq!(counts, [0, 1, 2, 1], "{got}");
+    let q = |scope: &str| got["q"][scope].clone();
+    assert_eq!(q(""), serde_json::json!([]));
+    assert_eq!(q("branch/else_branch/"), serde_json::json!([QE[0]]));
+    assert_eq!(q("branch/then_branch/"), serde_json::json!([QT[0], QT[2]]));
+    assert_eq!(q("loop/body/"), serde_json::json!([QL[0]]));
+    assert_eq!(got["floats"], serde_json::json!(["Me"]), "{got}");
+    assert_eq!(got["diff"].as_f64(), Some(0.0), "{got}");
 }
 
 /// Quantizes the fixture by `method` and checks the written file.
