@@ -21,7 +21,7 @@ use onnx_ir::{GraphProto, ModelProto, ValueInfoProto};
 
 use super::Method;
 use super::Prepared;
-use super::auto_model::{fused, least, relative_error};
+use super::auto_model::{default_width, fused, least, relative_error, side_by_side};
 use super::calibrate::Calibration;
 use crate::error::{Error, Result};
 use crate::passes::{Site, SiteKind, insert_sites_as};
@@ -280,7 +280,7 @@ impl Probe {
         let tensor = &self.tensor;
         let fail = |e: RunError| Error::Graph(format!("auto: probing `{tensor}`: {e}"));
         let run = |g: OnnxGraph| -> Result<Vec<Vec<f32>>> {
-            host(&g.run(feed.clone()).map_err(fail)?).map_err(fail)
+            host(g.run(feed.clone()).map_err(fail)?).map_err(fail)
         };
         let seen: Option<Vec<&Value>> = self.cut.outputs.iter().map(|n| held.get(n)).collect();
         let float = match seen {
@@ -291,13 +291,19 @@ impl Probe {
                 .map_err(fail)?,
             None => run(self.load(None, formats, device)?)?,
         };
-        for k in 0..self.candidates.len() {
-            let q = run(self.load(Some(self.candidates[k].1), formats, device)?)?;
-            self.error[k] += relative_error(
+        // The candidates run side by side (a probe is a few nodes, often elementwise
+        // work on one thread).
+        let this = &*self;
+        let errors = side_by_side(&this.candidates, default_width(), |&(_, amax)| {
+            let q = run(this.load(Some(amax), formats, device)?)?;
+            Ok::<_, Error>(relative_error(
                 q.iter()
                     .zip(&float)
                     .map(|(q, f)| (q.as_slice(), f.as_slice())),
-            );
+            ))
+        });
+        for (k, e) in errors.into_iter().enumerate() {
+            self.error[k] += e?;
         }
         self.batches += 1;
         Ok(())
@@ -305,8 +311,8 @@ impl Probe {
 }
 
 /// Every output as f32 on the host.
-fn host(outputs: &[(String, Value)]) -> std::result::Result<Vec<Vec<f32>>, RunError> {
-    outputs.iter().map(|(_, v)| v.to_f32()).collect()
+fn host(outputs: Vec<(String, Value)>) -> std::result::Result<Vec<Vec<f32>>, RunError> {
+    outputs.into_iter().map(|(_, v)| v.into_f32()).collect()
 }
 
 /// One quantizer's consumers cut out of the graph.

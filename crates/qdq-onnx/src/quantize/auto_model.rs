@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 
 use onnx_ir::ModelProto;
+use rayon::prelude::*;
 
 use super::auto::{Choice, candidates};
 use super::{Calibration, CalibrationCache, Method, Prepared, QuantizeOptions, apply};
@@ -105,20 +106,21 @@ pub fn choose_model(
             assignments.push((m.to_string(), cache));
         }
     }
+    // The assignments run side by side ([`parallel_width`] at a time).
+    let measured: Vec<Result<f64>> = if assignments.len() == 1 || check.is_empty() {
+        assignments.iter().map(|_| Ok(0.0)).collect()
+    } else {
+        side_by_side(&assignments, parallel_width(prepared), |(_, cache)| {
+            apply(prepared, cache, options).and_then(|m| check.error(&m, device))
+        })
+    };
     let mut errors = Vec::with_capacity(assignments.len());
     let mut first_failure = None;
-    for (label, cache) in &assignments {
-        let e = if assignments.len() == 1 || check.is_empty() {
-            0.0
-        } else {
-            match apply(prepared, cache, options).and_then(|m| check.error(&m, device)) {
-                Ok(e) => e,
-                Err(e) => {
-                    first_failure.get_or_insert(e);
-                    f64::NAN
-                }
-            }
-        };
+    for ((label, _), e) in assignments.iter().zip(measured) {
+        let e = e.unwrap_or_else(|e| {
+            first_failure.get_or_insert(e);
+            f64::NAN
+        });
         errors.push((label.clone(), e));
     }
     let totals: Vec<f64> = errors.iter().map(|e| e.1).collect();
@@ -137,6 +139,52 @@ pub fn choose_model(
         label,
         errors,
     })
+}
+
+/// How many whole models [`choose_model`] (and `sensitivity`) runs at once: [`side_by_side`]'s default
+/// width, and one when the model's weights are over [`SERIAL_ABOVE_BYTES`] (each running
+/// copy holds its own quantized weights and activations; memory goes first on large
+/// models).
+pub(crate) fn parallel_width(prepared: &Prepared) -> usize {
+    // The runtime holds weights as f32, whatever their stored type.
+    let weights: usize = prepared.model.graph.as_ref().map_or(0, |g| {
+        g.initializer
+            .iter()
+            .map(|t| crate::proto::decode::numel(t).saturating_mul(4))
+            .fold(0, usize::saturating_add)
+    });
+    if weights > SERIAL_ABOVE_BYTES {
+        1
+    } else {
+        default_width()
+    }
+}
+
+/// Weights above which `auto` runs its whole models one at a time (256 MiB).
+const SERIAL_ABOVE_BYTES: usize = 256 << 20;
+
+/// The most runs `auto` makes at once: past a few, the serial parts of each run are
+/// covered and more copies only add memory.
+const MAX_SIDE_BY_SIDE: usize = 4;
+
+/// One run per core, at most [`MAX_SIDE_BY_SIDE`].
+pub(crate) fn default_width() -> usize {
+    rayon::current_num_threads().clamp(1, MAX_SIDE_BY_SIDE)
+}
+
+/// `f` of every item, in order, `width` items at a time on rayon's threads. `auto`'s
+/// runs are largely elementwise work on one thread each, so running a few side by
+/// side fills the cores; each result is computed exactly as alone.
+pub(crate) fn side_by_side<T: Sync, R: Send>(
+    items: &[T],
+    width: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let mut out = Vec::with_capacity(items.len());
+    for group in items.chunks(width.max(1)) {
+        out.extend(group.par_iter().map(&f).collect::<Vec<_>>());
+    }
+    out
 }
 
 /// One kept batch: its inputs and the float model's outputs on the host.
@@ -199,8 +247,8 @@ impl ModelCheck {
                     float.len()
                 ))));
             }
-            for ((name, q), f) in outputs.iter().zip(float) {
-                let q = q.to_f32().map_err(Error::Run)?;
+            for ((name, q), f) in outputs.into_iter().zip(float) {
+                let q = q.into_f32().map_err(Error::Run)?;
                 if q.len() != f.len() {
                     return Err(Error::Graph(format!(
                         "auto: output `{name}` has {} values quantized, {} in float",

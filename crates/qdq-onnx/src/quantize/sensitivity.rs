@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::auto_model::ModelCheck;
+use super::auto_model::{ModelCheck, parallel_width, side_by_side};
 use super::{CalibrationCache, Prepared, QuantizeOptions, build};
 use crate::error::{Error, Result};
 use crate::passes::node_label;
@@ -97,19 +97,24 @@ pub fn sensitivity(
         .graph
         .as_ref()
         .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
-    let mut layers = Vec::new();
-    for (node, quantizers) in quantized_layers(prepared) {
-        let one = restricted(prepared, |n| n == node);
-        let error = check.error(&build(&one, cache, options)?, device)?;
+    let layers: Vec<(usize, Vec<String>)> = quantized_layers(prepared).into_iter().collect();
+    // One whole model per layer, a few side by side (as `auto`'s whole-model step).
+    let errors = side_by_side(&layers, parallel_width(prepared), |(node, _)| {
+        let one = restricted(prepared, |n| n == *node);
+        check.error(&build(&one, cache, options)?, device)
+    });
+    let mut out = Vec::with_capacity(layers.len());
+    for ((node, quantizers), error) in layers.into_iter().zip(errors) {
         let n = &graph.node[node];
-        layers.push(LayerSensitivity {
+        out.push(LayerSensitivity {
             node,
             label: node_label(n, node),
             op_type: n.op_type.clone(),
             quantizers,
-            error,
+            error: error?,
         });
     }
+    let mut layers = out;
     // `total_cmp` orders NaN above every number: reversed, NaN comes first.
     layers.sort_by(|a, b| b.error.total_cmp(&a.error));
     Ok(layers)

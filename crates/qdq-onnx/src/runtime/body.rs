@@ -247,20 +247,36 @@ impl Body {
                 op: node.op_type.clone(),
                 message,
             };
+            let read = Scope {
+                env: &env,
+                body: self,
+                parent,
+            };
+            let mut ins: Vec<Option<Value>> = node
+                .input
+                .iter()
+                .map(|i| match i.is_empty() {
+                    true => None,
+                    false => read.get(i).cloned(),
+                })
+                .collect();
+            // A value read for the last time by a node without subgraphs, once, leaves
+            // `env` now rather than after the node: the node holds it alone (unless an
+            // observer kept a copy), so a kernel may reuse its buffer.
+            if self.subgraphs[k].is_empty() {
+                for (slot, i) in node.input.iter().enumerate() {
+                    let once = node.input.iter().filter(|j| *j == i).count() == 1;
+                    if once && self.last_use.get(i) == Some(&k) && env.contains_key(i) {
+                        ins[slot] = env.remove(i);
+                    }
+                }
+            }
             let scope = Scope {
                 env: &env,
                 body: self,
                 parent,
             };
-            let ins: Vec<Option<Value>> = node
-                .input
-                .iter()
-                .map(|i| match i.is_empty() {
-                    true => None,
-                    false => scope.get(i).cloned(),
-                })
-                .collect();
-            let ctx = ops::Ctx {
+            let mut ctx = ops::Ctx {
                 node,
                 opset,
                 inputs: ins,
@@ -268,7 +284,7 @@ impl Body {
             };
             let subs = &self.subgraphs[k];
             let res = catch_unwind(AssertUnwindSafe(|| match subs.is_empty() {
-                true => ops::run_op(&node.op_type, &ctx),
+                true => ops::run_op(&node.op_type, &mut ctx),
                 false => control::run(&ctx, subs, &scope, loop_limit, &mut *observe),
             }));
             drop(ctx);

@@ -368,6 +368,11 @@ impl DynTensor<Float> {
     pub fn to_vec(&self) -> RunResult<Vec<f32>> {
         dyn_apply!(self.t.clone(), |t, R| t.try_into_vec_as::<f32>()).map_err(read_err)
     }
+
+    /// The values, taking the tensor: no copy when this was its last reference.
+    pub fn into_vec(self) -> RunResult<Vec<f32>> {
+        dyn_apply!(self.t, |t, R| t.try_into_vec_as::<f32>()).map_err(read_err)
+    }
 }
 
 impl DynTensor<Int> {
@@ -531,6 +536,15 @@ impl Value {
             Value::Int(t, _) => Ok(t.to_vec()?.into_iter().map(|v| v as f32).collect()),
             Value::Bool(t) => Ok(t.to_vec()?.into_iter().map(|v| v as u8 as f32).collect()),
             v => Err(v.not_a_tensor()),
+        }
+    }
+
+    /// [`Value::to_f32`], taking the value: a float tensor holding the last reference
+    /// to its data is read without a copy.
+    pub fn into_f32(self) -> RunResult<Vec<f32>> {
+        match self {
+            Value::Float(t) => t.into_vec(),
+            v => v.to_f32(),
         }
     }
 

@@ -416,7 +416,9 @@ pub(crate) fn supports(node: &NodeProto) -> bool {
 
 /// Runs one node. Only the sequence ops and Identity take a sequence or an optional;
 /// any other op given one fails here, naming the input, so kernels see tensors only.
-pub(crate) fn run_op(op: &str, ctx: &Ctx) -> RunResult<Vec<Value>> {
+/// `ctx` is mutable so that a kernel may take an input it holds alone and reuse its
+/// buffer (the fused fake quant does).
+pub(crate) fn run_op(op: &str, ctx: &mut Ctx) -> RunResult<Vec<Value>> {
     if op != "Identity" && !sequence::OPS.contains(&op) {
         let bad = ctx.inputs.iter().enumerate().find_map(|(i, v)| {
             v.as_ref()

@@ -196,7 +196,7 @@ pub(crate) fn dequantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
 /// kernels on the detached input.
 /// The gradient is the reference's straight-through estimator: passed where
 /// `|x| <= qmax * scale` (the amax the scale was made from), zero elsewhere.
-pub(crate) fn fake_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
+pub(crate) fn fake_quantize(ctx: &mut Ctx) -> RunResult<Vec<Value>> {
     let x = ctx.float(0)?;
     let zero_point = ctx.opt(2);
     if let Some(z) = &zero_point {
@@ -231,7 +231,10 @@ pub(crate) fn fake_quantize(ctx: &Ctx) -> RunResult<Vec<Value>> {
         // Nothing trains through it: the pair in one host pass.
         let axis = ctx.int_attr("axis", 1);
         let scale = param(ctx.float(1)?, &x.shape, axis, "y_scale")?;
-        return Ok(vec![fake_quantize_host(&x, &scale, r, ctx.device)?]);
+        // `x` alone (the node's copy dropped) is read back without a copy when the
+        // executor handed over the last reference.
+        ctx.inputs[0] = None;
+        return Ok(vec![fake_quantize_host(x, &scale, r, ctx.device)?]);
     }
     let detached = DynTensor::with(dyn_map!(x.t.clone(), |t, R| t.detach()), x.shape.clone());
     let q = quantize(&pair(Value::Float(detached)))?.remove(0);

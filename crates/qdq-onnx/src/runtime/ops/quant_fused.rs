@@ -63,14 +63,15 @@ pub(crate) fn takes(range: (f32, f32)) -> bool {
 /// # Errors
 /// A scale whose shape does not broadcast so, or a tensor that cannot be read back.
 pub(crate) fn fake_quantize_host(
-    x: &DynTensor<Float>,
+    x: DynTensor<Float>,
     scale: &DynTensor<Float>,
     range: (f32, f32),
     device: &Device,
 ) -> RunResult<Value> {
-    let mut data = x.to_vec()?;
+    let shape = x.shape.clone();
+    let mut data = x.into_vec()?;
     let scales = scale.to_vec()?;
-    let layout = AmaxLayout::new(&x.shape, &scale.shape)
+    let layout = AmaxLayout::new(&shape, &scale.shape)
         .map_err(|e| op_err(format!("y_scale of shape {:?}: {e}", scale.shape)))?;
     let pairs: Vec<Pair> = scales
         .iter()
@@ -81,7 +82,7 @@ pub(crate) fn fake_quantize_host(
         })
         .collect();
     par_map_inplace(&mut data, &layout, &pairs, Pair::fake);
-    Value::try_from_f32(data, &x.shape, device)
+    Value::try_from_f32(data, &shape, device)
 }
 
 #[cfg(test)]
@@ -137,7 +138,7 @@ mod tests {
         let Value::Float(x) = x else { unreachable!() };
         let s = Value::from_f32(vec![0.5, 1.0, 2.0], &[1, 3], &device);
         let Value::Float(s) = s else { unreachable!() };
-        let y = fake_quantize_host(&x, &s, (-128.0, 127.0), &device).unwrap();
+        let y = fake_quantize_host(x, &s, (-128.0, 127.0), &device).unwrap();
         // Codes 1/0.5 = 2, 1/1 = 1, 1/2 = 0.5 -> 0 (to even); 3/0.5 = 6, 3/1 = 3,
         // 3/2 = 1.5 -> 2 (to even); times the channel's scale.
         assert_eq!(y.to_f32().unwrap(), vec![1.0, 1.0, 0.0, 3.0, 3.0, 4.0]);
