@@ -8,6 +8,7 @@ use std::error::Error;
 use std::fmt;
 
 use qdq_onnx::runtime::RunError;
+use qdq_vision::train::TrainConfig;
 
 use crate::Fallible;
 
@@ -72,5 +73,20 @@ pub(crate) fn with_fallback<T>(
             Err(e) => Err(e),
         },
         r => r.map(|t| (t, batch)),
+    }
+}
+
+/// The training recipe once calibration ran `ran` items a batch where `asked` were
+/// asked: a model that fell back to batch 1 ([`with_fallback`]) trains one item a step
+/// too, with a note (its training batch would fail at the same node); otherwise
+/// `recipe` as given.
+pub(crate) fn training_recipe(recipe: &TrainConfig, ran: usize, asked: usize) -> TrainConfig {
+    if ran == 1 && asked > 1 && recipe.batch_size > 1 {
+        eprintln!(
+            "note: training one item a step too (--train-batch 1), as the model runs one item at a time"
+        );
+        recipe.clone().with_batch_size(1)
+    } else {
+        recipe.clone()
     }
 }

@@ -161,7 +161,8 @@ pub(crate) fn run_distill(
         Some((d, l)) => Some(data_args::load(&s.float, ("--data", d), l, &c.pre)?),
         None => None,
     };
-    let (cache, _) = s.calibrate(c, &calib_data, json)?;
+    let (cache, ran) = s.calibrate(c, &calib_data, json)?;
+    let recipe = &crate::batch_one::training_recipe(recipe, ran, c.batch);
     let probe_input = probe(&s.float, Some(&calib_data))?;
     let quantized = s.trainable(&cache)?;
     let data = train_data.as_ref().unwrap_or(&calib_data);
@@ -228,7 +229,7 @@ pub(crate) fn run_distill(
         &s.float,
         (&quantized, &finetuned),
         test.as_ref(),
-        c.batch,
+        ran,
         device,
     )?;
     write_model(&finetuned, output, probe_input, device)?;

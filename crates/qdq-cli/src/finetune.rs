@@ -63,14 +63,15 @@ pub(crate) fn run_finetune(
         Some((d, l)) => Some(data_args::load(&s.float, ("--data", d), l, &c.pre)?),
         None => None,
     };
-    let (cache, _) = s.calibrate(c, &calib_data, json)?;
+    let (cache, ran) = s.calibrate(c, &calib_data, json)?;
+    let recipe = &crate::batch_one::training_recipe(recipe, ran, c.batch);
     let probe_input = probe(&s.float, Some(&calib_data))?;
     drop(calib_data);
     let quantized = s.trainable(&cache)?;
 
     // One checked forward pass first: the training loop has no error path.
     let trainable = TrainableGraph::new(&quantized, device)?;
-    let probe = (0..train.len().min(2)).collect::<Vec<_>>();
+    let probe = (0..train.len().min(2).min(recipe.batch_size)).collect::<Vec<_>>();
     let classes = trainable
         .classify(qdq_vision::data::batch(&train, &probe, None, device)?.0)?
         .dims()[1];
@@ -101,7 +102,7 @@ pub(crate) fn run_finetune(
         &s.float,
         (&quantized, &finetuned),
         test.as_ref(),
-        c.batch,
+        ran,
         device,
     )?;
     write_model(&finetuned, output, probe_input, device)?;

@@ -190,6 +190,31 @@ fn a_model_that_fixes_batch_1_inside_falls_back_to_batch_1() {
     assert!(!quiet.contains("note: node"), "{quiet}");
     assert_eq!(auto, one);
     assert_eq!(auto_json, one_json);
+
+    // `finetune --distill` trains one item a step after the same fallback, where a
+    // training batch of 5 failed at the Reshape; the written model is verified by
+    // qdq's runtime before it is kept.
+    let tuned = dir.join("tuned.onnx");
+    let o = qdq(&[
+        "finetune",
+        s(&model),
+        "--calib",
+        s(&items),
+        "--distill",
+        "--data",
+        s(&items),
+        "-o",
+        s(&tuned),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: training one item a step too (--train-batch 1), as the model runs one item at a time"
+        ),
+        "{stderr}"
+    );
+    assert!(tuned.is_file());
 }
 
 /// The QuantizeLinear nodes of each graph in the written model, in node order: the else
