@@ -438,6 +438,8 @@ struct CalibArgs {
     #[arg(long = "method-for")]
     method_for: Vec<String>,
     /// Batch size of the calibration pass (at least 1; the result does not depend on it).
+    /// The pass runs a few batches at once (one per core, at most 4), each this size
+    /// divided among them, so memory stays about one batch.
     #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = flags::positive)]
     batch: usize,
     /// Items `auto` measures its candidates on (the first ones of the calibration set).

@@ -458,25 +458,87 @@ fn collect_at(
         .graph
         .as_ref()
         .ok_or("the model has no graph")?;
-    let mut calib = Calibration::new(graph_proto, &prepared.sites, false)?;
-    if methods.max_only() {
+    let fresh = || -> qdq_onnx::Result<Calibration> {
+        let calib = Calibration::new(graph_proto, &prepared.sites, false)?;
         // Nothing asks for a histogram: collect the max alone, without binning.
-        calib = calib.max_only();
-    }
-    let pass = batches(graph, data, batch)?;
-    if pass.total() == 0 && !allow_empty {
+        Ok(if methods.max_only() {
+            calib.max_only()
+        } else {
+            calib
+        })
+    };
+    if batches(graph, data, batch)?.total() == 0 && !allow_empty {
         return Err(
             "the calibration set is empty (or smaller than the model's fixed batch)".into(),
         );
     }
+    // A few batches at once, each worker collecting into its own calibration, joined
+    // at the end: the result does not depend on how items are split (the dyadic grid,
+    // the max), and burn-flex's elementwise kernels use one core each. Each worker
+    // takes a share of the batch, so memory stays about one batch.
+    let workers = qdq_onnx::quantize::default_width()
+        .min(batches(graph, data, batch)?.total())
+        .max(1);
+    let pass = batches(graph, data, batch.div_ceil(workers))?;
     let bar = progress(pass.total(), "calibrating", json);
-    for b in pass {
-        let (items, inputs) = b?;
-        calib.feed(graph, inputs).map_err(|e| on_batch(e, items))?;
-        bar.inc(1);
-    }
+    let pass = std::sync::Mutex::new(pass);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let worker = || -> Result<Calibration, Failure> {
+        let mut calib = fresh().map_err(Failure::Feed)?;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // Read under the lock (the data streams in order), run outside it.
+            let next = pass
+                .lock()
+                .map_err(|_| Failure::Read("a worker panicked".into()))?
+                .next();
+            let Some(b) = next else { break };
+            let failed = |f: Failure| {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                f
+            };
+            let (items, inputs) = b.map_err(|e| failed(Failure::Read(e.to_string())))?;
+            calib
+                .feed(graph, inputs)
+                .map_err(|e| failed(Failure::Batch(e, items)))?;
+            bar.inc(1);
+        }
+        Ok(calib)
+    };
+    let parts: Vec<Result<Calibration, Failure>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..workers).map(|_| scope.spawn(worker)).collect();
+        let mut parts = vec![worker()];
+        parts.extend(handles.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Failure::Read("a calibration worker panicked".into())))
+        }));
+        parts
+    });
     bar.finish_and_clear();
-    Ok(calib)
+    let mut calib: Option<Calibration> = None;
+    for part in parts {
+        let part = match part {
+            Ok(c) => c,
+            Err(Failure::Read(e)) => return Err(e.into()),
+            Err(Failure::Feed(e)) => return Err(e.into()),
+            Err(Failure::Batch(e, items)) => return Err(on_batch(e, items)),
+        };
+        match calib.as_mut() {
+            None => calib = Some(part),
+            Some(c) => c.absorb(part)?,
+        }
+    }
+    Ok(match calib {
+        Some(c) => c,
+        None => fresh()?,
+    })
+}
+
+/// Why a calibration worker stopped: the data (its message), setting up, or a batch of
+/// so many items.
+enum Failure {
+    Read(String),
+    Feed(qdq_onnx::Error),
+    Batch(qdq_onnx::Error, usize),
 }
 
 /// Writes a model qdq made, or nothing: a model with a non-finite weight is refused

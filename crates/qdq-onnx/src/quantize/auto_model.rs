@@ -167,8 +167,9 @@ const SERIAL_ABOVE_BYTES: usize = 256 << 20;
 /// covered and more copies only add memory.
 const MAX_SIDE_BY_SIDE: usize = 4;
 
-/// One run per core, at most [`MAX_SIDE_BY_SIDE`].
-pub(crate) fn default_width() -> usize {
+/// How many runs of a model to make at once: one per core, at most
+/// [`MAX_SIDE_BY_SIDE`] (auto's candidates, the calibration pass's batches).
+pub fn default_width() -> usize {
     rayon::current_num_threads().clamp(1, MAX_SIDE_BY_SIDE)
 }
 

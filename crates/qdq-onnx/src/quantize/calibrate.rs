@@ -136,6 +136,33 @@ impl Calibration {
         outputs.map_err(Error::Run)
     }
 
+    /// Folds `other`, a calibration of the same sites fed other items, into this one:
+    /// the result is what one calibration fed both sets of items gives, bit for bit
+    /// (the dyadic grid and the max do not depend on how items are split or ordered),
+    /// so batches can be collected on several threads and joined.
+    ///
+    /// # Errors
+    /// Calibrations of different sites or collectors (the tensor named).
+    pub fn absorb(&mut self, other: Calibration) -> Result<()> {
+        for (key, theirs) in other.stats {
+            let ours = self.stats.get_mut(&key).ok_or_else(|| {
+                Error::Graph(format!(
+                    "joining calibrations: tensor `{key}` is not collected here"
+                ))
+            })?;
+            let merged = match (ours, &theirs) {
+                (Stats::Histogram(a), Stats::Histogram(b)) => a.merge(b),
+                (Stats::Max(a), Stats::Max(b)) => a.merge(b),
+                _ => Err(qdq::Error::Data(
+                    "a histogram and a max collector do not join".into(),
+                )),
+            };
+            merged.map_err(|e| qdq_err(&key, e))?;
+        }
+        self.batches += other.batches;
+        Ok(())
+    }
+
     fn observe(&mut self, name: &str, v: &Value) -> Result<()> {
         let Some(stat) = self.stats.get_mut(name) else {
             return Ok(());
@@ -440,6 +467,34 @@ mod tests {
             e.to_string().contains("`x`") && e.to_string().contains("NaN"),
             "{e}"
         );
+    }
+
+    /// Items split across calibrations (as the collecting pass's workers split them)
+    /// and joined give the one-pass cache of every method, histograms and max alone.
+    #[test]
+    fn joined_calibrations_give_the_one_pass_cache() {
+        let items = items();
+        let want = caches(&items, 32);
+        for cut in [1, 20, 50, 63] {
+            let (graph, mut first) = start(|c| c);
+            let (_, mut second) = start(|c| c);
+            feed(&graph, &mut first, &items[cut..], 5);
+            feed(&graph, &mut second, &items[..cut], 3);
+            first.absorb(second).unwrap();
+            let got = ["entropy", "mse", "percentile=99.9", "max"].map(|m| json(&first, m));
+            assert_eq!(got.to_vec(), want, "cut at {cut}");
+            let (graph, mut first) = start(Calibration::max_only);
+            let (_, mut second) = start(Calibration::max_only);
+            feed(&graph, &mut first, &items[..cut], 4);
+            feed(&graph, &mut second, &items[cut..], 6);
+            first.absorb(second).unwrap();
+            assert_eq!(json(&first, "max"), want[3], "cut at {cut}");
+        }
+        // A histogram and a max collector do not join; the tensor is named.
+        let (_, mut hist) = start(|c| c);
+        let (_, max) = start(Calibration::max_only);
+        let e = hist.absorb(max).unwrap_err().to_string();
+        assert!(e.contains("do not join") && e.contains('`'), "{e}");
     }
 
     #[test]
