@@ -139,38 +139,38 @@ def make(d):
     np.savez(os.path.join(d, "items.npz"), x=rng.normal(0, 1, (5, 4)).astype(np.float32))
 
 
-def q_nodes(graph, scope, out):
-    out[scope] = [n.name for n in graph.node if n.op_type == "QuantizeLinear"]
-    for n in graph.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                q_nodes(a.g, f"{scope}{n.name}/{a.name}/", out)
-    return out
-
-
-def judge(float_path, qdq_path):
-    model = onnx.load(qdq_path)
-    onnx.checker.check_model(model, full_check=True)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    run = lambda p, feed: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"]).run(None, feed)[0]
-    result = {"q": q_nodes(model.graph, "", {})}
-    d = os.path.dirname(float_path)
-    for rate in ["16", "8"]:
-        data = np.load(os.path.join(d, f"eval{rate}.npz"))
-        feed = {"x": data["x"], "sr": data["sr"]}
-        f, q = run(float_path, feed).ravel(), run(qdq_path, feed).ravel()
-        result["cos" + rate] = float(f @ q / (np.linalg.norm(f) * np.linalg.norm(q)))
-    print(json.dumps(result))
-
-
 def graphs(graph, scope, out):
+    """Every graph of `graph` with its scope (`node/attribute/` per level), main first."""
     out.append((scope, graph))
     for n in graph.node:
         for a in n.attribute:
             if a.type == onnx.AttributeProto.GRAPH:
                 graphs(a.g, f"{scope}{n.name}/{a.name}/", out)
     return out
+
+
+def q_nodes(graph):
+    return {scope: [n.name for n in g.node if n.op_type == "QuantizeLinear"] for scope, g in graphs(graph, "", [])}
+
+
+def ort_run(path, feed):
+    """The first output of `path` on `feed`, in ONNX Runtime with every optimization off."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+
+
+def judge(float_path, qdq_path):
+    model = onnx.load(qdq_path)
+    onnx.checker.check_model(model, full_check=True)
+    result = {"q": q_nodes(model.graph)}
+    d = os.path.dirname(float_path)
+    for rate in ["16", "8"]:
+        data = np.load(os.path.join(d, f"eval{rate}.npz"))
+        feed = {"x": data["x"], "sr": data["sr"]}
+        f, q = ort_run(float_path, feed).ravel(), ort_run(qdq_path, feed).ravel()
+        result["cos" + rate] = float(f @ q / (np.linalg.norm(f) * np.linalg.norm(q)))
+    print(json.dumps(result))
 
 
 def stored(qdq_path, stored_path):
@@ -192,19 +192,16 @@ def stored(qdq_path, stored_path):
     held = set()
     for _, g in graphs(st.graph, "", []):
         held |= {t.name for t in g.initializer} | {n.output[0] for n in g.node if n.op_type == "Constant"}
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    run = lambda p, feed: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     d = os.path.dirname(qdq_path)
     diff = 0.0
     for rate in ["16", "8"]:
         data = np.load(os.path.join(d, f"eval{rate}.npz"))
         feed = {"x": data["x"], "sr": data["sr"]}
-        diff = max(diff, float(np.max(np.abs(run(qdq_path, feed) - run(stored_path, feed)))))
+        diff = max(diff, float(np.max(np.abs(ort_run(qdq_path, feed) - ort_run(stored_path, feed)))))
     result = {
         "weight_q": weight_q,
         "int8": int8,
-        "q": q_nodes(st.graph, "", {}),
+        "q": q_nodes(st.graph),
         "floats": sorted(held & {"Wt", "Wl", "Mt", "We", "Me"}),
         "diff": diff,
     }
