@@ -476,10 +476,9 @@ fn collect_at(
     // at the end: the result does not depend on how items are split (the dyadic grid,
     // the max), and burn-flex's elementwise kernels use one core each. Each worker
     // takes a share of the batch, so memory stays about one batch.
-    let workers = qdq_onnx::quantize::default_width()
-        .min(batches(graph, data, batch)?.total())
-        .max(1);
-    let pass = batches(graph, data, batch.div_ceil(workers))?;
+    let width = qdq_onnx::quantize::default_width();
+    let pass = batches(graph, data, batch.div_ceil(width))?;
+    let workers = width.min(pass.total()).max(1);
     let bar = progress(pass.total(), "calibrating", json);
     let pass = std::sync::Mutex::new(pass);
     let stop = std::sync::atomic::AtomicBool::new(false);
