@@ -2,7 +2,7 @@
 //! lint / inspect, and bad input that must give a clear error and no output file.
 
 mod common;
-use common::{qdq, s, scratch};
+use common::{python, qdq, s, scratch};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -561,17 +561,6 @@ fn image_folders_give_what_the_same_images_as_idx_give() {
         help.contains("--resize <[NAME=]N|HxW>") && help.contains("--crop <[NAME=]HxW>"),
         "{help}"
     );
-}
-
-/// The workspace's `.venv` Python with numpy and ONNX Runtime (created by `.ci/run`),
-/// or `$QDQ_PYTHON`.
-fn python() -> PathBuf {
-    let python = qdq_vision::ort::default_python();
-    assert!(
-        python.exists(),
-        "this test needs Python with numpy and onnxruntime: run .ci/run once, or set QDQ_PYTHON"
-    );
-    python
 }
 
 #[test]

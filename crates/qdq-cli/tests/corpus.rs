@@ -8,37 +8,12 @@
 //! benchmark command (bench/corpus/bench.py).
 
 mod common;
-use common::{qdq, s, scratch};
+use common::{qdq, run_python, s, scratch};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The workspace's `.venv` Python (onnx, ONNX Runtime, numpy, Pillow), or `$QDQ_PYTHON`.
-fn python() -> PathBuf {
-    let python = qdq_vision::ort::default_python();
-    assert!(
-        python.exists(),
-        "this test needs Python with onnx, onnxruntime and Pillow: run .ci/run once, or set QDQ_PYTHON"
-    );
-    python
-}
-
-/// Runs `python args`, which must succeed; its stdout.
-fn run_python(args: &[&str], what: &str) -> String {
-    let out = Command::new(python())
-        .args(args)
-        .output()
-        .expect("python runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{what} failed:\n{stdout}{stderr}");
-    stdout
 }
 
 /// `id` in the corpus cache, fetched if absent (its sha256 checked either way).

@@ -5,10 +5,10 @@
 //! written file as qdq reported.
 
 mod common;
-use common::{qdq, s, scratch};
+use common::{python, qdq, run_python, s, scratch};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(
@@ -19,15 +19,6 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("--json prints JSON")
 }
 
-fn python() -> PathBuf {
-    let python = qdq_vision::ort::default_python();
-    assert!(
-        python.exists(),
-        "this test needs Python with numpy and onnxruntime: run .ci/run once, or set QDQ_PYTHON"
-    );
-    python
-}
-
 fn f(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("a number: {v}"))
 }
@@ -35,29 +26,19 @@ fn f(v: &serde_json::Value) -> f64 {
 /// `distill_bert.py make`: the 2-layer encoder and its items in `dir`; returns the
 /// model, calibration and evaluation paths.
 fn make_bert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let made = Command::new(python())
-        .arg(bert_script())
-        .arg("make")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    run_python(&[s(&bert_script()), "make", s(dir)], "distill_bert.py make");
     (dir.join("model.onnx"), dir.join("calib"), dir.join("eval"))
 }
 
 /// `distill_bert.py judge`: ONNX Runtime's cosine of `file`'s outputs to FP32's.
 fn judge_bert(dir: &Path, file: &Path) -> f64 {
-    let o = Command::new(python())
-        .arg(bert_script())
-        .args(["judge", s(dir), s(file)])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    run_python(
+        &[s(&bert_script()), "judge", s(dir), s(file)],
+        "distill_bert.py judge",
+    )
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 fn bert_script() -> PathBuf {

@@ -4,7 +4,7 @@
 //! an input or replace a symbolic link is refused with nothing written.
 
 mod common;
-use common::{qdq, s, scratch};
+use common::{python, qdq, s, scratch};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,17 +15,8 @@ fn data(file: &str) -> PathBuf {
         .join(file)
 }
 
-/// The workspace's `.venv` Python with onnx, numpy and ONNX Runtime, or `$QDQ_PYTHON`.
-fn python() -> PathBuf {
-    let python = qdq_vision::ort::default_python();
-    assert!(
-        python.exists(),
-        "this test needs Python with onnx and onnxruntime: run .ci/run once, or set QDQ_PYTHON"
-    );
-    python
-}
-
-fn run_python(dir: &Path, script: &str, args: &[&str]) -> String {
+/// Runs the test Python on `-c script args` in `dir`, which must succeed; its stdout.
+fn run_python_in(dir: &Path, script: &str, args: &[&str]) -> String {
     let out = Command::new(python())
         .current_dir(dir)
         .args([&["-c", script], args].concat())
@@ -121,7 +112,7 @@ fn external_data_loads_checks_and_runs_as_the_inline_model_does() {
     // The weights moved: the model shrinks to its graph, the data holds the rest.
     assert!(size(&forced) * 10 < size(&inline), "{}", size(&forced));
     assert!(size(&forced) + size(&dir.join("forced.onnx.data")) >= size(&inline));
-    let printed = run_python(&dir, CHECK, &[s(&inline), s(&forced), s(&auto)]);
+    let printed = run_python_in(&dir, CHECK, &[s(&inline), s(&forced), s(&auto)]);
     let counts: Vec<&str> = printed
         .lines()
         .map(|l| l.split(' ').nth(1).unwrap())
@@ -157,7 +148,7 @@ fn external_data_loads_checks_and_runs_as_the_inline_model_does() {
         s(&exported),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    run_python(&dir, CHECK, &[s(&inline), s(&exported)]);
+    run_python_in(&dir, CHECK, &[s(&inline), s(&exported)]);
     assert_eq!(
         std::fs::read(dir.join("exported.onnx.data")).unwrap(),
         std::fs::read(dir.join("forced.onnx.data")).unwrap()
@@ -181,7 +172,7 @@ fn a_data_file_that_is_an_input_or_a_symlink_is_refused() {
                 m = onnx.load(sys.argv[1])\n\
                 onnx.save_model(m, 'model.onnx', save_as_external_data=True,\n\
                     all_tensors_to_one_file=True, location='q.onnx.data', size_threshold=0)\n";
-    run_python(&dir, save, &[s(&data("model.onnx"))]);
+    run_python_in(&dir, save, &[s(&data("model.onnx"))]);
     let calib = data("calib-images-idx3-ubyte.gz");
     let refused = |out: &str, extra: &[&str], needle: &str| {
         let before = listing(&dir);

@@ -5,10 +5,9 @@
 //! batched by shape; each refusal with its message.
 
 mod common;
-use common::{Scratch, qdq, s, scratch};
+use common::{Scratch, qdq, run_python, s, scratch};
 
 use std::path::Path;
-use std::process::Command;
 
 use qdq_cli::feed::{batches, model_inputs};
 use qdq_data::{Dataset, ModelData, Sources};
@@ -18,16 +17,7 @@ use qdq_onnx::runtime::{OnnxGraph, Value};
 fn made(name: &str) -> (Scratch, OnnxGraph) {
     let dir = scratch(name);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/inputs_model.py");
-    let out = Command::new(qdq_vision::ort::default_python())
-        .arg(&script)
-        .arg(&*dir)
-        .output()
-        .expect("the venv python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&[s(&script), s(&dir)], "inputs_model.py");
     let device = burn::tensor::Device::flex();
     let graph = OnnxGraph::load(&*dir.join("model.onnx"), &device).unwrap();
     (dir, graph)

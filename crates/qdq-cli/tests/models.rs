@@ -3,10 +3,9 @@
 //! checker (full check), runs in ONNX Runtime and agrees with qdq's runtime.
 
 mod common;
-use common::{qdq, s, scratch};
+use common::{qdq, run_python, s, scratch};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use burn::tensor::Device;
 use qdq_onnx::runtime::{OnnxGraph, Value};
@@ -20,24 +19,6 @@ fn data_dir() -> PathBuf {
 
 fn onnx_tests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../qdq-onnx/tests")
-}
-
-/// The Python with `onnx` and `onnxruntime` (as `qdq-onnx`'s tests find it).
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("QDQ_PYTHON") {
-        return p.into();
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-}
-
-fn py(args: &[&str]) -> String {
-    let out = Command::new(python()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "python {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn load(path: &Path) -> ModelProto {
@@ -60,7 +41,10 @@ fn ort(model: &Path, dir: &Path, x: &[f32]) -> Vec<f32> {
     )
     .unwrap();
     let script = onnx_tests().join("ort_run.py");
-    py(&[s(&script), s(model), s(&input), "2,1,28,28", s(&output)]);
+    run_python(
+        &[s(&script), s(model), s(&input), "2,1,28,28", s(&output)],
+        "running the model in ONNX Runtime",
+    );
     std::fs::read(&output)
         .unwrap()
         .chunks_exact(4)
@@ -94,7 +78,10 @@ fn fp16_models_quantize_in_float16_and_run_in_onnx_runtime() {
     );
     let to_half = onnx_tests().join("to_half.py");
     let fp32 = data_dir().join("model.onnx");
-    py(&[s(&to_half), s(&fp32), s(&half), "float16"]);
+    run_python(
+        &[s(&to_half), s(&fp32), s(&half), "float16"],
+        "converting the model to float16",
+    );
     let calib = data_dir().join("calib-images-idx3-ubyte.gz");
     for (out, opset) in [(&q19, None), (&q17, Some("17"))] {
         let mut args = vec!["quantize", s(&half), "--calib", s(&calib), "-o", s(out)];
@@ -249,14 +236,17 @@ fn external_data_models_quantize_like_their_inline_twins() {
     );
     let model = data_dir().join("model.onnx");
     // onnx's own writer: every tensor in one file next to the model.
-    py(&[
-        "-c",
-        "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.save_model(m, sys.argv[2], \
+    run_python(
+        &[
+            "-c",
+            "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.save_model(m, sys.argv[2], \
          save_as_external_data=True, all_tensors_to_one_file=True, \
          location='model.onnx.data', size_threshold=0)",
-        s(&model),
-        s(&ext),
-    ]);
+            s(&model),
+            s(&ext),
+        ],
+        "saving the weights as external data",
+    );
     assert!(std::fs::metadata(&ext).unwrap().len() < 10_000);
     assert!(ext_dir.join("model.onnx.data").is_file());
     let calib = data_dir().join("calib-images-idx3-ubyte.gz");
@@ -276,15 +266,18 @@ fn external_data_models_quantize_like_their_inline_twins() {
     // A data file moved out of the model's folder, reached through `..`: refused by
     // name, nothing written.
     let bad = ext_dir.join("escape.onnx");
-    py(&[
-        "-c",
-        "import onnx, sys\nm = onnx.load(sys.argv[1], load_external_data=False)\n\
+    run_python(
+        &[
+            "-c",
+            "import onnx, sys\nm = onnx.load(sys.argv[1], load_external_data=False)\n\
          for t in m.graph.initializer:\n    for e in t.external_data:\n        \
          e.value = '../model.onnx.data' if e.key == 'location' else e.value\n\
          onnx.save(m, sys.argv[2])",
-        s(&ext),
-        s(&bad),
-    ]);
+            s(&ext),
+            s(&bad),
+        ],
+        "pointing the external data outside the folder",
+    );
     let out = dir.join("never.onnx");
     let run = qdq(&["quantize", s(&bad), "--calib", s(&calib), "-o", s(&out)]);
     let err = String::from_utf8_lossy(&run.stderr);

@@ -3,27 +3,16 @@
 //! Runtime.
 
 mod common;
-use common::{qdq, s, scratch};
+use common::{qdq, run_python, s, scratch};
 
 use std::path::Path;
-use std::process::Command;
 
 use qdq_onnx::quantize::{QuantizeOptions, prepare};
 
 /// Runs `subgraph_model.py args`, which must succeed; its stdout.
 fn script(args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/subgraph_model.py");
-    let out = Command::new(qdq_vision::ort::default_python())
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("the venv python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_python(&[&[s(&path)], args].concat(), "subgraph_model.py")
 }
 
 #[test]

@@ -7,28 +7,12 @@
 //! its dynamic dims.
 
 mod common;
-use common::{qdq, s, scratch};
+use common::{qdq, run_python, s, scratch};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run_python(args: &[&str], what: &str) -> String {
-    let python = qdq_vision::ort::default_python();
-    let out = Command::new(python)
-        .args(args)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Quantizes the post-LN BERT fixture with `flags` and returns the judge's JSON.
