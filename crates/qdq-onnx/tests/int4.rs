@@ -5,6 +5,7 @@
 //! name, the 20/21 changes it does not rewrite.
 
 mod common;
+use common::value_info;
 
 use std::collections::BTreeMap;
 
@@ -16,23 +17,6 @@ use qdq_onnx::proto::elem;
 use qdq_onnx::quantize::{CalibrationCache, Entry, QuantizeOptions, apply, prepare};
 use qdq_onnx::runtime::{OnnxGraph, Value};
 use qdq_onnx::{QdqFormat, lint};
-
-fn value_info(name: &str, dims: &[i64]) -> onnx_ir::ValueInfoProto {
-    let mut v = onnx_ir::ValueInfoProto::new();
-    v.name = name.into();
-    let mut ty = onnx_ir::TypeProto::new();
-    let t = ty.mut_tensor_type();
-    t.elem_type = elem::FLOAT;
-    let shape = t.shape.mut_or_insert_default();
-    for &d in dims {
-        shape.dim.push(Default::default());
-        if let Some(dim) = shape.dim.last_mut() {
-            dim.set_dim_value(d);
-        }
-    }
-    v.type_ = Some(ty).into();
-    v
-}
 
 fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
     let mut n = NodeProto::new();
@@ -81,8 +65,8 @@ fn matmul_model() -> ModelProto {
         .collect();
     let mut g = GraphProto::new();
     g.name = "w4a8".into();
-    g.input.push(value_info("x", &[2, 3]));
-    g.output.push(value_info("y", &[2, 5]));
+    g.input.push(value_info("x", elem::FLOAT, &[2, 3]));
+    g.output.push(value_info("y", elem::FLOAT, &[2, 5]));
     g.initializer.push(floats("w", &[3, 5], &w));
     g.node.push(node("MatMul", &["x", "w"], "y"));
     model(g, 17)
@@ -196,8 +180,8 @@ fn quantize_linear_to_int4_saturates_to_minus_8_and_7_like_onnx_runtime() {
     let dir = common::scratch("int4-saturate");
     let mut g = GraphProto::new();
     g.name = "q4".into();
-    g.input.push(value_info("x", &[1, 7]));
-    g.output.push(value_info("y", &[1, 7]));
+    g.input.push(value_info("x", elem::FLOAT, &[1, 7]));
+    g.output.push(value_info("y", elem::FLOAT, &[1, 7]));
     g.initializer.push(floats("s", &[], &[0.5]));
     let mut zp = TensorProto::new();
     zp.name = "zp".into();

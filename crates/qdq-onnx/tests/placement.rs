@@ -3,6 +3,7 @@
 //! ResNet-50 after placement, checked by the ONNX checker and ONNX Runtime.
 
 mod common;
+use common::value_info;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use qdq_onnx::passes::{
     PlacementOptions, Site, SiteKind, fold_constant_nodes, insert_sites, matches_pattern, place,
     upgrade_opset,
 };
+use qdq_onnx::proto::elem;
 use qdq_onnx::{QdqFormat, lint};
 
 fn node(op: &str, name: &str, inputs: &[&str], output: &str) -> NodeProto {
@@ -359,23 +361,6 @@ fn opset_upgrade_keeps_what_the_model_computes() {
     assert_eq!(a, b);
 }
 
-fn value_info(name: &str, elem_type: i32, dims: &[i64]) -> onnx_ir::ValueInfoProto {
-    let mut v = onnx_ir::ValueInfoProto::new();
-    v.name = name.into();
-    let mut ty = onnx_ir::TypeProto::new();
-    let t = ty.mut_tensor_type();
-    t.elem_type = elem_type;
-    let shape = t.shape.mut_or_insert_default();
-    for &d in dims {
-        shape.dim.push(Default::default());
-        if let Some(dim) = shape.dim.last_mut() {
-            dim.set_dim_value(d);
-        }
-    }
-    v.type_ = Some(ty).into();
-    v
-}
-
 fn ints(name: &str, dims: &[i64], v: &[i64]) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();
@@ -391,8 +376,8 @@ fn ints(name: &str, dims: &[i64], v: &[i64]) -> TensorProto {
 fn pytorch_style_model() -> ModelProto {
     let mut g = GraphProto::new();
     g.name = "torch_jit".into();
-    g.input.push(value_info("x", 1, &[1, 3, 4, 4]));
-    g.output.push(value_info("y", 1, &[1, 5]));
+    g.input.push(value_info("x", elem::FLOAT, &[1, 3, 4, 4]));
+    g.output.push(value_info("y", elem::FLOAT, &[1, 5]));
     g.initializer = vec![
         weight("w", &[2, 3, 1, 1]),
         weight("wm", &[32, 5]),
