@@ -467,17 +467,17 @@ fn collect_at(
             calib
         })
     };
-    if batches(graph, data, batch)?.total() == 0 && !allow_empty {
-        return Err(
-            "the calibration set is empty (or smaller than the model's fixed batch)".into(),
-        );
-    }
     // A few batches at once, each worker collecting into its own calibration, joined
     // at the end: the result does not depend on how items are split (the dyadic grid,
     // the max), and burn-flex's elementwise kernels use one core each. Each worker
     // takes a share of the batch, so memory stays about one batch.
     let width = qdq_onnx::quantize::default_width();
     let pass = batches(graph, data, batch.div_ceil(width))?;
+    if pass.total() == 0 && !allow_empty {
+        return Err(
+            "the calibration set is empty (or smaller than the model's fixed batch)".into(),
+        );
+    }
     let workers = width.min(pass.total()).max(1);
     let bar = progress(pass.total(), "calibrating", json);
     let pass = std::sync::Mutex::new(pass);
@@ -513,23 +513,14 @@ fn collect_at(
         parts
     });
     bar.finish_and_clear();
-    let mut calib: Option<Calibration> = None;
+    // The calling thread's worker comes first; the first failure, in worker order, is
+    // the one reported.
+    let mut parts = parts.into_iter().map(|p| p.map_err(Failure::into_error));
+    let mut calib = parts.next().expect("the calling thread's worker")?;
     for part in parts {
-        let part = match part {
-            Ok(c) => c,
-            Err(Failure::Read(e)) => return Err(e.into()),
-            Err(Failure::Feed(e)) => return Err(e.into()),
-            Err(Failure::Batch(e, items)) => return Err(on_batch(e, items)),
-        };
-        match calib.as_mut() {
-            None => calib = Some(part),
-            Some(c) => c.absorb(part)?,
-        }
+        calib.absorb(part?)?;
     }
-    Ok(match calib {
-        Some(c) => c,
-        None => fresh()?,
-    })
+    Ok(calib)
 }
 
 /// Why a calibration worker stopped: the data (its message), setting up, or a batch of
@@ -538,6 +529,18 @@ enum Failure {
     Read(String),
     Feed(qdq_onnx::Error),
     Batch(qdq_onnx::Error, usize),
+}
+
+impl Failure {
+    /// The error the pass returns ([`on_batch`] for a batch, so that a node failing on
+    /// several items falls back to batch 1).
+    fn into_error(self) -> Box<dyn std::error::Error> {
+        match self {
+            Failure::Read(e) => e.into(),
+            Failure::Feed(e) => e.into(),
+            Failure::Batch(e, items) => on_batch(e, items),
+        }
+    }
 }
 
 /// Writes a model qdq made, or nothing: a model with a non-finite weight is refused
