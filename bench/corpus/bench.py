@@ -275,6 +275,37 @@ def debian_sentences(n, seed, ctx):
     return [item(w) for w in held + queries], "retrieval"
 
 
+def fashion_mnist(n, seed, ctx):
+    """The ResNet chapter's data (Debian's dataset-fashion-mnist, normalised as the chapter
+    does: `(x / 255 - 0.2860) / 0.3530`): seed 1 (calibration) the first n training
+    images, as the chapter calibrates; any other seed the first n test images, with their
+    labels as truths."""
+    import gzip
+
+    def idx(name):
+        raw = gzip.open(Path(FASHION_MNIST) / name).read()
+        dims = raw[3]
+        shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+    split = "train" if seed == 1 else "t10k"
+    images = idx(f"{split}-images-idx3-ubyte.gz")[:n]
+    x = ((images.astype(np.float32) / 255 - np.float32(0.2860)) / np.float32(0.3530))[:, None, None]
+    items = [{"input": xi} for xi in x]
+    if seed == 1:
+        return items, None
+    return items, [int(v) for v in idx(f"{split}-labels-idx1-ubyte.gz")[:n]]
+
+
+def accuracy(outputs, truths, _):
+    """Top-1 accuracy against the labels."""
+    got = [int(np.argmax(np.asarray(o[0]).reshape(-1))) for o in outputs]
+    return {"top-1": float(np.mean(np.array(got) == np.array(truths)))}
+
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
 def khmer(rng, ctx):
     x = I.token_ids(rng, 126, 8, 40)
     return {"x": x, "mask": np.ones_like(x, dtype=bool)}
@@ -305,14 +336,19 @@ MODELS = {
     "khmersm": (khmer, "tag agreement", tag_agree),
     # bench/transformer/export_minilm.py's export (give its path: --model-path minilm-torch=FILE).
     "minilm-torch": (debian_sentences, "cosine of sentence embeddings", cosine([1])),
+    # The ResNet chapter's FP32 model (`resnet_chapter --fp32-only` writes OUT/fp32.onnx;
+    # --model-path chapter-resnet=FILE), on the chapter's data:
+    # --calib 1024 --eval 10000 is the chapter's setting.
+    "chapter-resnet": (fashion_mnist, "top-1 agreement", top1),
 }
 # Generators that make a whole set at once (fn(n, seed, ctx) -> (items, truths)).
-SETS = {"minilm-torch"}
+SETS = {"minilm-torch", "chapter-resnet"}
 # Ground-truth metrics (see above), by model.
 TRUTH = {
     "ppocrv4-rec": lambda path: ctc_text(path),
     "ppocrv6-rec": lambda path: ctc_text(path),
     "minilm-torch": lambda path: retrieval(1),
+    "chapter-resnet": lambda path: accuracy,
 }
 # Extra qdq flags a model needs, with the reason (shown in the table's notes).
 # Extra qdq arguments per model (none needed: khmersm, which declares a dynamic batch

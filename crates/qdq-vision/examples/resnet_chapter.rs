@@ -10,15 +10,17 @@
 //!     [--epochs 6] [--width 16] [--layers 1,1,1,1] [--lr 0.1] [--batch 128] [--augment] \
 //!     [--train-images N] [--test-images N] [--low-bits W,A]... [--no-low-bits] \
 //!     [--qat-fraction 0.1] [--low-bits-qat-fraction 0.3] \
-//!     [--python .venv/bin/python] [--retrain] [--device cpu|cuda[:N]]
+//!     [--python .venv/bin/python] [--retrain] [--fp32-only] [--device cpu|cuda[:N]]
 //! ```
 //!
-//! A second run reuses `OUT/fp32.safetensors` unless `--retrain` is given. The harder
+//! A second run reuses `OUT/fp32.safetensors` unless `--retrain` is given. Every run
+//! also writes the FP32 model as `OUT/fp32.onnx`; `--fp32-only` stops there (the file
+//! `qdq quantize` and `bench/corpus/bench.py`'s `chapter-resnet` start from). The harder
 //! settings default to `--low-bits 4,8 --low-bits 4,4` (weight, activation bits).
 
 use std::path::PathBuf;
 
-use qdq_vision::chapter::{ChapterConfig, run};
+use qdq_vision::chapter::{ChapterConfig, markdown, run, run_fp32};
 use qdq_vision::data::DEFAULT_DIR;
 use qdq_vision::ort::default_python;
 
@@ -27,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = ChapterConfig::full(PathBuf::from("target/resnet-chapter"), default_python());
     let mut args = std::env::args().skip(1);
     let mut low_bits_given = false;
+    let mut fp32_only = false;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -64,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--augment" => cfg.train.augment = true,
             "--retrain" => cfg.reuse_checkpoint = false,
+            "--fp32-only" => fp32_only = true,
             other => {
                 return Err(format!(
                     "unknown flag {other}; see the doc comment of examples/resnet_chapter.rs"
@@ -71,6 +75,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .into());
             }
         }
+    }
+    if fp32_only {
+        let rows = run_fp32(&cfg, &data)?;
+        println!("\n{}", markdown(&rows));
+        return Ok(());
     }
     let report = run(&cfg, &data)?;
     println!("\n{}", report.markdown());

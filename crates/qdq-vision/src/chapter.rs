@@ -131,19 +131,24 @@ impl ChapterReport {
 
     /// The results as a Markdown table.
     pub fn markdown(&self) -> String {
-        let mut s =
-            String::from("| step | top-1 (%) | wall time (s) | images/s |\n|---|---:|---:|---:|\n");
-        for r in &self.rows {
-            let acc = r
-                .accuracy
-                .map_or("".into(), |a| format!("{:.2}", 100.0 * a));
-            s += &format!(
-                "| {} | {acc} | {:.1} | {:.0} |\n",
-                r.step, r.timing.seconds, r.timing.images_per_s
-            );
-        }
-        s
+        markdown(&self.rows)
     }
+}
+
+/// `rows` as a Markdown table.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut s =
+        String::from("| step | top-1 (%) | wall time (s) | images/s |\n|---|---:|---:|---:|\n");
+    for r in rows {
+        let acc = r
+            .accuracy
+            .map_or("".into(), |a| format!("{:.2}", 100.0 * a));
+        s += &format!(
+            "| {} | {acc} | {:.1} | {:.0} |\n",
+            r.step, r.timing.seconds, r.timing.images_per_s
+        );
+    }
+    s
 }
 
 /// Why the chapter stopped.
@@ -206,25 +211,44 @@ pub fn run(cfg: &ChapterConfig, data_dir: &Path) -> Result<ChapterReport, Chapte
     run_on(cfg, &train, &test, &calib)
 }
 
-/// [`run`] on given splits (labelled `[28, 28]`-style images).
+/// The chapter's first step alone: the FP32 model trained (or loaded from
+/// `out_dir/fp32.safetensors`), scored on the test images and written as
+/// `out_dir/fp32.onnx`, the float model that `qdq quantize` (and `bench/corpus/bench.py`'s
+/// `chapter-resnet`) starts from. Returns its rows of the table.
 ///
 /// # Errors
 /// As [`run`].
-pub fn run_on(
-    cfg: &ChapterConfig,
-    train: &Dataset,
-    test: &Dataset,
-    calib: &Dataset,
-) -> Result<ChapterReport, ChapterError> {
+pub fn run_fp32(cfg: &ChapterConfig, data_dir: &Path) -> Result<Vec<Row>, ChapterError> {
+    let data = FashionMnist::load(data_dir)?;
+    let train = cfg
+        .train_images
+        .map_or_else(|| data.train.clone(), |n| data.train.first(n));
+    let test = cfg
+        .test_images
+        .map_or_else(|| data.test.clone(), |n| data.test.first(n));
+    create_out_dir(cfg)?;
+    let ad = cfg.device.clone().autodiff();
+    ad.seed(cfg.train.seed);
+    let mut rows = Vec::new();
+    fp32_stage(
+        cfg,
+        (&train, &test),
+        (&cfg.device, &ad),
+        &mut recorder(&mut rows),
+    )?;
+    Ok(rows)
+}
+
+fn create_out_dir(cfg: &ChapterConfig) -> Result<(), ChapterError> {
     std::fs::create_dir_all(&cfg.out_dir).map_err(|source| ChapterError::Io {
         path: cfg.out_dir.display().to_string(),
         source,
-    })?;
-    let device = cfg.device.clone();
-    let ad = device.clone().autodiff();
-    ad.seed(cfg.train.seed);
-    let mut rows = Vec::new();
-    let mut record = |step: &str, accuracy: Option<f64>, timing: Timing| {
+    })
+}
+
+/// What records a row of the table: prints it as it comes and keeps it in `rows`.
+fn recorder(rows: &mut Vec<Row>) -> impl FnMut(&str, Option<f64>, Timing) + '_ {
+    |step: &str, accuracy: Option<f64>, timing: Timing| {
         let acc = accuracy.map_or(String::new(), |a| format!(" {:.2}%", 100.0 * a));
         println!(
             "{step:<24}{acc:>8}  {:.1} s  {:.0} img/s",
@@ -235,19 +259,28 @@ pub fn run_on(
             accuracy,
             timing,
         });
-    };
+    }
+}
 
-    // 1. FP32.
+/// The FP32 model: `out_dir/fp32.safetensors` when it exists and
+/// [`ChapterConfig::reuse_checkpoint`], else trained on `train` (a checkpoint after every
+/// epoch, so a long run that is stopped keeps its work); scored on `test` and written as
+/// `out_dir/fp32.onnx` (dynamic batch).
+fn fp32_stage(
+    cfg: &ChapterConfig,
+    (train, test): (&Dataset, &Dataset),
+    (device, ad): (&Device, &Device),
+    record: &mut impl FnMut(&str, Option<f64>, Timing),
+) -> Result<ResNet, ChapterError> {
     let checkpoint = cfg.out_dir.join("fp32.safetensors");
     let fp32 = if cfg.reuse_checkpoint && checkpoint.exists() {
         let start = Instant::now();
-        let model = cfg.model.clone().with_quantize(None).init(&device)?;
+        let model = cfg.model.clone().with_quantize(None).init(device)?;
         let model = model.load_torchvision(&checkpoint)?;
         record("FP32 (checkpoint)", None, Timing::since(start, 0));
         model
     } else {
-        let model = cfg.model.clone().with_quantize(None).init(&ad)?;
-        // A checkpoint after every epoch, so a long run that is stopped keeps its work.
+        let model = cfg.model.clone().with_quantize(None).init(ad)?;
         let (model, t) = fit_with(model, train, &cfg.train, "FP32", |epoch, m: &ResNet| {
             let path = cfg.out_dir.join(format!("fp32-epoch{epoch}.safetensors"));
             m.valid()
@@ -261,6 +294,48 @@ pub fn run_on(
     };
     let (acc, t) = evaluate(&fp32, test, "FP32 eval")?;
     record("FP32", Some(acc), t);
+    let onnx = cfg.out_dir.join("fp32.onnx");
+    let start = Instant::now();
+    export_dynamic(&fp32, test, device, &onnx)?;
+    record("export FP32 ONNX", None, Timing::since(start, 0));
+    Ok(fp32)
+}
+
+/// Writes `model` as ONNX at `path`, traced on two `test` images, with a dynamic batch.
+fn export_dynamic(
+    model: &ResNet,
+    test: &Dataset,
+    device: &Device,
+    path: &Path,
+) -> Result<(), ChapterError> {
+    let sample = crate::data::batch(test, &[0, 1], None, device)?.0;
+    let options = ExportOptions {
+        dynamic_batch: true,
+        ..Default::default()
+    };
+    export_to_file(model, ResNet::forward, sample, &options, path)?;
+    Ok(())
+}
+
+/// [`run`] on given splits (labelled `[28, 28]`-style images).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_on(
+    cfg: &ChapterConfig,
+    train: &Dataset,
+    test: &Dataset,
+    calib: &Dataset,
+) -> Result<ChapterReport, ChapterError> {
+    create_out_dir(cfg)?;
+    let device = cfg.device.clone();
+    let ad = device.clone().autodiff();
+    ad.seed(cfg.train.seed);
+    let mut rows = Vec::new();
+    let mut record = recorder(&mut rows);
+
+    // 1. FP32.
+    let fp32 = fp32_stage(cfg, (train, test), (&device, &ad), &mut record)?;
 
     // 2. PTQ, 3. QAT, at 8 bits; 4. export.
     let (best, quantizers) = ptq(&fp32, &QuantScheme::seed(), calib, test, "", &mut record)?;
@@ -284,12 +359,7 @@ pub fn run_on(
     }
     let onnx = cfg.out_dir.join("resnet_qat.onnx");
     let start = Instant::now();
-    let sample = crate::data::batch(test, &[0, 1], None, &device)?.0;
-    let options = ExportOptions {
-        dynamic_batch: true,
-        ..Default::default()
-    };
-    export_to_file(&qat, ResNet::forward, sample, &options, &onnx)?;
+    export_dynamic(&qat, test, &device, &onnx)?;
     record("export QDQ ONNX", None, Timing::since(start, 0));
     let start = Instant::now();
     let ort_accuracy = ort::accuracy(&cfg.python, &onnx, test)?;
@@ -312,6 +382,7 @@ pub fn run_on(
         record(&format!("QAT{tag}"), Some(acc), te);
     }
 
+    drop(record);
     let report = ChapterReport {
         rows,
         best_ptq: best.0,

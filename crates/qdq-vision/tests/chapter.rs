@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use qdq_vision::chapter::{ChapterConfig, ptq_methods, run};
+use qdq_vision::chapter::{ChapterConfig, ptq_methods, run, run_fp32};
 use qdq_vision::data::DEFAULT_DIR;
 use qdq_vision::ort::default_python;
 use qdq_vision::train::TrainConfig;
@@ -95,7 +95,12 @@ fn every_stage_of_the_chapter_on_a_tiny_resnet() {
     // The table names each quantizer (the seed's print-out) and the files exist.
     assert!(report.quantizers.contains("layer2.0.residual_quantizer"));
     assert!(report.quantizers.contains("fc._weight_quantizer"));
-    for file in ["fp32.safetensors", "resnet_qat.onnx", "results.json"] {
+    for file in [
+        "fp32.safetensors",
+        "fp32.onnx",
+        "resnet_qat.onnx",
+        "results.json",
+    ] {
         assert!(out.join(file).is_file(), "{file}");
     }
     // The checkpoint reloads (torchvision names) to the same FP32 model.
@@ -110,5 +115,21 @@ fn every_stage_of_the_chapter_on_a_tiny_resnet() {
     let test = data.test.first(500);
     let (again, _) = qdq_vision::train::evaluate(&reloaded, &test, "reload").unwrap();
     assert_eq!(again, fp32);
+    // The FP32 model written as ONNX (what `qdq quantize` starts from): ONNX Runtime
+    // scores it as burn does (one image of 500 may flip on a near tie).
+    let ort_fp32 = qdq_vision::ort::accuracy(&cfg.python, &out.join("fp32.onnx"), &test).unwrap();
+    assert!(
+        (ort_fp32 - fp32).abs() <= 1.0 / 500.0,
+        "ORT {ort_fp32} vs burn {fp32}"
+    );
+    // The first step alone (the example's `--fp32-only`) reuses the checkpoint.
+    let cfg = ChapterConfig {
+        reuse_checkpoint: true,
+        ..cfg
+    };
+    let rows = run_fp32(&cfg, Path::new(DEFAULT_DIR)).unwrap();
+    let steps: Vec<&str> = rows.iter().map(|r| r.step.as_str()).collect();
+    assert_eq!(steps, ["FP32 (checkpoint)", "FP32", "export FP32 ONNX"]);
+    assert_eq!(rows[1].accuracy, Some(fp32));
     std::fs::remove_dir_all(&out).unwrap();
 }
