@@ -182,8 +182,7 @@ impl MaxCalibrator {
             let (max_bits, _) = max?;
             return self.fold(Amax::scalar(f32::from_bits(max_bits)));
         }
-        let data = crate::tensor_quant::host_values(x)?;
-        self.collect_slice(&data, &x.dims())
+        crate::tensor_quant::with_host_values(x, |data| self.collect_slice(data, &x.dims()))
     }
 
     /// The running max, `None` before any data.

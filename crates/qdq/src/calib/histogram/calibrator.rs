@@ -338,8 +338,7 @@ impl HistogramCalibrator {
                 }
             });
         }
-        let data = crate::tensor_quant::host_values(x)?;
-        self.collect_slice(&data)
+        crate::tensor_quant::with_host_values(x, |data| self.collect_slice(data))
     }
 
     /// The grid for a batch whose max exceeds the last edge, as the reference grows
