@@ -18,6 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use onnx_ir::{GraphProto, ModelProto, ValueInfoProto};
+use qdq::tensor_quant::HostValues;
 
 use super::Method;
 use super::Prepared;
@@ -283,13 +284,17 @@ impl Probe {
             host(g.run(feed.clone()).map_err(fail)?).map_err(fail)
         };
         let seen: Option<Vec<&Value>> = self.cut.outputs.iter().map(|n| held.get(n)).collect();
-        let float = match seen {
+        // Read in place: the float graph still holds these values.
+        let float: Vec<HostValues> = match seen {
             Some(values) => values
                 .into_iter()
-                .map(Value::to_f32)
+                .map(Value::host_f32)
                 .collect::<std::result::Result<_, _>>()
                 .map_err(fail)?,
-            None => run(self.load(None, formats, device)?)?,
+            None => run(self.load(None, formats, device)?)?
+                .into_iter()
+                .map(HostValues::Copied)
+                .collect(),
         };
         // The candidates run side by side (a probe is a few nodes, often elementwise
         // work on one thread).

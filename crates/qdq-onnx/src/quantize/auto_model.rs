@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 
 use onnx_ir::ModelProto;
+use qdq::tensor_quant::HostValues;
 use rayon::prelude::*;
 
 use super::auto::{Choice, candidates};
@@ -189,7 +190,7 @@ pub(crate) fn side_by_side<T: Sync, R: Send>(
 }
 
 /// One kept batch: its inputs and the float model's outputs on the host.
-type Kept = (Vec<(String, Value)>, Vec<Vec<f32>>);
+type Kept = (Vec<(String, Value)>, Vec<HostValues>);
 
 /// The float model's outputs on `auto`'s items, kept with the inputs that made them,
 /// to measure whole quantized models against.
@@ -216,7 +217,7 @@ impl ModelCheck {
         let host = outputs
             .iter()
             .map(|(name, v)| {
-                v.to_f32()
+                v.host_f32()
                     .map_err(|e| Error::Graph(format!("auto: reading float output `{name}`: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;

@@ -6,6 +6,7 @@
 use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, DType, Device, Float, Int, Tensor, TensorData};
 use onnx_ir::TensorProto;
+use qdq::tensor_quant::HostValues;
 
 use super::error::{RunError, RunResult, checked_numel, op_err};
 use crate::proto::decode::{DecodeError, HostData, decode};
@@ -369,6 +370,12 @@ impl DynTensor<Float> {
         dyn_apply!(self.t.clone(), |t, R| t.try_into_vec_as::<f32>()).map_err(read_err)
     }
 
+    /// The values on the host without a copy where the backend allows it
+    /// ([`HostValues`]): for reading a value that the runtime still holds.
+    pub fn host(&self) -> RunResult<HostValues> {
+        dyn_apply!(&self.t, |t, R| HostValues::of(t)).map_err(read_err)
+    }
+
     /// The values, taking the tensor: no copy when this was its last reference.
     pub fn into_vec(self) -> RunResult<Vec<f32>> {
         dyn_apply!(self.t, |t, R| t.try_into_vec_as::<f32>()).map_err(read_err)
@@ -536,6 +543,15 @@ impl Value {
             Value::Int(t, _) => Ok(t.to_vec()?.into_iter().map(|v| v as f32).collect()),
             Value::Bool(t) => Ok(t.to_vec()?.into_iter().map(|v| v as u8 as f32).collect()),
             v => Err(v.not_a_tensor()),
+        }
+    }
+
+    /// [`Value::to_f32`] without a copy where the backend allows it (a float tensor;
+    /// [`HostValues`]).
+    pub fn host_f32(&self) -> RunResult<HostValues> {
+        match self {
+            Value::Float(t) => t.host(),
+            v => v.to_f32().map(HostValues::Copied),
         }
     }
 

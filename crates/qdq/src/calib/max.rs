@@ -182,7 +182,8 @@ impl MaxCalibrator {
             let (max_bits, _) = max?;
             return self.fold(Amax::scalar(f32::from_bits(max_bits)));
         }
-        crate::tensor_quant::with_host_values(x, |data| self.collect_slice(data, &x.dims()))
+        let data = crate::tensor_quant::HostValues::of(x)?;
+        self.collect_slice(&data, &x.dims())
     }
 
     /// The running max, `None` before any data.

@@ -139,21 +139,49 @@ pub(crate) fn host_values<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| Error::Data(format!("{e:?}")))
 }
 
-/// Calls `f` with `t`'s values as float32 on the host: the tensor's own storage, shared
-/// and not copied, when it is a contiguous f32 tensor of burn's CPU backend; a copy
-/// otherwise. Calibrators read values the runtime still holds, which burn's `to_data`
-/// copies into a fresh buffer: on a 640x640 detector those copies and the page faults
-/// of their buffers were a tenth of the calibration time.
-pub(crate) fn with_host_values<const D: usize, R>(
-    t: &Tensor<D>,
-    f: impl FnOnce(&[f32]) -> Result<R>,
-) -> Result<R> {
-    if let Ok(p) = t.clone().try_into_primitive::<burn::backend::Flex>()
-        && let Some(values) = p.as_slice::<f32>()
-    {
-        return f(values);
+/// A float tensor's values as f32 on the host: the tensor's own storage, shared and not
+/// copied, when it is a contiguous f32 tensor of burn's CPU backend; a copy otherwise.
+///
+/// Calibrators and `auto` read values the ONNX runtime still holds, which burn's
+/// `to_data` copies into a fresh buffer: on a 640x640 detector those copies and the page
+/// faults of their buffers were a tenth of calibration time.
+pub enum HostValues {
+    /// The tensor's storage, held (the tensor is immutable while shared).
+    Shared(burn::backend::flex::FlexTensor),
+    /// A copy: another backend, element type or layout.
+    Copied(Vec<f32>),
+}
+
+impl HostValues {
+    /// The values of `t`.
+    ///
+    /// # Errors
+    /// A tensor that cannot be read back.
+    pub fn of<const D: usize>(t: &Tensor<D>) -> Result<Self> {
+        if let Ok(p) = t.clone().try_into_primitive::<burn::backend::Flex>()
+            && p.as_slice::<f32>().is_some()
+        {
+            return Ok(Self::Shared(p));
+        }
+        host_values(t).map(Self::Copied)
     }
-    f(&host_values(t)?)
+
+    /// The values, in the tensor's logical (row-major) order.
+    pub fn as_slice(&self) -> &[f32] {
+        match self {
+            // `of` keeps only tensors that have this view.
+            Self::Shared(p) => p.as_slice::<f32>().unwrap_or_default(),
+            Self::Copied(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for HostValues {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        self.as_slice()
+    }
 }
 
 /// Runs a slice kernel over the tensor's data in place and rebuilds the tensor on
@@ -224,21 +252,13 @@ mod tests {
         let t = Tensor::<2>::from_data([[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]], &device);
         let storage = t.clone().try_into_primitive::<Flex>().unwrap();
         let storage = storage.as_slice::<f32>().unwrap().as_ptr();
-        let seen = with_host_values(&t, |v| {
-            assert_eq!(v, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-            Ok(v.as_ptr())
-        })
-        .unwrap();
-        assert_eq!(seen, storage, "read in place, not copied");
-        // A transposed view is not contiguous: its values come in logical order.
-        let transposed = t.clone().transpose();
-        with_host_values(&transposed, |v| {
-            assert_eq!(v, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
-            Ok(())
-        })
-        .unwrap();
-        // An error from the reader comes back as it is.
-        let e = with_host_values(&t, |_| -> Result<()> { Err(Error::Data("no".into())) });
-        assert!(matches!(e, Err(Error::Data(m)) if m == "no"));
+        let seen = HostValues::of(&t).unwrap();
+        assert!(matches!(seen, HostValues::Shared(_)));
+        assert_eq!(*seen, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(seen.as_ptr(), storage, "read in place, not copied");
+        // A transposed view is not contiguous: a copy, in logical order.
+        let transposed = HostValues::of(&t.clone().transpose()).unwrap();
+        assert!(matches!(transposed, HostValues::Copied(_)));
+        assert_eq!(*transposed, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
     }
 }

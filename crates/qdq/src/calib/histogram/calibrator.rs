@@ -338,7 +338,8 @@ impl HistogramCalibrator {
                 }
             });
         }
-        crate::tensor_quant::with_host_values(x, |data| self.collect_slice(data))
+        let data = crate::tensor_quant::HostValues::of(x)?;
+        self.collect_slice(&data)
     }
 
     /// The grid for a batch whose max exceeds the last edge, as the reference grows
