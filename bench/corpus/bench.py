@@ -341,6 +341,11 @@ MODELS = {
     # --calib 1024 --eval 10000 is the chapter's setting.
     "chapter-resnet": (fashion_mnist, "top-1 agreement", top1),
 }
+# Where the models that no wheel ships come from.
+MADE_BY = {
+    "minilm-torch": "export it with bench/transformer/export_minilm.py",
+    "chapter-resnet": "write it with qdq-vision's example `resnet_chapter --fp32-only`",
+}
 # Generators that make a whole set at once (fn(n, seed, ctx) -> (items, truths)).
 SETS = {"minilm-torch", "chapter-resnet"}
 # Ground-truth metrics (see above), by model.
@@ -641,7 +646,7 @@ def main(argv=None):
         if mid not in MODELS:
             sys.exit(f"unknown model {mid}; known: {', '.join(MODELS)}")
         if not model_path(mid, args).exists():
-            print(f"{mid}: no {model_path(mid, args)} (run bench/corpus/fetch.py, or give --model-path)", file=sys.stderr)
+            print(f"{mid}: no {model_path(mid, args)} ({MADE_BY.get(mid, 'run bench/corpus/fetch.py')}, or give --model-path)", file=sys.stderr)
             continue
         rows += bench_model(mid, args, ctx)
     (args.json or args.work / "bench.json").write_text(json.dumps(rows, indent=1))
