@@ -28,6 +28,7 @@ pub(crate) fn run_demo(output: &ModelOutput, json: bool, device: &Device) -> Fal
         method: MethodChoice::Auto,
         per: &HashMap::new(),
         auto_items: 8,
+        auto_outputs: &[],
         options: &opts,
     };
     let (prepared, float) = prepare_graph(&model, &opts, device)?;

@@ -445,6 +445,12 @@ struct CalibArgs {
     /// Items `auto` measures its candidates on (the first ones of the calibration set).
     #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = flags::positive)]
     auto_items: usize,
+    /// A graph output `auto`'s whole-model step (and `qdq sensitivity`) measures;
+    /// repeatable; default: every output. Name the outputs that matter when others are
+    /// auxiliary, e.g. a recurrent state that the calibration items all start from
+    /// zero, which otherwise weighs as much in the choice as the model's answer.
+    #[arg(long = "auto-output", value_name = "OUTPUT")]
+    auto_outputs: Vec<String>,
     #[command(flatten)]
     pre: PreArgs,
 }

@@ -71,6 +71,8 @@ pub(crate) struct Setup {
     pub opts: QuantizeOptions,
     pub method: MethodChoice,
     pub per: HashMap<String, MethodChoice>,
+    /// The graph outputs whole models are judged on (--auto-output; empty: all).
+    pub auto_outputs: Vec<String>,
     pub prepared: Prepared,
     /// The folded float graph.
     pub float: OnnxGraph,
@@ -84,13 +86,28 @@ pub(crate) fn setup(c: &CalibArgs, device: &Device) -> Fallible<Setup> {
     let (method, per) = parse_methods(c)?;
     let (prepared, float) = prepare_graph(&model, &opts, device)?;
     check_methods_for(&per, &prepared)?;
+    check_auto_outputs(&c.auto_outputs, &float)?;
     Ok(Setup {
         opts,
         method,
         per,
+        auto_outputs: c.auto_outputs.clone(),
         prepared,
         float,
     })
+}
+
+/// Refuses an --auto-output that names no output of the model, listing its outputs.
+fn check_auto_outputs(names: &[String], float: &OnnxGraph) -> Fallible<()> {
+    let outputs: Vec<&str> = float.outputs().iter().map(|o| o.name.as_str()).collect();
+    match names.iter().find(|n| !outputs.contains(&n.as_str())) {
+        Some(n) => Err(format!(
+            "--auto-output {n}: the model has no output `{n}`; its outputs: {}",
+            outputs.join(", ")
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 impl Setup {
@@ -204,6 +221,7 @@ impl Setup {
             method: self.method,
             per: &self.per,
             auto_items: c.auto_items,
+            auto_outputs: &self.auto_outputs,
             options: &self.opts,
         }
     }
@@ -234,6 +252,8 @@ pub(crate) struct Methods<'a> {
     pub method: MethodChoice,
     pub per: &'a HashMap<String, MethodChoice>,
     pub auto_items: usize,
+    /// The graph outputs the whole-model step measures (empty: all).
+    pub auto_outputs: &'a [String],
     pub options: &'a QuantizeOptions,
 }
 
@@ -363,7 +383,7 @@ fn calibrate_all(
     // A global `auto` ends with the whole model choosing (`choose_model`): the float
     // outputs of the same items are kept for it.
     let global = methods.method == MethodChoice::Auto;
-    let mut check = ModelCheck::new();
+    let mut check = ModelCheck::measuring(methods.auto_outputs.to_vec());
     // The first items, in batches of at most `auto_items` (memory stays one batch).
     let pass = batches(graph, data, batch.min(methods.auto_items))?;
     let bar = progress(
@@ -411,8 +431,13 @@ fn calibrate_all(
             .iter()
             .map(|(label, e)| format!("{label} {e:.3e}"))
             .collect();
+        let which = if methods.auto_outputs.is_empty() {
+            String::new()
+        } else {
+            format!(" (output {})", methods.auto_outputs.join(", "))
+        };
         eprintln!(
-            "auto: output error of the whole model on {seen} items: {}; kept: {}",
+            "auto: output error of the whole model{which} on {seen} items: {}; kept: {}",
             measured.join(", "),
             choice.label
         );

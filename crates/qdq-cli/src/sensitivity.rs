@@ -31,15 +31,16 @@ impl KeepFloat {
     }
 }
 
-/// The float model's outputs on the first `items` items of `data` (batches of at most
-/// `batch`), kept to measure quantized models against; with the number of items kept.
+/// The float model's `outputs` (all when empty) on the first `items` items of `data`
+/// (batches of at most `batch`), kept to measure quantized models against; with the
+/// number of items kept.
 pub(crate) fn model_check(
     graph: &OnnxGraph,
     data: &ModelData,
-    batch: usize,
-    items: usize,
+    (batch, items): (usize, usize),
+    outputs: &[String],
 ) -> Fallible<(ModelCheck, usize)> {
-    let mut check = ModelCheck::new();
+    let mut check = ModelCheck::measuring(outputs.to_vec());
     let mut seen = 0;
     for b in batches(graph, data, batch.min(items))? {
         let (n, inputs) = b?;
@@ -77,7 +78,7 @@ pub(crate) fn keep_sensitive_float(
     keep: KeepFloat,
     json: bool,
 ) -> Fallible<(Prepared, Vec<String>)> {
-    let (check, seen) = model_check(&s.float, calib, batch, c.auto_items)?;
+    let (check, seen) = model_check(&s.float, calib, (batch, c.auto_items), &s.auto_outputs)?;
     let ranking = sensitivity(&s.prepared, cache, &check, &s.opts, s.float.device())?;
     let float = most_sensitive(&ranking, keep.top, keep.above);
     // Every layer float is the FP32 model under a QDQ name: refuse rather than write it.
@@ -125,7 +126,12 @@ pub(crate) fn run_sensitivity(
     };
     // The batch calibration ran at (1 when the model fixes its batch inside).
     let (cache, batch) = s.calibrate(c, &calib, json)?;
-    let (check, seen) = model_check(&s.float, measured.as_ref().unwrap_or(&calib), batch, items)?;
+    let (check, seen) = model_check(
+        &s.float,
+        measured.as_ref().unwrap_or(&calib),
+        (batch, items),
+        &s.auto_outputs,
+    )?;
     let (ranking, all) = ranked(&s, &cache, &check, device)?;
     let shown = &ranking[..top.unwrap_or(ranking.len()).min(ranking.len())];
     if json {

@@ -387,3 +387,40 @@ fn wrong_data_is_refused_naming_the_input() {
          float inputs (x, state)\n"
     );
 }
+
+/// `--auto-output` narrows `auto`'s whole-model judge to the outputs named (the
+/// message says which), and a name the model lacks is refused with its outputs listed.
+#[test]
+fn auto_judges_the_outputs_named_and_refuses_unknown_ones() {
+    let (dir, _) = made("auto-output");
+    let d: &Path = &dir;
+    let quantize = |output: &str, to: &str| {
+        let (model, calib, out) = (d.join("model.onnx"), d.join("whole.npz"), d.join(to));
+        qdq(&[
+            "quantize",
+            s(&model),
+            "--calib",
+            s(&calib),
+            "--auto-output",
+            output,
+            "-o",
+            s(&out),
+        ])
+    };
+    let out = quantize("y", "y.onnx");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("auto: output error of the whole model (output y) on 6 items:"),
+        "{err}"
+    );
+    let out = quantize("z", "z.onnx");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--auto-output z: the model has no output `z`; its outputs: y, s, twice"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.join("z.onnx").exists());
+}

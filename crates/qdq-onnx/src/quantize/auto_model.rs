@@ -197,12 +197,29 @@ type Kept = (Vec<(String, Value)>, Vec<HostValues>);
 #[derive(Default)]
 pub struct ModelCheck {
     batches: Vec<Kept>,
+    /// The graph outputs measured; empty: every output.
+    outputs: Vec<String>,
 }
 
 impl ModelCheck {
-    /// An empty check.
+    /// An empty check measuring every output.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty check measuring only the graph outputs named in `outputs` (every
+    /// output when empty): the ones that matter when others are auxiliary (a recurrent
+    /// state, a debug tensor) and would otherwise weigh as much in the choice.
+    pub fn measuring(outputs: Vec<String>) -> Self {
+        Self {
+            batches: Vec::new(),
+            outputs,
+        }
+    }
+
+    /// Whether output `name` is measured.
+    fn measures(&self, name: &str) -> bool {
+        self.outputs.is_empty() || self.outputs.iter().any(|o| o == name)
     }
 
     /// Keeps one batch: its `inputs` and the float model's `outputs` on them.
@@ -216,6 +233,7 @@ impl ModelCheck {
     ) -> Result<()> {
         let host = outputs
             .iter()
+            .filter(|(name, _)| self.measures(name))
             .map(|(name, v)| {
                 v.host_f32()
                     .map_err(|e| Error::Graph(format!("auto: reading float output `{name}`: {e}")))
@@ -241,7 +259,8 @@ impl ModelCheck {
         let graph = OnnxGraph::from_model(&fused(model.clone()), device).map_err(Error::Run)?;
         let mut total = 0.0;
         for (inputs, float) in &self.batches {
-            let outputs = graph.run(inputs.clone()).map_err(Error::Run)?;
+            let mut outputs = graph.run(inputs.clone()).map_err(Error::Run)?;
+            outputs.retain(|(name, _)| self.measures(name));
             if outputs.len() != float.len() {
                 return Err(Error::Run(RunError::Graph(format!(
                     "auto: the quantized model has {} outputs, the float one {}",
@@ -366,6 +385,39 @@ mod tests {
         assert_eq!(check.error(&scaled(2.0), &device).unwrap(), 0.0);
         let e = check.error(&scaled(1.5), &device).unwrap();
         assert!((e - 1.0 / 16.0).abs() < 1e-12, "{e}");
+    }
+
+    /// A check measuring one named output ignores the others: two outputs `y = 2x` and
+    /// `z = kx`, against a model that changes only `z` (k = 3 instead of 4).
+    #[test]
+    fn a_check_of_named_outputs_ignores_the_others() {
+        let device = Device::flex();
+        let two = |k: f32| {
+            model(
+                vec![
+                    node("Mul", "y", &["x", "two"], &["y"]),
+                    node("Mul", "z", &["x", "k"], &["z"]),
+                ],
+                vec![value_info_named("x", dtype::FLOAT, &[1, 2], Some("batch"))],
+                &["y", "z"],
+                vec![tensor_f32("two", &[1], &[2.0]), tensor_f32("k", &[1], &[k])],
+                13,
+            )
+        };
+        let float = OnnxGraph::from_model(&two(4.0), &device).unwrap();
+        let inputs = vec![(
+            "x".to_string(),
+            Value::from_f32(vec![1.0, -3.0], &[1, 2], &device),
+        )];
+        let outputs = float.run(inputs.clone()).unwrap();
+        let mut all = ModelCheck::new();
+        all.push(inputs.clone(), &outputs).unwrap();
+        let mut y_only = ModelCheck::measuring(vec!["y".into()]);
+        y_only.push(inputs, &outputs).unwrap();
+        // z: Σ (3x - 4x)² / Σ (4x)² = 1/16; y unchanged.
+        let e = all.error(&two(3.0), &device).unwrap();
+        assert!((e - 1.0 / 16.0).abs() < 1e-12, "{e}");
+        assert_eq!(y_only.error(&two(3.0), &device).unwrap(), 0.0);
     }
 
     /// Two MatMuls in a chain, each with a quantizer in front: the per-quantizer
