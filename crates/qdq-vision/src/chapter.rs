@@ -200,6 +200,16 @@ pub fn ptq_methods() -> Vec<(String, HistogramMethod)> {
 /// # Errors
 /// Unreadable data, a failed export, ONNX Runtime missing or failing.
 pub fn run(cfg: &ChapterConfig, data_dir: &Path) -> Result<ChapterReport, ChapterError> {
+    let (data, train, test) = splits(cfg, data_dir)?;
+    let calib = data.train.first(cfg.calib_images);
+    run_on(cfg, &train, &test, &calib)
+}
+
+/// Fashion-MNIST from `data_dir`, with the training and test images `cfg` takes.
+fn splits(
+    cfg: &ChapterConfig,
+    data_dir: &Path,
+) -> Result<(FashionMnist, Dataset, Dataset), ChapterError> {
     let data = FashionMnist::load(data_dir)?;
     let train = cfg
         .train_images
@@ -207,8 +217,7 @@ pub fn run(cfg: &ChapterConfig, data_dir: &Path) -> Result<ChapterReport, Chapte
     let test = cfg
         .test_images
         .map_or_else(|| data.test.clone(), |n| data.test.first(n));
-    let calib = data.train.first(cfg.calib_images);
-    run_on(cfg, &train, &test, &calib)
+    Ok((data, train, test))
 }
 
 /// The chapter's first step alone: the FP32 model trained (or loaded from
@@ -219,13 +228,7 @@ pub fn run(cfg: &ChapterConfig, data_dir: &Path) -> Result<ChapterReport, Chapte
 /// # Errors
 /// As [`run`].
 pub fn run_fp32(cfg: &ChapterConfig, data_dir: &Path) -> Result<Vec<Row>, ChapterError> {
-    let data = FashionMnist::load(data_dir)?;
-    let train = cfg
-        .train_images
-        .map_or_else(|| data.train.clone(), |n| data.train.first(n));
-    let test = cfg
-        .test_images
-        .map_or_else(|| data.test.clone(), |n| data.test.first(n));
+    let (_, train, test) = splits(cfg, data_dir)?;
     create_out_dir(cfg)?;
     let ad = cfg.device.clone().autodiff();
     ad.seed(cfg.train.seed);
