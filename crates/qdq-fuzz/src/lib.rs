@@ -14,6 +14,7 @@ use std::io::Write;
 use arbitrary::{Arbitrary, Unstructured};
 use burn::tensor::Device;
 use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto};
+use qdq_onnx::proto::value_info;
 use qdq_onnx::quantize::{CalibrationCache, QuantizeOptions};
 use qdq_onnx::runtime::{OnnxGraph, Value, dt};
 
@@ -429,25 +430,6 @@ fn build_graph(u: &mut Unstructured) -> arbitrary::Result<Built> {
     with_opset(&mut model, u.int_in_range(7..=21)?);
     model.graph = Some(graph).into();
     Ok((model, inputs))
-}
-
-fn value_info(name: &str, elem: i32, shape: &[usize]) -> onnx_ir::ValueInfoProto {
-    // onnx-ir names only the outer message types; the inner ones are reached
-    // through their accessors.
-    let mut ty = onnx_ir::TypeProto::new();
-    let t = ty.mut_tensor_type();
-    t.elem_type = elem;
-    let s = t.shape.mut_or_insert_default();
-    for &d in shape {
-        s.dim.push(Default::default());
-        if let Some(dim) = s.dim.last_mut() {
-            dim.set_dim_value(d as i64);
-        }
-    }
-    let mut v = onnx_ir::ValueInfoProto::new();
-    v.name = name.into();
-    v.type_ = Some(ty).into();
-    v
 }
 
 fn with_opset(model: &mut ModelProto, version: i64) {

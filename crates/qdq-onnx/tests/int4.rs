@@ -5,7 +5,7 @@
 //! name, the 20/21 changes it does not rewrite.
 
 mod common;
-use common::value_info;
+use qdq_onnx::proto::value_info;
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 //! ResNet-50 after placement, checked by the ONNX checker and ONNX Runtime.
 
 mod common;
-use common::value_info;
+use qdq_onnx::proto::value_info;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -69,7 +69,7 @@ pub(crate) fn raw_tensor(
 }
 
 /// A graph input or output: a tensor of `elem_type` with static `dims`.
-pub(crate) fn value_info(name: &str, elem_type: i32, dims: &[usize]) -> ValueInfoProto {
+pub fn value_info(name: &str, elem_type: i32, dims: &[usize]) -> ValueInfoProto {
     value_info_named(name, elem_type, dims, None)
 }
 

@@ -143,21 +143,3 @@ pub fn assert_close(ours: &[f32], ort: &[f32], step: f32, exact_share: f64) {
         share * 100.0
     );
 }
-
-/// A tensor input or output `name` of element type `elem_type` and fixed `dims`.
-pub fn value_info(name: &str, elem_type: i32, dims: &[i64]) -> onnx_ir::ValueInfoProto {
-    let mut v = onnx_ir::ValueInfoProto::new();
-    v.name = name.into();
-    let mut ty = onnx_ir::TypeProto::new();
-    let t = ty.mut_tensor_type();
-    t.elem_type = elem_type;
-    let shape = t.shape.mut_or_insert_default();
-    for &d in dims {
-        shape.dim.push(Default::default());
-        if let Some(dim) = shape.dim.last_mut() {
-            dim.set_dim_value(d);
-        }
-    }
-    v.type_ = Some(ty).into();
-    v
-}
