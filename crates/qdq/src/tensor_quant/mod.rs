@@ -20,6 +20,7 @@ pub(crate) mod cuda;
 mod descriptor;
 mod export;
 mod format;
+pub mod host;
 pub mod kernel;
 pub mod layout;
 pub mod ops;
@@ -32,9 +33,11 @@ pub use descriptor::fmt_axis as descriptor_fmt_axis;
 pub use descriptor::*;
 pub use export::QuantLowering;
 pub use format::{AMAX_EPS, E4M3_MAX, E4M3Tag, IntRange, NumBits};
+pub(crate) use host::host_values;
+pub use host::{HostValues, with_host_mut};
 
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
+use burn::tensor::TensorData;
 
 use crate::error::{Error, Result};
 use layout::AmaxLayout;
@@ -131,85 +134,17 @@ pub fn scaled_e4m3<const D: usize>(
     }
 }
 
-/// Reads `t` as float32 values (converting other float types).
-pub(crate) fn host_values<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>> {
-    t.to_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Data(format!("{e:?}")))
-}
-
-/// A float tensor's values as f32 on the host: the tensor's own storage, shared and not
-/// copied, when it is a contiguous f32 tensor of burn's CPU backend; a copy otherwise.
-///
-/// Calibrators and `auto` read values the ONNX runtime still holds, which burn's
-/// `to_data` copies into a fresh buffer: on a 640x640 detector those copies and the page
-/// faults of their buffers were a tenth of calibration time.
-pub enum HostValues {
-    /// The tensor's storage, held (the tensor is immutable while shared).
-    Shared(burn::backend::flex::FlexTensor),
-    /// A copy: another backend, element type or layout.
-    Copied(Vec<f32>),
-}
-
-impl HostValues {
-    /// The values of `t`.
-    ///
-    /// # Errors
-    /// A tensor that cannot be read back.
-    pub fn of<const D: usize>(t: &Tensor<D>) -> Result<Self> {
-        if let Ok(p) = t.clone().try_into_primitive::<burn::backend::Flex>()
-            && p.as_slice::<f32>().is_some()
-        {
-            return Ok(Self::Shared(p));
-        }
-        host_values(t).map(Self::Copied)
-    }
-
-    /// The values, in the tensor's logical (row-major) order.
-    pub fn as_slice(&self) -> &[f32] {
-        match self {
-            // `of` keeps only tensors that have this view.
-            Self::Shared(p) => p.as_slice::<f32>().unwrap_or_default(),
-            Self::Copied(v) => v,
-        }
-    }
-}
-
-impl std::ops::Deref for HostValues {
-    type Target = [f32];
-
-    fn deref(&self) -> &[f32] {
-        self.as_slice()
-    }
-}
-
-/// Runs a slice kernel over the tensor's data in place and rebuilds the tensor on
-/// its device, in its dtype.
+/// Runs a slice kernel over the tensor's values ([`host::with_host_mut`]: in place when
+/// nothing else holds them) with the amax and its layout.
 fn on_host<const D: usize, R>(
     inputs: Tensor<D>,
     amax: &Tensor<D>,
     kernel: impl FnOnce(&mut [f32], &[f32], &AmaxLayout) -> Result<R>,
 ) -> Result<(Tensor<D>, R)> {
-    let device = inputs.device();
-    let dtype = inputs.dtype();
     let layout = AmaxLayout::new(&inputs.dims(), &amax.dims())?;
     let amax = host_values(amax)?;
-    let mut data = inputs.into_data();
-    if data.dtype() != DType::F32 {
-        data = data.convert::<f32>();
-    }
-    let slice = data
-        .as_mut_slice::<f32>()
-        .map_err(|e| Error::Data(format!("{e:?}")))?;
-    let r = kernel(slice, &amax, &layout)?;
-    let out: Tensor<D> = Tensor::from_data(data, &device);
-    let out = if dtype == DType::F32 {
-        out
-    } else {
-        out.cast(dtype)
-    };
-    Ok((out, r))
+    let (out, r) = host::with_host_mut(inputs, |data| kernel(data, &amax, &layout))?;
+    Ok((out, r?))
 }
 
 /// The validation the fused kernels do, for the op-chain path.

@@ -6,7 +6,7 @@ use burn::tensor::kind::{Basic, Numeric, Ordered};
 use burn::tensor::{Float, Int, Tensor};
 
 use super::super::error::{RunResult, checked_numel, op_err};
-use super::super::value::{Dyn, DynTensor, Value, dyn_map, dyn_zip};
+use super::super::value::{Dyn, DynTensor, Value, dyn_apply, dyn_map, dyn_zip};
 use super::{Ctx, as_bool, to_i64};
 use crate::proto::elem::{self as dt, dtype_name};
 
@@ -281,6 +281,17 @@ pub(crate) fn where_(c: Value, x: Value, y: Value) -> RunResult<Value> {
 }
 
 fn unary_float(t: DynTensor<Float>, op: &str, ctx: &Ctx) -> RunResult<DynTensor<Float>> {
+    // On the host in one vectorized pass (burn's CPU backend calls scalar libm),
+    // unless a gradient flows through.
+    if !dyn_apply!(&t.t, |x, R| x.is_tracked()) {
+        match op {
+            "Erf" => return super::erf::erf_op(t),
+            "Gelu" if ctx.string_attr("approximate", "none") == "none" => {
+                return super::erf::gelu_op(t);
+            }
+            _ => {}
+        }
+    }
     let shape = t.shape.clone();
     let x = t.t;
     let alpha = |d: f32| ctx.float_attr("alpha", d) as f64;
@@ -291,7 +302,6 @@ fn unary_float(t: DynTensor<Float>, op: &str, ctx: &Ctx) -> RunResult<DynTensor<
         "Exp" => dyn_map!(x, |t, R| t.exp()),
         "Log" => dyn_map!(x, |t, R| t.log()),
         "Sqrt" => dyn_map!(x, |t, R| t.sqrt()),
-        "Erf" => dyn_map!(x, |t, R| t.erf()),
         "Abs" => dyn_map!(x, |t, R| t.abs()),
         "Neg" => dyn_map!(x, |t, R| t.neg()),
         "Reciprocal" => dyn_map!(x, |t, R| t.recip()),
@@ -349,6 +359,7 @@ fn unary_float(t: DynTensor<Float>, op: &str, ctx: &Ctx) -> RunResult<DynTensor<
             dyn_map!(x, |t, R| act::hard_sigmoid(t, a, b))
         }
         "HardSwish" => dyn_map!(x, |t, R| act::hard_swish(t)),
+        "Erf" => dyn_map!(x, |t, R| t.erf()),
         "Gelu" => match ctx.string_attr("approximate", "none").as_str() {
             "none" => dyn_map!(x, |t, R| act::gelu(t)),
             "tanh" => dyn_map!(x, |t, R| act::gelu_approximate(t)),
@@ -414,7 +425,7 @@ fn prelu(x: DynTensor<Float>, slope: DynTensor<Float>) -> RunResult<Value> {
 }
 
 /// Runs an elementwise op.
-pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
+pub(crate) fn run(ctx: &mut Ctx, op: &str) -> RunResult<Vec<Value>> {
     let out = match op {
         "Add" | "Sub" | "Mul" | "Div" => {
             let b = match op {
@@ -423,7 +434,8 @@ pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
                 "Mul" => Bin::Mul,
                 _ => Bin::Div,
             };
-            binary(ctx.input(0)?, ctx.input(1)?, b)?
+            // Taken, not cloned: the result may reuse an operand's buffer.
+            binary(ctx.take(0)?, ctx.take(1)?, b)?
         }
         "Pow" => pow(ctx.input(0)?, ctx.input(1)?)?,
         "Sum" | "Max" | "Min" | "Mean" => {
@@ -464,7 +476,7 @@ pub(crate) fn run(ctx: &Ctx, op: &str) -> RunResult<Vec<Value>> {
         "Where" => where_(ctx.input(0)?, ctx.input(1)?, ctx.input(2)?)?,
         "Clip" => clip(ctx)?,
         "PRelu" => prelu(ctx.float(0)?, ctx.float(1)?)?,
-        _ => match ctx.input(0)? {
+        _ => match ctx.take(0)? {
             Value::Float(t) => Value::Float(unary_float(t, op, ctx)?),
             Value::Int(t, e) => {
                 let shape = t.shape.clone();

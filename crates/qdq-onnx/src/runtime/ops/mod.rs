@@ -13,6 +13,7 @@ pub(crate) mod batch_norm_training;
 pub(crate) mod conv;
 pub(crate) mod einsum;
 pub(crate) mod elementwise;
+pub(crate) mod erf;
 pub(crate) mod gather_scatter;
 pub(crate) mod grid_sample;
 pub(crate) mod host;
@@ -103,6 +104,15 @@ impl Ctx<'_> {
     /// Optional input `i`.
     pub fn opt(&self, i: usize) -> Option<Value> {
         self.inputs.get(i).cloned().flatten()
+    }
+    /// Required input `i`, taken out of the node's inputs: a kernel that reads it once
+    /// can then write its result into the input's buffer (burn's CPU backend does, and
+    /// so do qdq's host kernels) when the executor handed over the last reference.
+    pub fn take(&mut self, i: usize) -> RunResult<Value> {
+        self.inputs
+            .get_mut(i)
+            .and_then(Option::take)
+            .ok_or_else(|| op_err(format!("missing required input #{i}")))
     }
     /// Required input `i`.
     pub fn input(&self, i: usize) -> RunResult<Value> {

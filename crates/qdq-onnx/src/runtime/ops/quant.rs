@@ -234,7 +234,7 @@ pub(crate) fn fake_quantize(ctx: &mut Ctx) -> RunResult<Vec<Value>> {
         // `x` alone (the node's copy dropped) is read back without a copy when the
         // executor handed over the last reference.
         ctx.inputs[0] = None;
-        return Ok(vec![fake_quantize_host(x, &scale, r, ctx.device)?]);
+        return Ok(vec![fake_quantize_host(x, &scale, r)?]);
     }
     let detached = DynTensor::with(dyn_map!(x.t.clone(), |t, R| t.detach()), x.shape.clone());
     let q = quantize(&pair(Value::Float(detached)))?.remove(0);

@@ -11,10 +11,11 @@
 //! rounding edge.
 
 use qdq::tensor_quant::layout::{AmaxLayout, par_map_inplace};
+use qdq::tensor_quant::with_host_mut;
 
 use super::super::error::{RunResult, op_err};
-use super::super::value::{DynTensor, Value};
-use burn::tensor::{Device, Float};
+use super::super::value::{DynTensor, Value, dyn_map};
+use burn::tensor::Float;
 
 /// `1.5 * 2^23`: adding and subtracting it rounds half to even for |v| < 2^22.
 const ROUND_MAGIC: f32 = 12_582_912.0;
@@ -66,12 +67,9 @@ pub(crate) fn fake_quantize_host(
     x: DynTensor<Float>,
     scale: &DynTensor<Float>,
     range: (f32, f32),
-    device: &Device,
 ) -> RunResult<Value> {
-    let shape = x.shape.clone();
-    let mut data = x.into_vec()?;
     let scales = scale.to_vec()?;
-    let layout = AmaxLayout::new(&shape, &scale.shape)
+    let layout = AmaxLayout::new(&x.shape, &scale.shape)
         .map_err(|e| op_err(format!("y_scale of shape {:?}: {e}", scale.shape)))?;
     let pairs: Vec<Pair> = scales
         .iter()
@@ -81,13 +79,23 @@ pub(crate) fn fake_quantize_host(
             hi: range.1,
         })
         .collect();
-    par_map_inplace(&mut data, &layout, &pairs, Pair::fake);
-    Value::try_from_f32(data, &shape, device)
+    // In place when the runtime handed this node the input's last reference.
+    let shape = x.shape;
+    let t = dyn_map!(x.t, |t, R| with_host_mut(t, |data| par_map_inplace(
+        data,
+        &layout,
+        &pairs,
+        Pair::fake
+    ))
+    .map_err(|e| op_err(e.to_string()))?
+    .0);
+    Ok(Value::Float(DynTensor { t, shape }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
 
     /// Every rounding and saturation edge, against the ONNX definition computed
     /// separately (`f32::round_ties_even`, `f32::clamp`, integer truncation).
@@ -138,7 +146,7 @@ mod tests {
         let Value::Float(x) = x else { unreachable!() };
         let s = Value::from_f32(vec![0.5, 1.0, 2.0], &[1, 3], &device);
         let Value::Float(s) = s else { unreachable!() };
-        let y = fake_quantize_host(x, &s, (-128.0, 127.0), &device).unwrap();
+        let y = fake_quantize_host(x, &s, (-128.0, 127.0)).unwrap();
         // Codes 1/0.5 = 2, 1/1 = 1, 1/2 = 0.5 -> 0 (to even); 3/0.5 = 6, 3/1 = 3,
         // 3/2 = 1.5 -> 2 (to even); times the channel's scale.
         assert_eq!(y.to_f32().unwrap(), vec![1.0, 1.0, 0.0, 3.0, 3.0, 4.0]);
