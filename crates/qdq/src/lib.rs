@@ -32,6 +32,7 @@ pub mod error;
 pub mod io;
 pub mod nn;
 pub mod quant_modules;
+pub mod simd;
 pub mod tensor_quant;
 
 pub use device::device;

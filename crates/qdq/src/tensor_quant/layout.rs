@@ -87,7 +87,7 @@ const CHUNK: usize = 1 << 15;
 
 /// Applies `f(&params[entry], element)` to every element of `data` in place, in
 /// parallel, where `entry` is the amax entry the layout assigns to the element.
-pub fn par_map_inplace<P: Sync>(
+pub fn par_map_inplace<P: Copy + Sync>(
     data: &mut [f32],
     layout: &AmaxLayout,
     params: &[P],
@@ -95,11 +95,16 @@ pub fn par_map_inplace<P: Sync>(
 ) {
     use rayon::prelude::*;
     let run = |start: usize, chunk: &mut [f32]| {
-        for_each_block(start, chunk.len(), layout, |lo, hi, entry| {
-            let p = &params[entry];
-            for v in &mut chunk[lo..hi] {
-                *v = f(p, *v);
-            }
+        crate::simd::widest(|| {
+            for_each_block(start, chunk.len(), layout, |lo, hi, entry| {
+                // A local copy: the compiler cannot prove a reference into `params`
+                // is not written through `chunk`, and would reload it per element
+                // rather than vectorize.
+                let p = params[entry];
+                for v in &mut chunk[lo..hi] {
+                    *v = f(&p, *v);
+                }
+            });
         });
     };
     if data.len() <= CHUNK {
@@ -112,7 +117,7 @@ pub fn par_map_inplace<P: Sync>(
 }
 
 /// Like [`par_map_inplace`], writing `f(&params[entry], src[i])` to `dst[i]`.
-pub fn par_map<P: Sync>(
+pub fn par_map<P: Copy + Sync>(
     src: &[f32],
     dst: &mut [f32],
     layout: &AmaxLayout,
@@ -126,11 +131,13 @@ pub fn par_map<P: Sync>(
         "par_map: source and destination lengths differ"
     );
     let run = |start: usize, s: &[f32], d: &mut [f32]| {
-        for_each_block(start, s.len(), layout, |lo, hi, entry| {
-            let p = &params[entry];
-            for (o, &x) in d[lo..hi].iter_mut().zip(&s[lo..hi]) {
-                *o = f(p, x);
-            }
+        crate::simd::widest(|| {
+            for_each_block(start, s.len(), layout, |lo, hi, entry| {
+                let p = params[entry];
+                for (o, &x) in d[lo..hi].iter_mut().zip(&s[lo..hi]) {
+                    *o = f(&p, x);
+                }
+            });
         });
     };
     if src.len() <= CHUNK {
@@ -145,7 +152,7 @@ pub fn par_map<P: Sync>(
 
 /// Splits the element range `[start, start+len)` at block boundaries and calls
 /// `f(local_lo, local_hi, amax_entry)` for each piece.
-#[inline]
+#[inline(always)]
 fn for_each_block(
     start: usize,
     len: usize,

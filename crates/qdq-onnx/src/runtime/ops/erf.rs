@@ -78,7 +78,9 @@ fn map(x: DynTensor<Float>, f: impl Fn(f32) -> f32 + Sync) -> RunResult<DynTenso
     let shape = x.shape;
     let t = dyn_map!(x.t, |t, R| with_host_mut(t, |v| v
         .par_chunks_mut(CHUNK)
-        .for_each(|c| c.iter_mut().for_each(|e| *e = f(*e))))
+        .for_each(|c| qdq::simd::widest(|| c
+            .iter_mut()
+            .for_each(|e| *e = f(*e)))))
     .map_err(|e| op_err(e.to_string()))?
     .0);
     Ok(DynTensor { t, shape })

@@ -1,11 +1,11 @@
 //! Resize and Upsample, separably per axis: the output→input coordinate map of each
 //! `coordinate_transformation_mode` is computed on the host, then nearest picks rows
-//! with `select` and linear/cubic blend a few selected rows with broadcast weights.
+//! with `select_float` and linear/cubic blend a few selected rows with broadcast weights.
 
 use super::super::error::{RunResult, checked_numel, op_err};
 use super::super::value::{DynTensor, Value};
 use super::elementwise::{Bin, binary};
-use super::shape::select;
+use super::shape::select_float;
 use super::{Ctx, as_float, norm_axis};
 use burn::tensor::Float;
 
@@ -105,7 +105,7 @@ fn resize_axis(
             .iter()
             .map(|&c| nearest_index(m, c, in_len, scale))
             .collect();
-        return select(x, axis, &idx);
+        return select_float(x, axis, &idx);
     }
     let last = in_len as i64 - 1;
     let clamp = |i: i64| i.clamp(0, last) as usize;
@@ -142,7 +142,7 @@ fn resize_axis(
     for k in 0..n_taps {
         let idx: Vec<usize> = taps.iter().map(|(b, _)| clamp(b + k as i64)).collect();
         let w: Vec<f32> = taps.iter().map(|(_, w)| w[k] as f32).collect();
-        let picked = Value::Float(select(x.clone(), axis, &idx)?);
+        let picked = Value::Float(select_float(x.clone(), axis, &idx)?);
         let term = binary(picked, Value::try_from_f32(w, &wshape, &dev)?, Bin::Mul)?;
         acc = Some(match acc {
             None => term,

@@ -5,6 +5,8 @@
 
 use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, Device, Float, Int, Tensor};
+use qdq::tensor_quant::HostValues;
+use rayon::prelude::*;
 
 use super::super::error::{RunResult, checked_numel, op_err, too_large};
 use super::super::value::{DynTensor, MAX_RANK, Value, arr, burn_shape, dyn_map};
@@ -33,7 +35,7 @@ mod reshape;
 mod slice;
 
 pub(crate) use cast::cast;
-pub(crate) use layout::{cat, concat_values, narrow, permute, select};
+pub(crate) use layout::{cat, concat_values, narrow, permute, select, select_float};
 pub(crate) use pad::{crop, padded_len};
 use reshape::reshape_value;
 
