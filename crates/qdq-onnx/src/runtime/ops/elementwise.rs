@@ -6,7 +6,7 @@ use burn::tensor::kind::{Basic, Numeric, Ordered};
 use burn::tensor::{Float, Int, Tensor};
 
 use super::super::error::{RunResult, checked_numel, op_err};
-use super::super::value::{Dyn, DynTensor, Value, dyn_apply, dyn_map, dyn_zip};
+use super::super::value::{Dyn, DynTensor, Value, dyn_map, dyn_zip};
 use super::{Ctx, as_bool, to_i64};
 use crate::proto::elem::{self as dt, dtype_name};
 
@@ -281,16 +281,10 @@ pub(crate) fn where_(c: Value, x: Value, y: Value) -> RunResult<Value> {
 }
 
 fn unary_float(t: DynTensor<Float>, op: &str, ctx: &Ctx) -> RunResult<DynTensor<Float>> {
-    // On the host in one vectorized pass (burn's CPU backend calls scalar libm),
-    // unless a gradient flows through.
-    if !dyn_apply!(&t.t, |x, R| x.is_tracked()) {
-        match op {
-            "Erf" => return super::erf::erf_op(t),
-            "Gelu" if ctx.string_attr("approximate", "none") == "none" => {
-                return super::erf::gelu_op(t);
-            }
-            _ => {}
-        }
+    // On the host in one vectorized pass where it can (burn's CPU backend calls
+    // scalar libm).
+    if super::host_unary::handles(&t, op, ctx) {
+        return super::host_unary::run(t, op);
     }
     let shape = t.shape.clone();
     let x = t.t;

@@ -1,4 +1,5 @@
-//! `Erf` and the exact `Gelu` on f32 values, one vectorizable pass on the host.
+//! erf and the exact GELU on f32 values, in a form the compiler vectorizes (run by
+//! [`super::host_unary`]).
 //!
 //! burn's CPU backend calls libm's scalar `erff` element by element; on the PP-OCRv6
 //! detector (13 GELUs written as Div, Erf, Add, Mul, Mul on its largest maps) that was a
@@ -6,13 +7,6 @@
 //! turns into SIMD code: at most 4.0e-7 from the true erf over all of f32 (checked
 //! against libm's double-precision `erf` in the tests below), a few units in the last
 //! place, well inside what ONNX's node tests and ONNX Runtime's own approximation allow.
-
-use burn::tensor::Float;
-use qdq::tensor_quant::with_host_mut;
-use rayon::prelude::*;
-
-use super::super::error::{RunResult, op_err};
-use super::super::value::{DynTensor, dyn_map};
 
 /// Numerator of `erf(x) / x` as a polynomial in `x²`, lowest power first (a least
 /// squares fit of the relative error on [0, 4], rounded to f32; the first is erf'(0)).
@@ -66,34 +60,8 @@ pub(crate) fn erf(x: f32) -> f32 {
 
 /// ONNX `Gelu` without approximation: `0.5 · x · (1 + erf(x / √2))`.
 #[inline(always)]
-fn gelu(x: f32) -> f32 {
+pub(crate) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x / std::f32::consts::SQRT_2))
-}
-
-/// Elements per parallel task (as the fused quantization kernels).
-const CHUNK: usize = 1 << 15;
-
-/// `f` of every value of `x`, in place when the runtime handed over its last reference.
-fn map(x: DynTensor<Float>, f: impl Fn(f32) -> f32 + Sync) -> RunResult<DynTensor<Float>> {
-    let shape = x.shape;
-    let t = dyn_map!(x.t, |t, R| with_host_mut(t, |v| v
-        .par_chunks_mut(CHUNK)
-        .for_each(|c| qdq::simd::widest(|| c
-            .iter_mut()
-            .for_each(|e| *e = f(*e)))))
-    .map_err(|e| op_err(e.to_string()))?
-    .0);
-    Ok(DynTensor { t, shape })
-}
-
-/// `Erf(x)`.
-pub(crate) fn erf_op(x: DynTensor<Float>) -> RunResult<DynTensor<Float>> {
-    map(x, erf)
-}
-
-/// `Gelu(x)` with `approximate = "none"`.
-pub(crate) fn gelu_op(x: DynTensor<Float>) -> RunResult<DynTensor<Float>> {
-    map(x, gelu)
 }
 
 #[cfg(test)]
