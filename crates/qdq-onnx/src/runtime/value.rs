@@ -513,25 +513,20 @@ impl Value {
         }
     }
 
-    /// Entries `start..start + len` of `axis` (a view of a float, integer or bool
-    /// tensor; no copy on burn's CPU backend).
+    /// Entries `idx` of `axis` of a float tensor, in that order (a copy).
     ///
     /// # Errors
-    /// A sequence or optional, an axis past the rank, or a range past the axis.
-    pub fn narrow(self, axis: usize, start: usize, len: usize) -> RunResult<Value> {
-        use super::ops::shape::narrow;
-        if axis >= self.shape().len() || !self.is_tensor() {
-            return Err(op_err(format!(
-                "cannot take axis {axis} of a {}",
-                self.describe()
-            )));
+    /// Not a float tensor, an axis past the rank, or an index past the axis.
+    pub fn select_entries(self, axis: usize, idx: &[usize]) -> RunResult<Value> {
+        match self {
+            Value::Float(t) if axis < t.shape.len() => {
+                Ok(Value::Float(super::ops::shape::select_float(t, axis, idx)?))
+            }
+            v => Err(op_err(format!(
+                "cannot select along axis {axis} of a {}",
+                v.describe()
+            ))),
         }
-        Ok(match self {
-            Value::Float(t) => Value::Float(narrow(t, axis, start, len)?),
-            Value::Int(t, e) => Value::Int(narrow(t, axis, start, len)?, e),
-            Value::Bool(t) => Value::Bool(narrow(t, axis, start, len)?),
-            v => return Err(v.not_a_tensor()),
-        })
     }
 
     /// Whether the value is a tensor (not a sequence or an optional).
