@@ -362,6 +362,12 @@ pub(crate) fn calibrate(
     Ok((cache, batch))
 }
 
+/// Into how many batches `auto`'s items are cut (batches of `auto_items / 4`, rounded
+/// up, or smaller with `--batch`): the whole-model step stops measuring a uniform
+/// method after the batch at which it can no longer replace the per-quantizer choices
+/// (`choose_model`), which a single batch would never allow.
+const AUTO_BATCHES: usize = 4;
+
 /// [`calibrate`] after the collecting pass: the cache of `calib`, with `auto`'s pass on
 /// batches of at most `batch` items; `start` and `collected` (seconds the collecting
 /// pass took) time auto's phases.
@@ -384,10 +390,11 @@ fn calibrate_all(
     // outputs of the same items are kept for it.
     let global = methods.method == MethodChoice::Auto;
     let mut check = ModelCheck::measuring(methods.auto_outputs.to_vec());
-    // The first items, in batches of at most `auto_items` (memory stays one batch).
-    let pass = batches(graph, data, batch.min(methods.auto_items))?;
+    // The first items, in about AUTO_BATCHES batches (memory stays one batch).
+    let auto_batch = batch.min(methods.auto_items.div_ceil(AUTO_BATCHES));
+    let pass = batches(graph, data, auto_batch)?;
     let bar = progress(
-        methods.auto_items.div_ceil(batch.min(methods.auto_items)),
+        methods.auto_items.div_ceil(auto_batch),
         "choosing amaxes (auto)",
         json,
     );
@@ -429,7 +436,7 @@ fn calibrate_all(
         let measured: Vec<String> = choice
             .errors
             .iter()
-            .map(|(label, e)| format!("{label} {e:.3e}"))
+            .map(|(label, e)| format!("{label} {e}"))
             .collect();
         let which = if methods.auto_outputs.is_empty() {
             String::new()

@@ -40,7 +40,44 @@ pub struct ModelChoice {
     /// `per quantizer` or the method applied to every quantizer.
     pub label: String,
     /// Every distinct assignment and its whole-model error (NaN: it did not run).
-    pub errors: Vec<(String, f64)>,
+    pub errors: Vec<(String, Measured)>,
+}
+
+/// A whole-model error: over every kept batch, or a lower bound from the first
+/// `batches` of them where the measuring stopped because the assignment could no
+/// longer be kept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Measured {
+    /// The error: the mean over all batches, counting the unmeasured ones as zero when
+    /// stopped (so a lower bound of the full error).
+    pub error: f64,
+    /// Batches measured.
+    pub batches: usize,
+    /// Whether every batch was measured.
+    pub complete: bool,
+}
+
+impl Measured {
+    fn complete(error: f64) -> Self {
+        Self {
+            error,
+            batches: 0,
+            complete: true,
+        }
+    }
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.complete {
+            true => write!(f, "{:.3e}", self.error),
+            false => write!(
+                f,
+                ">{:.3e} (stopped after {} batches)",
+                self.error, self.batches
+            ),
+        }
+    }
 }
 
 /// Chooses between the per-quantizer `chosen` amaxes and each of [`candidates`] applied
@@ -107,24 +144,39 @@ pub fn choose_model(
             assignments.push((m.to_string(), cache));
         }
     }
-    // The assignments run side by side ([`parallel_width`] at a time).
-    let measured: Vec<Result<f64>> = if assignments.len() == 1 || check.is_empty() {
-        assignments.iter().map(|_| Ok(0.0)).collect()
+    let measure = |cache: &CalibrationCache, stop_above: Option<f64>| {
+        apply(prepared, cache, options).and_then(|m| check.error_until(&m, stop_above, device))
+    };
+    // The per-quantizer choices first: a uniform method whose error so far passes
+    // DECISIVE times theirs can no longer replace them, and stops there (the same
+    // decision as measuring it to the end, for a fraction of its runs).
+    let measured: Vec<Result<Measured>> = if assignments.len() == 1 || check.is_empty() {
+        assignments
+            .iter()
+            .map(|_| Ok(Measured::complete(0.0)))
+            .collect()
     } else {
-        side_by_side(&assignments, parallel_width(prepared), |(_, cache)| {
-            apply(prepared, cache, options).and_then(|m| check.error(&m, device))
-        })
+        let per = measure(&assignments[0].1, None);
+        let bound = per.as_ref().ok().map(|m| DECISIVE * m.error);
+        let mut all = vec![per];
+        all.extend(side_by_side(
+            &assignments[1..],
+            parallel_width(prepared),
+            |(_, cache)| measure(cache, bound),
+        ));
+        all
     };
     let mut errors = Vec::with_capacity(assignments.len());
     let mut first_failure = None;
-    for ((label, _), e) in assignments.iter().zip(measured) {
-        let e = e.unwrap_or_else(|e| {
+    for ((label, _), m) in assignments.iter().zip(measured) {
+        let m = m.unwrap_or_else(|e| {
             first_failure.get_or_insert(e);
-            f64::NAN
+            Measured::complete(f64::NAN)
         });
-        errors.push((label.clone(), e));
+        errors.push((label.clone(), m));
     }
-    let totals: Vec<f64> = errors.iter().map(|e| e.1).collect();
+    // A stopped method's partial error already exceeds the bound: it is never kept.
+    let totals: Vec<f64> = errors.iter().map(|e| e.1.error).collect();
     let Some(k) = least(&totals) else {
         return Err(first_failure.unwrap_or_else(|| Error::Graph("auto: no assignment ran".into())));
     };
@@ -256,9 +308,34 @@ impl ModelCheck {
     /// The model does not load or run, or its outputs differ in number or size from
     /// the float model's.
     pub fn error(&self, model: &ModelProto, device: &burn::tensor::Device) -> Result<f64> {
+        self.error_until(model, None, device).map(|m| m.error)
+    }
+
+    /// [`ModelCheck::error`], stopping after the first batch at which the error summed
+    /// so far (divided by the number of batches, as the mean is) exceeds `stop_above`:
+    /// the whole error could only be larger.
+    ///
+    /// # Errors
+    /// As [`ModelCheck::error`].
+    pub fn error_until(
+        &self,
+        model: &ModelProto,
+        stop_above: Option<f64>,
+        device: &burn::tensor::Device,
+    ) -> Result<Measured> {
         let graph = OnnxGraph::from_model(&fused(model.clone()), device).map_err(Error::Run)?;
+        let n = self.batches.len().max(1) as f64;
         let mut total = 0.0;
-        for (inputs, float) in &self.batches {
+        for (b, (inputs, float)) in self.batches.iter().enumerate() {
+            if let Some(bound) = stop_above
+                && total / n > bound
+            {
+                return Ok(Measured {
+                    error: total / n,
+                    batches: b,
+                    complete: false,
+                });
+            }
             let mut outputs = graph.run(inputs.clone()).map_err(Error::Run)?;
             outputs.retain(|(name, _)| self.measures(name));
             if outputs.len() != float.len() {
@@ -280,7 +357,11 @@ impl ModelCheck {
                 total += relative_error([(q.as_slice(), f.as_slice())]);
             }
         }
-        Ok(total / self.batches.len().max(1) as f64)
+        Ok(Measured {
+            error: total / n,
+            batches: self.batches.len(),
+            complete: true,
+        })
     }
 }
 
@@ -385,6 +466,49 @@ mod tests {
         assert_eq!(check.error(&scaled(2.0), &device).unwrap(), 0.0);
         let e = check.error(&scaled(1.5), &device).unwrap();
         assert!((e - 1.0 / 16.0).abs() < 1e-12, "{e}");
+    }
+
+    /// Four batches whose errors against the float model are known: measuring stops
+    /// after the batch at which the running error passes the bound, and reports what it
+    /// had; without a bound (or one never passed) every batch is measured.
+    #[test]
+    fn error_until_stops_once_the_bound_is_passed() {
+        let device = Device::flex();
+        let scaled = |k: f32| {
+            model(
+                vec![node("Mul", "scale", &["x", "k"], &["y"])],
+                vec![value_info_named("x", dtype::FLOAT, &[1, 1], Some("batch"))],
+                &["y"],
+                vec![tensor_f32("k", &[1], &[k])],
+                13,
+            )
+        };
+        let float = OnnxGraph::from_model(&scaled(2.0), &device).unwrap();
+        let mut check = ModelCheck::new();
+        for x in [1.0f32, 2.0, 3.0, 4.0] {
+            let inputs = vec![("x".to_string(), Value::from_f32(vec![x], &[1, 1], &device))];
+            let outputs = float.run(inputs.clone()).unwrap();
+            check.push(inputs, &outputs).unwrap();
+        }
+        // Every batch: (1.5x - 2x)^2 / (2x)^2 = 1/16; the mean over four is 1/16.
+        let q = scaled(1.5);
+        let full = check.error_until(&q, None, &device).unwrap();
+        assert_eq!(
+            (full.error, full.batches, full.complete),
+            (1.0 / 16.0, 4, true)
+        );
+        assert_eq!(
+            check.error_until(&q, Some(1.0 / 16.0), &device).unwrap(),
+            full
+        );
+        // Past 1/40 after two batches (2/16 / 4 = 1/32): stopped there.
+        let stopped = check.error_until(&q, Some(1.0 / 40.0), &device).unwrap();
+        assert_eq!(
+            (stopped.error, stopped.batches, stopped.complete),
+            (1.0 / 32.0, 2, false)
+        );
+        assert_eq!(stopped.to_string(), ">3.125e-2 (stopped after 2 batches)");
+        assert_eq!(full.to_string(), "6.250e-2");
     }
 
     /// A check measuring one named output ignores the others: two outputs `y = 2x` and
@@ -518,15 +642,25 @@ mod tests {
                 calib.cache_with(Method::Max, &per, &uniform).unwrap()
             };
             let model = apply(&prepared, &cache, &options).unwrap();
-            assert_eq!(check.error(&model, &device).unwrap(), *e, "{label}");
+            let full = check.error(&model, &device).unwrap();
+            if e.complete {
+                assert_eq!(full, e.error, "{label}");
+            } else {
+                // Stopped: a lower bound, already past what could be kept.
+                assert!(e.error <= full && e.batches < 2, "{label}: {e:?} vs {full}");
+                assert!(
+                    e.error > DECISIVE * choice.errors[0].1.error,
+                    "{label}: {e:?}"
+                );
+            }
         }
-        let per_quantizer = choice.errors[0].1;
+        let per_quantizer = choice.errors[0].1.error;
         let uniform = choice.errors[1..]
             .iter()
-            .map(|e| e.1)
+            .map(|e| e.1.error)
             .fold(f64::INFINITY, f64::min);
         if uniform <= DECISIVE * per_quantizer {
-            let kept = choice.errors.iter().find(|e| e.1 == uniform).unwrap();
+            let kept = choice.errors.iter().find(|e| e.1.error == uniform).unwrap();
             assert_eq!(kept.0, choice.label);
         } else {
             assert_eq!(choice.label, "per quantizer", "{:?}", choice.errors);
