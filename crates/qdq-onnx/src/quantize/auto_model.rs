@@ -73,8 +73,10 @@ impl std::fmt::Display for Measured {
             true => write!(f, "{:.3e}", self.error),
             false => write!(
                 f,
-                ">{:.3e} (stopped after {} batches)",
-                self.error, self.batches
+                ">{:.3e} (stopped after {} batch{})",
+                self.error,
+                self.batches,
+                if self.batches == 1 { "" } else { "es" }
             ),
         }
     }
