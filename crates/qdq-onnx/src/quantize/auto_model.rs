@@ -442,29 +442,42 @@ mod tests {
 
     /// The error of a model scaling its input by 1.5 against the float model scaling it
     /// by 2 is computed by hand: per batch `Σ (1.5x - 2x)² / Σ (2x)² = 1/16`.
-    #[test]
-    fn error_compares_whole_models_on_the_kept_batches() {
-        let device = Device::flex();
-        let scaled = |k: f32| {
-            model(
-                vec![node("Mul", "scale", &["x", "k"], &["y"])],
-                vec![value_info_named("x", dtype::FLOAT, &[1, 3], Some("batch"))],
-                &["y"],
-                vec![tensor_f32("k", &[1], &[k])],
-                13,
-            )
-        };
-        let float = OnnxGraph::from_model(&scaled(2.0), &device).unwrap();
+    /// `y = k · x` for `x [batch, width]`.
+    fn scaling(k: f32, width: usize) -> ModelProto {
+        model(
+            vec![node("Mul", "scale", &["x", "k"], &["y"])],
+            vec![value_info_named(
+                "x",
+                dtype::FLOAT,
+                &[1, width],
+                Some("batch"),
+            )],
+            &["y"],
+            vec![tensor_f32("k", &[1], &[k])],
+            13,
+        )
+    }
+
+    /// A check keeping `float`'s outputs on each of `rows`, one batch of one row each.
+    fn kept(float: &ModelProto, rows: &[&[f32]], device: &Device) -> ModelCheck {
+        let float = OnnxGraph::from_model(float, device).unwrap();
         let mut check = ModelCheck::new();
         assert!(check.is_empty());
-        for b in [[1.0f32, -2.0, 3.0], [0.5, 0.25, 4.0]] {
-            let inputs = vec![(
-                "x".to_string(),
-                Value::from_f32(b.to_vec(), &[1, 3], &device),
-            )];
+        for row in rows {
+            let x = Value::from_f32(row.to_vec(), &[1, row.len()], device);
+            let inputs = vec![("x".to_string(), x)];
             let outputs = float.run(inputs.clone()).unwrap();
             check.push(inputs, &outputs).unwrap();
         }
+        check
+    }
+
+    #[test]
+    fn error_compares_whole_models_on_the_kept_batches() {
+        let device = Device::flex();
+        let scaled = |k: f32| scaling(k, 3);
+        let rows: [&[f32]; 2] = [&[1.0, -2.0, 3.0], &[0.5, 0.25, 4.0]];
+        let check = kept(&scaled(2.0), &rows, &device);
         assert_eq!(check.error(&scaled(2.0), &device).unwrap(), 0.0);
         let e = check.error(&scaled(1.5), &device).unwrap();
         assert!((e - 1.0 / 16.0).abs() < 1e-12, "{e}");
@@ -476,22 +489,9 @@ mod tests {
     #[test]
     fn error_until_stops_once_the_bound_is_passed() {
         let device = Device::flex();
-        let scaled = |k: f32| {
-            model(
-                vec![node("Mul", "scale", &["x", "k"], &["y"])],
-                vec![value_info_named("x", dtype::FLOAT, &[1, 1], Some("batch"))],
-                &["y"],
-                vec![tensor_f32("k", &[1], &[k])],
-                13,
-            )
-        };
-        let float = OnnxGraph::from_model(&scaled(2.0), &device).unwrap();
-        let mut check = ModelCheck::new();
-        for x in [1.0f32, 2.0, 3.0, 4.0] {
-            let inputs = vec![("x".to_string(), Value::from_f32(vec![x], &[1, 1], &device))];
-            let outputs = float.run(inputs.clone()).unwrap();
-            check.push(inputs, &outputs).unwrap();
-        }
+        let scaled = |k: f32| scaling(k, 1);
+        let rows: [&[f32]; 4] = [&[1.0], &[2.0], &[3.0], &[4.0]];
+        let check = kept(&scaled(2.0), &rows, &device);
         // Every batch: (1.5x - 2x)^2 / (2x)^2 = 1/16; the mean over four is 1/16.
         let q = scaled(1.5);
         let full = check.error_until(&q, None, &device).unwrap();
