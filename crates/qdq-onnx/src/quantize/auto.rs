@@ -275,6 +275,33 @@ impl Probe {
         formats: (QdqFormat, QdqFormat),
         device: &burn::tensor::Device,
     ) -> Result<()> {
+        let axes = match self.cut.local {
+            true => sampled_axes(self.cut.inputs.iter().map(|n| &held[n])),
+            false => Vec::new(),
+        };
+        let errors = match self.errors_on(held, &axes, formats, device) {
+            Ok(errors) => errors,
+            // A sample the consumers cannot take (a kernel longer than the sampled
+            // axis, a fixed output shape): the whole map.
+            Err(_) if !axes.is_empty() => self.errors_on(held, &[], formats, device)?,
+            Err(e) => return Err(e),
+        };
+        for (k, e) in errors.into_iter().enumerate() {
+            self.error[k] += e;
+        }
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Each candidate's relative error on the `held` values, on every other position
+    /// of `axes`.
+    fn errors_on(
+        &self,
+        held: &HashMap<String, Value>,
+        axes: &[usize],
+        formats: (QdqFormat, QdqFormat),
+        device: &burn::tensor::Device,
+    ) -> Result<Vec<f64>> {
         let tensor = &self.tensor;
         let fail = |e: RunError| Error::Graph(format!("auto: probing `{tensor}`: {e}"));
         let mut feed: Vec<(String, Value)> = self
@@ -283,12 +310,8 @@ impl Probe {
             .iter()
             .map(|n| (n.clone(), held[n].clone()))
             .collect();
-        let axes = match self.cut.local {
-            true => sampled_axes(feed.iter().map(|(_, v)| v)),
-            false => Vec::new(),
-        };
         for (_, v) in &mut feed {
-            for &axis in &axes {
+            for &axis in axes {
                 let every_other: Vec<usize> = (0..v.shape()[axis]).step_by(2).collect();
                 *v = v.clone().select_entries(axis, &every_other).map_err(fail)?;
             }
@@ -315,20 +338,16 @@ impl Probe {
         };
         // The candidates run side by side (a probe is a few nodes, often elementwise
         // work on one thread).
-        let this = &*self;
-        let errors = side_by_side(&this.candidates, default_width(), |&(_, amax)| {
-            let q = run(this.load(Some(amax), formats, device)?)?;
+        side_by_side(&self.candidates, default_width(), |&(_, amax)| {
+            let q = run(self.load(Some(amax), formats, device)?)?;
             Ok::<_, Error>(relative_error(
                 q.iter()
                     .zip(&float)
                     .map(|(q, f)| (q.as_slice(), f.as_slice())),
             ))
-        });
-        for (k, e) in errors.into_iter().enumerate() {
-            self.error[k] += e?;
-        }
-        self.batches += 1;
-        Ok(())
+        })
+        .into_iter()
+        .collect()
     }
 }
 
@@ -655,6 +674,7 @@ mod tests {
         assert_eq!(cache.entries["x"].amax, vec![c.amax]);
         assert_eq!(cache.entries["x"].method, format!("auto:{}", c.method));
     }
+
     #[test]
     fn long_axes_shared_by_every_input_are_sampled() {
         let device = Device::flex();
@@ -755,5 +775,59 @@ mod tests {
             "the outlier should matter on the whole map: {:?}",
             choice.errors
         );
+    }
+    /// A convolution whose kernel (40) is longer than the sampled axis (64 -> 32)
+    /// cannot run on the sample: the probe measures the whole axis instead, and its
+    /// errors are the whole axis's.
+    #[test]
+    fn a_probe_the_sample_cannot_feed_measures_the_whole_map() {
+        let device = Device::flex();
+        let conv = model(
+            vec![node("Conv", "conv", &["x", "w"], &["y"])],
+            vec![value_info_named("x", dtype::FLOAT, &[1, 1, 64], None)],
+            &["y"],
+            vec![tensor_f32("w", &[1, 1, 40], &[1.0; 40])],
+            13,
+        );
+        let prepared = prepare(&conv, &QuantizeOptions::default()).unwrap();
+        let graph = OnnxGraph::from_model(&prepared.model, &device).unwrap();
+        let proto = prepared.model.graph.as_ref().unwrap();
+        let mut calib = Calibration::new(proto, &prepared.sites, false).unwrap();
+        let xs: Vec<f32> = (0..64)
+            .map(|i| {
+                if i == 5 {
+                    6.0
+                } else {
+                    ((i * 37 % 29) as f32 - 14.0) / 20.0
+                }
+            })
+            .collect();
+        let value = || {
+            vec![(
+                "x".to_string(),
+                Value::from_f32(xs.clone(), &[1, 1, 64], &device),
+            )]
+        };
+        calib.feed(&graph, value()).unwrap();
+        let mut auto = AutoSelect::new(&prepared, &calib, QdqFormat::Int8, &device).unwrap();
+        auto.feed(&graph, value()).unwrap();
+        let choice = &auto.choices()["x"];
+        let w = 127.0 * (1.0f32 / 127.0);
+        for &(m, a, e) in &choice.errors {
+            let sc = a / 127.0;
+            let fq = |x: f32| (x / sc).round_ties_even().clamp(-128.0, 127.0) * sc * w;
+            let (mut diff, mut energy) = (0.0f64, 0.0f64);
+            for t in 0..25 {
+                let f: f64 = xs[t..t + 40].iter().map(|&x| f64::from(x)).sum();
+                let q: f64 = xs[t..t + 40].iter().map(|&x| f64::from(fq(x))).sum();
+                diff += (q - f).powi(2);
+                energy += f * f;
+            }
+            let want = diff / energy;
+            assert!(
+                (e - want).abs() <= 1e-3 * want + 1e-12,
+                "{m}: {e} vs whole {want}"
+            );
+        }
     }
 }
