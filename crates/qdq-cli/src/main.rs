@@ -437,7 +437,9 @@ struct CalibArgs {
     /// Per-tensor method override, TENSOR=METHOD; repeatable.
     #[arg(long = "method-for")]
     method_for: Vec<String>,
-    /// Batch size of the calibration pass (at least 1; the result does not depend on it).
+    /// Batch size of the calibration pass (at least 1; the statistics do not depend on
+    /// it). `auto` measures its items in batches of at most this many and at most a
+    /// quarter of `--auto-items`, averaging its errors per batch.
     /// The pass runs a few batches at once (one per core, at most 4), each this size
     /// divided among them, so memory stays about one batch.
     #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = flags::positive)]
