@@ -11,7 +11,7 @@
 //! `Σ (q - f)² / Σ f²`, is added up per candidate. The candidate with the least total error
 //! wins (ties go to the earlier candidate of [`candidates`]). On large maps, a probe of
 //! spatially local consumers (convolutions, pools, Add, channel Concat) measures on
-//! every other position of each spatial axis of 32 or more ([`sampled_axes`]), float
+//! every other position of each spatial axis of 16 or more ([`sampled_axes`]), float
 //! and quantized alike.
 //!
 //! Why the consumer's output rather than the tensor itself: clipping a few large values
@@ -351,8 +351,10 @@ impl Probe {
     }
 }
 
-/// Sizes from which a probe measures every other position of an axis.
-const SAMPLE_FROM: usize = 32;
+/// Sizes from which a probe measures every other position of an axis. From 32 to 16 on
+/// the corpus (16 + 16 items): four models gained (ppocrv6-det 0.982 -> 0.986, two
+/// recognizers by one string of 16), none lost, `auto` took 10-25 % less time.
+const SAMPLE_FROM: usize = 16;
 
 /// The axes a probe of spatially local consumers samples: every axis after batch and
 /// channels that is at least [`SAMPLE_FROM`] long in all of `inputs` alike; none when the
@@ -683,8 +685,8 @@ mod tests {
         let (a, b) = (v(&[2, 3, 128, 64]), v(&[2, 5, 128, 64]));
         assert_eq!(sampled_axes([&a, &b].into_iter()), [2, 3]);
         // Short axes stay whole; a broadcast operand or another rank: no sample.
-        assert_eq!(sampled_axes([&v(&[1, 4, 31, 200])].into_iter()), [3]);
-        assert_eq!(sampled_axes([&v(&[1, 4, 32, 33])].into_iter()), [2, 3]);
+        assert_eq!(sampled_axes([&v(&[1, 4, 15, 200])].into_iter()), [3]);
+        assert_eq!(sampled_axes([&v(&[1, 4, 16, 17])].into_iter()), [2, 3]);
         assert!(sampled_axes([&a, &v(&[2, 3, 1, 1])].into_iter()).is_empty());
         assert_eq!(sampled_axes([&v(&[1, 4, 100])].into_iter()), [2]);
         assert!(sampled_axes([&a, &v(&[128, 64])].into_iter()).is_empty());
