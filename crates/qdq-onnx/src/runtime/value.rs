@@ -376,6 +376,12 @@ impl DynTensor<Float> {
         dyn_apply!(&self.t, |t, R| HostValues::of(t)).map_err(read_err)
     }
 
+    /// The values read in place ([`HostValues::shared`]), or `None`, copying nothing,
+    /// when the backend does not allow it.
+    pub fn shared_host(&self) -> Option<HostValues> {
+        dyn_apply!(&self.t, |t, R| HostValues::shared(t))
+    }
+
     /// The values, taking the tensor: no copy when this was its last reference.
     pub fn into_vec(self) -> RunResult<Vec<f32>> {
         dyn_apply!(self.t, |t, R| t.try_into_vec_as::<f32>()).map_err(read_err)

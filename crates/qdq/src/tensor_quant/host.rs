@@ -37,18 +37,23 @@ impl HostValues {
     /// # Errors
     /// A tensor that cannot be read back.
     pub fn of<const D: usize>(t: &Tensor<D>) -> Result<Self> {
-        if let Ok(p) = t.clone().try_into_primitive::<Flex>()
-            && p.as_slice::<f32>().is_some()
-        {
-            return Ok(Self::Shared(p));
+        match Self::shared(t) {
+            Some(shared) => Ok(shared),
+            None => host_values(t).map(Self::Copied),
         }
-        host_values(t).map(Self::Copied)
+    }
+
+    /// The values of `t` read in place ([`HostValues::Shared`]), or `None` without
+    /// copying anything when `t` is not a contiguous f32 tensor of burn's CPU backend.
+    pub fn shared<const D: usize>(t: &Tensor<D>) -> Option<Self> {
+        let p = t.clone().try_into_primitive::<Flex>().ok()?;
+        p.as_slice::<f32>().is_some().then_some(Self::Shared(p))
     }
 
     /// The values, in the tensor's logical (row-major) order.
     pub fn as_slice(&self) -> &[f32] {
         match self {
-            // `of` keeps only tensors that have this view.
+            // `shared` keeps only tensors that have this view.
             Self::Shared(p) => p.as_slice::<f32>().unwrap_or_default(),
             Self::Copied(v) => v,
         }

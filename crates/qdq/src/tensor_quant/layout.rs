@@ -116,6 +116,17 @@ pub fn par_map_inplace<P: Copy + Sync>(
     }
 }
 
+/// `f` of every element of `data`, in place, in parallel: [`par_map_inplace`] with one
+/// entry for the whole slice (elementwise functions such as the runtime's Erf).
+pub fn par_map_each(data: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    let whole = AmaxLayout {
+        inner: data.len().max(1),
+        pattern: vec![0],
+        amax_len: 1,
+    };
+    par_map_inplace(data, &whole, &[()], |_, x| f(x));
+}
+
 /// Like [`par_map_inplace`], writing `f(&params[entry], src[i])` to `dst[i]`.
 pub fn par_map<P: Copy + Sync>(
     src: &[f32],
@@ -176,6 +187,21 @@ fn for_each_block(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Over several parallel chunks, every element gets `f` of itself.
+    #[test]
+    fn par_map_each_maps_every_element() {
+        let mut v: Vec<f32> = (0..3 * CHUNK + 5).map(|i| i as f32).collect();
+        par_map_each(&mut v, |x| x * 2.0 + 1.0);
+        assert!(
+            v.iter()
+                .enumerate()
+                .all(|(i, &y)| y == i as f32 * 2.0 + 1.0)
+        );
+        let mut empty: Vec<f32> = Vec::new();
+        par_map_each(&mut empty, |x| x + 1.0);
+        assert!(empty.is_empty());
+    }
 
     #[test]
     fn per_tensor_is_one_block() {

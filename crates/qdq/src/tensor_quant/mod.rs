@@ -195,5 +195,9 @@ mod tests {
         let transposed = HostValues::of(&t.clone().transpose()).unwrap();
         assert!(matches!(transposed, HostValues::Copied(_)));
         assert_eq!(*transposed, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        // `shared` reads in place or declines, never copies.
+        assert!(HostValues::shared(&t.clone().transpose()).is_none());
+        let shared = HostValues::shared(&t).unwrap();
+        assert_eq!(shared.as_ptr(), storage);
     }
 }

@@ -5,15 +5,12 @@
 //! Values a gradient flows through keep burn's ops.
 
 use burn::tensor::Float;
+use qdq::tensor_quant::layout::par_map_each;
 use qdq::tensor_quant::with_host_mut;
-use rayon::prelude::*;
 
 use super::super::error::{RunResult, op_err};
 use super::super::value::{DynTensor, dyn_apply, dyn_map};
 use super::Ctx;
-
-/// Elements per parallel task (as the fused quantization kernels).
-const CHUNK: usize = 1 << 15;
 
 /// Whether [`run`] computes `op` of `x`: one of this module's ops, and no gradient flows
 /// through `x`.
@@ -40,12 +37,8 @@ pub(crate) fn run(x: DynTensor<Float>, op: &str) -> RunResult<DynTensor<Float>> 
 /// `f` of every value of `x`, in place when the runtime handed over its last reference.
 fn map(x: DynTensor<Float>, f: impl Fn(f32) -> f32 + Sync) -> RunResult<DynTensor<Float>> {
     let shape = x.shape;
-    let t = dyn_map!(x.t, |t, R| with_host_mut(t, |v| v
-        .par_chunks_mut(CHUNK)
-        .for_each(|c| qdq::simd::widest(|| c
-            .iter_mut()
-            .for_each(|e| *e = f(*e)))))
-    .map_err(|e| op_err(e.to_string()))?
-    .0);
+    let t = dyn_map!(x.t, |t, R| with_host_mut(t, |v| par_map_each(v, &f))
+        .map_err(|e| op_err(e.to_string()))?
+        .0);
     Ok(DynTensor { t, shape })
 }

@@ -122,10 +122,15 @@ pub(crate) fn select_float(
     axis: usize,
     idx: &[usize],
 ) -> RunResult<DynTensor<Float>> {
-    let host = t.host()?;
-    if !matches!(host, HostValues::Shared(_)) || t.shape.contains(&0) {
+    // Only a tensor read in place: anything else (another backend, a gradient, a
+    // strided view) keeps burn's select rather than being copied to be discarded.
+    let shared = match t.shape.contains(&0) {
+        true => None,
+        false => t.shared_host(),
+    };
+    let Some(host) = shared else {
         return select(t, axis, idx);
-    }
+    };
     let len = t.shape[axis];
     if let Some(&bad) = idx.iter().find(|&&i| i >= len) {
         return Err(op_err(format!(

@@ -5,7 +5,6 @@
 
 use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, Device, Float, Int, Tensor};
-use qdq::tensor_quant::HostValues;
 use rayon::prelude::*;
 
 use super::super::error::{RunResult, checked_numel, op_err, too_large};
