@@ -89,11 +89,14 @@ pub(crate) fn keep_sensitive_float(
         )
         .into());
     }
-    let kept: Vec<&LayerSensitivity> = ranking.iter().filter(|l| float.contains(&l.node)).collect();
+    let kept: Vec<&LayerSensitivity> = ranking
+        .iter()
+        .filter(|l| float.contains(&l.layer()))
+        .collect();
     if !json {
         let shown: Vec<String> = kept
             .iter()
-            .map(|l| format!("{} ({:.3e})", l.label, l.error))
+            .map(|l| format!("{}{} ({:.3e})", l.scope, l.label, l.error))
             .collect();
         eprintln!(
             "kept in float, most sensitive first (error with the layer alone quantized, on {seen} items): {}",
@@ -140,7 +143,7 @@ pub(crate) fn run_sensitivity(
             .enumerate()
             .map(|(i, l)| {
                 serde_json::json!({
-                    "rank": i + 1, "node": l.label, "op_type": l.op_type,
+                    "rank": i + 1, "node": l.label, "graph": l.scope, "op_type": l.op_type,
                     "quantizers": l.quantizers, "error": finite_or_null(l.error),
                 })
             })
@@ -168,7 +171,7 @@ pub(crate) fn run_sensitivity(
             i + 1,
             l.error,
             l.op_type,
-            l.label,
+            format!("{}{}", l.scope, l.label),
             l.quantizers.join(", ")
         );
     }

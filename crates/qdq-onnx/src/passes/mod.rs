@@ -17,5 +17,5 @@ pub use fold::fold_constant_nodes;
 pub use insert::{insert_sites, insert_sites_as};
 pub use opset::{MAX_OPSET, check_opset, ir_version_for, model_opset, upgrade_opset};
 pub use placement::{PlacementOptions, Site, SiteKind, matches_pattern, node_label, place};
-pub use subgraph::{GraphPath, subgraph, subgraph_mut, visible_constant};
+pub use subgraph::{GraphPath, path_scope, subgraph, subgraph_mut, visible_constant};
 pub use types::{elem_types, elem_types_within, is_float_tensor};

@@ -96,9 +96,15 @@ pub fn scope_of(graph: &GraphProto, path: &[(usize, String)], name: &str) -> Str
         .rev()
         .find(|&d| subgraph(graph, &path[..d]).is_some_and(defines))
         .unwrap_or(0);
+    path_scope(graph, &path[..depth])
+}
+
+/// The scope prefix of the graph at `path` ([`crate::runtime::subgraph_scope`]s
+/// chained, `If_0/then_branch/`; empty for the main graph), as far as the path leads.
+pub fn path_scope(graph: &GraphProto, path: &[(usize, String)]) -> String {
     let mut prefix = String::new();
     let mut g = graph;
-    for (i, attr) in &path[..depth] {
+    for (i, attr) in path {
         let Some(n) = g.node.get(*i) else { break };
         prefix.push_str(&crate::runtime::subgraph_scope(n, attr));
         match n

@@ -16,13 +16,22 @@ use std::collections::{BTreeMap, HashSet};
 use super::auto_model::{ModelCheck, parallel_width, side_by_side};
 use super::{CalibrationCache, Prepared, QuantizeOptions, build};
 use crate::error::{Error, Result};
-use crate::passes::node_label;
+use crate::passes::{GraphPath, node_label, path_scope, subgraph};
+
+/// A layer: the graph holding its node (empty: the main graph; see [`GraphPath`]) and
+/// the node's index there. Node indices alone are ambiguous once subgraphs hold
+/// quantizers (an `If` branch's node 3 is not the main graph's).
+pub type Layer = (GraphPath, usize);
 
 /// One layer's sensitivity.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerSensitivity {
-    /// The node's index in the prepared graph.
+    /// The graph holding the node: empty for the main graph.
+    pub graph: GraphPath,
+    /// The node's index in that graph of the prepared model.
     pub node: usize,
+    /// The scope of that graph (`If_0/then_branch/`; empty for the main graph).
+    pub scope: String,
     /// The node's label, as `--skip` matches it (its name, else its first output).
     pub label: String,
     /// The node's op type.
@@ -34,13 +43,20 @@ pub struct LayerSensitivity {
     pub error: f64,
 }
 
-/// The nodes with quantizers on their inputs, in node order, each with its quantizers'
-/// names.
-pub fn quantized_layers(prepared: &Prepared) -> BTreeMap<usize, Vec<String>> {
-    let mut layers: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+impl LayerSensitivity {
+    /// The layer measured.
+    pub fn layer(&self) -> Layer {
+        (self.graph.clone(), self.node)
+    }
+}
+
+/// The nodes with quantizers on their inputs, the main graph's first, then each
+/// subgraph's, in node order, each with its quantizers' names.
+pub fn quantized_layers(prepared: &Prepared) -> BTreeMap<Layer, Vec<String>> {
+    let mut layers: BTreeMap<Layer, Vec<String>> = BTreeMap::new();
     for s in &prepared.sites {
         for &(node, _) in &s.consumers {
-            let names = layers.entry(node).or_default();
+            let names = layers.entry((s.graph.clone(), node)).or_default();
             if !names.contains(&s.name) {
                 names.push(s.name.clone());
             }
@@ -49,15 +65,16 @@ pub fn quantized_layers(prepared: &Prepared) -> BTreeMap<usize, Vec<String>> {
     layers
 }
 
-/// `prepared` with only the quantizer inputs of the nodes `keep` accepts: every site
-/// loses the consumers at other nodes, and sites left with none are dropped.
-fn restricted(prepared: &Prepared, keep: impl Fn(usize) -> bool) -> Prepared {
+/// `prepared` with only the quantizer inputs of the nodes `keep` accepts (by graph and
+/// index): every site loses the consumers at other nodes, and sites left with none are
+/// dropped.
+fn restricted(prepared: &Prepared, keep: impl Fn(&GraphPath, usize) -> bool) -> Prepared {
     let sites = prepared
         .sites
         .iter()
         .filter_map(|s| {
             let mut s = s.clone();
-            s.consumers.retain(|&(node, _)| keep(node));
+            s.consumers.retain(|&(node, _)| keep(&s.graph, node));
             (!s.consumers.is_empty()).then_some(s)
         })
         .collect();
@@ -67,15 +84,20 @@ fn restricted(prepared: &Prepared, keep: impl Fn(usize) -> bool) -> Prepared {
     }
 }
 
-/// `prepared` with the nodes `float` left unquantized (their inputs read the float
+/// `prepared` with the layers `float` left unquantized (their inputs read the float
 /// tensors), as `--skip` would leave them.
-pub fn keep_float(prepared: &Prepared, float: &HashSet<usize>) -> Prepared {
-    restricted(prepared, |node| !float.contains(&node))
+pub fn keep_float(prepared: &Prepared, float: &HashSet<Layer>) -> Prepared {
+    // No allocation per consumer: compare paths in place.
+    restricted(prepared, |graph, node| {
+        !float.iter().any(|(g, n)| *n == node && g == graph)
+    })
 }
 
 /// Every quantized layer's sensitivity, most sensitive first (NaN first: the layer
 /// breaks the outputs; ties keep node order): the model with only that layer's
-/// quantizers, amaxes from `cache`, measured by `check`.
+/// quantizers, amaxes from `cache`, measured by `check`. Layers inside subgraphs count;
+/// those whose quantizers all stay out (a branch calibration never took, see
+/// [`Prepared::left_out`]) are not layers of the written model and are not listed.
 ///
 /// # Errors
 /// A quantizer missing from `cache`, a model that cannot be written or run, or an
@@ -97,16 +119,32 @@ pub fn sensitivity(
         .graph
         .as_ref()
         .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
-    let layers: Vec<(usize, Vec<String>)> = quantized_layers(prepared).into_iter().collect();
+    let left_out: HashSet<&str> = prepared
+        .left_out(cache)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    let layers: Vec<(Layer, Vec<String>)> = quantized_layers(prepared)
+        .into_iter()
+        .filter(|(_, q)| q.iter().any(|q| !left_out.contains(q.as_str())))
+        .collect();
     // One whole model per layer, a few side by side (as `auto`'s whole-model step).
-    let errors = side_by_side(&layers, parallel_width(prepared), |(node, _)| {
-        let one = restricted(prepared, |n| n == *node);
+    let errors = side_by_side(&layers, parallel_width(prepared), |((path, node), _)| {
+        let one = restricted(prepared, |g, n| n == *node && g == path);
         check.error(&build(&one, cache, options)?, device)
     });
     let mut out = Vec::with_capacity(layers.len());
-    for ((node, quantizers), error) in layers.into_iter().zip(errors) {
-        let n = &graph.node[node];
+    for (((path, node), quantizers), error) in layers.into_iter().zip(errors) {
+        let n = subgraph(graph, &path)
+            .and_then(|g| g.node.get(node))
+            .ok_or_else(|| {
+                Error::Graph(format!(
+                    "sensitivity: layer {node} of graph {path:?} is not in the model"
+                ))
+            })?;
         out.push(LayerSensitivity {
+            scope: path_scope(graph, &path),
+            graph: path,
             node,
             label: node_label(n, node),
             op_type: n.op_type.clone(),
@@ -120,18 +158,18 @@ pub fn sensitivity(
     Ok(layers)
 }
 
-/// The nodes to keep in float from a `ranking` ([`sensitivity`]'s order): the first
+/// The layers to keep in float from a `ranking` ([`sensitivity`]'s order): the first
 /// `top` and every layer whose error is above `above` (NaN included).
 pub fn most_sensitive(
     ranking: &[LayerSensitivity],
     top: usize,
     above: Option<f64>,
-) -> HashSet<usize> {
+) -> HashSet<Layer> {
     ranking
         .iter()
         .enumerate()
         .filter(|(i, l)| *i < top || above.is_some_and(|t| l.error.is_nan() || l.error > t))
-        .map(|(_, l)| l.node)
+        .map(|(_, l)| l.layer())
         .collect()
 }
 
@@ -204,7 +242,7 @@ mod tests {
         let ranking = sensitivity(&prepared, &cache, &check, &options, &device).unwrap();
         let order: Vec<&str> = ranking.iter().map(|l| l.label.as_str()).collect();
         assert_eq!(order, ["mm2", "mm1", "mm3"], "{ranking:?}");
-        assert_eq!(ranking[0].node, 1);
+        assert_eq!((ranking[0].graph.len(), ranking[0].node), (0, 1));
         assert_eq!(ranking[0].op_type, "MatMul");
         assert_eq!(
             ranking[0].quantizers,
@@ -220,7 +258,7 @@ mod tests {
             .error(&apply(&prepared, &cache, &options).unwrap(), &device)
             .unwrap();
         let float = most_sensitive(&ranking, 1, None);
-        assert_eq!(float, HashSet::from([1]));
+        assert_eq!(float, HashSet::from([(Vec::new(), 1)]));
         let kept = keep_float(&prepared, &float);
         assert!(
             kept.sites
@@ -242,7 +280,9 @@ mod tests {
     #[test]
     fn most_sensitive_takes_the_top_and_those_above_the_threshold() {
         let layer = |node, error| LayerSensitivity {
+            graph: Vec::new(),
             node,
+            scope: String::new(),
             label: format!("n{node}"),
             op_type: "Conv".into(),
             quantizers: Vec::new(),
@@ -254,16 +294,13 @@ mod tests {
             layer(7, 0.02),
             layer(1, 0.001),
         ];
-        assert_eq!(most_sensitive(&ranking, 0, None), HashSet::new());
-        assert_eq!(most_sensitive(&ranking, 2, None), HashSet::from([4, 2]));
-        assert_eq!(
-            most_sensitive(&ranking, 0, Some(0.01)),
-            HashSet::from([4, 2, 7])
-        );
-        assert_eq!(
-            most_sensitive(&ranking, 10, Some(0.5)),
-            HashSet::from([4, 2, 7, 1])
-        );
+        let main = |nodes: &[usize]| -> HashSet<Layer> {
+            nodes.iter().map(|&n| (Vec::new(), n)).collect()
+        };
+        assert_eq!(most_sensitive(&ranking, 0, None), main(&[]));
+        assert_eq!(most_sensitive(&ranking, 2, None), main(&[4, 2]));
+        assert_eq!(most_sensitive(&ranking, 0, Some(0.01)), main(&[4, 2, 7]));
+        assert_eq!(most_sensitive(&ranking, 10, Some(0.5)), main(&[4, 2, 7, 1]));
     }
 
     #[test]
