@@ -361,6 +361,65 @@ fn opset_upgrade_keeps_what_the_model_computes() {
     assert_eq!(a, b);
 }
 
+/// Opset 11 -> 19 crosses both of Split's changes: 13 moved `split` to an input, 18
+/// requires `num_outputs` for an even split (found on a Keras CRNN whose Splits sit in
+/// Loop bodies: ONNX Runtime refused the file qdq wrote). Both files give ONNX Runtime
+/// the same output, and the checker passes the new one.
+#[test]
+fn opset_upgrade_rewrites_both_forms_of_split() {
+    let dir = common::scratch("upgrade-split");
+    let int_attr = |name: &str, i: i64| {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.i = i;
+        a.type_ = AttributeType::INT.into();
+        a
+    };
+    let mut g = GraphProto::new();
+    g.name = "splits".into();
+    g.input.push(value_info("x", elem::FLOAT, &[1, 4, 2]));
+    g.output.push(value_info("y", elem::FLOAT, &[1, 4, 2]));
+    let mut sized = node("Split", "sized", &["x"], "a");
+    sized.output.push("b".into());
+    sized.attribute.push(int_attr("axis", 1));
+    let mut split = AttributeProto::new();
+    split.name = "split".into();
+    split.ints = vec![1, 3];
+    split.type_ = AttributeType::INTS.into();
+    sized.attribute.push(split);
+    let mut even = node("Split", "even", &["b"], "c");
+    even.output.extend(["d".to_string(), "e".to_string()]);
+    even.attribute.push(int_attr("axis", 1));
+    let mut cat = node("Concat", "cat", &["a", "e", "d", "c"], "y");
+    cat.attribute.push(int_attr("axis", 1));
+    g.node = vec![sized, even, cat];
+    let mut old = ModelProto::new();
+    old.ir_version = 6;
+    old.graph = Some(g).into();
+    old.opset_import.push(Default::default());
+    old.opset_import[0].version = 11;
+    let mut new = old.clone();
+    upgrade_opset(&mut new, 19).unwrap();
+    let nodes = &new.graph.as_ref().unwrap().node;
+    let attrs = |n: &NodeProto| -> Vec<(String, i64)> {
+        n.attribute
+            .iter()
+            .map(|a| (a.name.to_string(), a.i))
+            .collect()
+    };
+    assert_eq!(nodes[0].input.len(), 2, "{:?}", nodes[0]);
+    assert_eq!(attrs(&nodes[0]), [("axis".to_string(), 1)]);
+    assert_eq!(
+        attrs(&nodes[1]),
+        [("axis".to_string(), 1), ("num_outputs".to_string(), 3)]
+    );
+    common::onnx_check(&new, &dir);
+    let x = common::tensor((0..8).map(|v| v as f32).collect(), [1, 4, 2]);
+    let a = common::ort_run(&old, &x, &dir);
+    assert_eq!(a, [0.0, 1.0, 6.0, 7.0, 4.0, 5.0, 2.0, 3.0]);
+    assert_eq!(common::ort_run(&new, &x, &dir), a);
+}
+
 fn ints(name: &str, dims: &[i64], v: &[i64]) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();

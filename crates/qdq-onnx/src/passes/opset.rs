@@ -156,11 +156,21 @@ fn upgrade_graph(
             {
                 axes_to_input(graph, &mut n, &mut fresh)
             }
-            "Split" if crosses(13) => {
-                if let Some(split) = take_ints(&mut n, "split") {
+            "Split" if crosses(13) || crosses(18) => {
+                if crosses(13)
+                    && let Some(split) = take_ints(&mut n, "split")
+                {
                     let s = const_input(graph, &fresh("split"), &split);
                     n.input.truncate(1);
                     n.input.push(s);
+                }
+                // From 18 an even split names its parts: `num_outputs` (before, the
+                // number of outputs said it; ONNX Runtime and the checker refuse a Split
+                // with neither).
+                let sizes = n.input.get(1).is_some_and(|s| !s.is_empty());
+                if crosses(18) && !sizes && !n.attribute.iter().any(|a| a.name == "num_outputs") {
+                    n.attribute
+                        .push(attr_int("num_outputs", n.output.len() as i64));
                 }
             }
             "Softmax" | "LogSoftmax" | "Hardmax" if crosses(13) => {

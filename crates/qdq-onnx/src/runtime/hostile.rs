@@ -227,6 +227,21 @@ fn attributes_that_would_loop_for_ever_are_bounded() {
     let mut m = one(s, vec![], x);
     m.opset_import[0].version = 18;
     assert!(fails(&m, x).to_string().contains("Split into"));
+    // From opset 18 an even split must say how many parts (ONNX Runtime refuses it
+    // too); at 17 the outputs say it.
+    let mut even = node("Split", "split", &["x"], &["y"]);
+    even.attribute.push(attr_int("axis", 1));
+    let mut m = one(even, vec![], x);
+    m.opset_import[0].version = 18;
+    let e = fails(&m, x).to_string();
+    assert!(
+        e.contains("Split at opset 18 has neither a `split` input nor a `num_outputs` attribute"),
+        "{e}"
+    );
+    m.opset_import[0].version = 17;
+    let g = OnnxGraph::from_model(&m, &dev()).unwrap();
+    let v = Value::from_f32(vec![0.0; 12], x, &dev());
+    assert_eq!(g.run(vec![("x".into(), v)]).unwrap()[0].1.shape(), x);
     // LRN with a window of 2^40 channels: same values as a window over all channels.
     let lrn = |size: i64| {
         let mut n = node("LRN", "lrn", &["x"], &["y"]);

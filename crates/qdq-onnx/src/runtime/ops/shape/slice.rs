@@ -84,6 +84,13 @@ pub(super) fn split(ctx: &Ctx) -> RunResult<Vec<Value>> {
         None => {
             let n = if ctx.has_attr("num_outputs") {
                 ctx.int_attr("num_outputs", 1) as usize
+            } else if ctx.opset >= 18 {
+                // ONNX Runtime and the checker refuse it too: a written model must not
+                // pass here and fail there.
+                return Err(op_err(format!(
+                    "Split at opset {} has neither a `split` input nor a `num_outputs` attribute (one is required from opset 18)",
+                    ctx.opset
+                )));
             } else {
                 n_out
             };
