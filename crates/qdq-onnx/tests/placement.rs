@@ -198,6 +198,58 @@ fn skip_lists_by_op_type_and_name_pattern() {
     assert!(!matches_pattern("a*b*c", "aXXcYYb"));
 }
 
+/// Peak picking, `Equal(MaxPool(h), h)` (keypoint and CenterNet heads, a fingerprint
+/// minutiae detector, there with Transposes in between): a quantized pool input would
+/// never equal the float `h`, so that pool stays float; a pool nothing compares is
+/// quantized as before.
+#[test]
+fn a_pool_compared_with_its_input_is_not_quantized() {
+    let mut g = GraphProto::new();
+    g.name = "peaks".into();
+    g.input.push(value_info("x", elem::FLOAT, &[1, 2, 8, 8]));
+    g.output.push(value_info("y", elem::FLOAT, &[1, 2, 4, 4]));
+    g.initializer.push(weight("w", &[2, 2, 1, 1]));
+    let ints_attr = |name: &str, v: &[i64]| {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.ints = v.to_vec();
+        a.type_ = AttributeType::INTS.into();
+        a
+    };
+    let mut nms = node("MaxPool", "nms", &["h"], "p");
+    nms.attribute.push(ints_attr("kernel_shape", &[3, 3]));
+    nms.attribute.push(ints_attr("pads", &[1, 1, 1, 1]));
+    let mut cast = node("Cast", "cast", &["m"], "mf");
+    let mut to = AttributeProto::new();
+    to.name = "to".into();
+    to.i = i64::from(elem::FLOAT);
+    to.type_ = AttributeType::INT.into();
+    cast.attribute.push(to);
+    let mut pool = node("MaxPool", "pool", &["peaks"], "y");
+    pool.attribute.push(ints_attr("kernel_shape", &[2, 2]));
+    pool.attribute.push(ints_attr("strides", &[2, 2]));
+    g.node = vec![
+        node("Conv", "conv", &["x", "w"], "h"),
+        nms,
+        node("Transpose", "layout", &["p"], "pt"),
+        node("Transpose", "layout_back", &["pt"], "pb"),
+        node("Equal", "is_peak", &["pb", "h"], "m"),
+        cast,
+        node("Mul", "keep", &["h", "mf"], "peaks"),
+        pool,
+    ];
+    let sites = place(&g, &PlacementOptions::default()).unwrap();
+    let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv._input_quantizer",
+            "conv._weight_quantizer",
+            "pool._input_quantizer"
+        ]
+    );
+}
+
 #[test]
 fn inserted_pairs_precede_their_consumers_and_pass_the_linter() {
     let mut g = small_graph();

@@ -237,6 +237,23 @@ fn place_in(
         }
     }
     let depth = depths(graph, &producer);
+    // Tensors a comparison reads, directly or through ops that only move values (a
+    // TensorFlow export puts Transpose/Reshape/Squeeze between a pool and its Equal);
+    // nodes come in topological order, so one pass backwards reaches them all.
+    let mut compared: HashSet<&str> = HashSet::new();
+    for n in graph.node.iter().rev() {
+        match n.op_type.as_str() {
+            "Equal" | "Greater" | "Less" | "GreaterOrEqual" | "LessOrEqual" => {
+                compared.extend(n.input.iter().map(String::as_str));
+            }
+            "Transpose" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Identity"
+                if n.output.iter().any(|o| compared.contains(o.as_str())) =>
+            {
+                compared.extend(n.input.first().map(String::as_str));
+            }
+            _ => {}
+        }
+    }
     let types = &level.types;
     let mut sites: Vec<Site> = Vec::new();
     let scope_of = |tensor: &str| {
@@ -323,7 +340,12 @@ fn place_in(
                     format!("{label}._weight_quantizer"),
                 );
             }
-            "MaxPool" | "AveragePool" | "GlobalAveragePool" => {
+            // Peak picking (`Equal(MaxPool(x), x)`, keypoint and CenterNet heads) needs
+            // the pooled value to equal the float input exactly: quantized, no peak
+            // survives (a fingerprint detector lost all 169 minutiae).
+            "MaxPool" | "AveragePool" | "GlobalAveragePool"
+                if !n.output.iter().any(|o| compared.contains(o.as_str())) =>
+            {
                 activation(&mut sites, 0, "input");
             }
             "Add" | "Sum" if n.input.len() == 2 => {
