@@ -6,7 +6,6 @@
 //! amax giving scale 1; zero points are 0 of type INT8 (UINT8 unsigned, FLOAT8E4M3FN
 //! for FP8, INT4 for 4-bit weights).
 
-use burn::tensor::{bf16, f16};
 use onnx_ir::GraphProto;
 use qdq::tensor_quant::NumBits;
 
@@ -167,13 +166,9 @@ impl FloatForm {
 /// smallest positive value of the type, so no scale is ever 0.
 fn scale_tensor(name: &str, dims: &[usize], scales: &[f32], elem: i32) -> onnx_ir::TensorProto {
     let bits: Vec<u16> = match elem {
-        dtype::FLOAT16 => scales
-            .iter()
-            .map(|&s| f16::from_f32(s).to_bits().max(1))
-            .collect(),
-        dtype::BFLOAT16 => scales
-            .iter()
-            .map(|&s| bf16::from_f32(s).to_bits().max(1))
+        dtype::FLOAT16 | dtype::BFLOAT16 => proto::decode::f32_to_half(elem, scales)
+            .into_iter()
+            .map(|b| b.max(1))
             .collect(),
         _ => return proto::tensor_f32(name, dims, scales),
     };

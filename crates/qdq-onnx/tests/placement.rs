@@ -472,6 +472,126 @@ fn opset_upgrade_rewrites_both_forms_of_split() {
     assert_eq!(common::ort_run(&new, &x, &dir), a);
 }
 
+/// Weights computed from constants are folded into float initializers before
+/// placement, so they get per-channel weight quantizers: a float16 weight cast to
+/// float32 (an FP16-stored model), INT8 storage cast and scaled (`Cast -> Mul`); the
+/// stored originals go. A Cast of an initializer that is also a graph input (a default
+/// the caller may replace) is not a constant and stays. ONNX Runtime gives both models
+/// the same output, bit for bit, and the checker passes the folded one.
+#[test]
+fn weights_computed_from_constants_are_folded_into_weights() {
+    use qdq_onnx::passes::fold_weight_chains;
+    let dir = common::scratch("fold-weights");
+    let raw = |name: &str, dims: &[i64], data_type: i32, bytes: Vec<u8>| {
+        let mut t = TensorProto::new();
+        t.name = name.into();
+        t.dims = dims.to_vec();
+        t.data_type = data_type;
+        t.raw_data = bytes.into();
+        t
+    };
+    let cast = |name: &str, input: &str, output: &str| {
+        let mut n = node("Cast", name, &[input], output);
+        let mut to = AttributeProto::new();
+        to.name = "to".into();
+        to.i = i64::from(elem::FLOAT);
+        to.type_ = AttributeType::INT.into();
+        n.attribute.push(to);
+        n
+    };
+    // float16 0.5, -0.25, 1.0, -1.5, 0.75, 2.0 as a [3, 2, 1, 1] Conv weight.
+    let half: [u16; 6] = [0x3800, 0xB400, 0x3C00, 0xBE00, 0x3A00, 0x4000];
+    let w16 = raw(
+        "w16",
+        &[3, 2, 1, 1],
+        elem::FLOAT16,
+        half.iter().flat_map(|b| b.to_le_bytes()).collect(),
+    );
+    let w8 = raw(
+        "w8",
+        &[3, 3],
+        elem::INT8,
+        [-127i8, 5, 90, 3, -64, 127, 0, 33, -8]
+            .iter()
+            .map(|&v| v as u8)
+            .collect(),
+    );
+    let mut scale = weight("s", &[3]);
+    scale.float_data = vec![0.01, 0.02, 0.003];
+    let mut g = GraphProto::new();
+    g.name = "stored".into();
+    g.input.push(value_info("x", elem::FLOAT, &[1, 2, 4, 4]));
+    g.input.push(value_info("gw", elem::FLOAT, &[3, 2, 1, 1]));
+    g.output.push(value_info("y", elem::FLOAT, &[1, 4, 4, 3]));
+    g.initializer = vec![w16, w8, scale, weight("gw", &[3, 2, 1, 1])];
+    let mut perm = AttributeProto::new();
+    perm.name = "perm".into();
+    perm.ints = vec![0, 2, 3, 1];
+    perm.type_ = AttributeType::INTS.into();
+    let mut tr = node("Transpose", "nhwc", &["h"], "ht");
+    tr.attribute.push(perm);
+    g.node = vec![
+        cast("cast16", "w16", "wf"),
+        node("Conv", "conv", &["x", "wf"], "h1"),
+        cast("cast_gw", "gw", "gwf"),
+        node("Conv", "conv_gw", &["x", "gwf"], "h2"),
+        node("Add", "sum", &["h1", "h2"], "h"),
+        tr,
+        cast("cast8", "w8", "w8f"),
+        node("Mul", "scaled", &["w8f", "s"], "wm"),
+        node("MatMul", "mm", &["ht", "wm"], "y"),
+    ];
+    let mut old = ModelProto::new();
+    old.ir_version = 7;
+    old.graph = Some(g).into();
+    old.opset_import.push(Default::default());
+    old.opset_import[0].version = 13;
+    let mut new = old.clone();
+    assert_eq!(fold_weight_chains(&mut new), 3);
+    let g = new.graph.as_ref().unwrap();
+    let ops: Vec<&str> = g.node.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(ops, ["conv", "cast_gw", "conv_gw", "sum", "nhwc", "mm"]);
+    let inits: Vec<(&str, i32)> = g
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t.data_type))
+        .collect();
+    assert_eq!(
+        inits,
+        [
+            ("gw", elem::FLOAT),
+            ("wf", elem::FLOAT),
+            ("wm", elem::FLOAT)
+        ]
+    );
+    let wf = g.initializer.iter().find(|t| t.name == "wf").unwrap();
+    let values: Vec<f32> = wf
+        .raw_data
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(values, [0.5, -0.25, 1.0, -1.5, 0.75, 2.0]);
+    let sites = place(g, &PlacementOptions::default()).unwrap();
+    let weights: Vec<(&str, &str)> = sites
+        .iter()
+        .filter(|s| matches!(s.kind, SiteKind::Weight { .. }))
+        .map(|s| (s.name.as_str(), s.tensor.as_str()))
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            ("conv._weight_quantizer", "wf"),
+            ("mm._weight_quantizer", "wm")
+        ]
+    );
+    common::onnx_check(&new, &dir);
+    let x = common::tensor(common::Lcg(3).vec(32, -1.0, 1.0), [1, 2, 4, 4]);
+    assert_eq!(
+        common::ort_run(&new, &x, &dir),
+        common::ort_run(&old, &x, &dir)
+    );
+}
+
 fn ints(name: &str, dims: &[i64], v: &[i64]) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();

@@ -13,7 +13,7 @@ pub mod types;
 
 pub use dq_only::store_weights_quantized;
 pub use error::{PassError, PassResult};
-pub use fold::fold_constant_nodes;
+pub use fold::{fold_constant_nodes, fold_weight_chains};
 pub use insert::{insert_sites, insert_sites_as};
 pub use opset::{MAX_OPSET, check_opset, ir_version_for, model_opset, upgrade_opset};
 pub use placement::{PlacementOptions, Site, SiteKind, matches_pattern, node_label, place};

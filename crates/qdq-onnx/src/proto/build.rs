@@ -48,6 +48,27 @@ pub(crate) fn tensor_f32(name: &str, dims: &[usize], values: &[f32]) -> TensorPr
 }
 
 /// An int64 tensor.
+/// A float32, float16 or bfloat16 (`code`) initializer of `values`, rounded to the
+/// type; `None` for any other type.
+pub(crate) fn tensor_float(
+    name: &str,
+    dims: &[usize],
+    values: &[f32],
+    code: i32,
+) -> Option<TensorProto> {
+    match code {
+        elem::FLOAT => Some(tensor_f32(name, dims, values)),
+        elem::FLOAT16 | elem::BFLOAT16 => {
+            let bytes = super::decode::f32_to_half(code, values)
+                .iter()
+                .flat_map(|b| b.to_le_bytes())
+                .collect();
+            Some(raw_tensor(name, dims, code, bytes))
+        }
+        _ => None,
+    }
+}
+
 pub(crate) fn tensor_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     raw_tensor(name, dims, elem::INT64, bytes)

@@ -77,6 +77,19 @@ pub(crate) fn round_to_half(code: i32, values: Vec<f32>) -> Vec<f32> {
     }
 }
 
+/// The float16 or bfloat16 (`code`) bit patterns of `values`, each rounded to nearest,
+/// ties to even.
+pub(crate) fn f32_to_half(code: i32, values: &[f32]) -> Vec<u16> {
+    if code == elem::BFLOAT16 {
+        values
+            .iter()
+            .map(|&v| bf16::from_f32(v).to_bits())
+            .collect()
+    } else {
+        values.iter().map(|&v| f16::from_f32(v).to_bits()).collect()
+    }
+}
+
 /// f32 values of float16 or bfloat16 (`code`) bit patterns.
 fn half_to_f32(code: i32, bits: &[u16]) -> Vec<f32> {
     if code == elem::BFLOAT16 {

@@ -13,7 +13,8 @@ pub mod version;
 
 pub use build::value_info;
 pub(crate) use build::{
-    attr_float, attr_int, attr_ints, node, raw_tensor, tensor_f32, tensor_i64, value_info_named,
+    attr_float, attr_int, attr_ints, node, raw_tensor, tensor_f32, tensor_float, tensor_i64,
+    value_info_named,
 };
 #[cfg(test)]
 pub(crate) use build::{model, model_io};

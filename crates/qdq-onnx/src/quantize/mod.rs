@@ -23,8 +23,8 @@ pub use shard::fingerprint;
 use crate::error::{Error, Result};
 use crate::lint::{LintOptions, lint_with};
 use crate::passes::{
-    PlacementOptions, Site, SiteKind, fold_constant_nodes, insert_sites_as, model_opset, place,
-    upgrade_opset,
+    PlacementOptions, Site, SiteKind, fold_constant_nodes, fold_weight_chains, insert_sites_as,
+    model_opset, place, upgrade_opset,
 };
 use crate::qdq::QdqFormat;
 
@@ -138,6 +138,7 @@ pub struct Prepared {
 pub fn prepare(model: &ModelProto, options: &QuantizeOptions) -> Result<Prepared> {
     let mut model = model.clone();
     fold_constant_nodes(&mut model);
+    fold_weight_chains(&mut model);
     let graph = model
         .graph
         .as_ref()
