@@ -15,11 +15,12 @@ use crate::pipeline::{
     Methods, calibrate, options, prepare_graph, probe, read_model, setup, write_model,
 };
 use crate::report::{evaluate, print_eval, report, report_with};
-use crate::sensitivity::{KeepFloat, keep_sensitive_float};
+use crate::sensitivity::{KeepFloat, keep_breaking_float, keep_sensitive_float};
 use crate::{CalibArgs, Fallible, ModelArgs, ModelOutput, PreArgs};
 use crate::{data_args, shard};
 use qdq_cli::data::ModelData;
 use qdq_cli::feed::model_inputs;
+use qdq_onnx::quantize::sensitivity::BROKEN;
 
 pub(crate) fn run_demo(output: &ModelOutput, json: bool, device: &Device) -> Fallible<ExitCode> {
     let model = ModelProto::parse_from_bytes(demo::MODEL)?;
@@ -40,7 +41,7 @@ pub(crate) fn run_demo(output: &ModelOutput, json: bool, device: &Device) -> Fal
     };
     let calib = ModelData::from_dataset(input()?, demo::calibration_images()?)?;
     let test = ModelData::from_dataset(input()?, demo::test_images()?)?;
-    let (cache, _) = calibrate(&prepared, &float, &calib, 32, &methods, json)?;
+    let (cache, _, _) = calibrate(&prepared, &float, &calib, 32, &methods, json)?;
     let quantized = apply(&prepared, &cache, &opts)?;
     write_model(&quantized, output, probe(&float, Some(&calib))?, device)?;
     let qgraph = OnnxGraph::from_model(&quantized, device)?;
@@ -75,12 +76,17 @@ pub(crate) fn run_quantize(
     let (cache, probe_input, test, prepared, batch) = if stats.is_empty() {
         let calib_data = data_args::load(&s.float, ("--calib", &c.calib), None, &c.pre)?;
         let test = read_test()?;
-        let (cache, batch) = s.calibrate(c, &calib_data, json)?;
-        let prepared = if keep.any() {
-            let (p, kept) = keep_sensitive_float(&s, c, (&cache, batch), &calib_data, keep, json)?;
-            (p, Some(kept))
-        } else {
-            (s.prepared.clone(), None)
+        let (cache, batch, checked) = s.calibrate_checked(c, &calib_data, json)?;
+        let prepared = match checked {
+            _ if keep.any() => {
+                let (p, kept) =
+                    keep_sensitive_float(&s, c, (&cache, batch), &calib_data, keep, json)?;
+                (p, Some(kept))
+            }
+            Some(checked) if keep.guard && checked.error > BROKEN => {
+                keep_breaking_float(&s, &cache, &checked, json)?
+            }
+            _ => (s.prepared.clone(), None),
         };
         (
             cache,

@@ -156,6 +156,13 @@ enum Command {
         /// prints it) is above ERR.
         #[arg(long, value_name = "ERR", conflicts_with = "stats", allow_negative_numbers = true, value_parser = flags::non_negative_finite)]
         keep_float_above: Option<f64>,
+        /// Quantize every layer even where `auto` finds the model broken: by default,
+        /// when the model `auto` keeps still changes its outputs by more than a tenth
+        /// of their energy (Σ(q-f)²/Σf² > 0.1 on its items), the layers whose
+        /// quantization alone does so stay float (a power spectrum before a Log, an
+        /// input that INT8 cannot span), and the command says which.
+        #[arg(long)]
+        no_auto_keep_float: bool,
     },
     /// Rank the layers by sensitivity: calibrate, then for each layer (a node with
     /// quantizers on its inputs) the whole model's output error against FP32,
@@ -672,6 +679,7 @@ fn main() -> ExitCode {
             stats,
             keep_float_sensitive,
             keep_float_above,
+            no_auto_keep_float,
         } => run_quantize(
             &common,
             (&output, cache.as_deref()),
@@ -681,6 +689,7 @@ fn main() -> ExitCode {
                 sensitivity::KeepFloat {
                     top: keep_float_sensitive,
                     above: keep_float_above,
+                    guard: !no_auto_keep_float,
                 },
             ),
             json,

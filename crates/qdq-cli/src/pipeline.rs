@@ -234,6 +234,17 @@ impl Setup {
         data: &ModelData,
         json: bool,
     ) -> Fallible<(CalibrationCache, usize)> {
+        self.calibrate_checked(c, data, json)
+            .map(|(cache, batch, _)| (cache, batch))
+    }
+
+    /// [`Setup::calibrate`], with what a global `auto` measured the kept model on.
+    pub(crate) fn calibrate_checked(
+        &self,
+        c: &CalibArgs,
+        data: &ModelData,
+        json: bool,
+    ) -> Fallible<(CalibrationCache, usize, Option<AutoCheck>)> {
         calibrate(
             &self.prepared,
             &self.float,
@@ -325,8 +336,8 @@ fn progress(total: usize, what: &str, json: bool) -> ProgressBar {
 /// Calibrates the prepared model's quantizers on `data`, run through its float `graph`:
 /// one pass collecting histograms (or maxima), then, for `auto`, a second pass over the
 /// first `methods.auto_items` items measuring each candidate amax on the consumers.
-/// Returns the cache and the batch size that ran (1 after a fallback, see
-/// [`crate::batch_one`]).
+/// Returns the cache, the batch size that ran (1 after a fallback, see
+/// [`crate::batch_one`]) and, for a global `auto`, what its whole-model step measured.
 pub(crate) fn calibrate(
     prepared: &Prepared,
     graph: &OnnxGraph,
@@ -334,11 +345,11 @@ pub(crate) fn calibrate(
     batch: usize,
     methods: &Methods,
     json: bool,
-) -> Fallible<(CalibrationCache, usize)> {
+) -> Fallible<(CalibrationCache, usize, Option<AutoCheck>)> {
     let start = Instant::now();
     let (calib, batch) = collect(prepared, graph, data, (batch, false), methods, json)?;
     let collected = start.elapsed().as_secs_f64();
-    let cache = calibrate_all(
+    let (cache, checked) = calibrate_all(
         prepared,
         graph,
         data,
@@ -359,7 +370,17 @@ pub(crate) fn calibrate(
             left_out.join(", ")
         );
     }
-    Ok((cache, batch))
+    Ok((cache, batch, checked))
+}
+
+/// The float outputs a global `auto` measured its whole models on, and the kept
+/// model's error there (to look for layers that break it: `sensitivity`).
+pub(crate) struct AutoCheck {
+    pub check: ModelCheck,
+    /// Items in `check`.
+    pub items: usize,
+    /// The kept assignment's whole-model error.
+    pub error: f64,
 }
 
 /// Into how many batches `auto`'s items are cut (batches of `auto_items / 4`, rounded
@@ -379,10 +400,10 @@ fn calibrate_all(
     methods: &Methods,
     json: bool,
     (start, collected): (Instant, f64),
-) -> Fallible<CalibrationCache> {
+) -> Fallible<(CalibrationCache, Option<AutoCheck>)> {
     let (method, per) = methods.fixed();
     if !methods.auto() {
-        return Ok(calib.cache(method, &per)?);
+        return Ok((calib.cache(method, &per)?, None));
     }
     let mut auto = AutoSelect::new(prepared, &calib, methods.options.format, graph.device())?
         .with_weight_format(methods.options.weight_format()?);
@@ -421,7 +442,7 @@ fn calibrate_all(
         .filter(|(t, _)| methods.is_auto(t))
         .collect();
     if !global {
-        return Ok(calib.cache_with(method, &per, &chosen)?);
+        return Ok((calib.cache_with(method, &per, &chosen)?, None));
     }
     let choice = choose_model(
         prepared,
@@ -455,7 +476,17 @@ fn calibrate_all(
             start.elapsed().as_secs_f64() - probed
         );
     }
-    Ok(choice.cache)
+    let error = choice
+        .errors
+        .iter()
+        .find(|(label, _)| *label == choice.label)
+        .map_or(f64::NAN, |(_, m)| m.error);
+    let checked = AutoCheck {
+        check,
+        items: seen,
+        error,
+    };
+    Ok((choice.cache, Some(checked)))
 }
 
 /// The collecting pass of [`calibrate`]: every batch of `data` (`batch.0` items each,

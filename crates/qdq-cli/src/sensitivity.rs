@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use qdq_cli::data::ModelData;
-use qdq_onnx::quantize::sensitivity::most_sensitive;
+use qdq_onnx::quantize::sensitivity::{BROKEN, breaking_layers, most_sensitive};
 use qdq_onnx::quantize::{
     CalibrationCache, LayerSensitivity, ModelCheck, Prepared, apply, keep_float, sensitivity,
 };
 use qdq_onnx::runtime::OnnxGraph;
 
-use crate::pipeline::{Setup, batches, setup};
+use crate::pipeline::{AutoCheck, Setup, batches, setup};
 use crate::{CalibArgs, Fallible, data_args};
 
 /// Which layers `qdq quantize` keeps in float by their sensitivity.
@@ -22,6 +22,10 @@ pub(crate) struct KeepFloat {
     pub top: usize,
     /// Every layer whose error alone is above this.
     pub above: Option<f64>,
+    /// Whether a global `auto` keeps in float the layers that break the model alone
+    /// when the quantized model's error passes [`BROKEN`] (`--no-auto-keep-float`
+    /// turns it off; `top` or `above` replace it).
+    pub guard: bool,
 }
 
 impl KeepFloat {
@@ -109,6 +113,64 @@ pub(crate) fn keep_sensitive_float(
     }
     let labels = kept.iter().map(|l| l.label.clone()).collect();
     Ok((keep_float(&s.prepared, &float), labels))
+}
+
+/// `auto`'s guard: when the model `auto` kept still errs past [`BROKEN`] on its items,
+/// the prepared model without the layers that break it alone ([`breaking_layers`]),
+/// kept only if its error there is lower, and their labels; else the prepared model as
+/// it is. Says what it did (stderr; nothing with --json).
+pub(crate) fn keep_breaking_float(
+    s: &Setup,
+    cache: &CalibrationCache,
+    checked: &AutoCheck,
+    json: bool,
+) -> Fallible<(Prepared, Option<Vec<String>>)> {
+    let device = s.float.device();
+    let start = std::time::Instant::now();
+    let layers = breaking_layers(&s.prepared, cache, &checked.check, &s.opts, device)?;
+    let total = qdq_onnx::quantize::sensitivity::quantized_layers(&s.prepared).len();
+    let head = format!(
+        "auto: the quantized model's output error is {:.3e} on {} items (past {BROKEN})",
+        checked.error, checked.items
+    );
+    if layers.is_empty() || layers.len() >= total {
+        if !json {
+            eprintln!(
+                "{head}; {} layer breaks it alone, so every layer stays quantized (`qdq sensitivity` ranks them)",
+                if layers.is_empty() { "no" } else { "every" }
+            );
+        }
+        return Ok((s.prepared.clone(), None));
+    }
+    let float = layers.iter().map(LayerSensitivity::layer).collect();
+    let kept = keep_float(&s.prepared, &float);
+    let after = checked
+        .check
+        .error(&apply(&kept, cache, &s.opts)?, device)?;
+    let shown: Vec<String> = layers
+        .iter()
+        .map(|l| format!("{}{} ({:.3e})", l.scope, l.label, l.error))
+        .collect();
+    // NaN (a broken run) is no better either.
+    let better = after.partial_cmp(&checked.error) == Some(std::cmp::Ordering::Less);
+    if !better {
+        if !json {
+            eprintln!(
+                "{head}; keeping the layers that break it alone in float ({}) gives {after:.3e}, no better: every layer stays quantized",
+                shown.join(", ")
+            );
+        }
+        return Ok((s.prepared.clone(), None));
+    }
+    if !json {
+        eprintln!(
+            "{head}: kept in float the layers whose quantization alone passes it: {}; error with them float {after:.3e} ({:.1} s; --no-auto-keep-float quantizes them)",
+            shown.join(", "),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let labels = layers.iter().map(|l| l.label.clone()).collect();
+    Ok((kept, Some(labels)))
 }
 
 /// `qdq sensitivity`: calibrates, then ranks the layers by the whole model's output

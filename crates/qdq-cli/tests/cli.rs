@@ -824,6 +824,93 @@ fn inspect_counts_constant_node_weights_and_other_domains_ops() {
     assert_eq!(v["ops"]["Constant"], 1, "{v}");
 }
 
+/// `auto`'s guard on the bundled CNN with MatMul_12's input forced to clip (percentile
+/// 50): the kept model's error passes 0.1, MatMul_12 alone passes it, so it stays float
+/// (said, and listed in the JSON); the file's MatMul_12 reads no dequantized tensor and
+/// its outputs are near float again (ONNX Runtime). `--no-auto-keep-float` quantizes it
+/// anyway; a mild clip (percentile 90) is below the bound and nothing is kept float.
+#[test]
+fn auto_keeps_float_a_layer_that_breaks_the_model_alone() {
+    let dir = scratch("auto-guard");
+    let model = data_dir().join("model.onnx");
+    let calib = data_dir().join("calib-images-idx3-ubyte.gz");
+    let run = |clip: &str, extra: &[&str], out: &Path| {
+        let method_for = format!("Relu_11_out=percentile={clip}");
+        let args = [
+            &["quantize", s(&model), "--calib", s(&calib)][..],
+            &["--method-for", &method_for, "-o", s(out)],
+            extra,
+        ]
+        .concat();
+        let o = qdq(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    let reads_dq = |path: &Path| {
+        let m = ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap();
+        let g = m.graph.unwrap();
+        let mm = g
+            .node
+            .iter()
+            .find(|n| n.name == "MatMul_12")
+            .unwrap()
+            .clone();
+        g.node
+            .iter()
+            .any(|n| n.op_type == "DequantizeLinear" && mm.input.contains(&n.output[0]))
+    };
+    let guarded = dir.join("guarded.onnx");
+    let o = run("50", &[], &guarded);
+    let e = stderr(&o);
+    assert!(
+        e.contains("kept in float the layers whose quantization alone passes it: MatMul_12 ("),
+        "{e}"
+    );
+    assert!(!reads_dq(&guarded));
+    let v = json(&run("50", &["--json"], &guarded));
+    assert_eq!(v["kept_float"], serde_json::json!(["MatMul_12"]), "{v}");
+
+    let all = dir.join("all.onnx");
+    let o = run("50", &["--no-auto-keep-float"], &all);
+    assert!(!stderr(&o).contains("kept in float"), "{}", stderr(&o));
+    assert!(reads_dq(&all));
+
+    let mild = dir.join("mild.onnx");
+    let v = json(&run("90", &["--json"], &mild));
+    assert!(v.get("kept_float").is_none(), "{v}");
+    assert!(reads_dq(&mild));
+
+    // ONNX Runtime on the calibration images: the guarded file's logits are close to
+    // float's, the fully quantized one's far (MatMul_12 sees a clipped input).
+    let cos = |q: &Path| -> f64 {
+        let o = Command::new(python())
+            .args(["-c", COSINE, s(&model), s(q), s(&calib)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    let (g, a) = (cos(&guarded), cos(&all));
+    assert!(g > 0.999 && a < 0.9, "guarded {g}, all quantized {a}");
+}
+
+/// Cosine of two models' first outputs over the first 64 images of an IDX file
+/// (scaled to [0, 1], as qdq feeds it): `python -c COSINE FLOAT QDQ IDX`.
+const COSINE: &str = r#"
+import gzip, sys
+import numpy as np, onnxruntime as ort
+with gzip.open(sys.argv[3]) as f:
+    raw = f.read()
+n, h, w = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+x = np.frombuffer(raw[16:16 + 64 * h * w], np.uint8).reshape(64, 1, h, w).astype(np.float32) / 255.0
+outs = []
+for path in sys.argv[1:3]:
+    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    outs.append(np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0], np.float64).ravel())
+a, b = outs
+print(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
+"#;
+
 /// `qdq sensitivity` on the bundled CNN with one layer made to clip badly (MatMul_12's
 /// input, `Relu_11_out`, at percentile=50: amax 1.17 where its max is 16.5) ranks that
 /// layer first, every layer once, errors descending; `quantize --keep-float-sensitive 1`

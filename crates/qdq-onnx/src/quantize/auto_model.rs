@@ -302,6 +302,11 @@ impl ModelCheck {
         self.batches.is_empty()
     }
 
+    /// The number of kept batches.
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
     /// The error of quantized `model` against float: for every batch and output,
     /// `Σ (q - f)² / Σ f²` (the absolute squared error where the float output is all
     /// zeros), summed over outputs and averaged over batches; NaN when an output is NaN.
@@ -325,10 +330,36 @@ impl ModelCheck {
         stop_above: Option<f64>,
         device: &burn::tensor::Device,
     ) -> Result<Measured> {
+        self.error_over(model, self.batches.len(), stop_above, device)
+    }
+
+    /// [`ModelCheck::error`] on the first `first` kept batches only (all when there are
+    /// fewer): a cheaper, rougher estimate.
+    ///
+    /// # Errors
+    /// As [`ModelCheck::error`].
+    pub fn error_on_first(
+        &self,
+        model: &ModelProto,
+        first: usize,
+        device: &burn::tensor::Device,
+    ) -> Result<f64> {
+        self.error_over(model, first, None, device).map(|m| m.error)
+    }
+
+    /// [`ModelCheck::error_until`] over the first `first` batches.
+    fn error_over(
+        &self,
+        model: &ModelProto,
+        first: usize,
+        stop_above: Option<f64>,
+        device: &burn::tensor::Device,
+    ) -> Result<Measured> {
         let graph = OnnxGraph::from_model(&fused(model.clone()), device).map_err(Error::Run)?;
-        let n = self.batches.len().max(1) as f64;
+        let batches = &self.batches[..first.min(self.batches.len())];
+        let n = batches.len().max(1) as f64;
         let mut total = 0.0;
-        for (b, (inputs, float)) in self.batches.iter().enumerate() {
+        for (b, (inputs, float)) in batches.iter().enumerate() {
             if let Some(bound) = stop_above
                 && total / n > bound
             {
@@ -361,7 +392,7 @@ impl ModelCheck {
         }
         Ok(Measured {
             error: total / n,
-            batches: self.batches.len(),
+            batches: batches.len(),
             complete: true,
         })
     }

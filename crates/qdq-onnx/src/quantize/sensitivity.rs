@@ -109,6 +109,26 @@ pub fn sensitivity(
     options: &QuantizeOptions,
     device: &burn::tensor::Device,
 ) -> Result<Vec<LayerSensitivity>> {
+    sensitivity_of(
+        prepared,
+        cache,
+        (check, check.len()),
+        |_| true,
+        options,
+        device,
+    )
+}
+
+/// [`sensitivity`] of the layers `select` accepts, measured on the first `batches`
+/// batches of `check`.
+fn sensitivity_of(
+    prepared: &Prepared,
+    cache: &CalibrationCache,
+    (check, batches): (&ModelCheck, usize),
+    select: impl Fn(&Layer) -> bool,
+    options: &QuantizeOptions,
+    device: &burn::tensor::Device,
+) -> Result<Vec<LayerSensitivity>> {
     if check.is_empty() {
         return Err(Error::Graph(
             "sensitivity: no item to measure the layers on".into(),
@@ -126,12 +146,12 @@ pub fn sensitivity(
         .collect();
     let layers: Vec<(Layer, Vec<String>)> = quantized_layers(prepared)
         .into_iter()
-        .filter(|(_, q)| q.iter().any(|q| !left_out.contains(q.as_str())))
+        .filter(|(l, q)| q.iter().any(|q| !left_out.contains(q.as_str())) && select(l))
         .collect();
     // One whole model per layer, a few side by side (as `auto`'s whole-model step).
     let errors = side_by_side(&layers, parallel_width(prepared), |((path, node), _)| {
         let one = restricted(prepared, |g, n| n == *node && g == path);
-        check.error(&build(&one, cache, options)?, device)
+        check.error_on_first(&build(&one, cache, options)?, batches, device)
     });
     let mut out = Vec::with_capacity(layers.len());
     for (((path, node), quantizers), error) in layers.into_iter().zip(errors) {
@@ -157,6 +177,62 @@ pub fn sensitivity(
     layers.sort_by(|a, b| b.error.total_cmp(&a.error));
     Ok(layers)
 }
+
+/// The whole-model error ([`ModelCheck::error`]) past which a quantized model counts
+/// as broken: a tenth of its outputs' energy (about a cosine of 0.95 on one output).
+/// Ordinary INT8 layers cost 1e-4 to 1e-2 each alone; on the corpus, a layer past this
+/// alone was one INT8 cannot represent: a power spectrum read through a Log (the mel
+/// front end), an LSTM's input projection fed values up to 2449 (silero-vad-op18),
+/// the first convolution of a page-layout detector.
+pub const BROKEN: f64 = 0.1;
+
+/// The layers that break the model alone: whose error with only them quantized is above
+/// [`BROKEN`] (or NaN), most sensitive first. A model of up to [`SCREEN_ABOVE`] layers
+/// is measured on every batch of `check`; a larger one is screened on the first batch
+/// (a quarter of `auto`'s items: one whole-model run per layer costs most there), and
+/// the layers past half of [`BROKEN`] there are measured on every batch. `auto` keeps
+/// them in float when the quantized model's own error is past [`BROKEN`].
+///
+/// # Errors
+/// As [`sensitivity`].
+pub fn breaking_layers(
+    prepared: &Prepared,
+    cache: &CalibrationCache,
+    check: &ModelCheck,
+    options: &QuantizeOptions,
+    device: &burn::tensor::Device,
+) -> Result<Vec<LayerSensitivity>> {
+    let past = |l: &LayerSensitivity, bound: f64| l.error.is_nan() || l.error > bound;
+    if quantized_layers(prepared).len() <= SCREEN_ABOVE {
+        let all = sensitivity(prepared, cache, check, options, device)?;
+        return Ok(all.into_iter().filter(|l| past(l, BROKEN)).collect());
+    }
+    let screened = sensitivity_of(prepared, cache, (check, 1), |_| true, options, device)?;
+    let suspects: HashSet<Layer> = screened
+        .iter()
+        .filter(|l| past(l, BROKEN / 2.0))
+        .map(LayerSensitivity::layer)
+        .collect();
+    let measured = if check.len() <= 1 || suspects.is_empty() {
+        screened
+    } else {
+        let all = (check, check.len());
+        sensitivity_of(
+            prepared,
+            cache,
+            all,
+            |l| suspects.contains(l),
+            options,
+            device,
+        )?
+    };
+    Ok(measured.into_iter().filter(|l| past(l, BROKEN)).collect())
+}
+
+/// Layers past which [`breaking_layers`] screens on one batch first. A few items vary
+/// a lot on some models (near-silent audio), so small models, cheap to measure, are
+/// measured on all of them.
+pub const SCREEN_ABOVE: usize = 32;
 
 /// The layers to keep in float from a `ranking` ([`sensitivity`]'s order): the first
 /// `top` and every layer whose error is above `above` (NaN included).
@@ -301,6 +377,36 @@ mod tests {
         assert_eq!(most_sensitive(&ranking, 2, None), main(&[4, 2]));
         assert_eq!(most_sensitive(&ranking, 0, Some(0.01)), main(&[4, 2, 7]));
         assert_eq!(most_sensitive(&ranking, 10, Some(0.5)), main(&[4, 2, 7, 1]));
+    }
+
+    /// The fixture's mm2 reads its input clipped to 1 % of its range and mm1 at half:
+    /// each alone breaks the model (0.97 and 0.19), mm3 does not (7e-5); the two-step
+    /// measure finds what the full ranking does.
+    #[test]
+    fn breaking_layers_are_those_past_the_bound_alone() {
+        let device = Device::flex();
+        let (prepared, cache, check) = fixture(&device);
+        assert_eq!(check.len(), 3);
+        let options = QuantizeOptions::default();
+        let full = sensitivity(&prepared, &cache, &check, &options, &device).unwrap();
+        let want: Vec<&str> = full
+            .iter()
+            .filter(|l| l.error > BROKEN)
+            .map(|l| l.label.as_str())
+            .collect();
+        assert_eq!(want, ["mm2", "mm1"], "{full:?}");
+        let got = breaking_layers(&prepared, &cache, &check, &options, &device).unwrap();
+        assert_eq!(got, full[..2]);
+        // With both float, mm3 alone is below the bound: nothing breaks the rest.
+        let rest = keep_float(
+            &prepared,
+            &got.iter().map(LayerSensitivity::layer).collect(),
+        );
+        assert!(
+            breaking_layers(&rest, &cache, &check, &options, &device)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
