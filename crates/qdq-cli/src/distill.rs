@@ -171,7 +171,7 @@ pub(crate) fn run_distill(
     }
 
     let trainable = TrainableGraph::new(&quantized, device)?;
-    let losses = choose_losses(args, &s.float.run(probe_input.clone())?)?;
+    let losses = choose_losses(args, &s.float.run(probe_input.inputs.clone())?)?;
     let before = measure(&trainable, &s.float, data, &losses, recipe.batch_size)?;
 
     let ad = device.clone().autodiff();

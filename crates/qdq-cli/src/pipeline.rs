@@ -14,7 +14,8 @@ use qdq_onnx::quantize::{
     AutoSelect, Calibration, CalibrationCache, Method, MethodChoice, ModelCheck, Prepared,
     QuantizeOptions, choose_model, prepare,
 };
-use qdq_onnx::runtime::{OnnxGraph, Value};
+use qdq_onnx::runtime::OnnxGraph;
+use qdq_onnx::verify::Probe;
 use qdq_onnx::{Message, ModelProto, QdqFormat};
 
 use crate::batch_one::{on_batch, with_fallback};
@@ -615,7 +616,7 @@ impl Failure {
 pub(crate) fn write_model(
     model: &ModelProto,
     output: &ModelOutput,
-    probe: Vec<(String, Value)>,
+    probe: Probe,
     device: &Device,
 ) -> Fallible<()> {
     qdq_onnx::verify::check_weights_finite(model, device)?;
@@ -638,7 +639,7 @@ pub(crate) fn write_model(
 fn write_inline(
     model: &ModelProto,
     output: &ModelOutput,
-    probe: Vec<(String, Value)>,
+    probe: Probe,
     device: &Device,
 ) -> Fallible<()> {
     let path = output.output.as_path();
@@ -669,7 +670,7 @@ fn write_inline(
 fn write_external(
     model: &ModelProto,
     output: &ModelOutput,
-    probe: Vec<(String, Value)>,
+    probe: Probe,
     device: &Device,
 ) -> Fallible<()> {
     use qdq_onnx::proto::save_external::{EXTERNAL_MIN_BYTES, split_external};
@@ -723,14 +724,14 @@ fn write_external(
 
 /// The input the written model is checked on: the first batch of `data` as the
 /// float graph takes it, or, with no data, a fixed synthetic input.
-pub(crate) fn probe(graph: &OnnxGraph, data: Option<&ModelData>) -> Fallible<Vec<(String, Value)>> {
-    if let Some(d) = data
-        && let Some(first) = batches(graph, d, 1)?.next()
-    {
-        return Ok(first?.1);
-    }
-    Ok(qdq_onnx::verify::probe_inputs(
-        graph.inputs(),
-        graph.device(),
-    )?)
+pub(crate) fn probe(graph: &OnnxGraph, data: Option<&ModelData>) -> Fallible<Probe> {
+    let inputs = match data {
+        Some(d) => batches(graph, d, 1)?.next().transpose()?.map(|b| b.1),
+        None => None,
+    };
+    let inputs = match inputs {
+        Some(inputs) => inputs,
+        None => qdq_onnx::verify::probe_inputs(graph.inputs(), graph.device())?,
+    };
+    Ok(Probe::new(inputs, graph)?)
 }

@@ -180,7 +180,11 @@ pub fn choose_model(
     // A stopped method's partial error already exceeds the bound: it is never kept.
     let totals: Vec<f64> = errors.iter().map(|e| e.1.error).collect();
     let Some(k) = least(&totals) else {
-        return Err(first_failure.unwrap_or_else(|| Error::Graph("auto: no assignment ran".into())));
+        return Err(first_failure.unwrap_or_else(|| {
+            Error::Graph(
+                "auto: every candidate model gave NaN outputs on the items it measured, where the float model's are numbers; choose a method (--method max, percentile, ...)".into(),
+            )
+        }));
     };
     // A uniform method replaces the per-quantizer choices only on decisive evidence.
     let k = if k == 0 || totals[0].is_nan() || totals[k] <= DECISIVE * totals[0] {
@@ -414,13 +418,17 @@ pub(crate) fn fused(mut model: ModelProto) -> ModelProto {
 
 /// `Σ (q - f)² / Σ f²` over the values of pairs `(q, f)` of quantized and float
 /// slices, in order, or the absolute `Σ (q - f)²` when every `f` is zero (any change is
-/// a change).
+/// a change). Places where the float value is NaN or infinite (a model's masked
+/// outputs) say nothing and are passed over; a non-finite `q` elsewhere makes it NaN.
 pub(crate) fn relative_error<'a>(pairs: impl IntoIterator<Item = (&'a [f32], &'a [f32])>) -> f64 {
     let (mut diff, mut energy) = (0.0f64, 0.0f64);
     // Slice by slice: a plain loop the compiler keeps tight (an iterator over
     // flattened outputs was a tenth of `auto`'s time on the detectors).
     for (q, f) in pairs {
         for (&q, &f) in q.iter().zip(f) {
+            if !f.is_finite() {
+                continue;
+            }
             let (q, f) = (f64::from(q), f64::from(f));
             diff += (q - f).powi(2);
             energy += f * f;
@@ -469,6 +477,12 @@ mod tests {
             relative_error([(&q[..1], &f[..1]), (&q[1..], &f[1..])]),
             1.0
         );
+        // Where the float output is NaN (masked) nothing is measured; a NaN where it
+        // is a number is an error of NaN.
+        let nan = f32::NAN;
+        assert_eq!(relative_error([(&[nan, 3.0][..], &[nan, 2.0][..])]), 0.25);
+        assert_eq!(relative_error([(&[7.0, 3.0][..], &[nan, 2.0][..])]), 0.25);
+        assert!(relative_error([(&[1.0, nan][..], &[1.0, 2.0][..])]).is_nan());
     }
 
     /// The error of a model scaling its input by 1.5 against the float model scaling it
