@@ -2,7 +2,8 @@
 //! and a scalar, from one `.npz`, a folder of `.npz` items and `NAME=FILE` sources,
 //! fed through the CLI's own feed ([`qdq_cli::feed`]) to qdq's runtime and checked
 //! against ONNX Runtime on the same data (`inputs_model.py`); variable-length items
-//! batched by shape; each refusal with its message.
+//! batched by shape; a graph network's whole-graph items, one a run; each refusal with
+//! its message.
 
 mod common;
 use common::{Scratch, qdq, run_python, s, scratch};
@@ -423,4 +424,63 @@ fn auto_judges_the_outputs_named_and_refuses_unknown_ones() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!d.join("z.onnx").exists());
+}
+
+/// A graph network's inputs have no batch axis (`feat [num_nodes, 4]`, `edge_index [2,
+/// num_edges]`, `scale [3]`): a folder of `.npz` items, each a whole graph of its own
+/// size, feeds them as they are, one item a run, whatever `--batch` says; every
+/// output matches ONNX Runtime's on that graph, and `qdq quantize` calibrates on them.
+#[test]
+fn whole_graph_items_run_one_at_a_time() {
+    let (dir, _) = made("inputs-graphs");
+    let device = burn::tensor::Device::flex();
+    let graph = OnnxGraph::load(&*dir.join("graph.onnx"), &device).unwrap();
+    let items = dir.join("graphs");
+    let data = open(
+        &graph,
+        &Sources {
+            whole: Some(items.clone()),
+            ..Sources::default()
+        },
+    )
+    .unwrap();
+    assert!(data.inputs().iter().all(|i| i.batch_axis.is_none()));
+    assert_eq!(data.batches(8).unwrap().size(), 1);
+    let mut seen = Vec::new();
+    for (k, b) in batches(&graph, &data, 8).unwrap().enumerate() {
+        let (n, inputs) = b.unwrap();
+        assert_eq!(n, 1);
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|(_, v)| v.shape()).collect();
+        seen.push(shapes[0][0]);
+        let y = graph.run(inputs).unwrap()[0].1.to_f32().unwrap();
+        let want = ort(&dir.join("ort_graphs.npz"), &format!("y_{k}"));
+        assert_eq!(y.len(), 3);
+        for (g, w) in y.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "graph {k}: {g} vs {w}"
+            );
+        }
+    }
+    assert_eq!(
+        seen,
+        [4, 6, 4, 7, 5],
+        "every graph, in order, at its own size"
+    );
+
+    let o = qdq(&[
+        "quantize",
+        s(&dir.join("graph.onnx")),
+        "--calib",
+        s(&items),
+        "--batch",
+        "4",
+        "-o",
+        s(&dir.join("q.onnx")),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("hw._weight_quantizer"), "{out}");
+    assert!(e.contains("on 5 items"), "{e}");
 }

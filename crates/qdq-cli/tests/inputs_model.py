@@ -120,3 +120,46 @@ two[4, 0] = 2
 np.save(os.path.join(d, "two.npy"), two)
 np.save(os.path.join(d, "mask5.npy"), arrays["mask"][:5])
 np.save(os.path.join(d, "x3.npy"), arrays["x"][..., :3])
+
+# A graph network's inputs, which have no batch axis: each item is a whole graph of its
+# own size. feat float [num_nodes, 4], edge_index int64 [2, num_edges], scale float [3]
+# (fixed: no batch either). y float [3] = scale * Σ over edges of (feat @ W)[source].
+# DIR/graphs/NNN.npz: 5 graphs; DIR/ort_graphs.npz: ORT's y per graph (`y_2`).
+gnodes = [
+    h.make_node("MatMul", ["feat", "W"], ["hw"]),
+    h.make_node("Gather", ["edge_index", "zero_s"], ["src"], axis=0),
+    h.make_node("Gather", ["hw", "src"], ["msg"], axis=0),
+    h.make_node("ReduceSum", ["msg", "zero"], ["agg"], keepdims=0),
+    h.make_node("Mul", ["agg", "scale"], ["y"]),
+]
+ggraph = h.make_graph(
+    gnodes,
+    "graph_net",
+    [
+        h.make_tensor_value_info("feat", T.FLOAT, ["num_nodes", 4]),
+        h.make_tensor_value_info("edge_index", T.INT64, [2, "num_edges"]),
+        h.make_tensor_value_info("scale", T.FLOAT, [3]),
+    ],
+    [h.make_tensor_value_info("y", T.FLOAT, [3])],
+    [
+        onnx.numpy_helper.from_array(W, "W"),
+        onnx.numpy_helper.from_array(np.array([0], np.int64), "zero"),
+        onnx.numpy_helper.from_array(np.array(0, np.int64), "zero_s"),
+    ],
+)
+gmodel = h.make_model(ggraph, opset_imports=[h.make_opsetid("", 17)])
+gmodel.ir_version = 8
+onnx.checker.check_model(gmodel, full_check=True)
+onnx.save(gmodel, os.path.join(d, "graph.onnx"))
+gsess = ort.InferenceSession(os.path.join(d, "graph.onnx"), providers=["CPUExecutionProvider"])
+os.makedirs(os.path.join(d, "graphs"))
+gout = {}
+for i, (n, e) in enumerate([(4, 6), (6, 9), (4, 5), (7, 12), (5, 5)]):
+    g = {
+        "feat": rng.normal(0, 1, (n, 4)).astype(np.float32),
+        "edge_index": rng.integers(0, n, (2, e)).astype(np.int64),
+        "scale": rng.uniform(0.5, 2.0, 3).astype(np.float32),
+    }
+    np.savez(os.path.join(d, "graphs", f"{i:03}.npz"), **g)
+    gout[f"y_{i}"] = gsess.run(None, g)[0]
+np.savez(os.path.join(d, "ort_graphs.npz"), **gout)

@@ -84,6 +84,7 @@ impl ImageOptions {
                     item: vec![channels, crop[0] as usize, crop[1] as usize],
                     input: input.name.clone(),
                     expected: input.describe(),
+                    hint: String::new(),
                 });
             }
             (Some(crop), _) => crop,

@@ -141,6 +141,20 @@ impl Input {
         }
     }
 
+    /// Whether an array of `shape` is this input's whole value, batch axis included:
+    /// the input's rank, with its fixed dimensions equal. Graph networks take a whole
+    /// graph per run (`[num_nodes, 85]`, `[2, num_edges]`): their first dimension is
+    /// no batch.
+    pub fn fits_whole(&self, shape: &[usize]) -> bool {
+        !self.dims.is_empty()
+            && self.dims.len() == shape.len()
+            && self
+                .dims
+                .iter()
+                .zip(shape)
+                .all(|(d, n)| d.is_none_or(|d| d == *n))
+    }
+
     /// [`Input::fits`] as a result naming `source` (a file, a folder) and both shapes.
     ///
     /// # Errors
@@ -149,11 +163,20 @@ impl Input {
         if self.fits(item_shape) {
             return Ok(());
         }
+        // Items that are the whole input (no batch axis): say how to give them.
+        let hint = match self.batch_axis.is_some() && self.fits_whole(item_shape) {
+            true => "; each item has the input's whole shape, as an input without a batch axis \
+                     takes it (a graph network's nodes or edges): give a folder of .npz files, \
+                     one item each, and qdq runs them one at a time"
+                .to_string(),
+            false => String::new(),
+        };
         Err(DataError::Shape {
             path: source.to_string(),
             item: item_shape.to_vec(),
             input: self.name.clone(),
             expected: self.describe(),
+            hint,
         })
     }
 
@@ -178,6 +201,23 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole-graph item (`[13, 85]` for `[num_nodes, 85]`, read as a batch axis) is
+    /// the input's whole value: refused as an item, with what to do instead.
+    #[test]
+    fn a_whole_input_item_is_refused_with_a_hint() {
+        let feat = Input::new("feat", vec![None, Some(85)]);
+        assert!(!feat.fits(&[13, 85]) && feat.fits_whole(&[13, 85]));
+        assert!(!feat.fits_whole(&[13, 84]) && !feat.fits_whole(&[85]));
+        let e = feat.check("g.npz", &[13, 85]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("g.npz: data items of shape [13, 85] (1105 values) do not fit model input `feat` of shape [batch, 85]; each item has the input's whole shape"),
+            "{e}"
+        );
+        // An ordinary mismatch gets no hint.
+        let e = feat.check("x.npy", &[84]).unwrap_err().to_string();
+        assert!(e.ends_with("of shape [batch, 85]"), "{e}");
+    }
 
     #[test]
     fn inputs_fit_by_count_or_by_rank() {

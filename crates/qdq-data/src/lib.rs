@@ -92,7 +92,7 @@ pub enum DataError {
     /// The items do not fit the model input.
     #[error(
         "{path}: data items of shape {item:?} ({} values) do not fit model input `{input}` of \
-         shape {expected}",
+         shape {expected}{hint}",
         count_text(item)
     )]
     Shape {
@@ -104,6 +104,8 @@ pub enum DataError {
         input: String,
         /// The model input's shape ([`Input::describe`]).
         expected: String,
+        /// What to do instead, when that is clear (empty otherwise).
+        hint: String,
     },
     /// A data value the model input's type cannot hold exactly.
     #[error("{path}: input `{input}` item {item}, position {position}: value {value} {why}")]

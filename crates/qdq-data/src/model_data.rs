@@ -68,6 +68,9 @@ pub struct ModelData {
     /// Items grouped by shape (a folder of items), or a shard's items
     /// ([`ModelData::shard`]); `None`: one group, `0..len`.
     pub(crate) groups: Option<Vec<Vec<usize>>>,
+    /// Some inputs take each item whole (no batch axis; [`unbatch_whole_items`]): one
+    /// item a run.
+    whole_items: bool,
 }
 
 /// `name (type [shape])` of each input, for error messages.
@@ -89,10 +92,16 @@ impl ModelData {
     /// fit their input (both shapes), different item counts across inputs, a literal
     /// the input's type cannot hold, and the errors of reading each source.
     pub fn load(
-        inputs: Vec<Input>,
+        mut inputs: Vec<Input>,
         sources: &Sources,
         prep: &dyn Fn(&Input) -> InputPrep,
     ) -> Result<Self, DataError> {
+        let whole_items = match sources.whole.as_deref() {
+            Some(path) if path.is_dir() && is_item_folder(path) => {
+                unbatch_whole_items(path, &mut inputs, &sources.named)?
+            }
+            _ => false,
+        };
         let all: Vec<&Input> = inputs.iter().collect();
         let mut feeds: Vec<Option<Feed>> = inputs.iter().map(|_| None).collect();
         for (name, source) in &sources.named {
@@ -187,6 +196,7 @@ impl ModelData {
             len,
             labels,
             groups: folder.map(|f| f.groups()),
+            whole_items,
         })
     }
 
@@ -202,6 +212,7 @@ impl ModelData {
             inputs: vec![input],
             feeds: vec![Feed::Stacked(data)],
             groups: None,
+            whole_items: false,
         })
     }
 
@@ -243,7 +254,11 @@ impl ModelData {
         let fixed = self.fixed_batch()?;
         Ok(Batches {
             data: self,
-            size: fixed.map_or(batch.max(1), |f| f.max(1)),
+            size: match (fixed, self.whole_items) {
+                (_, true) => 1,
+                (Some(f), false) => f.max(1),
+                (None, false) => batch.max(1),
+            },
             fixed: fixed.is_some(),
             group: 0,
             at: 0,
@@ -322,8 +337,12 @@ impl ModelData {
                                 Some(_) => {}
                             }
                         }
+                        let shape = values
+                            .as_ref()
+                            .map_or(&[][..], |(i, _)| folder.shape(*i, &input.name))
+                            .to_vec();
                         let values = values.map_or(Values::with_capacity(input.elem, 0), |v| v.1);
-                        (values, input.dims.iter().map(|d| d.unwrap_or(1)).collect())
+                        (values, shape)
                     }
                     Feed::Items(folder, prep) => {
                         let mut values = Values::with_capacity(input.elem, 0);
@@ -587,6 +606,66 @@ fn stacked(
     };
     input.check(d.source_name(), d.item_shape())?;
     Ok(d)
+}
+
+/// The inputs a folder of `.npz` items feeds whole: those (not fed by a `NAME=`
+/// source in `named`) whose arrays are the input's whole value in every item
+/// ([`Input::fits_whole`]) and do not fit as an item of a batch in some item lose their
+/// batch axis, so each item is fed as it is, one a run (graph networks: `[num_nodes,
+/// 85]`, `[2, num_edges]`, a different size per graph). Reads every item's headers.
+///
+/// Returns whether any input lost its batch axis.
+///
+/// # Errors
+/// The folder or an item cannot be read.
+fn unbatch_whole_items(
+    dir: &Path,
+    inputs: &mut [Input],
+    named: &[(String, String)],
+) -> Result<bool, DataError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| DataError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "npz"))
+        .collect();
+    files.sort();
+    let mut open: Vec<usize> = (0..inputs.len())
+        .filter(|&k| {
+            inputs[k].batch_axis.is_some() && !named.iter().any(|(n, _)| *n == inputs[k].name)
+        })
+        .collect();
+    // (whole in every item so far, not an item of a batch in some item)
+    let mut seen = vec![(true, false); inputs.len()];
+    for f in &files {
+        if open.is_empty() {
+            break;
+        }
+        let mut npz = Npz::open(f)?;
+        let held: Vec<String> = npz.keys().iter().map(|k| k.to_string()).collect();
+        for &k in &open {
+            let input = &inputs[k];
+            if !held.contains(&input.name) {
+                seen[k].0 = false;
+                continue;
+            }
+            let shape = npz.header(&input.name)?.shape;
+            let as_item = crate::npz_items::item_shape(input, shape.clone());
+            seen[k].0 &= input.fits_whole(&shape);
+            seen[k].1 |= !input.fits(&as_item);
+        }
+        open.retain(|&k| seen[k].0);
+    }
+    let mut any = false;
+    for k in open {
+        if seen[k].1 {
+            inputs[k].batch_axis = None;
+            any = true;
+        }
+    }
+    Ok(any)
 }
 
 /// The feeds of `inputs` (those no `NAME=` source took; `all` are the model's) from

@@ -207,7 +207,7 @@ impl ItemFolder {
 
 /// An item's shape from its array's: a leading axis of 1 where the input's batch axis
 /// is (the array has the input's rank) is dropped.
-fn item_shape(input: &Input, mut shape: Vec<usize>) -> Vec<usize> {
+pub(crate) fn item_shape(input: &Input, mut shape: Vec<usize>) -> Vec<usize> {
     if let Some(a) = input.batch_axis
         && shape.len() == input.dims.len()
         && shape.get(a) == Some(&1)
