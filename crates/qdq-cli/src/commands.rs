@@ -224,19 +224,41 @@ pub(crate) fn run_lint(file: &Path, json: bool) -> Fallible<ExitCode> {
     })
 }
 
-pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
-    let model = read_model(file)?;
-    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
-    // Ops of another domain than ONNX's are counted as `domain:Op`.
-    let mut ops: std::collections::BTreeMap<String, usize> = Default::default();
+/// Counts the ops of `graph` into `ops` (at `depth` 0) or `sub` (inside subgraphs, to
+/// the runtime's nesting limit), `domain:Op` for another domain than ONNX's.
+fn count_ops(
+    graph: &onnx_ir::GraphProto,
+    ops: &mut std::collections::BTreeMap<String, usize>,
+    sub: &mut std::collections::BTreeMap<String, usize>,
+    depth: usize,
+) {
     for n in &graph.node {
         let name = if n.domain.is_empty() || n.domain == "ai.onnx" {
             n.op_type.clone()
         } else {
             format!("{}:{}", n.domain, n.op_type)
         };
-        *ops.entry(name).or_default() += 1;
+        *(if depth == 0 { &mut *ops } else { &mut *sub })
+            .entry(name)
+            .or_default() += 1;
+        if depth < qdq_onnx::runtime::MAX_SUBGRAPH_DEPTH {
+            for a in &n.attribute {
+                for g in a.g.iter().chain(&a.graphs) {
+                    count_ops(g, ops, sub, depth + 1);
+                }
+            }
+        }
     }
+}
+
+pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
+    let model = read_model(file)?;
+    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
+    // Ops of another domain than ONNX's are counted as `domain:Op`; those inside If,
+    // Loop and Scan bodies separately.
+    let mut ops: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut sub_ops: std::collections::BTreeMap<String, usize> = Default::default();
+    count_ops(graph, &mut ops, &mut sub_ops, 0);
     // The runtime's own load check: subgraphs and other domains included.
     let unsupported: Vec<String> = qdq_onnx::runtime::unsupported_ops(graph)
         .into_iter()
@@ -278,6 +300,8 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
     // Saturating: a hostile file may declare dims whose product overflows.
     let params = qdq_onnx::weight_elements(graph);
     let pairs = ops.get("QuantizeLinear").copied().unwrap_or(0);
+    let sub_pairs = sub_ops.get("QuantizeLinear").copied().unwrap_or(0);
+    let sub_nodes: usize = sub_ops.values().sum();
     if json {
         println!(
             "{}",
@@ -285,8 +309,8 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
                 "file": file, "opset": opset, "ir_version": model.ir_version, "producer": model.producer_name,
                 "inputs": inputs.iter().map(|(n, (t, d))| serde_json::json!({"name": n, "type": t, "shape": d})).collect::<Vec<_>>(),
                 "outputs": outputs.iter().map(|(n, (t, d))| serde_json::json!({"name": n, "type": t, "shape": d})).collect::<Vec<_>>(),
-                "ops": ops, "weight_elements": params,
-                "quantize_linear": pairs, "unsupported_ops": unsupported,
+                "ops": ops, "subgraph_ops": sub_ops, "weight_elements": params,
+                "quantize_linear": pairs + sub_pairs, "unsupported_ops": unsupported,
             })
         );
     } else {
@@ -302,12 +326,26 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
         for (n, (t, d)) in &outputs {
             println!("  output {n} {t} [{}]", d.join(", "));
         }
+        let (in_subs, q_in_subs) = match sub_nodes {
+            0 => (String::new(), String::new()),
+            n => (
+                format!(" (and {n} in subgraphs)"),
+                format!(", {sub_pairs} of them in subgraphs"),
+            ),
+        };
         println!(
-            "  {} nodes, {params} weight elements, {pairs} QuantizeLinear",
-            graph.node.len()
+            "  {} nodes{in_subs}, {params} weight elements, {} QuantizeLinear{q_in_subs}",
+            graph.node.len(),
+            pairs + sub_pairs
         );
         for (op, n) in &ops {
             println!("    {op:<24} {n}");
+        }
+        if !sub_ops.is_empty() {
+            println!("  in subgraphs (If, Loop, Scan bodies):");
+            for (op, n) in &sub_ops {
+                println!("    {op:<24} {n}");
+            }
         }
         if !unsupported.is_empty() {
             println!(

@@ -11,8 +11,8 @@ use qdq_cli::data::ModelData;
 pub(crate) use qdq_cli::feed::batches;
 use qdq_onnx::passes::PlacementOptions;
 use qdq_onnx::quantize::{
-    AutoSelect, Calibration, CalibrationCache, Method, MethodChoice, ModelCheck, Prepared,
-    QuantizeOptions, choose_model, prepare,
+    AutoSelect, Calibration, CalibrationCache, DECISIVE, Method, MethodChoice, ModelCheck,
+    Prepared, QuantizeOptions, choose_model, prepare,
 };
 use qdq_onnx::runtime::OnnxGraph;
 use qdq_onnx::verify::Probe;
@@ -465,8 +465,23 @@ fn calibrate_all(
         } else {
             format!(" (output {})", methods.auto_outputs.join(", "))
         };
+        // A lower error that was not kept: say why (the margin `choose_model` asks).
+        let kept_error = choice.errors[0].1.error;
+        let why = match choice
+            .errors
+            .iter()
+            .skip(1)
+            .filter(|(_, m)| m.complete && m.error < kept_error)
+            .min_by(|a, b| a.1.error.total_cmp(&b.1.error))
+        {
+            Some((label, _)) if choice.label == choice.errors[0].0 => format!(
+                " ({label} is lower, but a method applied to every quantizer replaces the per-quantizer choices only at {:.0} % of their error or less)",
+                DECISIVE * 100.0
+            ),
+            _ => String::new(),
+        };
         eprintln!(
-            "auto: output error of the whole model{which} on {seen} items: {}; kept: {}",
+            "auto: output error of the whole model{which} on {seen} items: {}; kept: {}{why}",
             measured.join(", "),
             choice.label
         );

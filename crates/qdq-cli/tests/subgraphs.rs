@@ -54,6 +54,22 @@ fn quantizers_go_inside_branches_and_loop_bodies() {
     for method in ["max", "auto"] {
         judge(&dir, &model, method);
     }
+    // `qdq inspect` counts the pairs inside branches and bodies too.
+    let o = qdq(&["inspect", s(&dir.join("max.onnx")), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let placed = QE.len() + QT.len() + QL.len();
+    assert_eq!(v["quantize_linear"], placed, "{v}");
+    assert_eq!(v["subgraph_ops"]["QuantizeLinear"], placed, "{v}");
+    assert!(v["ops"].get("QuantizeLinear").is_none(), "{v}");
+    let o = qdq(&["inspect", s(&dir.join("max.onnx"))]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!(
+            "{placed} QuantizeLinear, {placed} of them in subgraphs"
+        )),
+        "{text}"
+    );
 
     // `--weights int8` stores the weights of every graph quantized, in the graph whose
     // pair reads them (a main-graph weight read by a branch included), gives the
