@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use qdq_cli::data::ModelData;
-use qdq_onnx::quantize::sensitivity::{BROKEN, breaking_layers, most_sensitive};
+use qdq_onnx::quantize::sensitivity::{BROKEN, Breaking, breaking_layers, most_sensitive};
 use qdq_onnx::quantize::{
     CalibrationCache, LayerSensitivity, ModelCheck, Prepared, apply, keep_float, sensitivity,
 };
@@ -127,21 +127,33 @@ pub(crate) fn keep_breaking_float(
 ) -> Fallible<(Prepared, Option<Vec<String>>)> {
     let device = s.float.device();
     let start = std::time::Instant::now();
-    let layers = breaking_layers(&s.prepared, cache, &checked.check, &s.opts, device)?;
-    let total = qdq_onnx::quantize::sensitivity::quantized_layers(&s.prepared).len();
+    let found = breaking_layers(&s.prepared, cache, &checked.check, &s.opts, device)?;
     let head = format!(
         "auto: the quantized model's output error is {:.3e} on {} items (past {BROKEN})",
         checked.error, checked.items
     );
-    if layers.is_empty() || layers.len() >= total {
+    let unchanged = |why: String| {
         if !json {
             eprintln!(
-                "{head}; {} layer breaks it alone, so every layer stays quantized (`qdq sensitivity` ranks them)",
-                if layers.is_empty() { "no" } else { "every" }
+                "{head}; {why}, so every layer stays quantized (`qdq sensitivity` ranks them)"
             );
         }
-        return Ok((s.prepared.clone(), None));
-    }
+        Ok((s.prepared.clone(), None))
+    };
+    let layers = match found {
+        Breaking::Layers(l) if l.is_empty() => return unchanged("no layer breaks it alone".into()),
+        Breaking::Layers(l) => l,
+        Breaking::Unsteady(e) => {
+            return unchanged(format!(
+                "but the float model's own outputs move by {e:.3e} when its inputs move by 0.1 % (outputs that sort or pick, TopK or NMS, jump at any change)"
+            ));
+        }
+        Breaking::TooMany(n) => {
+            return unchanged(format!(
+                "{n} layers or more each break it alone: no few layers are to blame"
+            ));
+        }
+    };
     let float = layers.iter().map(LayerSensitivity::layer).collect();
     let kept = keep_float(&s.prepared, &float);
     let after = checked

@@ -334,7 +334,7 @@ impl ModelCheck {
         stop_above: Option<f64>,
         device: &burn::tensor::Device,
     ) -> Result<Measured> {
-        self.error_over(model, self.batches.len(), stop_above, device)
+        self.error_over(model, self.batches.len(), stop_above, None, device)
     }
 
     /// [`ModelCheck::error`] on the first `first` kept batches only (all when there are
@@ -348,15 +348,36 @@ impl ModelCheck {
         first: usize,
         device: &burn::tensor::Device,
     ) -> Result<f64> {
-        self.error_over(model, first, None, device).map(|m| m.error)
+        self.error_over(model, first, None, None, device)
+            .map(|m| m.error)
     }
 
-    /// [`ModelCheck::error_until`] over the first `first` batches.
+    /// [`ModelCheck::error`] of `model` (the float model itself, to see how steady its
+    /// outputs are) with every float input value scaled by `1 ± rel` (the sign a fixed
+    /// pseudo-random pattern): far below INT8's rounding for `rel` = 1e-3, so a
+    /// continuous model moves by about `rel²` there, while outputs that sort or pick
+    /// (TopK, ArgMax, NMS) jump.
+    ///
+    /// # Errors
+    /// As [`ModelCheck::error`].
+    pub fn nudged_error(
+        &self,
+        model: &ModelProto,
+        rel: f32,
+        device: &burn::tensor::Device,
+    ) -> Result<f64> {
+        self.error_over(model, self.batches.len(), None, Some(rel), device)
+            .map(|m| m.error)
+    }
+
+    /// [`ModelCheck::error_until`] over the first `first` batches, float inputs
+    /// nudged by `1 ± nudge` when given ([`ModelCheck::nudged_error`]).
     fn error_over(
         &self,
         model: &ModelProto,
         first: usize,
         stop_above: Option<f64>,
+        nudge: Option<f32>,
         device: &burn::tensor::Device,
     ) -> Result<Measured> {
         let graph = OnnxGraph::from_model(&fused(model.clone()), device).map_err(Error::Run)?;
@@ -373,7 +394,11 @@ impl ModelCheck {
                     complete: false,
                 });
             }
-            let mut outputs = graph.run(inputs.clone()).map_err(Error::Run)?;
+            let inputs = match nudge {
+                Some(rel) => nudged(inputs, rel, device)?,
+                None => inputs.clone(),
+            };
+            let mut outputs = graph.run(inputs).map_err(Error::Run)?;
             outputs.retain(|(name, _)| self.measures(name));
             if outputs.len() != float.len() {
                 return Err(Error::Run(RunError::Graph(format!(
@@ -400,6 +425,29 @@ impl ModelCheck {
             complete: true,
         })
     }
+}
+
+/// `inputs` with each float tensor's values scaled by `1 ± rel`, the sign from a fixed
+/// hash of the position.
+fn nudged(
+    inputs: &[(String, Value)],
+    rel: f32,
+    device: &burn::tensor::Device,
+) -> Result<Vec<(String, Value)>> {
+    inputs
+        .iter()
+        .map(|(name, v)| {
+            if !v.is_tensor() || v.elem_type() != crate::proto::elem::FLOAT {
+                return Ok((name.clone(), v.clone()));
+            }
+            let mut values = v.to_f32().map_err(Error::Run)?;
+            for (i, x) in values.iter_mut().enumerate() {
+                let up = ((i as u64).wrapping_mul(2_654_435_761) >> 16) & 1 == 1;
+                *x *= if up { 1.0 + rel } else { 1.0 - rel };
+            }
+            Ok((name.clone(), Value::from_f32(values, &v.shape(), device)))
+        })
+        .collect()
 }
 
 /// `model` with its Q→DQ pairs as the runtime's one-node fake quant, which computes the
