@@ -407,10 +407,16 @@ fn host_kernel_constraints(node: &NodeProto, c: &mut Constraints) {
             c.same.push(vec![In(0), Out(0)]);
         }
         "ScatterElements" | "Scatter" | "ScatterND" => c.same.push(vec![In(0), In(2), Out(0)]),
-        "EyeLike" => match attr(node, "dtype").map(|a| a.i as i32).filter(|&e| e != 0) {
-            Some(e) => c.fixed.push((Out(0), e)),
-            None => c.same.push(vec![In(0), Out(0)]),
-        },
+        "EyeLike" | "RandomNormalLike" | "RandomUniformLike" => {
+            match attr(node, "dtype").map(|a| a.i as i32).filter(|&e| e != 0) {
+                Some(e) => c.fixed.push((Out(0), e)),
+                None => c.same.push(vec![In(0), Out(0)]),
+            }
+        }
+        "RandomNormal" | "RandomUniform" => {
+            let e = attr(node, "dtype").map_or(dt::FLOAT, |a| a.i as i32);
+            c.fixed.push((Out(0), e));
+        }
         "Unique" => {
             c.same.push(vec![In(0), Out(0)]);
             c.fixed.extend([1, 2, 3].map(|k| (Out(k), dt::INT64)));

@@ -32,6 +32,7 @@ pub(crate) mod pool_indices;
 pub(crate) mod qlinear;
 pub(crate) mod quant;
 pub(crate) mod quant_fused;
+pub(crate) mod random;
 pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod resize;
@@ -361,6 +362,10 @@ pub const SUPPORTED: &[&str] = &[
     "Det",
     "DynamicQuantizeLinear",
     "EyeLike",
+    "RandomNormal",
+    "RandomNormalLike",
+    "RandomUniform",
+    "RandomUniformLike",
     "GatherElements",
     "GatherND",
     "HammingWindow",
@@ -487,6 +492,9 @@ pub(crate) fn run_op(op: &str, ctx: &mut Ctx) -> RunResult<Vec<Value>> {
         "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(ctx),
         "Trilu" => triangular::trilu(ctx),
         "EyeLike" => triangular::eye_like(ctx),
+        "RandomNormal" | "RandomNormalLike" | "RandomUniform" | "RandomUniformLike" => {
+            random::random(ctx, op)
+        }
         "Mod" => integer::modulo(ctx),
         "BitShift" => integer::bit_shift(ctx),
         "CumSum" => math::cumsum(ctx),
