@@ -157,7 +157,10 @@ pub(crate) fn keep_breaking_float(
     // Every layer float would write the FP32 model under a QDQ name.
     let total = qdq_onnx::quantize::sensitivity::quantized_layers(&s.prepared).len();
     if layers.len() >= total {
-        return unchanged(format!("each of its {total} layers breaks it alone"));
+        return unchanged(match total {
+            1 => "its only layer breaks it alone".to_string(),
+            n => format!("each of its {n} layers breaks it alone"),
+        });
     }
     let float = layers.iter().map(LayerSensitivity::layer).collect();
     let kept = keep_float(&s.prepared, &float);

@@ -894,6 +894,68 @@ fn auto_keeps_float_a_layer_that_breaks_the_model_alone() {
     assert!(g > 0.999 && a < 0.9, "guarded {g}, all quantized {a}");
 }
 
+/// The guard never keeps every layer float (that would be the FP32 model under a QDQ
+/// name): a one-layer model, `Log(MatMul(x, W))` on inputs spanning e^±16, whose one
+/// quantized layer rounds most inputs to zero, stays quantized, and the command says
+/// why.
+#[test]
+fn the_guard_never_keeps_every_layer_float() {
+    let dir = scratch("guard-one-layer");
+    let o = Command::new(python())
+        .args(["-c", ONE_LAYER, s(&dir)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q = dir.join("q.onnx");
+    let o = qdq(&[
+        "quantize",
+        s(&dir.join("model.onnx")),
+        "--calib",
+        s(&dir.join("x.npy")),
+        "-o",
+        s(&q),
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("(past 0.1); its only layer breaks it alone, so every layer stays quantized"),
+        "{e}"
+    );
+    let m = ModelProto::parse_from_bytes(&std::fs::read(&q).unwrap()).unwrap();
+    let pairs = m
+        .graph
+        .unwrap()
+        .node
+        .iter()
+        .filter(|n| n.op_type == "QuantizeLinear")
+        .count();
+    assert_eq!(pairs, 2, "the MatMul's input and weight");
+}
+
+/// Writes DIR/model.onnx, `y = Log(Clip(x @ W, 1e-10))` with W [16, 4] in [0.1, 1),
+/// and DIR/x.npy, 32 rows of `exp(N(0, 4²))`: `python -c ONE_LAYER DIR`.
+const ONE_LAYER: &str = r#"
+import sys, os
+import numpy as np, onnx
+from onnx import helper as h, TensorProto as T, numpy_helper as nh
+d = sys.argv[1]
+rng = np.random.default_rng(3)
+W = rng.uniform(0.1, 1.0, (16, 4)).astype(np.float32)
+g = h.make_graph(
+    [h.make_node("MatMul", ["x", "W"], ["m"]), h.make_node("Clip", ["m", "lo"], ["c"]),
+     h.make_node("Log", ["c"], ["y"])],
+    "one_layer",
+    [h.make_tensor_value_info("x", T.FLOAT, ["batch", 16])],
+    [h.make_tensor_value_info("y", T.FLOAT, ["batch", 4])],
+    [nh.from_array(W, "W"), nh.from_array(np.array(1e-10, np.float32), "lo")],
+)
+m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+m.ir_version = 8
+onnx.checker.check_model(m, full_check=True)
+onnx.save(m, os.path.join(d, "model.onnx"))
+np.save(os.path.join(d, "x.npy"), np.exp(rng.normal(0, 4, (32, 16))).astype(np.float32))
+"#;
+
 /// Cosine of two models' first outputs over the first 64 images of an IDX file
 /// (scaled to [0, 1], as qdq feeds it): `python -c COSINE FLOAT QDQ IDX`.
 const COSINE: &str = r#"
