@@ -199,29 +199,16 @@ fn fold_weights_in(graph: &mut GraphProto, opset: i64, depth: usize) -> usize {
     }
     if folded > before {
         // The stored originals (float16, INT8) nothing reads any more.
-        let mut read = HashSet::new();
-        names_read(graph, &mut read);
+        let read: HashSet<String> = super::subgraph::reads(graph)
+            .into_iter()
+            .map(str::to_string)
+            .chain(graph.output.iter().map(|v| v.name.clone()))
+            .collect();
         graph
             .initializer
             .retain(|t| !read_by_folded.contains(&t.name) || read.contains(&t.name));
     }
     folded
-}
-
-/// Every name read by a node of `graph` or of its subgraphs, and its outputs.
-fn names_read(graph: &GraphProto, out: &mut HashSet<String>) {
-    out.extend(graph.output.iter().map(|v| v.name.clone()));
-    for n in &graph.node {
-        out.extend(n.input.iter().cloned());
-        for a in &n.attribute {
-            if let Some(g) = a.g.as_ref() {
-                names_read(g, out);
-            }
-            for g in &a.graphs {
-                names_read(g, out);
-            }
-        }
-    }
 }
 
 /// Node `n` run by qdq's runtime on the constant `inputs`, as an initializer named
