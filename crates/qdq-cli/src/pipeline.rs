@@ -738,7 +738,8 @@ fn write_external(
 }
 
 /// The input the written model is checked on: the first batch of `data` as the
-/// float graph takes it, or, with no data, a fixed synthetic input.
+/// float graph takes it, or, with no data, a fixed synthetic input; with where the
+/// float graph's own outputs on it are not finite.
 pub(crate) fn probe(graph: &OnnxGraph, data: Option<&ModelData>) -> Fallible<Probe> {
     let inputs = match data {
         Some(d) => batches(graph, d, 1)?.next().transpose()?.map(|b| b.1),

@@ -153,15 +153,12 @@ pub(crate) fn keep_breaking_float(
                 "{n} layers or more each break it alone: no few layers are to blame"
             ));
         }
+        // Every layer float would write the FP32 model under a QDQ name.
+        Breaking::Every(1) => return unchanged("its only layer breaks it alone".into()),
+        Breaking::Every(n) => {
+            return unchanged(format!("each of its {n} layers breaks it alone"));
+        }
     };
-    // Every layer float would write the FP32 model under a QDQ name.
-    let total = qdq_onnx::quantize::sensitivity::quantized_layers(&s.prepared).len();
-    if layers.len() >= total {
-        return unchanged(match total {
-            1 => "its only layer breaks it alone".to_string(),
-            n => format!("each of its {n} layers breaks it alone"),
-        });
-    }
     let float = layers.iter().map(LayerSensitivity::layer).collect();
     let kept = keep_float(&s.prepared, &float);
     let after = checked

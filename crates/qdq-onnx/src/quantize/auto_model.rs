@@ -316,8 +316,9 @@ impl ModelCheck {
     /// zeros), summed over outputs and averaged over batches; NaN when an output is NaN.
     ///
     /// # Errors
-    /// The model does not load or run, or its outputs differ in number or size from
-    /// the float model's.
+    /// The model does not load or run, or its outputs differ in number from the float
+    /// model's (an output of another length is compared with zeros past the shorter
+    /// end).
     pub fn error(&self, model: &ModelProto, device: &burn::tensor::Device) -> Result<f64> {
         self.error_until(model, None, device).map(|m| m.error)
     }

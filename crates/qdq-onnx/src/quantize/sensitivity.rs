@@ -65,6 +65,19 @@ pub fn quantized_layers(prepared: &Prepared) -> BTreeMap<Layer, Vec<String>> {
     layers
 }
 
+/// [`quantized_layers`] the written model keeps with `cache`: not those whose quantizers
+/// all stay out (a branch calibration never took, see [`Prepared::left_out`]).
+fn written_layers(prepared: &Prepared, cache: &CalibrationCache) -> BTreeMap<Layer, Vec<String>> {
+    let left_out: HashSet<&str> = prepared
+        .left_out(cache)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    let mut layers = quantized_layers(prepared);
+    layers.retain(|_, q| q.iter().any(|q| !left_out.contains(q.as_str())));
+    layers
+}
+
 /// `prepared` with only the quantizer inputs of the nodes `keep` accepts (by graph and
 /// index): every site loses the consumers at other nodes, and sites left with none are
 /// dropped.
@@ -139,14 +152,9 @@ fn sensitivity_of(
         .graph
         .as_ref()
         .ok_or_else(|| Error::Graph("the model has no graph".into()))?;
-    let left_out: HashSet<&str> = prepared
-        .left_out(cache)
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
-    let layers: Vec<(Layer, Vec<String>)> = quantized_layers(prepared)
+    let layers: Vec<(Layer, Vec<String>)> = written_layers(prepared, cache)
         .into_iter()
-        .filter(|(l, q)| q.iter().any(|q| !left_out.contains(q.as_str())) && select(l))
+        .filter(|(l, _)| select(l))
         .collect();
     // One whole model per layer, a few side by side (as `auto`'s whole-model step).
     let errors = side_by_side(&layers, parallel_width(prepared), |((path, node), _)| {
@@ -199,6 +207,9 @@ pub enum Breaking {
     /// each break it alone: the outputs react to any quantization, no few layers are to
     /// blame.
     TooMany(usize),
+    /// Each of the model's this many layers breaks it alone: keeping them all float
+    /// would write the FP32 model under a QDQ name.
+    Every(usize),
 }
 
 /// The most layers [`breaking_layers`] blames: a model broken by more is not broken by
@@ -228,7 +239,7 @@ pub fn breaking_layers(
         return Ok(Breaking::Unsteady(unsteady));
     }
     let past = |l: &LayerSensitivity, bound: f64| l.error.is_nan() || l.error > bound;
-    let layers: Vec<Layer> = quantized_layers(prepared).into_keys().collect();
+    let layers: Vec<Layer> = written_layers(prepared, cache).into_keys().collect();
     let limit = MAX_BROKEN.min(layers.len() / 4).max(2);
     let measured = if layers.len() <= SCREEN_ABOVE {
         sensitivity(prepared, cache, check, options, device)?
@@ -264,9 +275,10 @@ pub fn breaking_layers(
         )?
     };
     let broken: Vec<LayerSensitivity> = measured.into_iter().filter(|l| past(l, BROKEN)).collect();
-    Ok(match broken.len() > limit {
-        true => Breaking::TooMany(broken.len()),
-        false => Breaking::Layers(broken),
+    Ok(match broken.len() {
+        n if n > 0 && n == layers.len() => Breaking::Every(n),
+        n if n > limit => Breaking::TooMany(n),
+        _ => Breaking::Layers(broken),
     })
 }
 
