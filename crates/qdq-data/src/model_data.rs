@@ -623,15 +623,7 @@ fn unbatch_whole_items(
     inputs: &mut [Input],
     named: &[(String, String)],
 ) -> Result<bool, DataError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| DataError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "npz"))
-        .collect();
-    files.sort();
+    let files = crate::npz_items::item_files(dir)?;
     let mut open: Vec<usize> = (0..inputs.len())
         .filter(|&k| {
             inputs[k].batch_axis.is_some() && !named.iter().any(|(n, _)| *n == inputs[k].name)

@@ -50,16 +50,7 @@ impl ItemFolder {
     /// array that is no input's (both listing what it holds); an array that does not
     /// fit its input (both shapes); labels in some files and not others.
     pub fn open(dir: &Path, inputs: &[&Input]) -> Result<Self, DataError> {
-        let io = |source| DataError::Io {
-            path: dir.display().to_string(),
-            source,
-        };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "npz"))
-            .collect();
-        files.sort();
+        let files = item_files(dir)?;
         let keys: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
         let mut shapes = Vec::with_capacity(files.len());
         let mut labels: Vec<Option<i64>> = Vec::with_capacity(files.len());
@@ -203,6 +194,23 @@ impl ItemFolder {
             e => e,
         })
     }
+}
+
+/// The `.npz` files of `dir`, sorted by name: the folder's items, in order.
+///
+/// # Errors
+/// The folder cannot be read.
+pub(crate) fn item_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| DataError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "npz"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// An item's shape from its array's: a leading axis of 1 where the input's batch axis
