@@ -471,7 +471,7 @@ fn calibrate_all(
             .errors
             .iter()
             .skip(1)
-            .filter(|(_, m)| m.complete && m.error < kept_error)
+            .filter(|(_, m)| m.complete() && m.error < kept_error)
             .min_by(|a, b| a.1.error.total_cmp(&b.1.error))
         {
             Some((label, _)) if choice.label == choice.errors[0].0 => format!(

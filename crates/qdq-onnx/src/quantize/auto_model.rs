@@ -12,7 +12,9 @@
 //! batches, is measured. The closest uniform method replaces the per-quantizer choices
 //! when its error is at most [`DECISIVE`] times theirs (ties go to the earlier
 //! candidate): a few items are a rough sample, and small differences there did not
-//! carry over to other items, where large ones did.
+//! carry over to other items, where large ones did. The per-quantizer choices are
+//! measured first; a uniform method stops as soon as it can no longer be kept, or is
+//! behind them on the batches measured so far ([`Stopped`]).
 
 use std::collections::HashMap;
 
@@ -53,33 +55,64 @@ pub struct Measured {
     pub error: f64,
     /// Batches measured.
     pub batches: usize,
-    /// Whether every batch was measured.
-    pub complete: bool,
+    /// Why the measuring stopped before the last batch; `None`: every batch was measured.
+    pub stopped: Option<Stopped>,
+}
+
+/// Why [`choose_model`] stopped measuring a uniform method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its error so far already passed [`DECISIVE`] times the per-quantizer choices'
+    /// whole error: it can no longer be kept.
+    Above,
+    /// Its error summed over the batches measured so far passed the per-quantizer
+    /// choices' on the same batches ([`choose_model`]'s race).
+    Behind,
 }
 
 impl Measured {
-    fn complete(error: f64) -> Self {
+    fn whole(error: f64) -> Self {
         Self {
             error,
             batches: 0,
-            complete: true,
+            stopped: None,
         }
+    }
+
+    /// Whether every batch was measured.
+    pub fn complete(&self) -> bool {
+        self.stopped.is_none()
     }
 }
 
 impl std::fmt::Display for Measured {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.complete {
-            true => write!(f, "{:.3e}", self.error),
-            false => write!(
+        let batches = match self.batches {
+            1 => "1 batch".to_string(),
+            n => format!("{n} batches"),
+        };
+        match self.stopped {
+            None => write!(f, "{:.3e}", self.error),
+            Some(Stopped::Above) => write!(f, ">{:.3e} (stopped after {batches})", self.error),
+            Some(Stopped::Behind) => write!(
                 f,
-                ">{:.3e} (stopped after {} batch{})",
-                self.error,
-                self.batches,
-                if self.batches == 1 { "" } else { "es" }
+                ">{:.3e} (behind the per-quantizer choices after {batches})",
+                self.error
             ),
         }
     }
+}
+
+/// When [`ModelCheck`] may stop measuring an assignment before its last batch: the
+/// decision the measure serves is already known.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StopWhen<'a> {
+    /// Stop once the error summed so far, divided by the number of batches, passes
+    /// this: the mean over all batches could only be larger.
+    pub above: Option<f64>,
+    /// Per-batch errors of the assignment this one races: stop once the error summed
+    /// so far passes theirs summed over the same batches.
+    pub behind: Option<&'a [f64]>,
 }
 
 /// Chooses between the per-quantizer `chosen` amaxes and each of [`candidates`] applied
@@ -146,26 +179,36 @@ pub fn choose_model(
             assignments.push((m.to_string(), cache));
         }
     }
-    let measure = |cache: &CalibrationCache, stop_above: Option<f64>| {
-        apply(prepared, cache, options).and_then(|m| check.error_until(&m, stop_above, device))
+    let measure = |cache: &CalibrationCache, stop: (StopWhen, usize)| {
+        apply(prepared, cache, options)
+            .and_then(|m| check.error_over(&m, check.len(), stop, None, device))
     };
-    // The per-quantizer choices first: a uniform method whose error so far passes
-    // DECISIVE times theirs can no longer replace them, and stops there (the same
-    // decision as measuring it to the end, for a fraction of its runs).
+    // The per-quantizer choices first. A uniform method stops as soon as its error so
+    // far passes DECISIVE times their whole error (it can no longer replace them: the
+    // same decision as measuring it to the end), or passes theirs on the same batches:
+    // a method not even better on the items seen so far is not the decisively better
+    // one (on the corpus this race kept every decision and halved the step's runs).
     let measured: Vec<Result<Measured>> = if assignments.len() == 1 || check.is_empty() {
         assignments
             .iter()
-            .map(|_| Ok(Measured::complete(0.0)))
+            .map(|_| Ok(Measured::whole(0.0)))
             .collect()
     } else {
-        let per = measure(&assignments[0].1, None);
-        let bound = per.as_ref().ok().map(|m| DECISIVE * m.error);
+        // Alone, so its batches run side by side; the uniform methods run side by side
+        // with each other, each batch after batch (to stop at the first it can).
+        let width = parallel_width(prepared);
+        let (per, per_batch) = match measure(&assignments[0].1, (StopWhen::default(), width)) {
+            Ok((m, batches)) => (Ok(m), Some(batches)),
+            Err(e) => (Err(e), None),
+        };
+        let stop = StopWhen {
+            above: per.as_ref().ok().map(|m| DECISIVE * m.error),
+            behind: per_batch.as_deref(),
+        };
         let mut all = vec![per];
-        all.extend(side_by_side(
-            &assignments[1..],
-            parallel_width(prepared),
-            |(_, cache)| measure(cache, bound),
-        ));
+        all.extend(side_by_side(&assignments[1..], width, |(_, cache)| {
+            measure(cache, (stop, 1)).map(|(m, _)| m)
+        }));
         all
     };
     let mut errors = Vec::with_capacity(assignments.len());
@@ -173,24 +216,16 @@ pub fn choose_model(
     for ((label, _), m) in assignments.iter().zip(measured) {
         let m = m.unwrap_or_else(|e| {
             first_failure.get_or_insert(e);
-            Measured::complete(f64::NAN)
+            Measured::whole(f64::NAN)
         });
         errors.push((label.clone(), m));
     }
-    // A stopped method's partial error already exceeds the bound: it is never kept.
-    let totals: Vec<f64> = errors.iter().map(|e| e.1.error).collect();
-    let Some(k) = least(&totals) else {
+    let Some(k) = decide(&errors) else {
         return Err(first_failure.unwrap_or_else(|| {
             Error::Graph(
                 "auto: every candidate model gave NaN outputs on the items it measured, where the float model's are numbers; choose a method (--method max, percentile, ...)".into(),
             )
         }));
-    };
-    // A uniform method replaces the per-quantizer choices only on decisive evidence.
-    let k = if k == 0 || totals[0].is_nan() || totals[k] <= DECISIVE * totals[0] {
-        k
-    } else {
-        0
     };
     let (label, cache) = assignments.swap_remove(k);
     Ok(ModelChoice {
@@ -198,6 +233,26 @@ pub fn choose_model(
         label,
         errors,
     })
+}
+
+/// Which of `errors` [`choose_model`] keeps (the first is the per-quantizer choices'):
+/// the least error among those measured to the end, a uniform method only when it is
+/// at most [`DECISIVE`] times the per-quantizer one (or that one is NaN). A stopped
+/// method's error is a lower bound of a method that can no longer win, never kept.
+/// `None` when every error is NaN.
+fn decide(errors: &[(String, Measured)]) -> Option<usize> {
+    let totals: Vec<f64> = errors
+        .iter()
+        .map(|(_, m)| if m.complete() { m.error } else { f64::NAN })
+        .collect();
+    let k = least(&totals)?;
+    // A uniform method replaces the per-quantizer choices only on decisive evidence.
+    Some(
+        match k == 0 || totals[0].is_nan() || totals[k] <= DECISIVE * totals[0] {
+            true => k,
+            false => 0,
+        },
+    )
 }
 
 /// How many whole models [`choose_model`] (and `sensitivity`) runs at once: [`side_by_side`]'s default
@@ -320,22 +375,14 @@ impl ModelCheck {
     /// model's (an output of another length is compared with zeros past the shorter
     /// end).
     pub fn error(&self, model: &ModelProto, device: &burn::tensor::Device) -> Result<f64> {
-        self.error_until(model, None, device).map(|m| m.error)
-    }
-
-    /// [`ModelCheck::error`], stopping after the first batch at which the error summed
-    /// so far (divided by the number of batches, as the mean is) exceeds `stop_above`:
-    /// the whole error could only be larger.
-    ///
-    /// # Errors
-    /// As [`ModelCheck::error`].
-    pub fn error_until(
-        &self,
-        model: &ModelProto,
-        stop_above: Option<f64>,
-        device: &burn::tensor::Device,
-    ) -> Result<Measured> {
-        self.error_over(model, self.batches.len(), stop_above, None, device)
+        self.error_over(
+            model,
+            self.batches.len(),
+            (StopWhen::default(), 1),
+            None,
+            device,
+        )
+        .map(|(m, _)| m.error)
     }
 
     /// [`ModelCheck::error`] on the first `first` kept batches only (all when there are
@@ -349,8 +396,8 @@ impl ModelCheck {
         first: usize,
         device: &burn::tensor::Device,
     ) -> Result<f64> {
-        self.error_over(model, first, None, None, device)
-            .map(|m| m.error)
+        self.error_over(model, first, (StopWhen::default(), 1), None, device)
+            .map(|(m, _)| m.error)
     }
 
     /// [`ModelCheck::error`] of `model` (the float model itself, to see how steady its
@@ -367,34 +414,33 @@ impl ModelCheck {
         rel: f32,
         device: &burn::tensor::Device,
     ) -> Result<f64> {
-        self.error_over(model, self.batches.len(), None, Some(rel), device)
-            .map(|m| m.error)
+        self.error_over(
+            model,
+            self.batches.len(),
+            (StopWhen::default(), 1),
+            Some(rel),
+            device,
+        )
+        .map(|(m, _)| m.error)
     }
 
-    /// [`ModelCheck::error_until`] over the first `first` batches, float inputs
-    /// nudged by `1 ± nudge` when given ([`ModelCheck::nudged_error`]).
+    /// [`ModelCheck::error`] over the first `first` batches, stopping early as `stop`
+    /// says, float inputs nudged by `1 ± nudge` when given
+    /// ([`ModelCheck::nudged_error`]); with each measured batch's error. `width`
+    /// batches run at once on one graph (the stop is decided between such groups, so
+    /// only 1 stops at the first batch it can); the errors do not depend on it.
     fn error_over(
         &self,
         model: &ModelProto,
         first: usize,
-        stop_above: Option<f64>,
+        (stop, width): (StopWhen, usize),
         nudge: Option<f32>,
         device: &burn::tensor::Device,
-    ) -> Result<Measured> {
+    ) -> Result<(Measured, Vec<f64>)> {
         let graph = OnnxGraph::from_model(&fused(model.clone()), device).map_err(Error::Run)?;
         let batches = &self.batches[..first.min(self.batches.len())];
         let n = batches.len().max(1) as f64;
-        let mut total = 0.0;
-        for (b, (inputs, float)) in batches.iter().enumerate() {
-            if let Some(bound) = stop_above
-                && total / n > bound
-            {
-                return Ok(Measured {
-                    error: total / n,
-                    batches: b,
-                    complete: false,
-                });
-            }
+        let one = |(inputs, float): &Kept| -> Result<f64> {
             let inputs = match nudge {
                 Some(rel) => nudged(inputs, rel, device)?,
                 None => inputs.clone(),
@@ -408,6 +454,7 @@ impl ModelCheck {
                     float.len()
                 ))));
             }
+            let mut error = 0.0;
             for ((_, q), f) in outputs.into_iter().zip(float) {
                 let q = q.into_f32().map_err(Error::Run)?;
                 // An output whose size follows the data (a TTS model's audio, as long
@@ -419,14 +466,40 @@ impl ModelCheck {
                     true => (&q[short..], &zeros[..]),
                     false => (&zeros[..], &f[short..]),
                 };
-                total += relative_error([(&q[..short], &f[..short]), (q_tail, f_tail)]);
+                error += relative_error([(&q[..short], &f[..short]), (q_tail, f_tail)]);
+            }
+            Ok(error)
+        };
+        let mut per_batch: Vec<f64> = Vec::with_capacity(batches.len());
+        for group in batches.chunks(width.max(1)) {
+            let b = per_batch.len();
+            let total: f64 = per_batch.iter().sum();
+            let behind = stop
+                .behind
+                .is_some_and(|theirs| b > 0 && total > theirs[..b.min(theirs.len())].iter().sum());
+            let stopped = match stop.above {
+                Some(bound) if total / n > bound => Some(Stopped::Above),
+                _ if behind => Some(Stopped::Behind),
+                _ => None,
+            };
+            if stopped.is_some() {
+                let m = Measured {
+                    error: total / n,
+                    batches: b,
+                    stopped,
+                };
+                return Ok((m, per_batch));
+            }
+            for error in side_by_side(group, group.len(), one) {
+                per_batch.push(error?);
             }
         }
-        Ok(Measured {
-            error: total / n,
+        let m = Measured {
+            error: per_batch.iter().sum::<f64>() / n,
             batches: batches.len(),
-            complete: true,
-        })
+            stopped: None,
+        };
+        Ok((m, per_batch))
     }
 }
 
@@ -510,6 +583,36 @@ mod tests {
     use crate::proto::elem as dtype;
     use crate::proto::{model, node, tensor_f32, value_info_named};
 
+    /// The per-quantizer choices stay unless a uniform method measured to the end errs
+    /// at most 2/3 as much; a stopped one's lower bound never wins, however low.
+    #[test]
+    fn decide_takes_a_uniform_method_only_when_complete_and_decisive() {
+        let m = |error: f64, stopped: Option<Stopped>| Measured {
+            error,
+            batches: 1,
+            stopped,
+        };
+        let per = ("per quantizer".to_string(), m(3.0, None));
+        let with = |others: &[Measured]| {
+            let mut all = vec![per.clone()];
+            all.extend(others.iter().map(|&o| ("uniform".to_string(), o)));
+            decide(&all)
+        };
+        assert_eq!(with(&[m(2.5, None)]), Some(0));
+        assert_eq!(with(&[m(2.5, None), m(2.0, None)]), Some(2));
+        assert_eq!(with(&[m(0.1, Some(Stopped::Behind))]), Some(0));
+        assert_eq!(
+            with(&[m(0.1, Some(Stopped::Behind)), m(1.9, None)]),
+            Some(2)
+        );
+        let failed = vec![
+            ("per quantizer".to_string(), m(f64::NAN, None)),
+            ("max".to_string(), m(5.0, None)),
+        ];
+        assert_eq!(decide(&failed), Some(1));
+        assert_eq!(decide(&failed[..1]), None);
+    }
+
     #[test]
     fn least_skips_nan_and_keeps_the_earlier_on_a_tie() {
         assert_eq!(least(&[0.5, f64::NAN, 0.2, 0.2]), Some(2));
@@ -580,33 +683,64 @@ mod tests {
     }
 
     /// Four batches whose errors against the float model are known: measuring stops
-    /// after the batch at which the running error passes the bound, and reports what it
-    /// had; without a bound (or one never passed) every batch is measured.
+    /// after the batch at which the running error passes the bound, or passes the
+    /// raced assignment's on the same batches, and reports what it had; otherwise every
+    /// batch is measured.
     #[test]
-    fn error_until_stops_once_the_bound_is_passed() {
+    fn error_over_stops_once_past_the_bound_or_behind() {
         let device = Device::flex();
         let scaled = |k: f32| scaling(k, 1);
         let rows: [&[f32]; 4] = [&[1.0], &[2.0], &[3.0], &[4.0]];
         let check = kept(&scaled(2.0), &rows, &device);
         // Every batch: (1.5x - 2x)^2 / (2x)^2 = 1/16; the mean over four is 1/16.
         let q = scaled(1.5);
-        let full = check.error_until(&q, None, &device).unwrap();
+        let over = |stop: StopWhen| check.error_over(&q, 4, (stop, 1), None, &device).unwrap();
+        let (full, per_batch) = over(StopWhen::default());
         assert_eq!(
-            (full.error, full.batches, full.complete),
-            (1.0 / 16.0, 4, true)
+            (full.error, full.batches, full.stopped),
+            (1.0 / 16.0, 4, None)
         );
-        assert_eq!(
-            check.error_until(&q, Some(1.0 / 16.0), &device).unwrap(),
-            full
-        );
+        assert_eq!(per_batch, vec![1.0 / 16.0; 4]);
+        let never = StopWhen {
+            above: Some(1.0 / 16.0),
+            behind: Some(&per_batch),
+        };
+        assert_eq!(over(never).0, full);
         // Past 1/40 after two batches (2/16 / 4 = 1/32): stopped there.
-        let stopped = check.error_until(&q, Some(1.0 / 40.0), &device).unwrap();
+        let (stopped, seen) = over(StopWhen {
+            above: Some(1.0 / 40.0),
+            behind: None,
+        });
         assert_eq!(
-            (stopped.error, stopped.batches, stopped.complete),
-            (1.0 / 32.0, 2, false)
+            (stopped.error, stopped.batches, stopped.stopped),
+            (1.0 / 32.0, 2, Some(Stopped::Above))
         );
+        assert_eq!(seen, vec![1.0 / 16.0; 2]);
         assert_eq!(stopped.to_string(), ">3.125e-2 (stopped after 2 batches)");
         assert_eq!(full.to_string(), "6.250e-2");
+        // The raced assignment erred 1/16 on the first batch and nothing after: level
+        // after one batch, behind after two.
+        let theirs = [1.0 / 16.0, 0.0, 0.0, 0.0];
+        let (behind, _) = over(StopWhen {
+            above: None,
+            behind: Some(&theirs),
+        });
+        assert_eq!(
+            (behind.error, behind.batches, behind.stopped),
+            (1.0 / 32.0, 2, Some(Stopped::Behind))
+        );
+        assert_eq!(
+            behind.to_string(),
+            ">3.125e-2 (behind the per-quantizer choices after 2 batches)"
+        );
+        // Two batches at a time: the same errors; a stop only between pairs.
+        let by_two = |stop| check.error_over(&q, 4, (stop, 2), None, &device).unwrap();
+        assert_eq!(by_two(StopWhen::default()), (full, per_batch.clone()));
+        let early = StopWhen {
+            above: Some(1.0 / 70.0),
+            behind: None,
+        };
+        assert_eq!((over(early).0.batches, by_two(early).0.batches), (1, 2));
     }
 
     /// An output that comes out longer (a TTS model's audio follows its predicted
@@ -771,15 +905,20 @@ mod tests {
             };
             let model = apply(&prepared, &cache, &options).unwrap();
             let full = check.error(&model, &device).unwrap();
-            if e.complete {
-                assert_eq!(full, e.error, "{label}");
-            } else {
+            match e.stopped {
+                None => assert_eq!(full, e.error, "{label}"),
                 // Stopped: a lower bound, already past what could be kept.
-                assert!(e.error <= full && e.batches < 2, "{label}: {e:?} vs {full}");
-                assert!(
-                    e.error > DECISIVE * choice.errors[0].1.error,
-                    "{label}: {e:?}"
-                );
+                Some(Stopped::Above) => {
+                    assert!(e.error <= full && e.batches < 2, "{label}: {e:?} vs {full}");
+                    assert!(
+                        e.error > DECISIVE * choice.errors[0].1.error,
+                        "{label}: {e:?}"
+                    );
+                }
+                // Behind the per-quantizer choices on the batches it ran: a lower bound.
+                Some(Stopped::Behind) => {
+                    assert!(e.error <= full && (1..2).contains(&e.batches), "{e:?}")
+                }
             }
         }
         let per_quantizer = choice.errors[0].1.error;

@@ -14,7 +14,9 @@ use onnx_ir::ModelProto;
 use qdq::calib::HistogramMethod;
 
 pub use auto::{AutoSelect, Choice};
-pub use auto_model::{DECISIVE, Measured, ModelCheck, ModelChoice, choose_model, default_width};
+pub use auto_model::{
+    DECISIVE, Measured, ModelCheck, ModelChoice, Stopped, choose_model, default_width,
+};
 pub use cache::{CalibrationCache, Entry};
 pub use calibrate::Calibration;
 pub use sensitivity::{LayerSensitivity, keep_float, sensitivity};
