@@ -220,10 +220,10 @@ pub const MAX_BROKEN: usize = 8;
 /// [`BROKEN`] (or NaN), most sensitive first. First the float model's steadiness is
 /// checked ([`Breaking::Unsteady`]). A model of up to [`SCREEN_ABOVE`] layers is
 /// measured on every batch of `check`; a larger one is screened on the first batch (a
-/// quarter of `auto`'s items: one whole-model run per layer costs most there), a few
-/// layers at a time, stopping once more than [`MAX_BROKEN`] pass half of [`BROKEN`]
-/// there; the layers that did are measured on every batch. `auto` keeps them in float
-/// when the quantized model's own error is past [`BROKEN`].
+/// quarter of `auto`'s items) by halving groups of layers ([`screen`]), stopping once
+/// more than [`MAX_BROKEN`] single layers pass half of [`BROKEN`] there; the layers
+/// that did are measured on every batch. `auto` keeps them in float when the quantized
+/// model's own error is past [`BROKEN`].
 ///
 /// # Errors
 /// As [`sensitivity`].
@@ -244,26 +244,11 @@ pub fn breaking_layers(
     let measured = if layers.len() <= SCREEN_ABOVE {
         sensitivity(prepared, cache, check, options, device)?
     } else {
-        let mut suspects: HashSet<Layer> = HashSet::new();
-        for chunk in layers.chunks(2 * parallel_width(prepared)) {
-            let screened = sensitivity_of(
-                prepared,
-                cache,
-                (check, 1),
-                |l| chunk.contains(l),
-                options,
-                device,
-            )?;
-            suspects.extend(
-                screened
-                    .iter()
-                    .filter(|l| past(l, BROKEN / 2.0))
-                    .map(LayerSensitivity::layer),
-            );
-            if suspects.len() > limit {
-                return Ok(Breaking::TooMany(suspects.len()));
-            }
-        }
+        let suspects: HashSet<Layer> =
+            match screen(prepared, cache, check, &layers, limit, options, device)? {
+                Ok(suspects) => suspects.into_iter().collect(),
+                Err(n) => return Ok(Breaking::TooMany(n)),
+            };
         let all = (check, check.len());
         sensitivity_of(
             prepared,
@@ -280,6 +265,62 @@ pub fn breaking_layers(
         n if n > limit => Breaking::TooMany(n),
         _ => Breaking::Layers(broken),
     })
+}
+
+/// [`breaking_layers`]' screen of a large model's `layers` on the first batch of
+/// `check`, by halving: a group of layers is quantized together (every other layer
+/// float) and measured; a group within half of [`BROKEN`] holds no layer past that
+/// alone (the errors of separately quantized layers add up, to first order), a group
+/// past it is split in two and each half measured, down to single layers: the
+/// suspects. Groups go depth first, a few side by side, so a model that many layers
+/// break shows them early, and the screen stops once more than `limit` are found
+/// (`Err` with their number). A few breaking layers among hundreds cost a few runs
+/// each where one run per layer cost hundreds.
+fn screen(
+    prepared: &Prepared,
+    cache: &CalibrationCache,
+    check: &ModelCheck,
+    layers: &[Layer],
+    limit: usize,
+    options: &QuantizeOptions,
+    device: &burn::tensor::Device,
+) -> Result<std::result::Result<Vec<Layer>, usize>> {
+    let width = parallel_width(prepared);
+    // The whole set is what the guard was called for: start from its halves, the
+    // first on top.
+    let (a, b) = layers.split_at(layers.len() / 2);
+    let mut stack: Vec<&[Layer]> = vec![b, a];
+    stack.retain(|g| !g.is_empty());
+    let mut suspects = Vec::new();
+    while !stack.is_empty() {
+        let take = width.min(stack.len());
+        let groups: Vec<&[Layer]> = stack.drain(stack.len() - take..).rev().collect();
+        let errors = side_by_side(&groups, width, |group| {
+            let some = restricted(prepared, |g, n| {
+                group.iter().any(|(lg, ln)| *ln == n && lg == g)
+            });
+            check.error_on_first(&build(&some, cache, options)?, 1, device)
+        });
+        // In reverse, so the first group's halves end on top of the stack.
+        for (group, error) in groups.into_iter().zip(errors).rev() {
+            let error = error?;
+            if !(error.is_nan() || error > BROKEN / 2.0) {
+                continue;
+            }
+            match group {
+                [one] => suspects.push(one.clone()),
+                _ => {
+                    let (a, b) = group.split_at(group.len() / 2);
+                    stack.push(b);
+                    stack.push(a);
+                }
+            }
+        }
+        if suspects.len() > limit {
+            return Ok(Err(suspects.len()));
+        }
+    }
+    Ok(Ok(suspects))
 }
 
 /// Layers past which [`breaking_layers`] screens on one batch first. A few items vary
@@ -462,6 +503,89 @@ mod tests {
         assert_eq!(
             breaking_layers(&rest, &cache, &check, &options, &device).unwrap(),
             Breaking::Layers(Vec::new())
+        );
+    }
+
+    /// A chain of `n` MatMuls by the identity (`h0 = x`, `h{i+1} = h{i} · I`, output
+    /// `h{n}`), calibrated by max on 3 batches, with the inputs of the layers in
+    /// `clipped` cut to 1 % of their range: those each break the model alone, the
+    /// others barely move it.
+    fn chain(
+        n: usize,
+        clipped: &[usize],
+        device: &Device,
+    ) -> (Prepared, CalibrationCache, ModelCheck) {
+        let mut eye = vec![0.0f32; 64];
+        for i in 0..8 {
+            eye[i * 9] = 1.0;
+        }
+        let h = |i: usize| {
+            if i == 0 {
+                "x".to_string()
+            } else {
+                format!("h{i}")
+            }
+        };
+        let nodes = (0..n)
+            .map(|i| node("MatMul", &format!("mm{i}"), &[&h(i), "w"], &[&h(i + 1)]))
+            .collect();
+        let float_model = model(
+            nodes,
+            vec![value_info_named("x", dtype::FLOAT, &[1, 8], Some("batch"))],
+            &[&h(n)],
+            vec![tensor_f32("w", &[8, 8], &eye)],
+            13,
+        );
+        let prepared = prepare(&float_model, &QuantizeOptions::default()).unwrap();
+        let graph = OnnxGraph::from_model(&prepared.model, device).unwrap();
+        let proto = prepared.model.graph.as_ref().unwrap();
+        let mut calib = Calibration::new(proto, &prepared.sites, false)
+            .unwrap()
+            .max_only();
+        let mut check = ModelCheck::new();
+        for b in 0..3 {
+            let x: Vec<f32> = (0..4 * 8)
+                .map(|i| (((i + 5 * b) * 29 % 23) as f32 - 11.0) / 11.0)
+                .collect();
+            let inputs = vec![("x".to_string(), Value::from_f32(x, &[4, 8], device))];
+            calib.feed(&graph, inputs.clone()).unwrap();
+            let outputs = graph.run(inputs.clone()).unwrap();
+            check.push(inputs, &outputs).unwrap();
+        }
+        let mut cache = calib.cache(Method::Max, &Default::default()).unwrap();
+        for &i in clipped {
+            let e: &mut Entry = cache.entries.get_mut(&h(i)).unwrap();
+            e.amax = e.amax.iter().map(|a| a * 0.01).collect();
+        }
+        (prepared, cache, check)
+    }
+
+    /// Past [`SCREEN_ABOVE`] layers the screen halves groups of layers: in a chain of
+    /// 40 it finds the two clipped layers, as one run per layer would, most sensitive
+    /// first; with more than [`MAX_BROKEN`] clipped it gives up as `TooMany`.
+    #[test]
+    fn the_screen_of_a_large_model_finds_the_layers_one_run_each_would() {
+        let device = Device::flex();
+        let options = QuantizeOptions::default();
+        let (prepared, cache, check) = chain(40, &[7, 31], &device);
+        assert!(written_layers(&prepared, &cache).len() > SCREEN_ABOVE);
+        let full = sensitivity(&prepared, &cache, &check, &options, &device).unwrap();
+        let want: Vec<&str> = full
+            .iter()
+            .filter(|l| l.error > BROKEN)
+            .map(|l| l.label.as_str())
+            .collect();
+        assert_eq!(want.len(), 2, "{full:?}");
+        assert!(want.contains(&"mm7") && want.contains(&"mm31"), "{want:?}");
+        assert!(full[2].error < 1e-3, "{:?}", full[2]);
+        let found = breaking_layers(&prepared, &cache, &check, &options, &device).unwrap();
+        assert_eq!(found, Breaking::Layers(full[..2].to_vec()));
+        let many: Vec<usize> = (0..40).step_by(4).collect();
+        let (prepared, cache, check) = chain(40, &many, &device);
+        let found = breaking_layers(&prepared, &cache, &check, &options, &device).unwrap();
+        assert!(
+            matches!(found, Breaking::TooMany(n) if n > MAX_BROKEN),
+            "{found:?}"
         );
     }
 
