@@ -250,6 +250,32 @@ fn a_pool_compared_with_its_input_is_not_quantized() {
     );
 }
 
+/// An in-graph constant built from the input's shape (an outer product of ramps, as a
+/// DFT's basis is) is fixed once the shape is: the MatMul computing it gets no
+/// quantizer, while the MatMul reading it with the data is quantized on both inputs.
+#[test]
+fn a_node_fixed_by_the_input_shape_is_not_quantized() {
+    let mut g = GraphProto::new();
+    g.name = "dft".into();
+    g.input.push(value_info("x", elem::FLOAT, &[1, 8]));
+    g.output.push(value_info("y", elem::FLOAT, &[1, 8]));
+    g.initializer.push(weight("one", &[1, 8]));
+    g.node = vec![
+        node("Shape", "shape", &["x"], "s"),
+        node("ConstantOfShape", "zeros", &["s"], "z"),
+        node("Add", "ramp", &["z", "one"], "r"),
+        node("Transpose", "column", &["r"], "rt"),
+        node("MatMul", "outer", &["rt", "r"], "basis"),
+        node("MatMul", "transform", &["x", "basis"], "y"),
+    ];
+    let sites = place(&g, &PlacementOptions::default()).unwrap();
+    let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["transform._input_quantizer", "transform._input1_quantizer"]
+    );
+}
+
 #[test]
 fn inserted_pairs_precede_their_consumers_and_pass_the_linter() {
     let mut g = small_graph();

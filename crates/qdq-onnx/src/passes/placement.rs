@@ -3,7 +3,9 @@
 //! op's axis), pooling inputs, only the skip branch of a residual `Add`, and `Concat`
 //! inputs sharing one amax when the Concat feeds a quantized input. Never outputs, never
 //! biases, and only tensors known to be floating point ([`super::types`]): integer shape
-//! arithmetic and tensors of unknown type stay unquantized. Transformer rules (attention
+//! arithmetic and tensors of unknown type stay unquantized. A node none of whose inputs
+//! depends on the values of the graph's inputs (only on constants and shapes: an
+//! in-graph DFT's index ramps) gets no quantizer either ([`value_dependent`]). Transformer rules (attention
 //! MatMuls, what stays float) and their sources: docs/transformer-placement.md.
 //!
 //! The same rules apply inside subgraphs (the branches of If, the bodies of Loop and
@@ -255,6 +257,7 @@ fn place_in(
         }
     }
     let types = &level.types;
+    let varies = value_dependent(graph, |t| consts.contains_key(t));
     let mut sites: Vec<Site> = Vec::new();
     let scope_of = |tensor: &str| {
         level
@@ -289,7 +292,11 @@ fn place_in(
                 .skip_names
                 .iter()
                 .any(|p| matches_pattern(p, &label));
-        if skipped {
+        // Fixed once the input shapes are: TensorRT folds it at build time, and INT8
+        // would only round it (an outer product of index ramps 0..2047, read by a Sin,
+        // lost every phase at a step of 16).
+        let fixed = !n.input.iter().any(|t| varies.contains(t.as_str()));
+        if skipped || fixed {
             continue;
         }
         let input = |k: usize| n.input.get(k).map(String::as_str).filter(|s| !s.is_empty());
@@ -478,6 +485,53 @@ fn drop_float_concats(graph: &GraphProto, sites: &mut Vec<Site>) {
         }
         sites.retain(|s| !s.consumers.is_empty());
     }
+}
+
+/// The tensors of `graph` whose values depend on the values of its inputs (graph
+/// inputs not held by `is_const`, and names from enclosing graphs that are not
+/// constants, counted as varying). Shape and Size outputs depend on their input's shape
+/// only, and so do ConstantOfShape's, EyeLike's and the random `*Like` ops' on a
+/// varying input; a node holding subgraphs is taken as varying whatever its inputs.
+pub(crate) fn value_dependent(
+    graph: &GraphProto,
+    is_const: impl Fn(&str) -> bool,
+) -> HashSet<&str> {
+    let produced: HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .collect();
+    let initialized: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut varies: HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|n| !is_const(n) && !initialized.contains(n))
+        .collect();
+    // Names read here but defined in an enclosing graph (a Loop body's outer values).
+    for t in graph.node.iter().flat_map(|n| &n.input) {
+        let t = t.as_str();
+        let outer = !t.is_empty() && !produced.contains(t) && !initialized.contains(t);
+        if outer && !is_const(t) {
+            varies.insert(t);
+        }
+    }
+    for n in &graph.node {
+        let shape_only = matches!(
+            n.op_type.as_str(),
+            "Shape"
+                | "Size"
+                | "ConstantOfShape"
+                | "EyeLike"
+                | "RandomNormalLike"
+                | "RandomUniformLike"
+        );
+        let reads = n.input.iter().any(|t| varies.contains(t.as_str()));
+        if (reads && !shape_only) || !graph_attrs(n).is_empty() {
+            varies.extend(n.output.iter().map(String::as_str));
+        }
+    }
+    varies
 }
 
 /// Longest path (in nodes) from the graph inputs to each node.
