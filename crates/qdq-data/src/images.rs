@@ -69,6 +69,16 @@ impl ImageOptions {
             )));
         };
         let channels = c.unwrap_or(3);
+        // A TensorFlow/Keras export, `[batch, height, width, channels]`.
+        if channels != 1 && channels != 3 && matches!(w, Some(1 | 3)) {
+            return Err(format(format!(
+                "model input `{}` of shape {} is channels-last (NHWC); a folder of images \
+                 feeds channels-first [batch, channels, height, width] inputs: give a folder \
+                 of .npz items (one array per input, shaped like the input) instead",
+                input.name,
+                input.describe()
+            )));
+        }
         if channels != 1 && channels != 3 {
             return Err(format(format!(
                 "model input `{}` of shape {} takes {channels} channels; images give 1 \
@@ -229,8 +239,47 @@ impl Folder {
     }
 }
 
-/// Lists every image under `dir` (and, when `dir` holds only folders, under each class
-/// folder, with labels), and checks each one's size from its header; decodes none.
+/// The images directly in `dir`, or, when it holds only folders, in each class folder
+/// with its label (class folders in name order), in name order.
+///
+/// # Errors
+/// An unreadable folder; no image at all (saying when the folder is empty).
+pub(crate) fn list(dir: &Path) -> Result<Vec<(PathBuf, Option<i64>)>, DataError> {
+    let entries = sorted(dir)?;
+    let classes: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
+    let mut files: Vec<(PathBuf, Option<i64>)> = Vec::new();
+    if !classes.is_empty() && entries.iter().all(|p| p.is_dir()) {
+        for (label, class) in classes.iter().enumerate() {
+            let label = i64::try_from(label).unwrap_or(i64::MAX);
+            for f in sorted(class)?.into_iter().filter(|p| is_image(p)) {
+                files.push((f, Some(label)));
+            }
+        }
+    } else {
+        files = entries
+            .iter()
+            .filter(|p| is_image(p))
+            .map(|p| (p.clone(), None))
+            .collect();
+    }
+    if files.is_empty() {
+        let what = match entries.is_empty() {
+            true => "the folder is empty",
+            false => "no .png/.jpg/.jpeg images here (directly or in class folders)",
+        };
+        return Err(DataError::Format {
+            path: dir.display().to_string(),
+            why: format!(
+                "{what}: give a folder of images, or of .npz files (one item each, an array \
+                 per input)"
+            ),
+        });
+    }
+    Ok(files)
+}
+
+/// Lists every image under `dir` ([`list`]), and checks each one's size from its
+/// header; decodes none.
 ///
 /// # Errors
 /// An unreadable folder, a file that is not a PNG or JPEG image (named), an image or
@@ -244,28 +293,7 @@ pub fn load(dir: &Path, o: &ImageOptions) -> Result<Dataset, DataError> {
     };
     o.check().map_err(format)?;
     let [h, w] = o.crop;
-    let entries = sorted(dir)?;
-    let classes: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    let mut files: Vec<(PathBuf, Option<i64>)> = Vec::new();
-    if !classes.is_empty() && entries.iter().all(|p| p.is_dir()) {
-        for (label, class) in classes.iter().enumerate() {
-            let label = i64::try_from(label).unwrap_or(i64::MAX);
-            for f in sorted(class)?.into_iter().filter(|p| is_image(p)) {
-                files.push((f, Some(label)));
-            }
-        }
-    } else {
-        files = entries
-            .into_iter()
-            .filter(|p| is_image(p))
-            .map(|p| (p, None))
-            .collect();
-    }
-    if files.is_empty() {
-        return Err(format(
-            "no .png/.jpg/.jpeg images (directly or in class folders)".into(),
-        ));
-    }
+    let files = list(dir)?;
     for (f, _) in &files {
         let size = dimensions(f)?;
         let (rw, rh) = o.resized(size);

@@ -571,6 +571,8 @@ fn stacked(
         why,
     };
     let d = if path.is_dir() {
+        // What the folder holds first: an empty one is not an image layout problem.
+        images::list(path)?;
         if input.elem != ElemType::Float {
             return Err(format(format!(
                 "images feed float inputs; input `{}` is {}",
@@ -674,6 +676,10 @@ fn whole(
         return Err(DataError::Inputs(format!(
             "{name}: every input already has its data (NAME=...); this source feeds none"
         )));
+    }
+    if path.is_dir() && !is_item_folder(path) {
+        // Neither items nor images (an empty folder): say so before any layout check.
+        images::list(path)?;
     }
     if path.is_dir() && is_item_folder(path) {
         let folder = Arc::new(ItemFolder::open(path, inputs)?);
@@ -781,6 +787,43 @@ fn whole(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder that holds no item is said to, before anything about image layouts;
+    /// a channels-last input fed images is told to use .npz items.
+    #[test]
+    fn an_empty_folder_or_one_of_other_files_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let nhwc = || Input::new("input_3", vec![None, Some(48), Some(48), Some(3)]);
+        let two = || vec![nhwc(), Input::new("z", vec![None, Some(2)])];
+        let load = |inputs: Vec<Input>| {
+            let sources = Sources {
+                whole: Some(dir.path().to_path_buf()),
+                ..Sources::default()
+            };
+            ModelData::load(inputs, &sources, &|_| InputPrep::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let empty = format!(
+            "{}: the folder is empty: give a folder of images, or of .npz files (one item \
+             each, an array per input)",
+            dir.path().display()
+        );
+        assert_eq!(load(vec![nhwc()]), empty);
+        assert_eq!(load(two()), empty);
+        std::fs::write(dir.path().join("README.txt"), "items").unwrap();
+        let err = load(vec![nhwc()]);
+        assert!(err.contains(": no .png/.jpg/.jpeg images here"), "{err}");
+        image::RgbImage::new(48, 48)
+            .save(dir.path().join("a.png"))
+            .unwrap();
+        let err = load(vec![nhwc()]);
+        assert!(
+            err.contains("`input_3` of shape [batch, 48, 48, 3] is channels-last (NHWC)")
+                && err.contains("give a folder of .npz items"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_fixed_batch_is_exact_and_literals_fill_each_item() {
