@@ -200,7 +200,8 @@ pub(crate) fn run_distill(
             if step == steps {
                 break 'passes;
             }
-            let (n, inputs) = b?;
+            let (batch_items, inputs) = b?;
+            let n = batch_items.len();
             let teacher = s.float.run(inputs.clone())?;
             let student = model.forward(to_device(inputs, &ad)?)?;
             let loss = distill_loss(&losses, student, teacher)?;

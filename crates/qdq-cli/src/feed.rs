@@ -98,7 +98,8 @@ pub fn model_inputs(graph: &OnnxGraph) -> Result<Vec<Input>, String> {
 }
 
 /// Batches of a model's data as the graph takes them, each read when it is reached:
-/// memory is one batch. Each comes with its item count.
+/// memory is one batch. Each comes with its items' numbers (for
+/// [`ModelData::describe_items`]).
 pub struct Batches<'a> {
     inner: qdq_data::Batches<'a>,
     /// The graph's device, where each batch is put.
@@ -115,7 +116,7 @@ impl Batches<'_> {
 }
 
 impl Iterator for Batches<'_> {
-    type Item = Result<(usize, Vec<(String, Value)>), Box<dyn std::error::Error>>;
+    type Item = Result<(Vec<usize>, Vec<(String, Value)>), Box<dyn std::error::Error>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let (items, tensors) = match self.inner.next()? {
@@ -136,7 +137,7 @@ impl Iterator for Batches<'_> {
                 Ok((name, v?))
             })
             .collect::<Result<Vec<_>, Box<dyn std::error::Error>>>();
-        Some(values.map(|v| (items.len(), v)))
+        Some(values.map(|v| (items, v)))
     }
 }
 

@@ -430,7 +430,7 @@ fn calibrate_all(
             auto.feed(graph, inputs)?;
         }
         bar.inc(1);
-        seen += items;
+        seen += items.len();
         if seen >= methods.auto_items {
             break;
         }
@@ -594,7 +594,7 @@ fn collect_at(
     bar.finish_and_clear();
     // The calling thread's worker comes first; the first failure, in worker order, is
     // the one reported.
-    let mut parts = parts.into_iter().map(|p| p.map_err(Failure::into_error));
+    let mut parts = parts.into_iter().map(|p| p.map_err(|f| f.into_error(data)));
     let mut calib = parts.next().expect("the calling thread's worker")?;
     for part in parts {
         calib.absorb(part?)?;
@@ -603,22 +603,52 @@ fn collect_at(
 }
 
 /// Why a calibration worker stopped: the data (its message), setting up, or a batch of
-/// so many items.
+/// these items.
 enum Failure {
     Read(String),
     Feed(qdq_onnx::Error),
-    Batch(qdq_onnx::Error, usize),
+    Batch(qdq_onnx::Error, Vec<usize>),
 }
 
 impl Failure {
-    /// The error the pass returns ([`on_batch`] for a batch, so that a node failing on
-    /// several items falls back to batch 1).
-    fn into_error(self) -> Box<dyn std::error::Error> {
+    /// The error the pass returns: for a batch, [`on_batch`]'s (so that a node failing
+    /// on several items falls back to batch 1), else the error naming the items of
+    /// `data` it failed on.
+    fn into_error(self, data: &ModelData) -> Box<dyn std::error::Error> {
         match self {
             Failure::Read(e) => e.into(),
             Failure::Feed(e) => e.into(),
-            Failure::Batch(e, items) => on_batch(e, items),
+            Failure::Batch(e, items) => {
+                let e = on_batch(e, items.len());
+                match e.is::<crate::batch_one::BatchFailure>() {
+                    true => e,
+                    false => Box::new(OnItems {
+                        items: data.describe_items(&items),
+                        error: e,
+                    }),
+                }
+            }
         }
+    }
+}
+
+/// An error running the model on some items, with where they come from (the user's
+/// culprit among many files).
+#[derive(Debug)]
+pub(crate) struct OnItems {
+    items: String,
+    error: Box<dyn std::error::Error>,
+}
+
+impl std::fmt::Display for OnItems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (running the model on {})", self.error, self.items)
+    }
+}
+
+impl std::error::Error for OnItems {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.error.as_ref())
     }
 }
 

@@ -88,7 +88,9 @@ fn evaluate_at(
 ) -> Fallible<serde_json::Value> {
     // Batches are read as the comparison reaches them; a read error stops it.
     let mut failed = None;
-    let read = batches(float, data, batch)?.map_while(|b| b.map_err(|e| failed = Some(e)).ok());
+    let read = batches(float, data, batch)?
+        .map_while(|b| b.map_err(|e| failed = Some(e)).ok())
+        .map(|(items, inputs)| (items.len(), inputs));
     let outputs = report::compare_outputs(float, quant, read, data.labels())
         .map_err(|e| on_batch(e, batch.min(data.len())))?;
     if let Some(e) = failed {

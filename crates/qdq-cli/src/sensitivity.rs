@@ -47,10 +47,10 @@ pub(crate) fn model_check(
     let mut check = ModelCheck::measuring(outputs.to_vec());
     let mut seen = 0;
     for b in batches(graph, data, batch.min(items))? {
-        let (n, inputs) = b?;
+        let (batch_items, inputs) = b?;
         let outputs = graph.run(inputs.clone())?;
         check.push(inputs, &outputs)?;
-        seen += n;
+        seen += batch_items.len();
         if seen >= items {
             break;
         }

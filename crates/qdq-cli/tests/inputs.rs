@@ -67,9 +67,9 @@ fn run_and_judge(
     let mut seen = Vec::new();
     let mut inner = data.batches(batch).unwrap();
     for b in batches(graph, data, batch).unwrap() {
-        let (n, inputs) = b.unwrap();
-        let items = inner.next().unwrap().unwrap().0;
-        assert_eq!(n, items.len());
+        let (items, inputs) = b.unwrap();
+        assert_eq!(items, inner.next().unwrap().unwrap().0);
+        let n = items.len();
         let shapes = inputs.iter().map(|(_, v)| v.shape()).collect();
         let outputs = graph.run(inputs).unwrap();
         for (name, v) in &outputs {
@@ -448,8 +448,8 @@ fn whole_graph_items_run_one_at_a_time() {
     assert_eq!(data.batches(8).unwrap().size(), 1);
     let mut seen = Vec::new();
     for (k, b) in batches(&graph, &data, 8).unwrap().enumerate() {
-        let (n, inputs) = b.unwrap();
-        assert_eq!(n, 1);
+        let (items, inputs) = b.unwrap();
+        assert_eq!(items, [k]);
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|(_, v)| v.shape()).collect();
         seen.push(shapes[0][0]);
         let y = graph.run(inputs).unwrap()[0].1.to_f32().unwrap();
@@ -483,4 +483,23 @@ fn whole_graph_items_run_one_at_a_time() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("hw._weight_quantizer"), "{out}");
     assert!(e.contains("on 5 items"), "{e}");
+    // A graph whose edges name a node it lacks: the run fails, and the error names
+    // the item's file among the five.
+    let bad = dir.join("graphs_bad");
+    let o = qdq(&[
+        "quantize",
+        s(&dir.join("graph.onnx")),
+        "--calib",
+        s(&bad),
+        "-o",
+        s(&dir.join("bad.onnx")),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    let file = bad.join("002.npz");
+    assert!(
+        e.contains("(Gather)") && e.contains(&format!("(running the model on {})", s(&file))),
+        "{e}"
+    );
+    assert!(!dir.join("bad.onnx").exists());
 }

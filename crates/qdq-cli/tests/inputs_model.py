@@ -124,7 +124,8 @@ np.save(os.path.join(d, "x3.npy"), arrays["x"][..., :3])
 # A graph network's inputs, which have no batch axis: each item is a whole graph of its
 # own size. feat float [num_nodes, 4], edge_index int64 [2, num_edges], scale float [3]
 # (fixed: no batch either). y float [3] = scale * Σ over edges of (feat @ W)[source].
-# DIR/graphs/NNN.npz: 5 graphs; DIR/ort_graphs.npz: ORT's y per graph (`y_2`).
+# DIR/graphs/NNN.npz: 5 graphs; DIR/ort_graphs.npz: ORT's y per graph (`y_2`);
+# DIR/graphs_bad: the same, graph 2 with an edge to a node it lacks.
 gnodes = [
     h.make_node("MatMul", ["feat", "W"], ["hw"]),
     h.make_node("Gather", ["edge_index", "zero_s"], ["src"], axis=0),
@@ -162,4 +163,9 @@ for i, (n, e) in enumerate([(4, 6), (6, 9), (4, 5), (7, 12), (5, 5)]):
     }
     np.savez(os.path.join(d, "graphs", f"{i:03}.npz"), **g)
     gout[f"y_{i}"] = gsess.run(None, g)[0]
+    # The same graphs, the third with an edge to node 99, which it lacks.
+    os.makedirs(os.path.join(d, "graphs_bad"), exist_ok=True)
+    if i == 2:
+        g["edge_index"][0, 1] = 99
+    np.savez(os.path.join(d, "graphs_bad", f"{i:03}.npz"), **g)
 np.savez(os.path.join(d, "ort_graphs.npz"), **gout)

@@ -398,6 +398,14 @@ impl Dataset {
         &self.name
     }
 
+    /// The file item `i` comes from when it has one of its own (an image of a folder).
+    pub(crate) fn item_file(&self, i: usize) -> Option<&std::path::Path> {
+        match &self.source {
+            Source::Images(folder) => folder.file(i),
+            _ => None,
+        }
+    }
+
     /// Items from an IDX array of bytes, scaled by 1/255, held in memory.
     pub fn from_idx(idx: &idx::Idx) -> Result<Self, String> {
         let pre = Preprocess {

@@ -229,6 +229,11 @@ impl Folder {
         self.files.len()
     }
 
+    /// Image `i`'s file.
+    pub fn file(&self, i: usize) -> Option<&Path> {
+        self.files.get(i).map(PathBuf::as_path)
+    }
+
     /// Image `i` as CHW floats (bytes times `o.scale`), appended to `out`.
     pub fn read(&self, i: usize, out: &mut Vec<f32>) -> Result<(), DataError> {
         let path = self.files.get(i).ok_or_else(|| DataError::Format {

@@ -83,6 +83,49 @@ fn list(inputs: &[&Input]) -> String {
 }
 
 impl ModelData {
+    /// Where `items` come from, for an error about a batch of them: their files when
+    /// each item has its own (a folder of `.npz` items or of images), else their
+    /// numbers in each source file; at most a few named.
+    pub fn describe_items(&self, items: &[usize]) -> String {
+        const SHOWN: usize = 4;
+        let more = match items.len() {
+            n if n > SHOWN => format!(" and {} more", n - SHOWN),
+            _ => String::new(),
+        };
+        let shown = &items[..items.len().min(SHOWN)];
+        let files = |file: &dyn Fn(usize) -> Option<String>| -> Option<String> {
+            let names: Option<Vec<String>> = shown.iter().map(|&i| file(i)).collect();
+            names.map(|n| format!("{}{more}", n.join(", ")))
+        };
+        for feed in &self.feeds {
+            let named = match feed {
+                Feed::Items(folder, _) => {
+                    files(&|i| folder.file(i).map(|p| p.display().to_string()))
+                }
+                Feed::Stacked(d) => files(&|i| d.item_file(i).map(|p| p.display().to_string())),
+                Feed::Constant { .. } => None,
+            };
+            if let Some(named) = named {
+                return named;
+            }
+        }
+        let numbers: Vec<String> = shown.iter().map(usize::to_string).collect();
+        let sources: Vec<&str> = self
+            .feeds
+            .iter()
+            .filter_map(|f| match f {
+                Feed::Stacked(d) => Some(d.source_name()).filter(|n| !n.is_empty()),
+                _ => None,
+            })
+            .collect();
+        let of = match sources.is_empty() {
+            true => String::new(),
+            false => format!(" of {}", sources.join(", ")),
+        };
+        let noun = if items.len() == 1 { "item" } else { "items" };
+        format!("{noun} {}{more}{of}", numbers.join(", "))
+    }
+
     /// Opens the data `sources` give for `inputs`, each float input prepared as `prep`
     /// says; reads headers and checks shapes, types and counts, holds no item data.
     ///
@@ -835,6 +878,12 @@ mod tests {
         .unwrap();
         let fixed = Input::new("x", vec![Some(4), Some(2)]);
         let data = ModelData::from_dataset(fixed, d).unwrap();
+        // Items of an array are named by number (a few, then how many more).
+        assert_eq!(data.describe_items(&[3]), "item 3");
+        assert_eq!(
+            data.describe_items(&[0, 1, 2, 3, 4, 5]),
+            "items 0, 1, 2, 3 and 2 more"
+        );
         let b = data.batches(3).unwrap();
         assert_eq!((b.size(), b.total()), (4, 2));
         let seen: Vec<Vec<usize>> = b.map(|b| b.unwrap().0).collect();

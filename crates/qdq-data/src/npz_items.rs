@@ -43,6 +43,11 @@ pub(crate) fn is_item_folder(dir: &Path) -> bool {
 }
 
 impl ItemFolder {
+    /// Item `i`'s file.
+    pub(crate) fn file(&self, i: usize) -> Option<&Path> {
+        self.files.get(i).map(PathBuf::as_path)
+    }
+
     /// Lists `dir`'s `.npz` files and reads each one's array headers for `inputs`.
     ///
     /// # Errors
