@@ -182,6 +182,27 @@ def einsum(root):
         write_case(root, name, m, {n: f32(*s) for n, s in zip(names, shapes)})
 
 
+def ml_scaler(root):
+    """ai.onnx.ml Scaler before a MatMul (a scikit-learn StandardScaler exported by
+    skl2onnx): per-feature offset and scale on float input; one offset and scale for
+    every feature on int64 input."""
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)]
+    nodes = [
+        helper.make_node("Scaler", ["x"], ["s"], domain="ai.onnx.ml",
+                         offset=[0.5, -1.0, 2.0, 0.0], scale=[2.0, 0.25, -1.0, 3.0]),
+        helper.make_node("MatMul", ["s", "w"], ["y"]),
+    ]
+    g = helper.make_graph(nodes, "g", [vi("x", shape=[3, 4])], [vi("y")],
+                          [numpy_helper.from_array(f32(4, 2), "w")])
+    write_case(root, "ml_scaler", helper.make_model(g, opset_imports=opsets),
+               {"x": f32(3, 4, scale=3.0)})
+    node = helper.make_node("Scaler", ["ids"], ["y"], domain="ai.onnx.ml",
+                            offset=[3.0], scale=[0.5])
+    g = helper.make_graph([node], "g", [vi("ids", TensorProto.INT64, [2, 3])], [vi("y")])
+    ids = np.arange(6, dtype=np.int64).reshape(2, 3) * 7 - 10
+    write_case(root, "ml_scaler_int", helper.make_model(g, opset_imports=opsets), {"ids": ids})
+
+
 def quantize_if(root):
     """Opset 12: a MatMul in the main graph (quantized by qdq) whose output an If's
     branches read by name; the then-branch's Squeeze/Unsqueeze carry opset-12 `axes`
@@ -247,5 +268,6 @@ if __name__ == "__main__":
         if_recurrent(sys.argv[1])
         loop_scan(sys.argv[1])
         einsum(sys.argv[1])
+        ml_scaler(sys.argv[1])
         quantize_if(sys.argv[1])
         print("ok")

@@ -1,8 +1,8 @@
 //! Small models against ONNX Runtime, built by `ort_cases.py`: recurrent layers inside
 //! control flow (If branches running a bidirectional LSTM and a reverse GRU on
 //! main-graph weights; a Loop stepping an RNN cell with scan outputs feeding a
-//! reversed Scan: the pattern of silero-vad and akiki-vad in miniature), and Einsum
-//! in float32.
+//! reversed Scan: the pattern of silero-vad and akiki-vad in miniature), Einsum in
+//! float32, and `ai.onnx.ml`'s Scaler.
 
 mod common;
 
@@ -58,6 +58,8 @@ fn small_models_match_onnx_runtime() {
         "einsum_outer",
         "einsum_chain",
         "einsum_trace_t",
+        "ml_scaler",
+        "ml_scaler_int",
         "quantize_if",
     ];
     for case in cases {

@@ -158,6 +158,9 @@ fn constraints(node: &NodeProto) -> Constraints {
         if internal && node.op_type == "FakeQuantizeLinear" {
             c.same.push(vec![In(0), Out(0)]);
         }
+        if node.domain == crate::runtime::ML_DOMAIN && node.op_type == "Scaler" {
+            c.fixed.push((Out(0), dt::FLOAT));
+        }
         return c;
     }
     let all = || {

@@ -36,6 +36,7 @@ use body::Body;
 pub use body::MAX_SUBGRAPH_DEPTH;
 pub use control::{MAX_LOOP_ITERATIONS, subgraph_scope};
 pub use error::{RunError, RunResult};
+pub use ops::ml::DOMAIN as ML_DOMAIN;
 pub use ops::quant::INTERNAL_DOMAIN;
 pub use ops::sequence::MAX_SEQUENCE_LEN;
 pub use probe::{ProbeFill, probe_values};

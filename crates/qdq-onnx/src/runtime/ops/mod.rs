@@ -25,6 +25,7 @@ pub(crate) mod linalg;
 pub(crate) mod loss;
 pub(crate) mod math;
 pub(crate) mod max_unpool;
+pub(crate) mod ml;
 pub(crate) mod nms;
 pub(crate) mod norm;
 pub(crate) mod pool;
@@ -426,6 +427,8 @@ pub(crate) fn supports(node: &NodeProto) -> bool {
         SUPPORTED.contains(&node.op_type.as_str())
     } else if node.domain == TRAINING_DOMAIN {
         TRAINING.contains(&node.op_type.as_str())
+    } else if node.domain == ml::DOMAIN {
+        ml::OPS.contains(&node.op_type.as_str())
     } else {
         node.domain == quant::INTERNAL_DOMAIN && INTERNAL.contains(&node.op_type.as_str())
     }
@@ -526,6 +529,7 @@ pub(crate) fn run_op(op: &str, ctx: &mut Ctx) -> RunResult<Vec<Value>> {
         "Momentum" if ctx.node.domain == TRAINING_DOMAIN => training::momentum(ctx),
         "Adagrad" if ctx.node.domain == TRAINING_DOMAIN => training::adagrad(ctx),
         "Adam" if ctx.node.domain == TRAINING_DOMAIN => training::adam(ctx),
+        "Scaler" if ctx.node.domain == ml::DOMAIN => ml::scaler(ctx),
         _ => elementwise::run(ctx, op),
     }
 }
