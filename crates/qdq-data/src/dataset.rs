@@ -45,6 +45,8 @@ pub struct Dataset {
     /// The file (and array) that errors name.
     name: String,
     pre: Preprocess,
+    /// The axis of an item that holds its channels (0: CHW; 2: an HWC image).
+    channel_axis: usize,
     /// Per-channel `(mean, std)` normalisations, applied after `pre`, in order.
     norms: Vec<(Vec<f32>, Vec<f32>)>,
 }
@@ -73,6 +75,7 @@ impl Dataset {
             source,
             name,
             pre,
+            channel_axis: 0,
             norms: Vec::new(),
         })
     }
@@ -80,12 +83,13 @@ impl Dataset {
     /// Images of a folder, `item_shape` each (see [`crate::images::load`]).
     pub(crate) fn from_folder(
         name: String,
-        item_shape: Vec<usize>,
+        (item_shape, channel_axis): (Vec<usize>, usize),
         folder: Folder,
         labels: Option<Vec<i64>>,
     ) -> Self {
         let item = item_shape.iter().product();
         Self {
+            channel_axis,
             len: folder.len(),
             item_shape,
             item,
@@ -259,8 +263,14 @@ impl Dataset {
     /// dataset), then applies the preprocessing and normalisations.
     fn prepare(&self, values: &mut [f32], index: impl Fn(usize) -> usize) -> Result<(), DataError> {
         let Preprocess { scale, mean, std } = self.pre;
-        let channels = self.item_shape.first().copied().unwrap_or(1).max(1);
-        let plane = self.item_shape.iter().skip(1).product::<usize>().max(1);
+        let channels = self.channels();
+        // Values between one channel's value and the next's (a plane for CHW, 1 for HWC).
+        let plane = self
+            .item_shape
+            .iter()
+            .skip(self.channel_axis + 1)
+            .product::<usize>()
+            .max(1);
         let pick =
             |v: &[f32], c: usize, default: f32| v.get(c).or(v.first()).copied().unwrap_or(default);
         for (k, item) in values.chunks_exact_mut(self.item).enumerate() {
@@ -491,13 +501,22 @@ impl Dataset {
         read_labels(body, dtype, n, &name)
     }
 
-    /// Normalises per channel (dimension 0 of an item, the C of CHW) as items are read:
+    /// The channel count of an item: its size on the channel axis (the C of CHW or HWC).
+    fn channels(&self) -> usize {
+        self.item_shape
+            .get(self.channel_axis)
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Normalises per channel (the C of a CHW item, or of an HWC image) as items are read:
     /// `(x - mean[c]) / std[c]`. One value applies to every channel.
     ///
     /// # Errors
     /// A count that is neither 1 nor the channel count, or a std that is 0 or not finite.
     pub fn normalize(&mut self, mean: &[f32], std: &[f32]) -> Result<(), String> {
-        let channels = self.item_shape.first().copied().unwrap_or(1).max(1);
+        let channels = self.channels();
         for (what, v) in [("mean", mean), ("std", std)] {
             if v.len() > 1 && v.len() != channels {
                 return Err(format!(

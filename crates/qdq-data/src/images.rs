@@ -42,13 +42,17 @@ pub struct ImageOptions {
     pub mean: Vec<f32>,
     /// Per-channel std, divided by last.
     pub std: Vec<f32>,
+    /// Items as `[height, width, channels]` (a TensorFlow/Keras NHWC input) instead of
+    /// `[channels, height, width]`.
+    pub channels_last: bool,
 }
 
 impl ImageOptions {
-    /// Options that fit images to `input`, `[batch, channels, height, width]`: its
-    /// channel count (1 or 3; 3 where it is dynamic) and its height and width, which
-    /// `crop` (`[height, width]`) must equal where they are fixed and give where they are
-    /// not. No resize, scale 1/255, no normalisation.
+    /// Options that fit images to `input`, `[batch, channels, height, width]` or, when
+    /// its second dimension is not 1 or 3 and its last is, channels-last `[batch,
+    /// height, width, channels]`: its channel count (1 or 3; 3 where it is dynamic) and
+    /// its height and width, which `crop` (`[height, width]`) must equal where they are
+    /// fixed and give where they are not. No resize, scale 1/255, no normalisation.
     ///
     /// # Errors
     /// An input that is not 4-D, a channel count other than 1 or 3, a `crop` that
@@ -60,7 +64,7 @@ impl ImageOptions {
             path: path.clone(),
             why,
         };
-        let [_, c, h, w] = input.dims[..] else {
+        let [_, d1, d2, d3] = input.dims[..] else {
             return Err(format(format!(
                 "a folder of images feeds a [batch, channels, height, width] input; model \
                  input `{}` is {}",
@@ -68,17 +72,13 @@ impl ImageOptions {
                 input.describe()
             )));
         };
-        let channels = c.unwrap_or(3);
         // A TensorFlow/Keras export, `[batch, height, width, channels]`.
-        if channels != 1 && channels != 3 && matches!(w, Some(1 | 3)) {
-            return Err(format(format!(
-                "model input `{}` of shape {} is channels-last (NHWC); a folder of images \
-                 feeds channels-first [batch, channels, height, width] inputs: give a folder \
-                 of .npz items (one array per input, shaped like the input) instead",
-                input.name,
-                input.describe()
-            )));
-        }
+        let channels_last = !matches!(d1, None | Some(1 | 3)) && matches!(d3, Some(1 | 3));
+        let (c, h, w) = match channels_last {
+            true => (d3, d1, d2),
+            false => (d1, d2, d3),
+        };
+        let channels = c.unwrap_or(3);
         if channels != 1 && channels != 3 {
             return Err(format(format!(
                 "model input `{}` of shape {} takes {channels} channels; images give 1 \
@@ -89,9 +89,13 @@ impl ImageOptions {
         }
         let size = match (crop, h.zip(w)) {
             (Some(crop), Some(hw)) if [crop[0] as usize, crop[1] as usize] != [hw.0, hw.1] => {
+                let (ch, cw) = (crop[0] as usize, crop[1] as usize);
                 return Err(DataError::Shape {
                     path: format!("{path} (cropped to {}x{})", crop[0], crop[1]),
-                    item: vec![channels, crop[0] as usize, crop[1] as usize],
+                    item: match channels_last {
+                        true => vec![ch, cw, channels],
+                        false => vec![channels, ch, cw],
+                    },
                     input: input.name.clone(),
                     expected: input.describe(),
                     hint: String::new(),
@@ -115,6 +119,7 @@ impl ImageOptions {
             scale: 1.0 / 255.0,
             mean: Vec::new(),
             std: Vec::new(),
+            channels_last,
         })
     }
 }
@@ -316,9 +321,14 @@ pub fn load(dir: &Path, o: &ImageOptions) -> Result<Dataset, DataError> {
         files: files.into_iter().map(|(f, _)| f).collect(),
         options: o.clone(),
     };
+    let (h, w) = (h as usize, w as usize);
+    let (item, channel_axis) = match o.channels_last {
+        true => (vec![h, w, o.channels], 2),
+        false => (vec![o.channels, h, w], 0),
+    };
     let mut d = Dataset::from_folder(
         dir.display().to_string(),
-        vec![o.channels, h as usize, w as usize],
+        (item, channel_axis),
         folder,
         labels,
     );
@@ -376,6 +386,9 @@ fn decode(path: &Path, o: &ImageOptions, out: &mut Vec<f32>) -> Result<(), DataE
     let img = img.crop_imm((rw - w) / 2, (rh - h) / 2, w, h);
     if o.channels == 1 {
         out.extend(img.to_luma8().pixels().map(|p| p.0[0] as f32 * o.scale));
+    } else if o.channels_last {
+        let rgb = img.to_rgb8();
+        out.extend(rgb.pixels().flat_map(|p| p.0).map(|b| b as f32 * o.scale));
     } else {
         let rgb = img.to_rgb8();
         for c in 0..3 {
@@ -492,6 +505,46 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A channels-last input (`[batch, 48, 48, 3]`, a Keras export) takes each image as
+    /// `[height, width, channels]`: the channels-first values transposed, with the
+    /// per-channel mean and std on the right channel.
+    #[test]
+    fn channels_last_items_are_the_transposed_image() {
+        let dir = tempfile::tempdir().unwrap();
+        // 5x5, so fitting it to 4x5 is a crop alone (no resampling).
+        let mut img = image::RgbImage::new(5, 5);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([(10 * x + y) as u8, (50 + 3 * x) as u8, (200 - 7 * y) as u8]);
+        }
+        img.save(dir.path().join("a.png")).unwrap();
+        let norm = |o: ImageOptions| ImageOptions {
+            mean: vec![0.1, 0.2, 0.3],
+            std: vec![0.5, 1.0, 2.0],
+            ..o
+        };
+        let nhwc = input(&[None, Some(4), Some(5), Some(3)]);
+        let nchw = input(&[None, Some(3), Some(4), Some(5)]);
+        let last = norm(ImageOptions::for_input(&nhwc, dir.path(), None).unwrap());
+        let first = norm(ImageOptions::for_input(&nchw, dir.path(), None).unwrap());
+        assert!(last.channels_last && !first.channels_last);
+        let (dl, df) = (
+            load(dir.path(), &last).unwrap(),
+            load(dir.path(), &first).unwrap(),
+        );
+        assert_eq!(
+            (dl.item_shape(), df.item_shape()),
+            (&[4, 5, 3][..], &[3, 4, 5][..])
+        );
+        let (l, f) = (dl.read(0, 1).unwrap(), df.read(0, 1).unwrap());
+        for c in 0..3 {
+            for p in 0..20 {
+                assert_eq!(l[p * 3 + c], f[c * 20 + p], "channel {c}, pixel {p}");
+            }
+        }
+        // Pixel (x 1, y 0): green byte 53, (53/255 - 0.2) / 1.
+        assert_eq!(l[3 + 1], 53.0 * (1.0 / 255.0) - 0.2);
     }
 
     #[test]

@@ -832,7 +832,7 @@ mod tests {
     use super::*;
 
     /// A folder that holds no item is said to, before anything about image layouts;
-    /// a channels-last input fed images is told to use .npz items.
+    /// images feed a channels-last input as `[height, width, channels]` items.
     #[test]
     fn an_empty_folder_or_one_of_other_files_is_named_as_such() {
         let dir = tempfile::tempdir().unwrap();
@@ -857,15 +857,21 @@ mod tests {
         std::fs::write(dir.path().join("README.txt"), "items").unwrap();
         let err = load(vec![nhwc()]);
         assert!(err.contains(": no .png/.jpg/.jpeg images here"), "{err}");
-        image::RgbImage::new(48, 48)
+        image::RgbImage::from_pixel(48, 48, image::Rgb([255, 51, 0]))
             .save(dir.path().join("a.png"))
             .unwrap();
-        let err = load(vec![nhwc()]);
-        assert!(
-            err.contains("`input_3` of shape [batch, 48, 48, 3] is channels-last (NHWC)")
-                && err.contains("give a folder of .npz items"),
-            "{err}"
-        );
+        let sources = Sources {
+            whole: Some(dir.path().to_path_buf()),
+            ..Sources::default()
+        };
+        let data = ModelData::load(vec![nhwc()], &sources, &|_| InputPrep::default()).unwrap();
+        let (_, t) = data.batches(1).unwrap().next().unwrap().unwrap();
+        assert_eq!(t[0].1.shape, [1, 48, 48, 3]);
+        let Values::F32(v) = &t[0].1.values else {
+            panic!("float values")
+        };
+        let rgb = [255.0, 51.0, 0.0].map(|b: f32| b * (1.0 / 255.0));
+        assert_eq!(v[..6], [rgb, rgb].concat());
     }
 
     #[test]
