@@ -429,9 +429,9 @@ impl ModelCheck {
     /// [`ModelCheck::error`] over the first `first` batches, stopping early as `stop`
     /// says, float inputs nudged by `1 ± nudge` when given
     /// ([`ModelCheck::nudged_error`]); with each measured batch's error, in the order
-    /// measured (the batches' own, except in a race: see below). `width`
-    /// batches run at once on one graph (the stop is decided between such groups, so
-    /// only 1 stops at the first batch it can); the errors do not depend on it.
+    /// measured (the batches' own; in a race, [`StopWhen::behind`]'s). `width` batches
+    /// run at once on one graph (the stop is decided between such groups, so only 1
+    /// stops at the first batch it can); the errors do not depend on it.
     fn error_over(
         &self,
         model: &ModelProto,
