@@ -21,8 +21,19 @@ use qdq_onnx::{Message, ModelProto, QdqFormat};
 use crate::batch_one::{on_batch, with_fallback};
 use crate::{CalibArgs, Fallible, ModelArgs, ModelOutput};
 
+/// Reads the model at `path`, its nodes put in topological order when they are not
+/// (some converters append nodes at the end; ONNX Runtime sorts them too), with a note.
 pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
-    Ok(qdq_onnx::read_model(path)?)
+    let mut model = qdq_onnx::read_model(path)?;
+    if let Some(graph) = model.graph.as_mut()
+        && qdq_onnx::passes::sort_nodes(graph).map_err(|e| format!("{}: {e}", path.display()))?
+    {
+        eprintln!(
+            "note: {}: its nodes were not in topological order, as ONNX requires; qdq sorted them, as ONNX Runtime does (the file written is sorted)",
+            path.display()
+        );
+    }
+    Ok(model)
 }
 
 pub(crate) fn options(m: &ModelArgs) -> Fallible<QuantizeOptions> {

@@ -140,6 +140,45 @@ fn an_output_that_is_an_input_or_another_output_is_refused() {
     );
 }
 
+/// A model whose nodes are out of order (a converter appended some at the end; ONNX
+/// Runtime sorts such graphs) is sorted, said so, and quantized exactly as the sorted
+/// model is.
+#[test]
+fn a_model_whose_nodes_are_out_of_order_is_sorted() {
+    use qdq_onnx::Message;
+    let dir = scratch("unsorted");
+    let (model, calib) = inputs(&dir);
+    let mut m = qdq_onnx::read_model(&model).unwrap();
+    m.graph.as_mut().unwrap().node.reverse();
+    let unsorted = dir.join("unsorted.onnx");
+    std::fs::write(&unsorted, m.write_to_bytes().unwrap()).unwrap();
+    let quantize = |from: &Path, to: &str| {
+        let out = qdq(&[
+            "quantize",
+            s(from),
+            "--calib",
+            s(&calib),
+            "--method",
+            "max",
+            "-o",
+            s(&dir.join(to)),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let err = quantize(&unsorted, "from-unsorted.onnx");
+    assert!(
+        err.contains("unsorted.onnx: its nodes were not in topological order"),
+        "{err}"
+    );
+    assert!(!quantize(&model, "from-sorted.onnx").contains("topological"));
+    assert_eq!(
+        std::fs::read(dir.join("from-unsorted.onnx")).unwrap(),
+        std::fs::read(dir.join("from-sorted.onnx")).unwrap()
+    );
+}
+
 #[test]
 fn devices_fifos_and_folders_are_not_replaced() {
     let dir = scratch("special");
