@@ -119,17 +119,22 @@ impl Input {
         }
     }
 
-    /// Whether items of `item_shape` fit: as many values as the input's fixed item
-    /// dimensions hold (a flat item fills a `[C, H, W]` input), or, where some are
-    /// dynamic, the same rank with the fixed ones equal.
+    /// Whether items of `item_shape` fit: where the input's item dimensions are all
+    /// fixed, as many values in the same shape but for axes of 1 (`[28, 28]` fills
+    /// `[1, 28, 28]`), or flat (`[784]` fills it row by row); where some are dynamic,
+    /// the same rank with the fixed ones equal. The same count in another shape
+    /// (`[96, 25]` for `[25, 96]`, CHW images for an HWC input) is a layout mistake and
+    /// does not fit: read in order, its values would land in the wrong places.
     pub fn fits(&self, item_shape: &[usize]) -> bool {
         let Some(per_item) = self.item_dims() else {
             return false;
         };
+        let squeezed = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
         match per_item.iter().copied().collect::<Option<Vec<usize>>>() {
             Some(fixed) => {
                 let (a, b) = (checked_count(&fixed), checked_count(item_shape));
-                a.is_ok() && a == b
+                let laid_out = item_shape.len() <= 1 || squeezed(item_shape) == squeezed(&fixed);
+                a.is_ok() && a == b && laid_out
             }
             None => {
                 per_item.len() == item_shape.len()
@@ -201,6 +206,22 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Items fit a fixed input in its own shape, with axes of 1 added or dropped, or
+    /// flat; the same values in another shape do not.
+    #[test]
+    fn items_fit_in_the_input_s_layout_or_flat() {
+        let x = Input::new("x", vec![None, Some(25), Some(96)]);
+        assert!(x.fits(&[25, 96]) && x.fits(&[1, 25, 96]) && x.fits(&[2400]));
+        assert!(!x.fits(&[96, 25]) && !x.fits(&[50, 48]) && !x.fits(&[25, 95]));
+        let img = Input::new("img", vec![None, Some(1), Some(28), Some(28)]);
+        assert!(img.fits(&[28, 28]) && img.fits(&[784]) && img.fits(&[1, 28, 28]));
+        let e = x.check("t/005.npz", &[96, 25]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "t/005.npz: data items of shape [96, 25] (2400 values) do not fit model input `x` of shape [batch, 25, 96]"
+        );
+    }
 
     /// A whole-graph item (`[13, 85]` for `[num_nodes, 85]`, read as a batch axis) is
     /// the input's whole value: refused as an item, with what to do instead.
