@@ -25,6 +25,14 @@ use crate::{CalibArgs, Fallible, ModelArgs, ModelOutput};
 /// (some converters append nodes at the end; ONNX Runtime sorts them too), with a note.
 pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
     let mut model = qdq_onnx::read_model(path)?;
+    // Another ONNX message (a GraphProto, a NodeProto) parses as a model without one.
+    if model.graph.is_none() {
+        return Err(format!(
+            "{}: holds no model graph: is it an ONNX model (a ModelProto), not a graph or tensor saved alone?",
+            path.display()
+        )
+        .into());
+    }
     if let Some(graph) = model.graph.as_mut()
         && qdq_onnx::passes::sort_nodes(graph).map_err(|e| format!("{}: {e}", path.display()))?
     {

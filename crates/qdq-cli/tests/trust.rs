@@ -177,6 +177,23 @@ fn a_model_whose_nodes_are_out_of_order_is_sorted() {
         std::fs::read(dir.join("from-unsorted.onnx")).unwrap(),
         std::fs::read(dir.join("from-sorted.onnx")).unwrap()
     );
+    // A graph saved alone parses as a model without one: named and refused.
+    let alone = dir.join("graph-alone.onnx");
+    std::fs::write(&alone, m.graph.as_ref().unwrap().write_to_bytes().unwrap()).unwrap();
+    let c = s(&calib);
+    refused(
+        &dir,
+        &[
+            "quantize",
+            s(&alone),
+            "--calib",
+            c,
+            "-o",
+            s(&dir.join("q.onnx")),
+        ],
+        1,
+        &["graph-alone.onnx: holds no model graph"],
+    );
 }
 
 #[test]

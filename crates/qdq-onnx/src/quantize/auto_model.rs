@@ -60,14 +60,20 @@ pub struct Measured {
 }
 
 /// Why [`choose_model`] stopped measuring a uniform method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Stopped {
     /// Its error so far already passed [`DECISIVE`] times the per-quantizer choices'
     /// whole error: it can no longer be kept.
     Above,
     /// Its error summed over the batches measured so far passed the per-quantizer
-    /// choices' on the same batches ([`choose_model`]'s race).
-    Behind,
+    /// choices' on the same batches ([`choose_model`]'s race): both means over those
+    /// batches.
+    Behind {
+        /// This method's.
+        ours: f64,
+        /// The per-quantizer choices'.
+        theirs: f64,
+    },
 }
 
 impl Measured {
@@ -94,9 +100,11 @@ impl std::fmt::Display for Measured {
         match self.stopped {
             None => write!(f, "{:.3e}", self.error),
             Some(Stopped::Above) => write!(f, ">{:.3e} (stopped after {batches})", self.error),
-            Some(Stopped::Behind) => write!(
+            // The lower bound alone would read as lower than the kept error: say what
+            // the two measured on the same batches.
+            Some(Stopped::Behind { ours, theirs }) => write!(
                 f,
-                ">{:.3e} (behind the per-quantizer choices after {batches})",
+                ">{:.3e} (stopped after {batches}: {ours:.3e} there, the per-quantizer choices {theirs:.3e})",
                 self.error
             ),
         }
@@ -485,14 +493,16 @@ impl ModelCheck {
         for group in order.chunks(width.max(1)) {
             let b = per_batch.len();
             let total: f64 = per_batch.iter().sum();
-            let behind = stop.behind.is_some_and(|theirs| {
-                let seen: f64 = order[..b].iter().filter_map(|&k| theirs.get(k)).sum();
-                b > 0 && total > seen
-            });
+            let theirs: Option<f64> = stop
+                .behind
+                .map(|theirs| order[..b].iter().filter_map(|&k| theirs.get(k)).sum());
+            let behind = theirs.filter(|&seen| b > 0 && total > seen);
             let stopped = match stop.above {
                 Some(bound) if total / n > bound => Some(Stopped::Above),
-                _ if behind => Some(Stopped::Behind),
-                _ => None,
+                _ => behind.map(|seen| Stopped::Behind {
+                    ours: total / b as f64,
+                    theirs: seen / b as f64,
+                }),
             };
             if stopped.is_some() {
                 let m = Measured {
@@ -612,11 +622,12 @@ mod tests {
         };
         assert_eq!(with(&[m(2.5, None)]), Some(0));
         assert_eq!(with(&[m(2.5, None), m(2.0, None)]), Some(2));
-        assert_eq!(with(&[m(0.1, Some(Stopped::Behind))]), Some(0));
-        assert_eq!(
-            with(&[m(0.1, Some(Stopped::Behind)), m(1.9, None)]),
-            Some(2)
-        );
+        let behind = Some(Stopped::Behind {
+            ours: 4.0,
+            theirs: 3.0,
+        });
+        assert_eq!(with(&[m(0.1, behind)]), Some(0));
+        assert_eq!(with(&[m(0.1, behind), m(1.9, None)]), Some(2));
         let failed = vec![
             ("per quantizer".to_string(), m(f64::NAN, None)),
             ("max".to_string(), m(5.0, None)),
@@ -739,11 +750,18 @@ mod tests {
         });
         assert_eq!(
             (behind.error, behind.batches, behind.stopped),
-            (1.0 / 32.0, 2, Some(Stopped::Behind))
+            (
+                1.0 / 32.0,
+                2,
+                Some(Stopped::Behind {
+                    ours: 1.0 / 16.0,
+                    theirs: 1.0 / 32.0
+                })
+            )
         );
         assert_eq!(
             behind.to_string(),
-            ">3.125e-2 (behind the per-quantizer choices after 2 batches)"
+            ">3.125e-2 (stopped after 2 batches: 6.250e-2 there, the per-quantizer choices 3.125e-2)"
         );
         // Erring nothing on three batches and badly on the last, the raced assignment
         // loses overall: its bad batch is measured first, and this one is never behind.
@@ -937,7 +955,7 @@ mod tests {
                     );
                 }
                 // Behind the per-quantizer choices on the batches it ran: a lower bound.
-                Some(Stopped::Behind) => {
+                Some(Stopped::Behind { .. }) => {
                     assert!(e.error <= full && (1..2).contains(&e.batches), "{e:?}")
                 }
             }
