@@ -358,7 +358,12 @@ fn conv3d_and_3d_pools_match_onnx_runtime() {
     assert_eq!(floats(&onnx, "conv._weight_quantizer_scale").0, [4]);
     let ours = values(model.forward(x.clone()));
     let ort = ort_run(&onnx, &x, &dir);
-    assert_close(&ours, &ort, 1e-4, 0.99);
+    // The two convolutions sum in different orders; a value within float noise of a
+    // rounding boundary of the pools' quantizers rounds apart on rare runs (seen once
+    // in a full suite: 9.85e-4 on one element, a step of 7.69e-3 over the 8 values an
+    // average takes is 9.61e-4): at most two such steps, on at most 1 % of elements.
+    let (_, scale) = floats(&onnx, "avg._input_quantizer_scale");
+    assert_close(&ours, &ort, scale[0] / 4.0, 0.99);
 }
 
 // ---------------------------------------------------------------- FP8
