@@ -353,6 +353,33 @@ mod tests {
     use crate::quantize::{Calibration, Entry, Method, apply, prepare};
     use crate::runtime::{OnnxGraph, Value};
 
+    /// `float_model` (one input `x [batch, 8]`) prepared, calibrated by max on 3
+    /// deterministic batches of `rows` rows, and those batches kept to measure on.
+    fn calibrated(
+        float_model: &onnx_ir::ModelProto,
+        rows: usize,
+        device: &Device,
+    ) -> (Prepared, CalibrationCache, ModelCheck) {
+        let prepared = prepare(float_model, &QuantizeOptions::default()).unwrap();
+        let graph = OnnxGraph::from_model(&prepared.model, device).unwrap();
+        let proto = prepared.model.graph.as_ref().unwrap();
+        let mut calib = Calibration::new(proto, &prepared.sites, false)
+            .unwrap()
+            .max_only();
+        let mut check = ModelCheck::new();
+        for b in 0..3 {
+            let x: Vec<f32> = (0..rows * 8)
+                .map(|i| (((i + 5 * b) * 29 % 23) as f32 - 11.0) / 11.0)
+                .collect();
+            let inputs = vec![("x".to_string(), Value::from_f32(x, &[rows, 8], device))];
+            calib.feed(&graph, inputs.clone()).unwrap();
+            let outputs = graph.run(inputs.clone()).unwrap();
+            check.push(inputs, &outputs).unwrap();
+        }
+        let cache = calib.cache(Method::Max, &Default::default()).unwrap();
+        (prepared, cache, check)
+    }
+
     /// Three MatMuls in a chain `x → mm1 → h1 → mm2 → h2 → mm3 → y`, calibrated by max
     /// on deterministic items; then mm2's input amax is cut to 1% of its max (it clips
     /// badly) and mm1's to half (it clips a little).
@@ -375,23 +402,7 @@ mod tests {
             ],
             13,
         );
-        let prepared = prepare(&float_model, &QuantizeOptions::default()).unwrap();
-        let graph = OnnxGraph::from_model(&prepared.model, device).unwrap();
-        let proto = prepared.model.graph.as_ref().unwrap();
-        let mut calib = Calibration::new(proto, &prepared.sites, false)
-            .unwrap()
-            .max_only();
-        let mut check = ModelCheck::new();
-        for b in 0..3 {
-            let x: Vec<f32> = (0..16 * 8)
-                .map(|i| (((i + 5 * b) * 29 % 23) as f32 - 11.0) / 11.0)
-                .collect();
-            let inputs = vec![("x".to_string(), Value::from_f32(x, &[16, 8], device))];
-            calib.feed(&graph, inputs.clone()).unwrap();
-            let outputs = graph.run(inputs.clone()).unwrap();
-            check.push(inputs, &outputs).unwrap();
-        }
-        let mut cache = calib.cache(Method::Max, &Default::default()).unwrap();
+        let (prepared, mut cache, check) = calibrated(&float_model, 16, device);
         let mut scale = |t: &str, k: f32| {
             let e: &mut Entry = cache.entries.get_mut(t).unwrap();
             e.amax = e.amax.iter().map(|a| a * k).collect();
@@ -536,23 +547,7 @@ mod tests {
             vec![tensor_f32("w", &[8, 8], &eye)],
             13,
         );
-        let prepared = prepare(&float_model, &QuantizeOptions::default()).unwrap();
-        let graph = OnnxGraph::from_model(&prepared.model, device).unwrap();
-        let proto = prepared.model.graph.as_ref().unwrap();
-        let mut calib = Calibration::new(proto, &prepared.sites, false)
-            .unwrap()
-            .max_only();
-        let mut check = ModelCheck::new();
-        for b in 0..3 {
-            let x: Vec<f32> = (0..4 * 8)
-                .map(|i| (((i + 5 * b) * 29 % 23) as f32 - 11.0) / 11.0)
-                .collect();
-            let inputs = vec![("x".to_string(), Value::from_f32(x, &[4, 8], device))];
-            calib.feed(&graph, inputs.clone()).unwrap();
-            let outputs = graph.run(inputs.clone()).unwrap();
-            check.push(inputs, &outputs).unwrap();
-        }
-        let mut cache = calib.cache(Method::Max, &Default::default()).unwrap();
+        let (prepared, mut cache, check) = calibrated(&float_model, 4, device);
         for &i in clipped {
             let e: &mut Entry = cache.entries.get_mut(&h(i)).unwrap();
             e.amax = e.amax.iter().map(|a| a * 0.01).collect();
