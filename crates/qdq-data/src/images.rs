@@ -297,13 +297,25 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(PathBuf, Option<i64>)>, DataError>
 /// size 0, a resize smaller than the crop or beyond the limits, mean/std counts that do
 /// not match the channels.
 pub fn load(dir: &Path, o: &ImageOptions) -> Result<Dataset, DataError> {
+    load_listed(dir, list(dir)?, o)
+}
+
+/// [`load`] of the `files` [`list`] gave for `dir` (a caller that listed the folder
+/// first, to report an empty one before anything else, does not list it again).
+///
+/// # Errors
+/// As [`load`].
+pub(crate) fn load_listed(
+    dir: &Path,
+    files: Vec<(PathBuf, Option<i64>)>,
+    o: &ImageOptions,
+) -> Result<Dataset, DataError> {
     let format = |why: String| DataError::Format {
         path: dir.display().to_string(),
         why,
     };
     o.check().map_err(format)?;
     let [h, w] = o.crop;
-    let files = list(dir)?;
     for (f, _) in &files {
         let size = dimensions(f)?;
         let (rw, rh) = o.resized(size);

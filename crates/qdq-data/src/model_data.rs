@@ -615,7 +615,7 @@ fn stacked(
     };
     let d = if path.is_dir() {
         // What the folder holds first: an empty one is not an image layout problem.
-        images::list(path)?;
+        let files = images::list(path)?;
         if input.elem != ElemType::Float {
             return Err(format(format!(
                 "images feed float inputs; input `{}` is {}",
@@ -630,7 +630,7 @@ fn stacked(
             std: prep.std.clone(),
             ..ImageOptions::for_input(input, path, prep.crop)?
         };
-        images::load(path, &o)?
+        images::load_listed(path, files, &o)?
     } else {
         if prep.resize.is_some() || prep.crop.is_some() {
             return Err(format(
@@ -720,10 +720,6 @@ fn whole(
             "{name}: every input already has its data (NAME=...); this source feeds none"
         )));
     }
-    if path.is_dir() && !is_item_folder(path) {
-        // Neither items nor images (an empty folder): say so before any layout check.
-        images::list(path)?;
-    }
     if path.is_dir() && is_item_folder(path) {
         let folder = Arc::new(ItemFolder::open(path, inputs)?);
         let feeds = inputs
@@ -764,6 +760,10 @@ fn whole(
         return Ok((vec![feed], None));
     }
     if !is_npz {
+        // A folder neither of items nor of images (an empty one) is said to be so.
+        if path.is_dir() {
+            images::list(path)?;
+        }
         return Err(DataError::Inputs(format!(
             "{name} holds data for one input; the model's inputs {} need data: give an .npz \
              with one array per input, a folder of .npz items, or NAME=FILE for each",

@@ -385,14 +385,7 @@ impl ModelCheck {
     /// model's (an output of another length is compared with zeros past the shorter
     /// end).
     pub fn error(&self, model: &ModelProto, device: &burn::tensor::Device) -> Result<f64> {
-        self.error_over(
-            model,
-            self.batches.len(),
-            (StopWhen::default(), 1),
-            None,
-            device,
-        )
-        .map(|(m, _)| m.error)
+        self.error_on_first(model, self.batches.len(), device)
     }
 
     /// [`ModelCheck::error`] on the first `first` kept batches only (all when there are

@@ -353,6 +353,15 @@ mod tests {
     use crate::quantize::{Calibration, Entry, Method, apply, prepare};
     use crate::runtime::{OnnxGraph, Value};
 
+    /// The labels of the `ranking`'s layers past [`BROKEN`], in its order.
+    fn past_bound(ranking: &[LayerSensitivity]) -> Vec<&str> {
+        ranking
+            .iter()
+            .filter(|l| l.error > BROKEN)
+            .map(|l| l.label.as_str())
+            .collect()
+    }
+
     /// `float_model` (one input `x [batch, 8]`) prepared, calibrated by max on 3
     /// deterministic batches of `rows` rows, and those batches kept to measure on.
     fn calibrated(
@@ -494,11 +503,7 @@ mod tests {
         assert_eq!(check.len(), 3);
         let options = QuantizeOptions::default();
         let full = sensitivity(&prepared, &cache, &check, &options, &device).unwrap();
-        let want: Vec<&str> = full
-            .iter()
-            .filter(|l| l.error > BROKEN)
-            .map(|l| l.label.as_str())
-            .collect();
+        let want = past_bound(&full);
         assert_eq!(want, ["mm2", "mm1"], "{full:?}");
         let Breaking::Layers(got) =
             breaking_layers(&prepared, &cache, &check, &options, &device).unwrap()
@@ -565,11 +570,7 @@ mod tests {
         let (prepared, cache, check) = chain(40, &[7, 31], &device);
         assert!(written_layers(&prepared, &cache).len() > SCREEN_ABOVE);
         let full = sensitivity(&prepared, &cache, &check, &options, &device).unwrap();
-        let want: Vec<&str> = full
-            .iter()
-            .filter(|l| l.error > BROKEN)
-            .map(|l| l.label.as_str())
-            .collect();
+        let want = past_bound(&full);
         assert_eq!(want.len(), 2, "{full:?}");
         assert!(want.contains(&"mm7") && want.contains(&"mm31"), "{want:?}");
         assert!(full[2].error < 1e-3, "{:?}", full[2]);
