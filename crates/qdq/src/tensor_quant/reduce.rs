@@ -59,9 +59,7 @@ pub fn reduce_amax(data: &[f32], shape: &[usize], axis: Option<&[isize]>) -> Res
                 let block = (start + pos) / layout.inner;
                 let end = ((block + 1) * layout.inner - start).min(chunk.len());
                 let entry = layout.pattern[block % layout.pattern.len()];
-                local[entry] = chunk[pos..end]
-                    .iter()
-                    .fold(local[entry], |m, &v| nan_max(m, v.abs()));
+                local[entry] = nan_max(local[entry], max_abs(&chunk[pos..end]));
                 pos = end;
             }
             local
@@ -69,6 +67,30 @@ pub fn reduce_amax(data: &[f32], shape: &[usize], axis: Option<&[isize]>) -> Res
         .reduce(|| vec![0.0f32; n], merge);
     let shape = if n == 1 { vec![] } else { kept };
     Amax::new(amax, shape)
+}
+
+/// Max of |x| over `data` (0 when empty), NaN when `data` holds one: a max over
+/// magnitude bit patterns, which order like the values for non-negative floats and put
+/// NaN above Inf, in independent lanes the compiler vectorises (a fold through
+/// [`nan_max`] is one serial chain of compares: a tenth of a `max` calibration's time
+/// on a 640x640 detector). Max is exact, so the lanes' order changes nothing.
+pub(crate) fn max_abs(data: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    const MAGNITUDE: u32 = 0x7fff_ffff;
+    let (chunks, rest) = data.as_chunks::<LANES>();
+    let mut lanes = [0u32; LANES];
+    for chunk in chunks {
+        for (m, x) in lanes.iter_mut().zip(chunk) {
+            *m = (*m).max(x.to_bits() & MAGNITUDE);
+        }
+    }
+    let bits = rest
+        .iter()
+        .map(|x| x.to_bits() & MAGNITUDE)
+        .chain(lanes)
+        .max()
+        .unwrap_or(0);
+    f32::from_bits(bits)
 }
 
 /// `max` that propagates NaN (like torch), unlike `f32::max`.
@@ -122,5 +144,35 @@ mod tests {
         );
         data[3] = f32::NAN;
         assert!(reduce_amax(&data, &[200_000], None).unwrap().values()[0].is_nan());
+    }
+
+    #[test]
+    fn max_abs_matches_a_serial_fold_at_every_length_and_position() {
+        let fold = |d: &[f32]| d.iter().fold(0.0f32, |m, &v| nan_max(m, v.abs()));
+        // Every length around the lane width, the largest magnitude (negative, so the
+        // sign bit must be dropped) at every position, the rest varied.
+        for len in 0..=50 {
+            for at in 0..len {
+                let mut d: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+                d[at] = -3.5;
+                assert_eq!(
+                    max_abs(&d).to_bits(),
+                    fold(&d).to_bits(),
+                    "len {len} at {at}"
+                );
+                // Inf wins over finite values, NaN over Inf, wherever they are.
+                d[at] = f32::NEG_INFINITY;
+                assert_eq!(max_abs(&d), f32::INFINITY);
+                d[len - 1 - at] = f32::NAN;
+                assert!(max_abs(&d).is_nan(), "len {len} NaN at {}", len - 1 - at);
+            }
+        }
+        assert_eq!(max_abs(&[]).to_bits(), 0);
+        // -0 is |x| = +0, as the fold gives.
+        assert_eq!(max_abs(&[-0.0; 20]).to_bits(), 0);
+        assert_eq!(
+            max_abs(&[f32::MIN_POSITIVE / 4.0, -0.0]),
+            f32::MIN_POSITIVE / 4.0
+        );
     }
 }

@@ -8,12 +8,14 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use super::super::error::{RunResult, op_err};
 use super::super::value::{DynTensor, Value, arr, dyn_map};
 use super::Ctx;
-use super::conv::{check_window_sizes, effective, geometry, pad_axis};
+use super::conv::{check_window_sizes, effective, geometry, pad_axis, window_out};
 use super::elementwise::{Bin, binary};
 use super::shape::{narrow, permute};
 use burn::tensor::Float;
+use rayon::prelude::*;
 
-/// 1-D or 2-D pooling on burn's kernels.
+/// 1-D or 2-D pooling (max on the host where it can, else on burn's kernels).
+#[derive(Clone, Copy)]
 struct Pool {
     is_max: bool,
     cip: bool,
@@ -22,6 +24,23 @@ struct Pool {
 
 impl Pool {
     fn run(
+        &self,
+        x: DynTensor<Float>,
+        kernel: &[usize],
+        strides: &[usize],
+        pp: &[(usize, usize)],
+        dil: &[usize],
+    ) -> RunResult<DynTensor<Float>> {
+        if self.is_max
+            && let Some(y) = max_pool_host(&x, kernel, strides, pp, dil, self.ceil)?
+        {
+            return Ok(y);
+        }
+        self.run_burn(x, kernel, strides, pp, dil)
+    }
+
+    /// [`Pool::run`] on burn's kernels.
+    fn run_burn(
         &self,
         x: DynTensor<Float>,
         kernel: &[usize],
@@ -64,6 +83,97 @@ impl Pool {
                 DynTensor::from_tensor(avg_pool2d(x.to_rank::<4>()?, o))
             }
         })
+    }
+}
+
+/// Max pooling of a float tensor read in place ([`DynTensor::shared_host`]), 1-D or 2-D,
+/// or `None` (another backend, an empty tensor): the same values as burn's kernel, which
+/// also writes an i64 index per output and, for asymmetric pads, first copies the input
+/// padded with -inf (a YOLO's SPP pools and a detector's stem were 5-8 % of
+/// calibration). A window is the max of its rows' maxima (rows first, then columns:
+/// max is exact and NaN wins in any order), so a 13x13 window costs 26 reads an output,
+/// not 169. Taps in the padding are left out; a window with none inside is -inf, as
+/// burn's -inf padding gives.
+fn max_pool_host(
+    x: &DynTensor<Float>,
+    kernel: &[usize],
+    strides: &[usize],
+    pp: &[(usize, usize)],
+    dil: &[usize],
+    ceil: bool,
+) -> RunResult<Option<DynTensor<Float>>> {
+    if x.shape.contains(&0) || !(1..=2).contains(&kernel.len()) || x.rank() != kernel.len() + 2 {
+        return Ok(None);
+    }
+    let Some(host) = x.shared_host() else {
+        return Ok(None);
+    };
+    // 1-D as 2-D with one row.
+    let lift = |v: &[usize], one: usize| -> Vec<usize> {
+        match v.len() {
+            1 => vec![one, v[0]],
+            _ => v.to_vec(),
+        }
+    };
+    let (kernel, strides, dil) = (lift(kernel, 1), lift(strides, 1), lift(dil, 1));
+    let pads: Vec<(i64, i64)> = match pp.len() {
+        1 => vec![(0, 0), (pp[0].0 as i64, pp[0].1 as i64)],
+        _ => pp.iter().map(|&(a, b)| (a as i64, b as i64)).collect(),
+    };
+    let planes = x.shape[0] * x.shape[1];
+    let spatial = lift(&x.shape[2..], 1);
+    let (in_h, in_w) = (spatial[0], spatial[1]);
+    let mut out = window_out(&spatial, &kernel, &strides, &dil, &pads, ceil)?;
+    // With ceil_mode a last window starting in the end padding is dropped (PyTorch's
+    // and ONNX Runtime's rule, and burn's).
+    for (i, o) in out.iter_mut().enumerate() {
+        if ceil && *o > 1 && (*o - 1) * strides[i] >= spatial[i] + pads[i].0 as usize {
+            *o -= 1;
+        }
+    }
+    let (out_h, out_w) = (out[0], out[1]);
+    // Input positions of an output's taps along one axis, inside the input.
+    let taps = |o: usize, axis: usize, len: usize| -> Vec<usize> {
+        let start = (o * strides[axis]) as i64 - pads[axis].0;
+        (0..kernel[axis])
+            .map(|k| start + (k * dil[axis]) as i64)
+            .filter(|&i| i >= 0 && (i as usize) < len)
+            .map(|i| i as usize)
+            .collect()
+    };
+    let cols: Vec<Vec<usize>> = (0..out_w).map(|o| taps(o, 1, in_w)).collect();
+    let rows: Vec<Vec<usize>> = (0..out_h).map(|o| taps(o, 0, in_h)).collect();
+    let max = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
+    let mut y = vec![0f32; planes * out_h * out_w];
+    let src: &[f32] = &host;
+    y.par_chunks_mut(out_h * out_w)
+        .zip(src.par_chunks(in_h * in_w))
+        .for_each_init(
+            || vec![0f32; in_h * out_w],
+            |across, (dst, plane)| {
+                // Each input row's maxima over every output column's taps.
+                for (row, acc) in plane.chunks(in_w).zip(across.chunks_mut(out_w)) {
+                    for (a, c) in acc.iter_mut().zip(&cols) {
+                        *a = c.iter().fold(f32::NEG_INFINITY, |m, &i| max(m, row[i]));
+                    }
+                }
+                for (line, r) in dst.chunks_mut(out_w).zip(&rows) {
+                    line.fill(f32::NEG_INFINITY);
+                    for &i in r {
+                        let acc = &across[i * out_w..(i + 1) * out_w];
+                        line.iter_mut().zip(acc).for_each(|(d, &v)| *d = max(*d, v));
+                    }
+                }
+            },
+        );
+    let mut shape = x.shape[..2].to_vec();
+    if x.rank() == 4 {
+        shape.push(out_h);
+    }
+    shape.push(out_w);
+    match Value::try_from_f32(y, &shape, &x.device())? {
+        Value::Float(t) => Ok(Some(t)),
+        _ => Ok(None),
     }
 }
 
@@ -218,4 +328,82 @@ pub(crate) fn lrn(ctx: &Ctx) -> RunResult<Vec<Value>> {
         Bin::Div,
     )?;
     Ok(vec![y])
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+
+    #[test]
+    fn host_max_pool_equals_burns_on_every_geometry() {
+        let device = Device::flex();
+        let p = Pool {
+            is_max: true,
+            cip: false,
+            ceil: false,
+        };
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as u32
+        };
+        let mut cases = 0;
+        for rank in [3usize, 4] {
+            for _ in 0..150 {
+                let n = rank - 2;
+                let k: Vec<usize> = (0..n).map(|_| 1 + next() as usize % 5).collect();
+                let s: Vec<usize> = (0..n).map(|_| 1 + next() as usize % 3).collect();
+                let d: Vec<usize> = (0..n).map(|_| 1 + next() as usize % 2).collect();
+                let pp: Vec<(usize, usize)> = (0..n)
+                    .map(|i| {
+                        let eff = (k[i] - 1) * d[i] + 1;
+                        (next() as usize % eff, next() as usize % eff)
+                    })
+                    .collect();
+                let mut shape = vec![2, 3];
+                shape.extend((0..n).map(|i| (k[i] - 1) * d[i] + 1 + next() as usize % 9));
+                let len: usize = shape.iter().product();
+                let mut data: Vec<f32> = (0..len)
+                    .map(|_| (next() % 2001) as f32 / 100.0 - 10.0)
+                    .collect();
+                // Non-finite values: NaN must win its windows, -inf must not.
+                if next() % 3 == 0 {
+                    let at = next() as usize % len;
+                    data[at] = f32::NAN;
+                }
+                let at = next() as usize % len;
+                data[at] = f32::NEG_INFINITY;
+                for ceil in [false, true] {
+                    let p = Pool { ceil, ..p };
+                    let x = match Value::from_f32(data.clone(), &shape, &device) {
+                        Value::Float(t) => t,
+                        _ => unreachable!(),
+                    };
+                    let got = max_pool_host(&x, &k, &s, &pp, &d, ceil).unwrap().unwrap();
+                    let want = p.run_burn(x, &k, &s, &pp, &d).unwrap();
+                    assert_eq!(
+                        got.shape, want.shape,
+                        "{shape:?} k {k:?} s {s:?} d {d:?} pads {pp:?} ceil {ceil}"
+                    );
+                    let (g, w) = (got.to_vec().unwrap(), want.to_vec().unwrap());
+                    let bits = |v: &[f32]| -> Vec<u32> {
+                        v.iter()
+                            .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+                            .collect()
+                    };
+                    assert_eq!(
+                        bits(&g),
+                        bits(&w),
+                        "{shape:?} k {k:?} s {s:?} d {d:?} pads {pp:?} ceil {ceil}"
+                    );
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 600);
+    }
 }
