@@ -479,7 +479,14 @@ fn calibrate_all(
             .iter()
             .map(|(label, e)| format!("{label} {e}"))
             .collect();
-        let which = if methods.auto_outputs.is_empty() {
+        let outputs = graph.outputs().len();
+        let which = if methods.auto_outputs.is_empty() && outputs > 1 {
+            // Auxiliary outputs (a segmenter's side maps, a detector's raw heads)
+            // weigh as much as the one that matters, and cost runs: say how to choose.
+            format!(
+                " (all {outputs} outputs, each weighing the same; --auto-output NAME judges only the outputs named)"
+            )
+        } else if methods.auto_outputs.is_empty() {
             String::new()
         } else {
             format!(" (output {})", methods.auto_outputs.join(", "))
@@ -654,7 +661,7 @@ impl Failure {
 /// An error running the model on some items, with where they come from (the user's
 /// culprit among many files).
 #[derive(Debug)]
-pub(crate) struct OnItems {
+struct OnItems {
     items: String,
     error: Box<dyn std::error::Error>,
 }

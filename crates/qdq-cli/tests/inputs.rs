@@ -390,24 +390,30 @@ fn wrong_data_is_refused_naming_the_input() {
 }
 
 /// `--auto-output` narrows `auto`'s whole-model judge to the outputs named (the
-/// message says which), and a name the model lacks is refused with its outputs listed.
+/// message says which, or, without it, that all count and how to narrow them), and a name the model lacks is refused with its outputs listed.
 #[test]
 fn auto_judges_the_outputs_named_and_refuses_unknown_ones() {
     let (dir, _) = made("auto-output");
     let d: &Path = &dir;
     let quantize = |output: &str, to: &str| {
         let (model, calib, out) = (d.join("model.onnx"), d.join("whole.npz"), d.join(to));
-        qdq(&[
-            "quantize",
-            s(&model),
-            "--calib",
-            s(&calib),
-            "--auto-output",
-            output,
-            "-o",
-            s(&out),
-        ])
+        let mut args = vec!["quantize", s(&model), "--calib", s(&calib), "-o", s(&out)];
+        if !output.is_empty() {
+            args.extend(["--auto-output", output]);
+        }
+        qdq(&args)
     };
+    // Without the flag every output counts, and the log says how to narrow it.
+    let out = quantize("", "all.onnx");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "auto: output error of the whole model (all 3 outputs, each weighing the same; \
+             --auto-output NAME judges only the outputs named) on 6 items:"
+        ),
+        "{err}"
+    );
     let out = quantize("y", "y.onnx");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
