@@ -33,6 +33,21 @@ pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
         )
         .into());
     }
+    // ONNX writes a tensor's name after its dims and typed values: a file cut short
+    // inside an initializer parses as one without a name (and too few values).
+    if let Some((k, t)) = model.graph.as_ref().and_then(|g| {
+        g.initializer
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name.is_empty())
+    }) {
+        return Err(format!(
+            "{}: initializer {k} (dims {:?}) has no name, which ONNX requires: the file looks truncated or corrupt (an interrupted download or copy?); fetch the model again",
+            path.display(),
+            t.dims
+        )
+        .into());
+    }
     if let Some(graph) = model.graph.as_mut()
         && qdq_onnx::passes::sort_nodes(graph).map_err(|e| format!("{}: {e}", path.display()))?
     {

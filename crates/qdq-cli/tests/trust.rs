@@ -196,8 +196,40 @@ fn a_model_whose_nodes_are_out_of_order_is_sorted() {
     );
 }
 
+/// A file cut short inside an initializer parses, its last tensor without a name (ONNX
+/// writes the name after the values): named as truncated, not as an empty-named tensor
+/// of the wrong size.
 #[test]
-fn devices_fifos_and_folders_are_not_replaced() {
+fn a_model_cut_short_inside_a_tensor_is_called_truncated() {
+    use qdq_onnx::Message;
+    let dir = scratch("truncated");
+    let (model, calib) = inputs(&dir);
+    let mut m = qdq_onnx::read_model(&model).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let last = g.initializer.len() - 1;
+    g.initializer[last].name.clear();
+    let dims = format!("{:?}", g.initializer[last].dims);
+    let cut = dir.join("cut.onnx");
+    std::fs::write(&cut, m.write_to_bytes().unwrap()).unwrap();
+    refused(
+        &dir,
+        &[
+            "quantize",
+            s(&cut),
+            "--calib",
+            s(&calib),
+            "-o",
+            s(&dir.join("q.onnx")),
+        ],
+        1,
+        &[&format!(
+            "cut.onnx: initializer {last} (dims {dims}) has no name, which ONNX requires: the file looks truncated or corrupt"
+        )],
+    );
+}
+
+#[test]
+fn devices_fifos_folders_and_links_are_not_replaced() {
     let dir = scratch("special");
     let (model, calib) = inputs(&dir);
     let (m, c) = (s(&model), s(&calib));
@@ -218,6 +250,31 @@ fn devices_fifos_and_folders_are_not_replaced() {
         &["it is a FIFO"],
     );
     refused(&dir, &["demo", "-o", s(&dir)], 1, &["it is a folder"]);
+    // A link to a file: renaming the new file into place would replace the link.
+    let target = dir.join("target.onnx");
+    std::fs::write(&target, b"keep").unwrap();
+    let link = dir.join("link.onnx");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", s(&link)],
+        1,
+        &["link.onnx: it is a symbolic link, which writing would replace with a plain file"],
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A folder that does not exist is found before calibrating, not after.
+    let nowhere = dir.join("no-such").join("q.onnx");
+    refused(
+        &dir,
+        &["quantize", m, "--calib", c, "-o", s(&nowhere)],
+        1,
+        &["the folder `", "no-such` does not exist; create it first"],
+    );
 }
 
 #[test]

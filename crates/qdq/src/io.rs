@@ -278,14 +278,26 @@ pub enum OutputError {
         /// The input.
         input: PathBuf,
     },
-    /// The output is a symbolic link where qdq only writes plain files (an external
-    /// data file: replacing a link would silently cut what it shared).
-    #[error("{flag} {}: it is a symbolic link; remove it or choose another output name", path.display())]
+    /// The output is a symbolic link: qdq renames a finished file into place, which
+    /// would replace the link itself rather than write through it (and cut what the
+    /// link shared, for an external data file).
+    #[error("{flag} {}: it is a symbolic link, which writing would replace with a plain file; name its target or another file", path.display())]
     Symlink {
         /// The flag (or the description) that names it.
         flag: String,
         /// The path.
         path: PathBuf,
+    },
+    /// The output's folder does not exist (or is not a folder): found before any work
+    /// rather than after it.
+    #[error("{flag} {}: the folder `{}` does not exist; create it first or choose another output", path.display(), folder.display())]
+    NoFolder {
+        /// The flag that named it.
+        flag: String,
+        /// The path given.
+        path: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
     },
     /// Two outputs are the same file.
     #[error(
@@ -305,9 +317,10 @@ pub enum OutputError {
 }
 
 /// Checks, before any work, that every output (flag, path) can be written without
-/// destroying anything: it is a regular file or does not exist yet, it is not the
-/// same file as any input (same path after resolving symlinks and `..`, or the same
-/// device and inode, so hard links count), and no two outputs are the same file.
+/// destroying anything: its folder exists, it is a regular file (not a link) or does
+/// not exist yet, it is not the same file as any input (same path after resolving
+/// symlinks and `..`, or the same device and inode, so hard links count), and no two
+/// outputs are the same file.
 ///
 /// # Errors
 /// The first output at fault, naming both flags where two files clash.
@@ -322,6 +335,13 @@ pub fn check_outputs(
                 path: path.into(),
             });
         }
+        if !folder(path).is_dir() {
+            return Err(OutputError::NoFolder {
+                flag: flag.into(),
+                path: path.into(),
+                folder: folder(path).into(),
+            });
+        }
         if let Ok(m) = std::fs::metadata(path)
             && !m.is_file()
         {
@@ -331,6 +351,7 @@ pub fn check_outputs(
                 kind: kind_of(&m),
             });
         }
+        check_not_symlink(flag, path)?;
         for &(input_flag, input) in inputs {
             if same_file(path, input) {
                 return Err(OutputError::SameAsInput {
@@ -536,12 +557,37 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "external data {}: it is a symbolic link; remove it or choose another output name",
+                "external data {}: it is a symbolic link, which writing would replace with a plain file; name its target or another file",
                 link.display()
             )
         );
         check_not_symlink("external data", &target).unwrap();
         check_not_symlink("external data", &dir.path().join("absent")).unwrap();
+        // Every output: a link to a regular file would be replaced, not written through.
+        let e = check_outputs(&[], &[("-o", &link)]).unwrap_err();
+        assert!(matches!(e, OutputError::Symlink { .. }), "{e}");
+        assert!(std::fs::read(&target).unwrap() == b"x");
+    }
+
+    #[test]
+    fn an_output_in_a_missing_folder_is_refused_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("no").join("such").join("m.onnx");
+        let e = check_outputs(&[], &[("-o", &out)]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "-o {}: the folder `{}` does not exist; create it first or choose another output",
+                out.display(),
+                dir.path().join("no").join("such").display()
+            )
+        );
+        // A bare name is in the current folder, which exists.
+        check_outputs(&[], &[("-o", Path::new("m.onnx"))]).unwrap();
+        // A file where the folder should be.
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let e = check_outputs(&[], &[("-o", &dir.path().join("f").join("m.onnx"))]).unwrap_err();
+        assert!(matches!(e, OutputError::NoFolder { .. }), "{e}");
     }
 
     #[test]
