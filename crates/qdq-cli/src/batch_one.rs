@@ -2,7 +2,9 @@
 //! batch inside (khmersm reshapes its attention to `[seq, 1, ...]`) while declaring it
 //! dynamic. A pass that fails at a node on a batch of several items runs again, once,
 //! one item a batch, with a one-line notice naming the node; an item that fails on its
-//! own fails as before.
+//! own fails as before. So does a pass whose batch would make a tensor larger than the
+//! runtime allows (a speech CNN's convolution over 900 x 161 frames: 16 items need
+//! 2^31 values of im2col where one needs a sixteenth).
 
 use std::error::Error;
 use std::fmt;
@@ -18,6 +20,8 @@ pub(crate) struct BatchFailure {
     items: usize,
     node: String,
     error: Box<dyn Error>,
+    /// A tensor past the runtime's size limit, rather than a node that fails.
+    too_large: bool,
 }
 
 impl fmt::Display for BatchFailure {
@@ -33,7 +37,8 @@ impl Error for BatchFailure {}
 pub(crate) fn on_batch(e: impl Into<Box<dyn Error>>, items: usize) -> Box<dyn Error> {
     let e = e.into();
     let node = |r: &RunError| match r {
-        RunError::Node { node, .. } => Some(node.clone()),
+        RunError::Node { node, .. } => Some((node.clone(), false)),
+        RunError::TooLarge { node, .. } => Some((node.clone(), true)),
         _ => None,
     };
     let failed_at = match e.downcast_ref::<qdq_onnx::Error>() {
@@ -41,10 +46,11 @@ pub(crate) fn on_batch(e: impl Into<Box<dyn Error>>, items: usize) -> Box<dyn Er
         _ => e.downcast_ref::<RunError>().and_then(node),
     };
     match failed_at {
-        Some(node) if items > 1 => Box::new(BatchFailure {
+        Some((node, too_large)) if items > 1 => Box::new(BatchFailure {
             items,
             node,
             error: e,
+            too_large,
         }),
         _ => e,
     }
@@ -63,6 +69,13 @@ pub(crate) fn with_fallback<T>(
 ) -> Fallible<(T, usize)> {
     match pass(batch) {
         Err(e) if batch > 1 => match e.downcast::<BatchFailure>() {
+            Ok(f) if f.too_large => {
+                eprintln!(
+                    "note: `{}` on a batch of {} items would pass the runtime's size limit; running one item at a time (--batch 1)",
+                    f.node, f.items
+                );
+                Ok((pass(1)?, 1))
+            }
             Ok(f) => {
                 eprintln!(
                     "note: node `{}` fails on a batch of {} items although the batch dimension is dynamic; running one item at a time (--batch 1)",

@@ -17,6 +17,10 @@ Also DIR/reshape1.onnx, a model that declares a dynamic batch but reshapes to a 
 of 1 (as khmersm's attention does): x [batch, 4] -> Reshape([1, 4]) -> MatMul(W [4, 3])
 -> y [batch, 3]; DIR/items.npz: 5 items of x.
 
+And DIR/bigpool.onnx: x [batch, 1, 1024, 1024] -> MaxPool 40x40 (stride 1) -> Conv 1x1
+-> y, whose pooling window work (output x window, 1.55e9 values an item) passes the
+runtime's 2^31 limit on two items but not on one; DIR/bigitems.npz: 2 items.
+
 `judge` checks QDQ.onnx with onnx.checker (full_check), runs it and FLOAT.onnx with ONNX
 Runtime on eval16 and eval8 (next to FLOAT.onnx), and prints JSON: `q` the
 QuantizeLinear nodes of each graph (by scope), `cos16`/`cos8` the cosine of the
@@ -137,6 +141,22 @@ def make(d):
     m.ir_version = 8
     onnx.save(m, os.path.join(d, "reshape1.onnx"))
     np.savez(os.path.join(d, "items.npz"), x=rng.normal(0, 1, (5, 4)).astype(np.float32))
+
+    g = h.make_graph(
+        [
+            h.make_node("MaxPool", ["x"], ["p"], name="pool", kernel_shape=[40, 40]),
+            h.make_node("Conv", ["p", "Wc"], ["y"], name="conv"),
+        ],
+        "bigpool",
+        [h.make_tensor_value_info("x", T.FLOAT, ["batch", 1, 1024, 1024])],
+        [h.make_tensor_value_info("y", T.FLOAT, ["batch", 1, 985, 985])],
+        [nh.from_array(np.full((1, 1, 1, 1), 0.5, np.float32), "Wc")],
+    )
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, os.path.join(d, "bigpool.onnx"))
+    np.savez(os.path.join(d, "bigitems.npz"), x=rng.normal(0, 1, (2, 1, 1024, 1024)).astype(np.float32))
 
 
 def graphs(graph, scope, out):

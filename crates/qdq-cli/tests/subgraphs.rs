@@ -255,6 +255,41 @@ fn judge(dir: &Path, model: &Path, method: &str) {
     assert!(c16 > 0.99 && c8 > 0.99, "{method}: {judged}");
 }
 
+/// A batch whose tensors would pass the runtime's size limit where one item's do not
+/// (a speech CNN's convolution over 900 x 161 frames, in the fifth holdout) runs one
+/// item at a time, with a notice, and writes what `--batch 1` writes.
+#[test]
+fn a_batch_past_the_size_limit_runs_one_item_at_a_time() {
+    let dir = scratch("bigpool");
+    script(&["make", s(&dir)]);
+    let (model, items) = (dir.join("bigpool.onnx"), dir.join("bigitems.npz"));
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let mut args = vec![
+            "quantize",
+            s(&model),
+            "--calib",
+            s(&items),
+            "--method",
+            "max",
+        ];
+        args.extend(extra);
+        args.extend(["-o", s(&out)]);
+        let o = qdq(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        (std::fs::read(&out).unwrap(), stderr)
+    };
+    let (batched, notice) = run("batched.onnx", &[]);
+    assert!(
+        notice.contains("on a batch of 2 items would pass the runtime's size limit; running one item at a time (--batch 1)"),
+        "{notice}"
+    );
+    let (one, quiet) = run("one.onnx", &["--batch", "1"]);
+    assert!(!quiet.contains("size limit"), "{quiet}");
+    assert_eq!(batched, one);
+}
+
 #[test]
 fn a_model_that_fixes_batch_1_inside_falls_back_to_batch_1() {
     let dir = scratch("batch1");
