@@ -173,6 +173,32 @@ fn sites_follow_tensorrt_rules() {
     );
 }
 
+/// In a float16 or bfloat16 model no quantizer feeds a Concat: ONNX Runtime fuses
+/// DQ -> Concat -> Q into QLinearConcat, which takes float32 scales only, and refuses
+/// the file. The float32 model's Concat keeps its grouped input quantizers; the
+/// Gemm after the Concat keeps its own either way.
+#[test]
+fn a_half_precision_concat_gets_no_input_quantizers() {
+    let reads_cat = |sites: &[Site]| {
+        sites
+            .iter()
+            .filter(|s| s.consumers.iter().any(|&(j, _)| j == 9))
+            .count()
+    };
+    let fc = |sites: &[Site]| sites.iter().any(|s| s.name == "fc._input_quantizer");
+    let sites = place(&small_graph(), &PlacementOptions::default()).unwrap();
+    assert_eq!((reads_cat(&sites), fc(&sites)), (2, true));
+    for half in [elem::FLOAT16, elem::BFLOAT16] {
+        let mut g = small_graph();
+        g.input[0] = value_info("x", half, &[1, 3, 8, 8]);
+        let sites = place(&g, &PlacementOptions::default()).unwrap();
+        assert_eq!((reads_cat(&sites), fc(&sites)), (0, true), "{half}");
+        // Nothing else changes: the float32 sites less the Concat's two.
+        let full = place(&small_graph(), &PlacementOptions::default()).unwrap();
+        assert_eq!(sites.len(), full.len() - 2);
+    }
+}
+
 #[test]
 fn skip_lists_by_op_type_and_name_pattern() {
     let options = PlacementOptions {

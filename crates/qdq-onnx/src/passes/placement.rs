@@ -407,6 +407,7 @@ fn place_in(
         }
     }
     drop_float_concats(graph, &mut sites);
+    drop_half_concats(graph, &mut sites);
     all.append(&mut sites);
     if level.path.len() >= MAX_SUBGRAPH_DEPTH {
         return Ok(());
@@ -469,22 +470,53 @@ fn drop_float_concats(graph: &GraphProto, sites: &mut Vec<Site>) {
                 }
             }
         }
-        if reaches {
-            continue;
+        if !reaches {
+            unquantize_concat(graph, sites, c);
         }
-        for s in sites.iter_mut() {
-            let before = s.consumers.len();
-            s.consumers.retain(|&(j, _)| j != c);
-            let other_concat = s
-                .consumers
-                .iter()
-                .any(|&(j, _)| graph.node[j].op_type == "Concat");
-            if s.consumers.len() != before && !other_concat {
-                s.group = None;
-            }
-        }
-        sites.retain(|s| !s.consumers.is_empty());
     }
+}
+
+/// Removes the input quantizers of every `Concat` whose output is float16 or bfloat16:
+/// ONNX Runtime (1.32) fuses DQ -> Concat -> Q into its QLinearConcat, whose kernel
+/// takes float32 scales only, and then refuses to load the file ("Type
+/// 'tensor(float16)' of input parameter ... of operator (QLinearConcat) is invalid");
+/// its Conv, MatMul, Add, Mul and pooling fusions check the type and load. TensorRT
+/// runs such a Concat in half precision between the quantized tensors around it; the
+/// quantizer of the Concat's consumer stays.
+fn drop_half_concats(graph: &GraphProto, sites: &mut Vec<Site>) {
+    if !graph.node.iter().any(|n| n.op_type == "Concat") {
+        return;
+    }
+    let types = super::types::elem_types(graph);
+    for (c, n) in graph.node.iter().enumerate() {
+        let half = n
+            .output
+            .first()
+            .and_then(|o| types.get(o))
+            .is_some_and(|&t| {
+                t == crate::proto::elem::FLOAT16 || t == crate::proto::elem::BFLOAT16
+            });
+        if n.op_type == "Concat" && half {
+            unquantize_concat(graph, sites, c);
+        }
+    }
+}
+
+/// Takes Concat node `c` off every site's consumers, dropping sites left with none
+/// and the shared amax group of a tensor no other Concat reads.
+fn unquantize_concat(graph: &GraphProto, sites: &mut Vec<Site>, c: usize) {
+    for s in sites.iter_mut() {
+        let before = s.consumers.len();
+        s.consumers.retain(|&(j, _)| j != c);
+        let other_concat = s
+            .consumers
+            .iter()
+            .any(|&(j, _)| graph.node[j].op_type == "Concat");
+        if s.consumers.len() != before && !other_concat {
+            s.group = None;
+        }
+    }
+    sites.retain(|s| !s.consumers.is_empty());
 }
 
 /// The tensors of `graph` whose values depend on the values of its inputs (graph
