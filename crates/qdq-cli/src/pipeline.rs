@@ -706,6 +706,28 @@ pub(crate) fn write_model(
     device: &Device,
 ) -> Fallible<()> {
     qdq_onnx::verify::check_weights_finite(model, device)?;
+    // Shape declarations the model contradicts would make ONNX's checker refuse the
+    // file qdq writes (runtimes take them as hints): they are left out, with a note.
+    let contradicted = qdq_onnx::verify::contradicted_value_info(model, &probe);
+    let pruned;
+    let model = match contradicted.first() {
+        None => model,
+        Some((name, how)) => {
+            eprintln!(
+                "note: {} value_info entr{} of the model declare{} a shape it does not compute (`{name}`: {how}); left out of the file written, which ONNX's checker would otherwise refuse",
+                contradicted.len(),
+                if contradicted.len() == 1 { "y" } else { "ies" },
+                if contradicted.len() == 1 { "s" } else { "" },
+            );
+            let mut m = model.clone();
+            if let Some(g) = m.graph.as_mut() {
+                g.value_info
+                    .retain(|v| !contradicted.iter().any(|(n, _)| *n == v.name));
+            }
+            pruned = m;
+            &pruned
+        }
+    };
     let size = model.compute_size();
     if output.external_data || size > output.max_inline_bytes {
         if !output.external_data {

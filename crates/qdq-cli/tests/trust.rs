@@ -228,6 +228,61 @@ fn a_model_cut_short_inside_a_tensor_is_called_truncated() {
     );
 }
 
+/// A `value_info` whose shape the model does not compute (a stale export, a hand
+/// edit) would make ONNX's checker refuse the file qdq writes: it is left out, with a
+/// note naming it; declarations that fit, or give no shape, stay.
+#[test]
+fn a_shape_declaration_the_model_contradicts_is_left_out() {
+    use qdq_onnx::Message;
+    let dir = scratch("value-info");
+    let (model, calib) = inputs(&dir);
+    let mut m = qdq_onnx::read_model(&model).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let (wrong, typed) = (g.node[0].output[0].clone(), g.node[1].output[0].clone());
+    g.value_info.push(qdq_onnx::proto::value_info(
+        &wrong,
+        qdq_onnx::proto::elem::FLOAT,
+        &[7],
+    ));
+    let mut bare = qdq_onnx::proto::value_info(&typed, qdq_onnx::proto::elem::FLOAT, &[]);
+    bare.type_.as_mut().unwrap().mut_tensor_type().shape.clear();
+    g.value_info.push(bare);
+    let declared = dir.join("declared.onnx");
+    std::fs::write(&declared, m.write_to_bytes().unwrap()).unwrap();
+    let out = dir.join("q.onnx");
+    let run = qdq(&[
+        "quantize",
+        s(&declared),
+        "--calib",
+        s(&calib),
+        "--method",
+        "max",
+        "-o",
+        s(&out),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "note: 1 value_info entry of the model declares a shape it does not compute (`{wrong}`: declared [7], computed ["
+        )),
+        "{err}"
+    );
+    let written = qdq_onnx::read_model(&out).unwrap();
+    let names: Vec<&str> = written
+        .graph
+        .as_ref()
+        .unwrap()
+        .value_info
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert!(
+        !names.contains(&wrong.as_str()) && names.contains(&typed.as_str()),
+        "{names:?}"
+    );
+}
+
 #[test]
 fn devices_fifos_folders_and_links_are_not_replaced() {
     let dir = scratch("special");

@@ -117,6 +117,9 @@ pub struct Probe {
     pub inputs: Vec<(String, Value)>,
     /// By output name, the flat indices where the float output is NaN or infinite.
     pub float_non_finite: HashMap<String, HashSet<usize>>,
+    /// The shape of every tensor the float model computed on `inputs`, by name (those
+    /// inside subgraphs under their scoped names).
+    pub shapes: HashMap<String, Vec<usize>>,
 }
 
 impl Probe {
@@ -126,7 +129,14 @@ impl Probe {
     /// The float model does not run on them.
     pub fn new(inputs: Vec<(String, Value)>, float: &OnnxGraph) -> Result<Self, VerifyError> {
         let mut float_non_finite = HashMap::new();
-        for (name, v) in float.run(inputs.clone())? {
+        let mut shapes = HashMap::new();
+        let outputs = float.run_with(inputs.clone(), &mut |name, v| {
+            if v.is_tensor() {
+                shapes.insert(name.to_string(), v.shape());
+            }
+            Ok(())
+        })?;
+        for (name, v) in outputs {
             let Ok(values) = v.to_f32() else { continue };
             let bad: HashSet<usize> = (0..values.len())
                 .filter(|&i| !values[i].is_finite())
@@ -138,6 +148,7 @@ impl Probe {
         Ok(Self {
             inputs,
             float_non_finite,
+            shapes,
         })
     }
 
@@ -146,8 +157,47 @@ impl Probe {
         Self {
             inputs,
             float_non_finite: HashMap::new(),
+            shapes: HashMap::new(),
         }
     }
+}
+
+/// The `value_info` entries of `model`'s main graph whose declared shape contradicts
+/// the one the float model computed on the probe (another rank, or a fixed dim of
+/// another size), as `(name, "declared [..], computed [..]")`. ONNX's checker refuses a
+/// file whose shape inference meets such a contradiction, while runtimes run it (the
+/// declarations are hints): a stale export, a hand-edited file.
+pub fn contradicted_value_info(model: &ModelProto, probe: &Probe) -> Vec<(String, String)> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    graph
+        .value_info
+        .iter()
+        .filter_map(|v| {
+            let computed = probe.shapes.get(&v.name)?;
+            let ty = v.type_.as_ref().filter(|t| t.has_tensor_type())?;
+            let shape = ty.tensor_type().shape.as_ref()?;
+            let declared: Vec<Option<i64>> = shape
+                .dim
+                .iter()
+                .map(|d| d.has_dim_value().then(|| d.dim_value()))
+                .collect();
+            let fits = declared.len() == computed.len()
+                && declared
+                    .iter()
+                    .zip(computed)
+                    .all(|(d, &c)| d.is_none_or(|d| u64::try_from(d) == Ok(c as u64)));
+            let show = |d: &Option<i64>| d.map_or("?".to_string(), |d| d.to_string());
+            (!fits).then(|| {
+                let declared: Vec<String> = declared.iter().map(show).collect();
+                (
+                    v.name.clone(),
+                    format!("declared [{}], computed {computed:?}", declared.join(", ")),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Runs `model` on the probe's inputs and its fake-quant simulation on the same
@@ -160,6 +210,7 @@ pub fn verify_model(model: &ModelProto, probe: Probe, device: &Device) -> Result
     let Probe {
         inputs,
         float_non_finite,
+        ..
     } = probe;
     check_weights_finite(model, device)?;
     let written = OnnxGraph::from_model(model, device)?.run(inputs.clone())?;
