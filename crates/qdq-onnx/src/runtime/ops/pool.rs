@@ -132,17 +132,25 @@ fn max_pool_host(
         }
     }
     let (out_h, out_w) = (out[0], out[1]);
-    // Input positions of an output's taps along one axis, inside the input.
-    let taps = |o: usize, axis: usize, len: usize| -> Vec<usize> {
+    // An output's taps along one axis: input positions `start + k·dil` for k in lo..hi,
+    // those inside the input (three numbers an output, whatever the kernel's size: the
+    // size check bounds the work, not a list of every tap).
+    let taps = |o: usize, axis: usize, len: usize| -> Taps {
         let start = (o * strides[axis]) as i64 - pads[axis].0;
-        (0..kernel[axis])
-            .map(|k| start + (k * dil[axis]) as i64)
-            .filter(|&i| i >= 0 && (i as usize) < len)
-            .map(|i| i as usize)
-            .collect()
+        let d = dil[axis] as i64;
+        let lo = if start >= 0 { 0 } else { (-start + d - 1) / d };
+        let hi = match len as i64 - 1 - start {
+            last if last < 0 => 0,
+            last => last / d + 1,
+        };
+        Taps {
+            start,
+            dil: d,
+            ks: lo as usize..(hi as usize).min(kernel[axis]),
+        }
     };
-    let cols: Vec<Vec<usize>> = (0..out_w).map(|o| taps(o, 1, in_w)).collect();
-    let rows: Vec<Vec<usize>> = (0..out_h).map(|o| taps(o, 0, in_h)).collect();
+    let cols: Vec<Taps> = (0..out_w).map(|o| taps(o, 1, in_w)).collect();
+    let rows: Vec<Taps> = (0..out_h).map(|o| taps(o, 0, in_h)).collect();
     let max = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
     let mut y = vec![0f32; planes * out_h * out_w];
     let src: &[f32] = &host;
@@ -154,12 +162,12 @@ fn max_pool_host(
                 // Each input row's maxima over every output column's taps.
                 for (row, acc) in plane.chunks(in_w).zip(across.chunks_mut(out_w)) {
                     for (a, c) in acc.iter_mut().zip(&cols) {
-                        *a = c.iter().fold(f32::NEG_INFINITY, |m, &i| max(m, row[i]));
+                        *a = c.positions().fold(f32::NEG_INFINITY, |m, i| max(m, row[i]));
                     }
                 }
                 for (line, r) in dst.chunks_mut(out_w).zip(&rows) {
                     line.fill(f32::NEG_INFINITY);
-                    for &i in r {
+                    for i in r.positions() {
                         let acc = &across[i * out_w..(i + 1) * out_w];
                         line.iter_mut().zip(acc).for_each(|(d, &v)| *d = max(*d, v));
                     }
@@ -174,6 +182,21 @@ fn max_pool_host(
     match Value::try_from_f32(y, &shape, &x.device())? {
         Value::Float(t) => Ok(Some(t)),
         _ => Ok(None),
+    }
+}
+
+/// The taps of one pooling window along one axis inside the input ([`max_pool_host`]).
+struct Taps {
+    start: i64,
+    dil: i64,
+    ks: std::ops::Range<usize>,
+}
+
+impl Taps {
+    fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ks
+            .clone()
+            .map(|k| (self.start + k as i64 * self.dil) as usize)
     }
 }
 
