@@ -48,6 +48,24 @@ pub(crate) fn read_model(path: &Path) -> Fallible<ModelProto> {
         )
         .into());
     }
+    // Judged once every operator is one the runtime runs: a model with others is
+    // refused later with all of them listed, which says more.
+    if let Some(u) = model
+        .graph
+        .as_ref()
+        .filter(|g| qdq_onnx::runtime::unsupported_ops(g).is_empty())
+        .and_then(qdq_onnx::proto::attributes::unknown_attribute)
+    {
+        return Err(format!(
+            "{}: node `{}` ({}) has an attribute `{}`, which no version of {} defines; ONNX Runtime and ONNX's checker refuse such a model: correct or remove the attribute",
+            path.display(),
+            u.node,
+            u.op,
+            u.attribute,
+            u.op
+        )
+        .into());
+    }
     if let Some(graph) = model.graph.as_mut()
         && qdq_onnx::passes::sort_nodes(graph).map_err(|e| format!("{}: {e}", path.display()))?
     {

@@ -228,6 +228,42 @@ fn a_model_cut_short_inside_a_tensor_is_called_truncated() {
     );
 }
 
+/// An attribute no version of its operator defines (a misspelt `dilations`) makes
+/// ONNX Runtime and ONNX's checker refuse the model: refused on reading, naming the
+/// node, rather than carried into a file called valid.
+#[test]
+fn a_misspelt_attribute_is_refused_naming_the_node() {
+    use qdq_onnx::Message;
+    let dir = scratch("attribute");
+    let (model, calib) = inputs(&dir);
+    let mut m = qdq_onnx::read_model(&model).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
+    let name = conv.name.clone();
+    let mut a = onnx_ir::AttributeProto::new();
+    a.name = "dBlations".into();
+    a.ints = vec![1, 1];
+    a.type_ = onnx_ir::AttributeType::INTS.into();
+    conv.attribute.push(a);
+    let bad = dir.join("bad-attr.onnx");
+    std::fs::write(&bad, m.write_to_bytes().unwrap()).unwrap();
+    refused(
+        &dir,
+        &[
+            "quantize",
+            s(&bad),
+            "--calib",
+            s(&calib),
+            "-o",
+            s(&dir.join("q.onnx")),
+        ],
+        1,
+        &[&format!(
+            "bad-attr.onnx: node `{name}` (Conv) has an attribute `dBlations`, which no version of Conv defines"
+        )],
+    );
+}
+
 /// A `value_info` whose shape the model does not compute (a stale export, a hand
 /// edit) would make ONNX's checker refuse the file qdq writes: it is left out, with a
 /// note naming it; declarations that fit, or give no shape, stay.

@@ -1,7 +1,8 @@
 //! The proto floor: ONNX messages read ([`file`](mod@file)), decoded ([`decode`]) and built
-//! (`build`), the element types ([`elem`]) and the opset and IR versions
-//! ([`version`]). It imports nothing from the crate; every other floor builds on it.
+//! (`build`), the element types ([`elem`]), the opset and IR versions ([`version`]) and
+//! the attributes each operator defines ([`attributes`]). It imports nothing from the crate; every other floor builds on it.
 
+pub mod attributes;
 pub(crate) mod build;
 pub mod decode;
 pub mod elem;
@@ -9,6 +10,7 @@ pub mod external;
 pub mod file;
 pub mod nibble;
 pub mod save_external;
+mod schema_attributes;
 pub mod version;
 
 pub use build::value_info;
