@@ -314,8 +314,21 @@ pub(crate) fn run_inspect(file: &Path, json: bool) -> Fallible<ExitCode> {
             })
         );
     } else {
+        // Other domains' opsets too: a scikit-learn export imports only ai.onnx.ml.
+        let others: Vec<String> = model
+            .opset_import
+            .iter()
+            .filter(|o| !o.domain.is_empty() && o.domain != "ai.onnx")
+            .map(|o| format!("{} {}", o.domain, o.version))
+            .collect();
+        let opsets = match (opset, others.is_empty()) {
+            (0, true) => "no opset".to_string(),
+            (0, false) => format!("opset {}", others.join(", ")),
+            (_, true) => format!("opset {opset}"),
+            (_, false) => format!("opset {opset} (and {})", others.join(", ")),
+        };
         println!(
-            "{}: opset {opset}, IR {}, producer `{}`",
+            "{}: {opsets}, IR {}, producer `{}`",
             file.display(),
             model.ir_version,
             model.producer_name

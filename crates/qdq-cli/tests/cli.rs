@@ -822,6 +822,27 @@ fn inspect_counts_constant_node_weights_and_other_domains_ops() {
     );
     assert_eq!(v["ops"]["com.example:Relu"], 1, "{v}");
     assert_eq!(v["ops"]["Constant"], 1, "{v}");
+    // The text names other domains' opsets too, and says when the default one is
+    // missing (a scikit-learn export imports only ai.onnx.ml).
+    let opset = m.opset_import[0].version;
+    let mut ml = m.opset_import[0].clone();
+    ml.domain = "ai.onnx.ml".into();
+    ml.version = 3;
+    m.opset_import.push(ml);
+    std::fs::write(&changed, m.write_to_bytes().unwrap()).unwrap();
+    let text = |m: &Path| String::from_utf8_lossy(&qdq(&["inspect", s(m)]).stdout).into_owned();
+    assert!(
+        text(&changed).contains(&format!(": opset {opset} (and ai.onnx.ml 3), IR ")),
+        "{}",
+        text(&changed)
+    );
+    m.opset_import.remove(0);
+    std::fs::write(&changed, m.write_to_bytes().unwrap()).unwrap();
+    assert!(
+        text(&changed).contains(": opset ai.onnx.ml 3, IR "),
+        "{}",
+        text(&changed)
+    );
 }
 
 /// `auto`'s guard on the bundled CNN with MatMul_12's input forced to clip (percentile
