@@ -13,7 +13,9 @@ use std::collections::{HashMap, HashSet};
 use burn::tensor::Device;
 use onnx_ir::ModelProto;
 
-use crate::runtime::{OnnxGraph, ProbeFill, RunError, Value, ValueSpec, dt, probe_values};
+use crate::runtime::{
+    Dim, OnnxGraph, ProbeFill, RunError, Value, ValueKind, ValueSpec, dt, probe_values,
+};
 
 /// Why a written model is refused.
 #[derive(Debug, thiserror::Error)]
@@ -176,21 +178,16 @@ pub fn contradicted_value_info(model: &ModelProto, probe: &Probe) -> Vec<(String
         .iter()
         .filter_map(|v| {
             let computed = probe.shapes.get(&v.name)?;
-            let ty = v.type_.as_ref().filter(|t| t.has_tensor_type())?;
-            let shape = ty.tensor_type().shape.as_ref()?;
-            let declared: Vec<Option<i64>> = shape
-                .dim
-                .iter()
-                .map(|d| d.has_dim_value().then(|| d.dim_value()))
-                .collect();
-            let fits = declared.len() == computed.len()
-                && declared
+            let spec = ValueSpec::from_proto(v);
+            (spec.kind == ValueKind::Tensor && !spec.fits(computed)).then(|| {
+                let declared: Vec<String> = spec
+                    .dims
                     .iter()
-                    .zip(computed)
-                    .all(|(d, &c)| d.is_none_or(|d| u64::try_from(d) == Ok(c as u64)));
-            let show = |d: &Option<i64>| d.map_or("?".to_string(), |d| d.to_string());
-            (!fits).then(|| {
-                let declared: Vec<String> = declared.iter().map(show).collect();
+                    .map(|d| match d {
+                        Dim::Fixed(n) => n.to_string(),
+                        _ => "?".to_string(),
+                    })
+                    .collect();
                 (
                     v.name.clone(),
                     format!("declared [{}], computed {computed:?}", declared.join(", ")),

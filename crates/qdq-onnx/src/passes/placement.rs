@@ -407,7 +407,7 @@ fn place_in(
         }
     }
     drop_float_concats(graph, &mut sites);
-    drop_half_concats(graph, &mut sites);
+    drop_half_concats(graph, &level.types, &mut sites);
     all.append(&mut sites);
     if level.path.len() >= MAX_SUBGRAPH_DEPTH {
         return Ok(());
@@ -482,12 +482,8 @@ fn drop_float_concats(graph: &GraphProto, sites: &mut Vec<Site>) {
 /// 'tensor(float16)' of input parameter ... of operator (QLinearConcat) is invalid");
 /// its Conv, MatMul, Add, Mul and pooling fusions check the type and load. TensorRT
 /// runs such a Concat in half precision between the quantized tensors around it; the
-/// quantizer of the Concat's consumer stays.
-fn drop_half_concats(graph: &GraphProto, sites: &mut Vec<Site>) {
-    if !graph.node.iter().any(|n| n.op_type == "Concat") {
-        return;
-    }
-    let types = super::types::elem_types(graph);
+/// quantizer of the Concat's consumer stays. `types`: the level's element types.
+fn drop_half_concats(graph: &GraphProto, types: &HashMap<String, i32>, sites: &mut Vec<Site>) {
     for (c, n) in graph.node.iter().enumerate() {
         let half = n
             .output

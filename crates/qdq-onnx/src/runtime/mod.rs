@@ -96,7 +96,8 @@ pub struct ValueSpec {
 }
 
 impl ValueSpec {
-    fn from_proto(v: &ValueInfoProto) -> Self {
+    /// What `v` declares.
+    pub fn from_proto(v: &ValueInfoProto) -> Self {
         let mut spec = ValueSpec {
             name: v.name.clone(),
             kind: ValueKind::Tensor,
@@ -148,6 +149,17 @@ impl ValueSpec {
             }
         }
         spec
+    }
+
+    /// Whether a tensor of `shape` fits the declaration: any shape when no rank is
+    /// declared, else the same rank and every fixed dim.
+    pub fn fits(&self, shape: &[usize]) -> bool {
+        !self.rank_known
+            || self.dims.len() == shape.len()
+                && self.dims.iter().zip(shape).all(|(d, &g)| match d {
+                    Dim::Fixed(n) => *n == g,
+                    _ => true,
+                })
     }
 
     fn describe(&self) -> String {
@@ -380,19 +392,12 @@ fn check_input(spec: &ValueSpec, v: Value) -> Result<Value, RunError> {
             )));
         }
     };
-    if spec.rank_known {
-        let ok = spec.dims.len() == given.len()
-            && spec.dims.iter().zip(&given).all(|(d, &g)| match d {
-                Dim::Fixed(n) => *n == g,
-                _ => true,
-            });
-        if !ok {
-            return Err(bad(format!(
-                "expected {}, given {}",
-                spec.describe(),
-                desc(&v)
-            )));
-        }
+    if !spec.fits(&given) {
+        return Err(bad(format!(
+            "expected {}, given {}",
+            spec.describe(),
+            desc(&v)
+        )));
     }
     Ok(v)
 }
