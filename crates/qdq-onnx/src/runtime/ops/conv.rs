@@ -11,6 +11,7 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use super::super::error::{RunError, RunResult, checked_numel, op_err};
 use super::super::value::{DynTensor, Value, arr};
 use super::Ctx;
+use super::conv_host::{Geometry2d, conv2d_host};
 use super::elementwise::{Bin, binary};
 use super::shape::{cat, crop, narrow, padded_len};
 
@@ -282,6 +283,16 @@ pub(crate) fn conv(ctx: &Ctx) -> RunResult<Vec<Value>> {
         }
         4 => {
             let p = pairs(2);
+            let geo = Geometry2d {
+                strides: [g.strides[0], g.strides[1]],
+                dil: [g.dil[0], g.dil[1]],
+                pads: [p[0], p[1]],
+                group,
+            };
+            let out = window_out(&spatial, &g.kernel, &g.strides, &g.dil, &g.pads, false)?;
+            if let Some(y) = conv2d_host(&x, &w, bias.as_ref(), &geo, [out[0], out[1]])? {
+                return Ok(vec![Value::Float(y)]);
+            }
             let o = ConvOptions::new_with_padding(
                 arr::<2>(&g.strides),
                 [p[0], p[1]],

@@ -11,6 +11,7 @@ use crate::proto::elem::{self as dt};
 
 pub(crate) mod batch_norm_training;
 pub(crate) mod conv;
+pub(crate) mod conv_host;
 pub(crate) mod einsum;
 pub(crate) mod elementwise;
 pub(crate) mod erf;
