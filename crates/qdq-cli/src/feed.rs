@@ -109,9 +109,14 @@ pub struct Batches<'a> {
 }
 
 impl Batches<'_> {
-    /// How many batches there are.
+    /// How many batches are left.
     pub fn total(&self) -> usize {
         self.inner.total()
+    }
+
+    /// [`qdq_data::Batches::resize`].
+    pub fn resize(&mut self, size: usize) -> bool {
+        self.inner.resize(size)
     }
 }
 

@@ -19,7 +19,8 @@ of 1 (as khmersm's attention does): x [batch, 4] -> Reshape([1, 4]) -> MatMul(W 
 
 And DIR/bigpool.onnx: x [batch, 1, 1024, 1024] -> MaxPool 40x40 (stride 1) -> Conv 1x1
 -> y, whose pooling window work (output x window, 1.55e9 values an item) passes the
-runtime's 2^31 limit on two items but not on one; DIR/bigitems.npz: 2 items.
+runtime's 2^31 limit on two items but not on one; DIR/bigitems.npz: 3 items (the
+calibration pass runs the first alone, to size its runs, then the other two together).
 
 `judge` checks QDQ.onnx with onnx.checker (full_check), runs it and FLOAT.onnx with ONNX
 Runtime on eval16 and eval8 (next to FLOAT.onnx), and prints JSON: `q` the
@@ -156,7 +157,7 @@ def make(d):
     m.ir_version = 8
     onnx.checker.check_model(m, full_check=True)
     onnx.save(m, os.path.join(d, "bigpool.onnx"))
-    np.savez(os.path.join(d, "bigitems.npz"), x=rng.normal(0, 1, (2, 1, 1024, 1024)).astype(np.float32))
+    np.savez(os.path.join(d, "bigitems.npz"), x=rng.normal(0, 1, (3, 1, 1024, 1024)).astype(np.float32))
 
 
 def graphs(graph, scope, out):

@@ -453,15 +453,32 @@ pub struct Batches<'a> {
 }
 
 impl Batches<'_> {
-    /// How many batches there are.
+    /// How many batches are left.
     pub fn total(&self) -> usize {
-        (0..)
+        (self.group..)
             .map_while(|g| self.data.group(g))
-            .map(|g| match self.fixed {
-                true => g.len() / self.size,
-                false => g.len().div_ceil(self.size),
+            .enumerate()
+            .map(|(k, g)| {
+                let left = match k {
+                    0 => g.len().saturating_sub(self.at),
+                    _ => g.len(),
+                };
+                match self.fixed {
+                    true => left / self.size,
+                    false => left.div_ceil(self.size),
+                }
             })
             .sum()
+    }
+
+    /// Makes the next batches `size` items (at least 1), where the batch size is free:
+    /// not fixed by the model and not one whole item a run. Returns whether it was.
+    pub fn resize(&mut self, size: usize) -> bool {
+        let free = !self.fixed && !self.data.whole_items;
+        if free {
+            self.size = size.max(1);
+        }
+        free
     }
 
     /// Items per batch.
@@ -874,6 +891,27 @@ mod tests {
         assert_eq!(v[..6], [rgb, rgb].concat());
     }
 
+    /// A free batch size changes between batches; `total` counts the batches left.
+    #[test]
+    fn batches_resize_and_count_what_is_left() {
+        let d = Dataset::from_values(
+            vec![10, 2],
+            (0..20).map(|v| v as f32).collect(),
+            Preprocess::default(),
+        )
+        .unwrap();
+        let data = ModelData::from_dataset(Input::new("x", vec![None, Some(2)]), d).unwrap();
+        let mut b = data.batches(4).unwrap();
+        assert_eq!(b.total(), 3);
+        assert!(b.resize(1));
+        assert_eq!(b.total(), 10);
+        assert_eq!(b.next().unwrap().unwrap().0, [0]);
+        assert!(b.resize(3));
+        assert_eq!(b.total(), 3);
+        let seen: Vec<Vec<usize>> = b.map(|b| b.unwrap().0).collect();
+        assert_eq!(seen, [vec![1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]);
+    }
+
     #[test]
     fn a_fixed_batch_is_exact_and_literals_fill_each_item() {
         let d = Dataset::from_values(
@@ -890,8 +928,10 @@ mod tests {
             data.describe_items(&[0, 1, 2, 3, 4, 5]),
             "items 0, 1, 2, 3 and 2 more"
         );
-        let b = data.batches(3).unwrap();
+        let mut b = data.batches(3).unwrap();
         assert_eq!((b.size(), b.total()), (4, 2));
+        // The model fixes the size: it stays.
+        assert!(!b.resize(1));
         let seen: Vec<Vec<usize>> = b.map(|b| b.unwrap().0).collect();
         assert_eq!(
             seen,

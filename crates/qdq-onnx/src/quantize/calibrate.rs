@@ -40,6 +40,8 @@ pub struct Calibration {
     pub(super) stats: HashMap<String, Stats>,
     weights: BTreeMap<String, Vec<f32>>,
     pub(super) batches: usize,
+    /// The most elements of any one value the graph computed in a batch fed here.
+    largest: usize,
 }
 
 pub(super) fn qdq_err(tensor: &str, e: qdq::Error) -> Error {
@@ -73,6 +75,7 @@ impl Calibration {
             stats,
             weights,
             batches: 0,
+            largest: 0,
         })
     }
 
@@ -122,6 +125,7 @@ impl Calibration {
         }
         let mut failure = None;
         let outputs = graph.run_with(inputs, &mut |name, v| {
+            self.largest = self.largest.max(v.shape().iter().product());
             if let Err(e) = self.observe(name, v) {
                 let msg = e.to_string();
                 failure = Some(e);
@@ -134,6 +138,13 @@ impl Calibration {
         }
         self.batches += 1;
         outputs.map_err(Error::Run)
+    }
+
+    /// The most elements of any one value (activation or output) the graph computed
+    /// in one of the batches fed here: what a batch of that many items holds at its
+    /// largest, for sizing the next ones.
+    pub fn largest_value(&self) -> usize {
+        self.largest
     }
 
     /// Folds `other`, a calibration of the same sites fed other items, into this one:
@@ -160,6 +171,7 @@ impl Calibration {
             merged.map_err(|e| qdq_err(&key, e))?;
         }
         self.batches += other.batches;
+        self.largest = self.largest.max(other.largest);
         Ok(())
     }
 
