@@ -7,9 +7,10 @@
 //! scatters the result into the output one element at a time. On a 640x640 text
 //! detector its stem convolutions (3 -> 24 and 24 -> 12 channels at 320x320) ran at
 //! 2-3 GMAC/s, a third of the model's convolution time. Here each tile's im2col is
-//! built straight from the NCHW input (rows of the tile in the order burn's columns
-//! take: kernel position, then channel), padding is read as zeros where it falls, the
-//! buffer is one per thread, and the GEMM writes into the output.
+//! built as burn builds it (a row per output position, its taps by kernel position,
+//! then channel) from an NHWC copy made in parallel, padding is written as zeros where
+//! it falls (no padded copy), the buffer is one per thread, and the GEMM writes into
+//! the output.
 //!
 //! Only the shapes burn sends to that path come here (see [`conv2d_host`]): its 1x1,
 //! depthwise, few-channel and 1-D direct paths stay burn's.
@@ -55,7 +56,11 @@ pub(crate) fn conv2d_host(
     let [m, cpg, kh, kw] = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
     let g = geo.group;
     let depthwise = cpg == 1 && g == c && m == c;
-    let pointwise = kh == 1 && kw == 1 && geo.strides == [1, 1] && geo.pads == [(0, 0); 2];
+    // burn moves asymmetric pads into the input first, leaving none: a 1x1 stride-1
+    // convolution with no pads or asymmetric ones takes its 1x1 path.
+    let asymmetric = geo.pads.iter().any(|(b, e)| b != e);
+    let pointwise =
+        kh == 1 && kw == 1 && geo.strides == [1, 1] && (asymmetric || geo.pads == [(0, 0); 2]);
     let few = g == 1 && c <= FEW_IN && m <= FEW_OUT;
     // burn's direct path takes some convolutions of one row (as 1-D).
     let one_row = kh == 1 && h == 1;
@@ -340,6 +345,23 @@ mod tests {
             assert_eq!(bits(&got), bits(&want), "{what}");
             hosted += 1;
         }
+        // A 1x1 stride-1 convolution with asymmetric pads is burn's 1x1 path (on its
+        // padded input): declined, as without pads; with symmetric pads it is ours.
+        let one = |pads| {
+            let x = float(vec![0.5; 2 * 8 * 5 * 5], &[2, 8, 5, 5], &device);
+            let w = float(vec![0.25; 8 * 8], &[8, 8, 1, 1], &device);
+            let geo = Geometry2d {
+                strides: [1, 1],
+                dil: [1, 1],
+                pads,
+                group: 1,
+            };
+            let (h, w_) = (5 + pads[0].0 + pads[0].1, 5 + pads[1].0 + pads[1].1);
+            conv2d_host(&x, &w, None, &geo, [h, w_]).unwrap().is_some()
+        };
+        assert!(!one([(0, 0), (0, 0)]));
+        assert!(!one([(0, 1), (0, 0)]));
+        assert!(one([(1, 1), (1, 1)]));
         // burn keeps its other paths' geometries (1x1, few channels); the seed fixes
         // how many (and 6 geometries whose kernel passes the padded input).
         assert_eq!((hosted, declined), (152, 82));
