@@ -12,7 +12,7 @@ use qdq_onnx::{Message, ModelProto};
 use burn::tensor::Device;
 
 use crate::pipeline::{
-    Methods, calibrate, options, prepare_graph, probe, read_model, setup, write_model,
+    Methods, calibrate, options, prepare_graph, probe, read_model, run_size, setup, write_model,
 };
 use crate::report::{evaluate, print_eval, report, report_with};
 use crate::sensitivity::{KeepFloat, keep_breaking_float, keep_sensitive_float};
@@ -112,6 +112,10 @@ pub(crate) fn run_quantize(
     let eval = match &test {
         Some(test) => {
             let q = OnnxGraph::from_model(&quantized, device)?;
+            // Batches of as many items as keep the largest tensor within the
+            // calibration runs' bound (the probe item's tensors tell): 32 pages of a
+            // 640x640 detector at once held gigabytes.
+            let batch = run_size(batch, probe_input.largest_value());
             Some(evaluate(&s.float, &q, test, batch)?)
         }
         None => None,
@@ -192,6 +196,9 @@ pub(crate) fn run_eval(
     let f = OnnxGraph::from_model(&read_model(float)?, device)?;
     let q = OnnxGraph::from_model(&read_model(quantized)?, device)?;
     let d = data_args::load(&f, ("--data", data), labels, pre)?;
+    // Batches sized by the first item's largest tensor, as calibration runs are (one
+    // float run; where it fails, the comparison reports the failure).
+    let batch = probe(&f, Some(&d)).map_or(batch, |p| run_size(batch, p.largest_value()));
     let v = evaluate(&f, &q, &d, batch)?;
     if json {
         println!("{v}");

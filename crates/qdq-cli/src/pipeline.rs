@@ -693,7 +693,7 @@ const RUN_BYTES: usize = 16 << 20;
 
 /// Items per calibration run: `nominal`, or fewer so that the largest value, of
 /// `largest` elements (f32) for one item, stays within [`RUN_BYTES`]; at least one.
-fn run_size(nominal: usize, largest: usize) -> usize {
+pub(crate) fn run_size(nominal: usize, largest: usize) -> usize {
     match RUN_BYTES.checked_div(largest.saturating_mul(4)) {
         Some(n) => n.clamp(1, nominal),
         None => nominal,

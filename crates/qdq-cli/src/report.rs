@@ -134,16 +134,19 @@ fn evaluate_at(
         v["fp32_accuracy"] = serde_json::json!(f);
         v["quantized_accuracy"] = serde_json::json!(q);
     }
-    // Where the error jumps, on the first few items: per-tensor SQNR, float vs quantized.
+    // Where the error jumps, on the first batch (at most 8 items: fewer where the
+    // model's tensors are large): per-tensor SQNR, float vs quantized.
     if let Some(first) = batches(float, data, batch.min(8))?.next() {
-        let layers = report::layer_sqnr(float, quant, first?.1)?;
+        let (items, inputs) = first?;
+        let layers = report::layer_sqnr(float, quant, inputs)?;
         if let Some((tensor, drop)) = report::error_jump(&layers) {
             let sqnr = layers
                 .iter()
                 .find(|(n, _)| n == tensor)
                 .map_or(0.0, |l| l.1);
-            v["error_jump"] =
-                serde_json::json!({"tensor": tensor, "sqnr_db": sqnr, "drop_db": drop});
+            v["error_jump"] = serde_json::json!({
+                "tensor": tensor, "sqnr_db": sqnr, "drop_db": drop, "items": items.len()
+            });
         }
     }
     Ok(v)
@@ -175,10 +178,14 @@ fn check_labels(outputs: &[report::OutputReport], labels: Option<&[i64]>) -> Fal
 pub(crate) fn print_eval(v: &serde_json::Value) {
     let jump = &v["error_jump"];
     if let Some(t) = jump["tensor"].as_str() {
+        let on = match jump["items"].as_u64().unwrap_or(0) {
+            1 => "the first item".to_string(),
+            n => format!("the first {n} items"),
+        };
         println!(
-            "largest error jump: tensor `{t}` (SQNR falls {:.1} dB, to {:.1} dB)",
+            "largest error jump: tensor `{t}` (SQNR falls {:.1} dB, to {:.1} dB, on {on})",
             jump["drop_db"].as_f64().unwrap_or(0.0),
-            jump["sqnr_db"].as_f64().unwrap_or(0.0)
+            jump["sqnr_db"].as_f64().unwrap_or(0.0),
         );
     }
     if let (Some(a), Some(b)) = (

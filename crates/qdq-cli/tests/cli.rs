@@ -50,6 +50,8 @@ fn demo_quantizes_the_bundled_model_and_keeps_its_accuracy() {
         eval["error_jump"]["sqnr_db"].as_f64().unwrap() > 10.0,
         "{eval}"
     );
+    // On the first batch: 8 items, the demo's 28x28 tensors being small.
+    assert_eq!(eval["error_jump"]["items"], 8, "{eval}");
     // The default method is auto: every activation quantizer records its choice, and
     // weights keep their per-channel max.
     for q in v["quantizers"].as_array().unwrap() {

@@ -125,6 +125,16 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// The most elements of any one tensor the float model computed on the probe's
+    /// inputs (one item, or the model's fixed batch).
+    pub fn largest_value(&self) -> usize {
+        self.shapes
+            .values()
+            .map(|s| s.iter().product::<usize>())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// `inputs`, with the non-finite places of `float`'s outputs on them.
     ///
     /// # Errors
