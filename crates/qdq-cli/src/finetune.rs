@@ -11,7 +11,7 @@ use qdq_onnx::runtime::OnnxGraph;
 use qdq_vision::train::{TrainConfig, fit};
 
 use crate::data_args;
-use crate::pipeline::{probe, setup, write_model};
+use crate::pipeline::{eval_batch, probe, setup, write_model};
 use crate::report::{evaluate, report_with};
 use crate::{CalibArgs, Fallible, ModelOutput};
 
@@ -174,6 +174,7 @@ pub(crate) fn lint_and_score(
     };
     let ptq = OnnxGraph::from_model(quantized, device)?;
     let tuned = OnnxGraph::from_model(finetuned, device)?;
+    let batch = eval_batch(float, test, batch);
     Ok((
         Some(evaluate(float, &ptq, test, batch)?),
         Some(evaluate(float, &tuned, test, batch)?),
