@@ -12,8 +12,7 @@ use qdq_onnx::{Message, ModelProto};
 use burn::tensor::Device;
 
 use crate::pipeline::{
-    Methods, calibrate, eval_batch, options, prepare_graph, probe, read_model, run_size, setup,
-    write_model,
+    Methods, calibrate, options, prepare_graph, probe, read_model, run_size, setup, write_model,
 };
 use crate::report::{evaluate, print_eval, report, report_with};
 use crate::sensitivity::{KeepFloat, keep_breaking_float, keep_sensitive_float};
@@ -197,8 +196,10 @@ pub(crate) fn run_eval(
     let f = OnnxGraph::from_model(&read_model(float)?, device)?;
     let q = OnnxGraph::from_model(&read_model(quantized)?, device)?;
     let d = data_args::load(&f, ("--data", data), labels, pre)?;
-    // Batches sized by the first item's largest tensor, as calibration runs are.
-    let v = evaluate(&f, &q, &d, eval_batch(&f, &d, batch))?;
+    // Batches sized by the first item's largest tensor, as calibration runs are (one
+    // float run; where it fails, the comparison reports the failure).
+    let batch = probe(&f, Some(&d)).map_or(batch, |p| run_size(batch, p.largest_value()));
+    let v = evaluate(&f, &q, &d, batch)?;
     if json {
         println!("{v}");
     } else {

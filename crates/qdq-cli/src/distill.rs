@@ -230,7 +230,7 @@ pub(crate) fn run_distill(
         &s.float,
         (&quantized, &finetuned),
         test.as_ref(),
-        ran,
+        (ran, &probe_input),
         device,
     )?;
     write_model(&finetuned, output, probe_input, device)?;

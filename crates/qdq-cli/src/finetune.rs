@@ -8,10 +8,11 @@ use qdq_data::ModelData;
 use qdq_onnx::ModelProto;
 use qdq_onnx::finetune::TrainableGraph;
 use qdq_onnx::runtime::OnnxGraph;
+use qdq_onnx::verify::Probe;
 use qdq_vision::train::{TrainConfig, fit};
 
 use crate::data_args;
-use crate::pipeline::{eval_batch, probe, setup, write_model};
+use crate::pipeline::{probe, run_size, setup, write_model};
 use crate::report::{evaluate, report_with};
 use crate::{CalibArgs, Fallible, ModelOutput};
 
@@ -102,7 +103,7 @@ pub(crate) fn run_finetune(
         &s.float,
         (&quantized, &finetuned),
         test.as_ref(),
-        ran,
+        (ran, &probe_input),
         device,
     )?;
     write_model(&finetuned, output, probe_input, device)?;
@@ -154,7 +155,8 @@ before fine-tuning: FP32 {:.2}%  PTQ {:.2}%",
 }
 
 /// Checks a fine-tuned model against the linter and, with evaluation data, scores the
-/// PTQ model and the fine-tuned one against the float graph.
+/// PTQ model and the fine-tuned one against the float graph, in batches of at most
+/// `batch` items sized by `probe_input`'s largest tensor.
 ///
 /// # Errors
 /// A lint violation (nothing is written then), a model that does not load, a data error.
@@ -162,7 +164,7 @@ pub(crate) fn lint_and_score(
     float: &OnnxGraph,
     (quantized, finetuned): (&ModelProto, &ModelProto),
     test: Option<&ModelData>,
-    batch: usize,
+    (batch, probe_input): (usize, &Probe),
     device: &Device,
 ) -> Fallible<(Option<serde_json::Value>, Option<serde_json::Value>)> {
     let violations = qdq_onnx::lint(finetuned);
@@ -174,7 +176,8 @@ pub(crate) fn lint_and_score(
     };
     let ptq = OnnxGraph::from_model(quantized, device)?;
     let tuned = OnnxGraph::from_model(finetuned, device)?;
-    let batch = eval_batch(float, test, batch);
+    // Batches sized by the probe item's largest tensor, as calibration runs are.
+    let batch = run_size(batch, probe_input.largest_value());
     Ok((
         Some(evaluate(float, &ptq, test, batch)?),
         Some(evaluate(float, &tuned, test, batch)?),

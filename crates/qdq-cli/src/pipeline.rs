@@ -691,13 +691,6 @@ fn collect_at(
 /// 15 % faster at 10 items than at 16; small models keep the nominal size.
 const RUN_BYTES: usize = 16 << 20;
 
-/// Items per run of `graph` on `data` for a comparison ([`crate::report::evaluate`]):
-/// [`run_size`] of `nominal` from a float run on the first item, or `nominal` where
-/// that run fails (the comparison then reports the failure).
-pub(crate) fn eval_batch(graph: &OnnxGraph, data: &ModelData, nominal: usize) -> usize {
-    probe(graph, Some(data)).map_or(nominal, |p| run_size(nominal, p.largest_value()))
-}
-
 /// Items per run (calibration, comparison): `nominal`, or fewer so that the largest value, of
 /// `largest` elements (f32) for one item, stays within [`RUN_BYTES`]; at least one.
 pub(crate) fn run_size(nominal: usize, largest: usize) -> usize {
